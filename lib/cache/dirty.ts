@@ -1,0 +1,49 @@
+import { logger } from '../log.ts';
+
+/**
+ * Keys whose invalidation could not reach their node (the seed's POSTMODEL_DIRTYDATA). Each is
+ * logged as a structured error and kept here, in module scope, until the node's recovery probe has
+ * invalidated it: a node is not trusted again before its dirty keys are repaired (R6, R9). If more
+ * keys go dirty than `max`, the node is flushed on recovery instead: a full repair.
+ */
+export class DirtyKeys {
+  /** key → the count of its latest failure, so a repair clears only failures it saw. */
+  private readonly keys = new Map<string, number>();
+  private failures = 0;
+  private overflowed = false;
+
+  constructor(
+    private readonly node: string,
+    private readonly max: number,
+  ) {}
+
+  add(itemKey: string, reason: string): void {
+    logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey, reason });
+    this.failures++;
+    if (this.keys.has(itemKey) || this.keys.size < this.max) this.keys.set(itemKey, this.failures);
+    else this.overflowed = true;
+  }
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  get needsFlush(): boolean {
+    return this.overflowed;
+  }
+
+  has(itemKey: string): boolean {
+    return this.keys.has(itemKey);
+  }
+
+  /** What the recovery path must repair; pass it to `clear` only after the repair succeeded. */
+  snapshot(): { keys: string[]; upTo: number; flush: boolean } {
+    return { keys: [...this.keys.keys()], upTo: this.failures, flush: this.overflowed };
+  }
+
+  /** Forgets what a repair covered; a key that failed again after the snapshot stays dirty. */
+  clear(repaired: { upTo: number; flush: boolean }): void {
+    for (const [k, seq] of this.keys) if (seq <= repaired.upTo) this.keys.delete(k);
+    if (repaired.flush && this.failures === repaired.upTo) this.overflowed = false;
+  }
+}

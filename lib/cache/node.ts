@@ -1,0 +1,265 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { logger } from '../log.ts';
+import { DirtyKeys } from './dirty.ts';
+import { installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { randomToken } from './tokens.ts';
+
+export type NodeStatus = 'up' | 'down' | 'starting';
+
+export interface NodeSettings {
+  checkIntervalMs: number;
+  startCycles: number;
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+  dirtyKeysMax: number;
+  /** Test seam: the state machine's clock. */
+  clock?: () => number;
+}
+
+export interface NodeHealth {
+  id: string;
+  address: string;
+  status: NodeStatus;
+  since: string;
+  dirtyKeys: number;
+}
+
+/** `redis://host:port/db` without user or password: safe for logs and /health. */
+export function redactUrl(url: string): string {
+  const u = new URL(url);
+  const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
+  return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
+}
+
+/**
+ * Fail fast, always: a dead or hung node must cost a request at most the command timeout (G3).
+ * No offline queue (a command while disconnected fails at once), a command timeout, reconnection in
+ * the background (the health state machine, not the client, decides when the node is trusted).
+ */
+export function clientOptions(settings: NodeSettings): RedisOptions {
+  return {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: settings.connectTimeoutMs,
+    commandTimeout: settings.commandTimeoutMs,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // One write per event-loop turn: concurrent requests share a round trip; a batch is one pipeline per node.
+    enableAutoPipelining: true,
+    autoResubscribe: false,
+    lazyConnect: false,
+  };
+}
+
+function clusterSeeds(urls: string[]): { host: string; port: number }[] {
+  return urls.map((u) => {
+    const p = new URL(u);
+    return { host: p.hostname, port: Number(p.port || 6379) };
+  });
+}
+
+/**
+ * One Redis node (or one Redis Cluster) and the seed's health state machine:
+ * up → down on any error → probed once per check interval → starting (write-only) for
+ * startCycles × checkInterval → up. Lives in module scope, so it survives warm invocations.
+ */
+export class CacheNode {
+  readonly id: string;
+  readonly address: string;
+  readonly client: ScriptedClient;
+  readonly dirty: DirtyKeys;
+  readonly isCluster: boolean;
+  private readonly settings: NodeSettings;
+  private readonly clock: () => number;
+  private state: NodeStatus = 'up';
+  private since: number;
+  private lastCheck = 0;
+  private runId: string | undefined;
+  private verified = false;
+  private verifying: Promise<boolean> | undefined;
+  /** The probe in flight, if any; tests await it. */
+  probing: Promise<boolean> | undefined;
+
+  constructor(id: string, urls: string[], settings: NodeSettings, kind: 'node' | 'cluster' = 'node') {
+    this.id = id;
+    this.settings = settings;
+    this.clock = settings.clock ?? Date.now;
+    this.since = this.clock();
+    this.isCluster = kind === 'cluster';
+    this.address = urls.map(redactUrl).join(',');
+    this.dirty = new DirtyKeys(this.address, settings.dirtyKeysMax);
+    const first = urls[0];
+    if (first === undefined) throw new Error('a cache node needs a URL');
+    let client: Redis | Cluster;
+    if (this.isCluster) {
+      const u = new URL(first);
+      const opts = clientOptions(settings);
+      client = new Cluster(clusterSeeds(urls), {
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        enableReadyCheck: true,
+        slotsRefreshTimeout: settings.connectTimeoutMs,
+        clusterRetryStrategy: opts.retryStrategy,
+        // ElastiCache hands out TLS certificates for the configuration endpoint's name: keep it.
+        dnsLookup: (address, callback) => callback(null, address),
+        redisOptions: {
+          ...opts,
+          username: u.username ? decodeURIComponent(u.username) : undefined,
+          password: u.password ? decodeURIComponent(u.password) : undefined,
+          tls: u.protocol === 'rediss:' ? {} : undefined,
+        },
+      });
+    } else {
+      client = new Redis(first, clientOptions(settings));
+    }
+    this.client = installScripts(client);
+    this.client.on('ready', () => {
+      this.verifying = this.verify();
+    });
+    this.client.on('close', () => {
+      this.verified = false;
+    });
+    // Errors surface on the commands that hit them; an unhandled 'error' event would crash the process.
+    this.client.on('error', () => {});
+  }
+
+  get status(): NodeStatus {
+    this.refresh();
+    return this.state;
+  }
+
+  /** Reads may trust the node's entries now. Synchronous, so the hit path pays no extra await. */
+  get readable(): boolean {
+    this.refresh();
+    return this.state === 'up' && this.verified && this.client.status === 'ready';
+  }
+
+  /** Invalidations and fills may be sent (up or starting). */
+  get writable(): boolean {
+    this.refresh();
+    return this.state !== 'down';
+  }
+
+  /**
+   * Waits (at most the command timeout) for a connection that is still being made, as on a cold
+   * start; true when commands can be sent.
+   */
+  async connected(): Promise<boolean> {
+    if (this.verified && this.client.status === 'ready') return true;
+    if (this.state === 'down') return false;
+    if (this.client.status !== 'ready') {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.client.off('ready', done);
+          resolve();
+        };
+        const timer = setTimeout(done, this.settings.commandTimeoutMs);
+        this.client.once('ready', done);
+      });
+    }
+    if (this.verifying) await this.verifying;
+    return this.verified && this.client.status === 'ready';
+  }
+
+  /** Any failed command: the node is down until a probe says otherwise. */
+  fail(err: unknown, during: string): void {
+    if (this.state === 'down') return;
+    this.setState('down');
+    this.lastCheck = this.clock();
+    logger.error('CACHE_NODE_DOWN', { cacheNode: this.address, during, error: errorMessage(err) });
+  }
+
+  health(): NodeHealth {
+    const status = this.status;
+    return { id: this.id, address: this.address, status, since: new Date(this.since).toISOString(), dirtyKeys: this.dirty.size };
+  }
+
+  /** Time-driven transitions; called on every access, cheap when nothing is due. */
+  refresh(): void {
+    const now = this.clock();
+    if (this.state === 'starting') {
+      if (now - this.since >= this.settings.startCycles * this.settings.checkIntervalMs) this.setState('up');
+    } else if (this.state === 'down' && this.probing === undefined && now - this.lastCheck >= this.settings.checkIntervalMs) {
+      this.probing = this.probe().finally(() => {
+        this.probing = undefined;
+      });
+    }
+  }
+
+  /**
+   * The check of a down node: reachable, epoch verified (R9), its dirty keys repaired (R6), then
+   * `starting`. Any failure leaves it down until the next interval.
+   */
+  async probe(): Promise<boolean> {
+    this.lastCheck = this.clock();
+    try {
+      if (this.client.status !== 'ready') throw new Error(`not connected (${this.client.status})`);
+      if (!(await this.verify())) return false;
+      await this.repairDirty();
+      this.setState(this.settings.startCycles > 0 ? 'starting' : 'up');
+      return true;
+    } catch (err) {
+      logger.warn('CACHE_NODE_PROBE_FAILED', { cacheNode: this.address, error: errorMessage(err) });
+      return false;
+    }
+  }
+
+  /**
+   * Learns the server's run_id; a run_id this client has not verified is sealed (SEAL script): if
+   * nobody sealed that epoch yet, whatever data the node came up with is flushed. Cluster mode
+   * relies on ElastiCache's own failover handling (see ARCHITECTURE.md).
+   */
+  private async verify(): Promise<boolean> {
+    try {
+      if (this.isCluster) {
+        await this.client.ping();
+      } else {
+        const info = await (this.client as Redis).info('server');
+        const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
+        if (!runId) throw new Error('INFO server carries no run_id');
+        if (runId !== this.runId) {
+          const flushed = await this.client.wtSeal(sealKey(runId));
+          if (this.runId !== undefined || flushed > 0) {
+            logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId: this.runId, runId, flushedKeys: Math.max(flushed, 0) });
+          }
+          this.runId = runId;
+        }
+      }
+      this.verified = true;
+      return true;
+    } catch (err) {
+      this.verified = false;
+      this.fail(err, 'verify');
+      return false;
+    }
+  }
+
+  private async repairDirty(): Promise<void> {
+    const todo = this.dirty.snapshot();
+    if (todo.flush) {
+      if (this.client instanceof Cluster) await Promise.all(this.client.nodes('master').map((n) => n.flushdb()));
+      else await this.client.flushdb();
+    } else {
+      await Promise.all(todo.keys.map((k) => this.client.wtInvalidate(k, randomToken())));
+    }
+    this.dirty.clear(todo);
+    if (todo.keys.length > 0 || todo.flush) {
+      logger.info('CACHE_DIRTY_REPAIRED', { cacheNode: this.address, keys: todo.keys.length, flushed: todo.flush });
+    }
+  }
+
+  private setState(next: NodeStatus): void {
+    if (next === this.state) return;
+    this.state = next;
+    this.since = this.clock();
+    logger.info('CACHE_NODE_STATUS', { cacheNode: this.address, status: next });
+  }
+
+  async close(): Promise<void> {
+    this.client.disconnect();
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,162 @@
+import { ConfigError } from './errors.ts';
+
+export type CacheMode = 'shards' | 'cluster' | 'off';
+export type WritePolicy = 'available' | 'strict';
+
+export interface CacheConfig {
+  /** `shards`: one client per URL in `nodes`, 100 virtual shards over them; `cluster`: one Redis Cluster; `off`: DynamoDB only. */
+  mode: CacheMode;
+  /** `redis://` or `rediss://` URLs (cluster mode: the seed nodes / configuration endpoint). */
+  nodes: string[];
+  /** Optional explicit map: `shardMap[virtualShard]` = index into `nodes`. */
+  shardMap: number[] | undefined;
+  /** Lifetime of a cached entry (the seed's write-through expire). */
+  ttlSeconds: number;
+  /** How often a `down` node is probed (seed default 60 s). */
+  checkIntervalSeconds: number;
+  /** A recovered node stays write-only (`starting`) for startCycles × checkInterval (seed default 2). */
+  startCycles: number;
+  /** Upper bound a Redis command may cost a request before the node is marked down (G3). */
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+  writePolicy: WritePolicy;
+  /** How long a miss's fill lease holds off other fillers (G5) before another caller may take over. */
+  leaseMs: number;
+  /** Dirty keys kept per node for repair; past this the node is flushed on recovery instead. */
+  dirtyKeysMax: number;
+}
+
+export interface StoreConfig {
+  endpoint: string | undefined;
+  region: string;
+  /** Physical table name = tablePrefix + logical name (stage prefix). */
+  tablePrefix: string;
+  /** Per-attempt timeout of a DynamoDB request. */
+  timeoutMs: number;
+  maxAttempts: number;
+  /** Placeholder credentials for DynamoDB Local when the environment has none; AWS uses its own chain. */
+  localCredentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+}
+
+export interface Config {
+  cache: CacheConfig;
+  store: StoreConfig;
+}
+
+type Env = Record<string, string | undefined>;
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got '${raw}'`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function choiceVar<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = raw.trim().toLowerCase();
+  if (!(choices as readonly string[]).includes(v)) {
+    throw new ConfigError(name, `expected one of ${choices.join(', ')}, got '${raw}'`);
+  }
+  return v as T;
+}
+
+function parseNodes(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((s, i) => {
+    const url = s.trim();
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} is not a URL: '${url}'`);
+    }
+    if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} must start with redis:// or rediss://`);
+    }
+    if (!parsed.hostname) throw new ConfigError('CACHE_NODES', `entry ${i + 1} has no host`);
+    return url;
+  });
+}
+
+export const VIRTUAL_SHARDS = 100;
+
+/**
+ * `CACHE_SHARD_MAP`: comma-separated `from-to:node` ranges (node = index into CACHE_NODES, from 0)
+ * that together cover virtual shards 0..99 exactly once, e.g. `0-49:0,50-99:1`.
+ */
+export function parseShardMap(raw: string | undefined, nodeCount: number): number[] | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const map: (number | undefined)[] = new Array(VIRTUAL_SHARDS).fill(undefined);
+  for (const part of raw.split(',')) {
+    const m = /^\s*(\d+)(?:-(\d+))?:(\d+)\s*$/.exec(part);
+    if (!m) throw new ConfigError('CACHE_SHARD_MAP', `'${part}' is not of the form from-to:node`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    const node = Number(m[3]);
+    if (from > to || to >= VIRTUAL_SHARDS) {
+      throw new ConfigError('CACHE_SHARD_MAP', `range '${part}' must lie within 0-${VIRTUAL_SHARDS - 1}`);
+    }
+    if (node >= nodeCount) {
+      throw new ConfigError('CACHE_SHARD_MAP', `'${part}' names node ${node}, but CACHE_NODES lists ${nodeCount}`);
+    }
+    for (let s = from; s <= to; s++) {
+      if (map[s] !== undefined) throw new ConfigError('CACHE_SHARD_MAP', `virtual shard ${s} is mapped twice`);
+      map[s] = node;
+    }
+  }
+  const missing = map.findIndex((n) => n === undefined);
+  if (missing !== -1) throw new ConfigError('CACHE_SHARD_MAP', `virtual shard ${missing} is not mapped`);
+  return map as number[];
+}
+
+/** Builds the typed settings once; nothing else in the library reads `process.env`. */
+export function loadConfig(env: Env = process.env): Config {
+  const mode = choiceVar<CacheMode>(env, 'CACHE_MODE', ['shards', 'cluster', 'off'], 'shards');
+  const nodes = parseNodes(env.CACHE_NODES);
+  if (mode !== 'off' && nodes.length === 0) {
+    throw new ConfigError('CACHE_NODES', `required when CACHE_MODE is '${mode}' (set CACHE_MODE=off to run without a cache)`);
+  }
+  const shardMap = mode === 'shards' ? parseShardMap(env.CACHE_SHARD_MAP, nodes.length) : undefined;
+  const timeoutMs = intVar(env, 'DYNAMODB_TIMEOUT_MS', 3000, 100, 60_000);
+  const maxAttempts = intVar(env, 'DYNAMODB_MAX_ATTEMPTS', 3, 1, 10);
+  const endpoint = env.DYNAMODB_ENDPOINT?.trim() || undefined;
+  if (endpoint !== undefined) {
+    try {
+      new URL(endpoint);
+    } catch {
+      throw new ConfigError('DYNAMODB_ENDPOINT', `not a URL: '${endpoint}'`);
+    }
+  }
+  const tablePrefix = env.TABLE_PREFIX ?? '';
+  if (!/^[A-Za-z0-9_.-]*$/.test(tablePrefix)) {
+    throw new ConfigError('TABLE_PREFIX', 'may hold only letters, digits, _ . and -');
+  }
+  return {
+    cache: {
+      mode,
+      nodes,
+      shardMap,
+      ttlSeconds: intVar(env, 'CACHE_TTL_SECONDS', 3600, 1, 30 * 86400),
+      checkIntervalSeconds: intVar(env, 'CACHE_CHECK_INTERVAL_SECONDS', 60, 1, 86400),
+      startCycles: intVar(env, 'CACHE_START_CYCLES', 2, 0, 1000),
+      commandTimeoutMs: intVar(env, 'CACHE_COMMAND_TIMEOUT_MS', 250, 1, 60_000),
+      connectTimeoutMs: intVar(env, 'CACHE_CONNECT_TIMEOUT_MS', 1000, 1, 60_000),
+      writePolicy: choiceVar<WritePolicy>(env, 'CACHE_WRITE_POLICY', ['available', 'strict'], 'available'),
+      leaseMs: intVar(env, 'CACHE_LEASE_MS', 2000, 10, 60_000),
+      dirtyKeysMax: intVar(env, 'CACHE_DIRTY_KEYS_MAX', 10_000, 1, 10_000_000),
+    },
+    store: {
+      endpoint,
+      region: env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || 'us-east-1',
+      tablePrefix,
+      timeoutMs,
+      maxAttempts,
+      localCredentials:
+        endpoint !== undefined && !env.AWS_ACCESS_KEY_ID ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
+    },
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * One error hierarchy for the library. `functions/` maps each class to an HTTP status in one place;
+ * `code` is the stable, machine-readable name a caller can branch on.
+ */
+export class CacheLibraryError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A setting read from the environment is missing or malformed; raised at start-up. */
+export class ConfigError extends CacheLibraryError {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super('ConfigError', `${variable}: ${message}`);
+    this.variable = variable;
+  }
+}
+
+/** The caller's input is wrong (key, attribute, value); `field` names what. Nothing was changed. */
+export class ValidationError extends CacheLibraryError {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super('ValidationError', `${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** A logical table name that no declaration knows. */
+export class UnknownTableError extends CacheLibraryError {
+  readonly table: string;
+  constructor(table: string) {
+    super('UnknownTable', `unknown table '${table}'`);
+    this.table = table;
+  }
+}
+
+/** The item a request needs to exist does not (update of a missing item). */
+export class ItemNotFoundError extends CacheLibraryError {
+  constructor(message = 'item not found') {
+    super('ItemNotFound', message);
+  }
+}
+
+/** An `ifVersion` (HTTP If-Match) condition did not hold; nothing was written. */
+export class VersionMismatchError extends CacheLibraryError {
+  readonly currentVersion: number | undefined;
+  constructor(expected: number, current: number | undefined) {
+    super(
+      'VersionMismatch',
+      current === undefined
+        ? `expected version ${expected}, but the item does not exist`
+        : `expected version ${expected}, but the item is at version ${current}`,
+    );
+    this.currentVersion = current;
+  }
+}
+
+/** DynamoDB refused the item for its size (400 KB limit). Nothing was written. */
+export class ItemTooLargeError extends CacheLibraryError {
+  constructor(message: string) {
+    super('ItemTooLarge', message);
+  }
+}
+
+/** DynamoDB is unavailable (throttled, timed out, 5xx). The request may be retried. */
+export class StoreUnavailableError extends CacheLibraryError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super('StoreUnavailable', message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
+  }
+}
+
+/**
+ * CACHE_WRITE_POLICY=strict refused a write because its invalidation could not reach the cache node
+ * first. Nothing was committed.
+ */
+export class CacheUnavailableError extends CacheLibraryError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super('CacheUnavailable', message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
+  }
+}

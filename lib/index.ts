@@ -1,0 +1,29 @@
+// The public API of the library; everything else in lib/ is internal.
+export { ItemCache, sharedItemCache, MAX_BATCH_KEYS } from './item-cache.ts';
+export type { ItemCacheOptions, ReadResult, WriteResult, BatchGetResult, UpdateChanges } from './item-cache.ts';
+export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
+export type { Config, CacheConfig, StoreConfig, CacheMode, WritePolicy } from './config.ts';
+export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } from './tables.ts';
+export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
+export { resolveKey, virtualShard } from './keys.ts';
+export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
+export { normalizeNumber } from './numbers.ts';
+export type { Item } from './codec.ts';
+export type { WriteOptions } from './store.ts';
+export { invalidateStreamRecords, tableNameFromArn } from './stream.ts';
+export type { StreamRecordLike, StreamBatchResult } from './stream.ts';
+export type { NodeHealth, NodeStatus } from './cache/node.ts';
+export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
+export {
+  CacheLibraryError,
+  ConfigError,
+  ValidationError,
+  UnknownTableError,
+  ItemNotFoundError,
+  VersionMismatchError,
+  ItemTooLargeError,
+  StoreUnavailableError,
+  CacheUnavailableError,
+} from './errors.ts';
+export { NumberValue } from '@aws-sdk/lib-dynamodb';
+export { logger } from './log.ts';

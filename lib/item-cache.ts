@@ -1,0 +1,279 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { loadConfig, type Config } from './config.ts';
+import { decodeAttributes, encodeAttributes, fromAttributes, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import { CacheLibraryError, ValidationError } from './errors.ts';
+import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
+import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
+import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
+import { ShardMap, nodeSettings } from './cache/shards.ts';
+import type { CacheNode, NodeHealth } from './cache/node.ts';
+import { ABSENT, absentEntry, CacheProtocol, type CacheEntry, type ProtocolHooks, type ReadSource } from './cache/protocol.ts';
+
+export interface ItemCacheOptions {
+  /** Settings; default: built from the environment. */
+  config?: Config;
+  /** Table declarations; default: the example application's (users, orders, readings). */
+  tables?: readonly TableDefinition[];
+  hooks?: ProtocolHooks;
+  /** A DynamoDB client to use instead of one built from the settings (tests inject faults with it). */
+  dynamoClient?: DynamoDBClient;
+  /** Test seam for the node state machines' clock. */
+  clock?: () => number;
+}
+
+export interface ReadResult {
+  /** The item without the version attribute; undefined when there is none. */
+  item: Item | undefined;
+  version: number | undefined;
+  cache: ReadSource;
+}
+
+export interface WriteResult {
+  item: Item;
+  version: number;
+}
+
+export interface BatchGetResult {
+  items: Item[];
+  missing: ItemKey[];
+  /** Per requested key, in request order: where its answer came from. */
+  sources: ReadSource[];
+}
+
+export interface UpdateChanges {
+  /** Top-level attributes to set. */
+  set?: Item;
+  /** Top-level attributes to remove. */
+  remove?: string[];
+}
+
+export const MAX_BATCH_KEYS = 100;
+
+/**
+ * The library's entry point: reads and writes DynamoDB items by key through the Redis cache.
+ * Build it once at module scope (clients, scripts, shard map and node health live in it and survive
+ * warm invocations) and call it inside the handler.
+ */
+export class ItemCache {
+  readonly config: Config;
+  readonly tables: TableRegistry;
+  readonly store: ItemStore;
+  readonly shards: ShardMap;
+  private readonly protocol: CacheProtocol;
+
+  constructor(options: ItemCacheOptions = {}) {
+    this.config = options.config ?? loadConfig();
+    this.tables = new TableRegistry(options.tables ?? exampleTables, this.config.store.tablePrefix);
+    this.store = new ItemStore(this.config.store, this.tables, options.dynamoClient);
+    this.shards = new ShardMap(this.config.cache, nodeSettings(this.config.cache, options.clock));
+    const { timeoutMs, maxAttempts } = this.config.store;
+    // A write makes at most a few DynamoDB calls (a put may retry its version guess), each bounded by
+    // the SDK's attempts × timeout plus backoff; the fence must outlast all of them.
+    const perCallMs = maxAttempts * timeoutMs + 100 * 2 ** maxAttempts;
+    this.protocol = new CacheProtocol({
+      leaseMs: this.config.cache.leaseMs,
+      fenceMs: 4 * perCallMs + 1000,
+      writePolicy: this.config.cache.writePolicy,
+      hooks: options.hooks,
+    });
+  }
+
+  table(name: string): TableDefinition {
+    return this.tables.get(name);
+  }
+
+  /** Checks a key against its table and derives its cache names (G6). Throws ValidationError. */
+  resolve(table: string | TableDefinition, key: unknown, field = 'key'): ResolvedKey {
+    const def = typeof table === 'string' ? this.tables.get(table) : table;
+    return resolveKey(def, this.tables.physicalName(def), key, field);
+  }
+
+  /** The node holding an item's entry; undefined when the table or the cache is off. */
+  nodeFor(rk: ResolvedKey): CacheNode | undefined {
+    return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
+  }
+
+  private ttlMs(table: TableDefinition): number {
+    return (table.ttlSeconds ?? this.config.cache.ttlSeconds) * 1000;
+  }
+
+  async get(table: string, key: unknown): Promise<ReadResult> {
+    const rk = this.resolve(table, key);
+    const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
+      toEntry(rk.table, await this.store.get(rk)),
+    );
+    return toReadResult(rk.table, entry, source);
+  }
+
+  async batchGet(table: string, keys: unknown): Promise<BatchGetResult> {
+    const def = this.tables.get(table);
+    if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
+    if (keys.length > MAX_BATCH_KEYS) throw new ValidationError('keys', `at most ${MAX_BATCH_KEYS} keys, got ${keys.length}`);
+    const rks = keys.map((k, i) => this.resolve(def, k, `keys[${i}]`));
+    const outcomes = await this.protocol.readMany(
+      rks.map((rk) => ({ node: this.nodeFor(rk), key: rk.redisKey })),
+      this.ttlMs(def),
+      async (indexes) => (await this.store.getMany(def, indexes.map((i) => rks[i] as ResolvedKey))).map((av) => toEntry(def, av)),
+    );
+    const items: Item[] = [];
+    const missing: ItemKey[] = [];
+    outcomes.forEach((o, i) => {
+      const r = toReadResult(def, o.entry, o.source);
+      if (r.item === undefined) missing.push((rks[i] as ResolvedKey).key);
+      else items.push(r.item);
+    });
+    return { items, missing, sources: outcomes.map((o) => o.source) };
+  }
+
+  /** Replaces an item (its key is taken from it). */
+  async put(table: string, item: unknown, options: WriteOptions = {}): Promise<WriteResult> {
+    const def = this.tables.get(table);
+    const rk = this.resolve(def, item, 'item');
+    const attrs = checkAttributes(def, item, 'item', false);
+    checkIfVersion(options);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async (hint) => {
+      const av = await this.store.put(rk, attrs, { ...options, hint });
+      return { result: toWriteResult(def, av), entry: toEntry(def, av) };
+    });
+  }
+
+  /** Sets and removes top-level attributes of an existing item (ItemNotFoundError if there is none). */
+  async update(table: string, key: unknown, changes: UpdateChanges, options: WriteOptions = {}): Promise<WriteResult> {
+    const def = this.tables.get(table);
+    const rk = this.resolve(def, key);
+    if (typeof changes !== 'object' || changes === null) throw new ValidationError('changes', 'must be an object');
+    const set = checkAttributes(def, changes.set ?? {}, 'set', true);
+    const remove = changes.remove ?? [];
+    if (!Array.isArray(remove) || remove.some((n) => typeof n !== 'string' || n === '')) {
+      throw new ValidationError('remove', 'must be a list of attribute names');
+    }
+    for (const name of remove) {
+      checkWritableName(def, name, `remove.${name}`, true);
+      if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(`remove.${name}`, 'is also being set');
+    }
+    checkIfVersion(options);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
+      const av = await this.store.update(rk, set, [...new Set(remove)], options);
+      return { result: toWriteResult(def, av), entry: toEntry(def, av) };
+    });
+  }
+
+  /** Deletes an item; `deleted` says whether there was one. */
+  async delete(table: string, key: unknown, options: WriteOptions = {}): Promise<{ deleted: boolean }> {
+    const def = this.tables.get(table);
+    const rk = this.resolve(def, key);
+    checkIfVersion(options);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
+      const old = await this.store.delete(rk, options);
+      return { result: { deleted: old !== undefined }, entry: absentEntry };
+    });
+  }
+
+  /** One page of a partition (tables with a range key), in range-key order, straight from DynamoDB. */
+  async queryPartition(
+    table: string,
+    hashValue: unknown,
+    options: { limit?: number; cursor?: unknown } = {},
+  ): Promise<{ items: Item[]; next: ItemKey | undefined }> {
+    const def = this.tables.get(table);
+    if (!def.rangeKey) throw new ValidationError('table', `'${table}' has no range key: read its items by key`);
+    const limit = options.limit ?? MAX_BATCH_KEYS;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH_KEYS) {
+      throw new ValidationError('limit', `must be a whole number from 1 to ${MAX_BATCH_KEYS}`);
+    }
+    const hash = checkKeyValue(def.hashKey, hashValue, `key.${def.hashKey.name}`);
+    let start: Attributes | undefined;
+    if (options.cursor !== undefined) {
+      // A cursor is the last key of the previous page, and it must lie in this partition.
+      const cursor = this.resolve(def, options.cursor, 'cursor');
+      if (checkKeyValue(def.hashKey, cursor.key[def.hashKey.name], 'cursor').text !== hash.text) {
+        throw new ValidationError('cursor', 'belongs to another partition');
+      }
+      start = toAttributes(cursor.key);
+    }
+    const page = await this.store.queryPartition(def, hash.value, limit, start);
+    return {
+      items: page.items.map((av) => stripVersion(def, fromAttributes(av))),
+      next: page.next ? (fromAttributes(page.next) as ItemKey) : undefined,
+    };
+  }
+
+  /** Drops an item's entry (stream records). Throws CacheUnavailableError when its node cannot be reached. */
+  async invalidate(rk: ResolvedKey): Promise<void> {
+    await this.protocol.invalidate(this.nodeFor(rk), rk.redisKey);
+  }
+
+  health(): NodeHealth[] {
+    return this.shards.nodes.map((n) => n.health());
+  }
+
+  async close(): Promise<void> {
+    await this.shards.close();
+    this.store.client.destroy();
+  }
+}
+
+function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {
+  if (av === undefined) return absentEntry;
+  return { data: encodeAttributes(av), version: String(versionOf(table, av)) };
+}
+
+function stripVersion(table: TableDefinition, item: Item): Item {
+  const { [table.versionAttribute]: _version, ...rest } = item;
+  return rest;
+}
+
+function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {
+  if (entry.data === ABSENT) return { item: undefined, version: undefined, cache };
+  const av = decodeAttributes(entry.data);
+  return { item: stripVersion(table, fromAttributes(av)), version: versionOf(table, av), cache };
+}
+
+function toWriteResult(table: TableDefinition, av: Attributes): WriteResult {
+  return { item: stripVersion(table, fromAttributes(av)), version: versionOf(table, av) ?? 0 };
+}
+
+function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {
+  if (name === table.versionAttribute) {
+    throw new ValidationError(field, `'${name}' is the table's version attribute, which only the library writes`);
+  }
+  if (keysForbidden && (name === table.hashKey.name || name === table.rangeKey?.name)) {
+    throw new ValidationError(field, `'${name}' is a key attribute and cannot change`);
+  }
+}
+
+/**
+ * Checks attribute names and that every value is one DynamoDB can store (marshall refuses undefined,
+ * functions, NaN, unsafe integers, empty sets; normalizeAttributes refuses numbers DynamoDB cannot
+ * hold); returns them as attribute values, numbers in DynamoDB's spelling.
+ */
+function checkAttributes(table: TableDefinition, attrs: unknown, field: string, keysForbidden: boolean): Attributes {
+  if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) {
+    throw new ValidationError(field, 'must be an object of attributes');
+  }
+  for (const name of Object.keys(attrs)) {
+    if (name === '') throw new ValidationError(field, 'attribute names must not be empty');
+    checkWritableName(table, name, `${field}.${name}`, keysForbidden);
+  }
+  try {
+    return normalizeAttributes(toAttributes(attrs as Item), field);
+  } catch (err) {
+    if (err instanceof CacheLibraryError) throw err;
+    throw new ValidationError(field, err instanceof Error ? err.message : String(err));
+  }
+}
+
+function checkIfVersion(options: WriteOptions): void {
+  const v = options.ifVersion;
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
+    throw new ValidationError('ifVersion', `must be a whole number ≥ 0, got ${String(v)}`);
+  }
+}
+
+let shared: ItemCache | undefined;
+
+/** The module-scope instance handlers use, built from the environment on first use. */
+export function sharedItemCache(): ItemCache {
+  shared ??= new ItemCache();
+  return shared;
+}

@@ -1,0 +1,96 @@
+import CRC32 from 'crc-32';
+import { NumberValue } from '@aws-sdk/lib-dynamodb';
+import { ValidationError } from './errors.ts';
+import { VIRTUAL_SHARDS } from './config.ts';
+import { normalizeNumber } from './numbers.ts';
+import type { KeyAttribute, TableDefinition } from './tables.ts';
+
+/** What a key attribute may hold: S → string, N → number | bigint | NumberValue, B → Uint8Array. */
+export type KeyValue = string | number | bigint | NumberValue | Uint8Array;
+export type ItemKey = Record<string, KeyValue>;
+
+/** An item's key, checked against its table, with everything the cache derives from it. */
+export interface ResolvedKey {
+  readonly table: TableDefinition;
+  /** Exactly the key attributes, in the form DynamoDB accepts. */
+  readonly key: ItemKey;
+  /** Physical table name + escaped key parts; the seed's sharding key. */
+  readonly shardingKey: string;
+  /** The Redis hash that holds the entry: `${shardingKey}:t`. */
+  readonly redisKey: string;
+  /** crc32(shardingKey) mod 100. */
+  readonly shard: number;
+}
+
+/** Key parts may hold any character: escape the separator (and cluster hash-tag braces) so no two keys alias (G6). */
+function escapePart(s: string): string {
+  return s.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** Checks one key attribute's value; `text` is its escaped, canonical spelling in cache keys. */
+export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string): { value: KeyValue; text: string } {
+  if (value === undefined || value === null) throw new ValidationError(field, 'is required');
+  switch (attr.type) {
+    case 'S': {
+      if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
+      if (value.length === 0) throw new ValidationError(field, 'must not be empty');
+      // DynamoDB's limits: 2048 bytes for a partition key, 1024 for a sort key; checked here so a bad key fails before any I/O.
+      if (Buffer.byteLength(value, 'utf8') > 2048) throw new ValidationError(field, 'is longer than 2048 bytes');
+      return { value, text: escapePart(value) };
+    }
+    case 'N': {
+      let text: string;
+      if (typeof value === 'number') {
+        if (!Number.isFinite(value)) throw new ValidationError(field, `must be a finite number, got ${value}`);
+        if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
+          throw new ValidationError(field, 'is beyond 2^53: pass it as a NumberValue or bigint to keep it exact');
+        }
+        text = String(value);
+      } else if (typeof value === 'bigint') {
+        text = value.toString();
+      } else if (value instanceof NumberValue) {
+        text = value.value;
+      } else {
+        throw new ValidationError(field, `must be a number, got ${describe(value)}`);
+      }
+      return { value: value as KeyValue, text: normalizeNumber(text, field) };
+    }
+    case 'B': {
+      if (!(value instanceof Uint8Array)) throw new ValidationError(field, `must be binary (Uint8Array), got ${describe(value)}`);
+      if (value.length === 0) throw new ValidationError(field, 'must not be empty');
+      return { value, text: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Uint8Array) return 'binary';
+  return typeof v;
+}
+
+export function virtualShard(shardingKey: string): number {
+  // Same as the seed: crc32 over the UTF-8 bytes, unsigned, mod 100.
+  return (CRC32.str(shardingKey) >>> 0) % VIRTUAL_SHARDS;
+}
+
+/**
+ * Checks a key (or an item, whose non-key attributes are ignored) against the table and derives
+ * the cache's names for it. `physicalName` keeps stages that share Redis nodes apart.
+ */
+export function resolveKey(table: TableDefinition, physicalName: string, input: unknown, field = 'key'): ResolvedKey {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ValidationError(field, 'must be an object holding the key attributes');
+  }
+  const obj = input as Record<string, unknown>;
+  const hash = checkKeyValue(table.hashKey, obj[table.hashKey.name], `${field}.${table.hashKey.name}`);
+  const key: ItemKey = { [table.hashKey.name]: hash.value };
+  let shardingKey = `${physicalName}:${hash.text}`;
+  if (table.rangeKey) {
+    const range = checkKeyValue(table.rangeKey, obj[table.rangeKey.name], `${field}.${table.rangeKey.name}`);
+    key[table.rangeKey.name] = range.value;
+    shardingKey += `:${range.text}`;
+  }
+  return { table, key, shardingKey, redisKey: `${shardingKey}:t`, shard: virtualShard(shardingKey) };
+}

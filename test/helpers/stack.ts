@@ -1,0 +1,97 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config } from '../../lib/config.ts';
+import { ItemCache, type ItemCacheOptions } from '../../lib/item-cache.ts';
+import { exampleTables, type TableDefinition } from '../../lib/tables.ts';
+import { createTables } from '../../infra/local/create-tables.ts';
+import { RedisServer } from './redis-server.ts';
+
+export function dynamoEndpoint(): string {
+  const e = process.env.DYNAMODB_ENDPOINT;
+  if (!e) throw new Error('DYNAMODB_ENDPOINT is not set: run the tests with `npm test` (test/run.ts starts DynamoDB Local)');
+  return e;
+}
+
+export function rawDynamoClient(): DynamoDBClient {
+  return new DynamoDBClient({
+    endpoint: dynamoEndpoint(),
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+}
+
+/** A fresh stage prefix, so each test file has tables of its own in the shared DynamoDB Local. */
+export function freshPrefix(): string {
+  return `t${randomBytes(4).toString('hex')}-`;
+}
+
+export interface TestStack {
+  prefix: string;
+  servers: RedisServer[];
+  tables: readonly TableDefinition[];
+  dynamo: DynamoDBClient;
+  env: Record<string, string>;
+  /** A new, independent library instance (its own clients and node health), as a Lambda container has. */
+  cache(overrides?: Record<string, string>, options?: Omit<ItemCacheOptions, 'config' | 'tables'>): ItemCache;
+  config(overrides?: Record<string, string>): Config;
+  stop(): Promise<void>;
+}
+
+/** Redis shards spawned for the test, tables created under a fresh prefix in DynamoDB Local. */
+export async function startStack(opts: { shards?: number; tables?: readonly TableDefinition[]; redis?: Parameters<typeof RedisServer.start>[0] } = {}): Promise<TestStack> {
+  const prefix = freshPrefix();
+  const tables = opts.tables ?? exampleTables;
+  const dynamo = rawDynamoClient();
+  const servers = await Promise.all(Array.from({ length: opts.shards ?? 3 }, () => RedisServer.start(opts.redis)));
+  await createTables(dynamo, tables, prefix);
+  const env = {
+    CACHE_NODES: servers.map((s) => s.url).join(','),
+    DYNAMODB_ENDPOINT: dynamoEndpoint(),
+    TABLE_PREFIX: prefix,
+    CACHE_COMMAND_TIMEOUT_MS: '300',
+  };
+  const caches: ItemCache[] = [];
+  const config = (overrides: Record<string, string> = {}): Config => loadConfig({ ...env, ...overrides });
+  return {
+    prefix,
+    servers,
+    tables,
+    dynamo,
+    env,
+    config,
+    cache(overrides = {}, options = {}) {
+      const c = new ItemCache({ ...options, config: config(overrides), tables });
+      caches.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.all(caches.map((c) => c.close()));
+      await Promise.all(servers.map((s) => s.stop()));
+      dynamo.destroy();
+    },
+  };
+}
+
+/** A point in the protocol where a test holds one client while others run. */
+export class Gate {
+  private release!: () => void;
+  private readonly opened: Promise<void>;
+  private reachedResolve!: () => void;
+  /** Resolves when a client has arrived at the gate. */
+  readonly reached: Promise<void>;
+
+  constructor() {
+    this.opened = new Promise((r) => (this.release = r));
+    this.reached = new Promise((r) => (this.reachedResolve = r));
+  }
+
+  /** Called by the held client: signals arrival, waits to be let through. */
+  async hold(): Promise<void> {
+    this.reachedResolve();
+    await this.opened;
+  }
+
+  open(): void {
+    this.release();
+  }
+}
