@@ -30,6 +30,8 @@ export interface ProtocolHooks {
   afterLease?(redisKey: string): Promise<void> | void;
   /** A reader has read DynamoDB and is about to fill. */
   beforeFill?(redisKey: string): Promise<void> | void;
+  /** A reader's fill was answered: stored, or refused because its lease did not survive. */
+  afterFill?(redisKey: string, stored: boolean): Promise<void> | void;
   /** A writer raised its fence and is about to call DynamoDB. */
   beforeCommit?(redisKey: string): Promise<void> | void;
   /** A writer's DynamoDB call is over and it is about to end its write on the cache. */
@@ -110,7 +112,8 @@ export class CacheProtocol {
           const entry = await load();
           await hooks?.beforeFill?.(key);
           try {
-            await node.client.wtFill(key, token, entry.data, entry.version, ttlMs);
+            const stored = await node.client.wtFill(key, token, entry.data, entry.version, ttlMs);
+            await hooks?.afterFill?.(key, stored === 1);
           } catch (err) {
             node.fail(err, 'fill');
           }
@@ -173,7 +176,8 @@ export class CacheProtocol {
           const entry = (out[i] as ReadOutcome).entry;
           try {
             await this.settings.hooks?.beforeFill?.(t.key);
-            await t.node.client.wtFill(t.key, token, entry.data, entry.version, ttlMs);
+            const stored = await t.node.client.wtFill(t.key, token, entry.data, entry.version, ttlMs);
+            await this.settings.hooks?.afterFill?.(t.key, stored === 1);
           } catch (err) {
             t.node.fail(err, 'fill');
           }
