@@ -113,7 +113,7 @@ export class CacheNode {
     }
     this.client = installScripts(client);
     this.client.on('ready', () => {
-      this.verifying = this.verify();
+      void this.verify();
     });
     this.client.on('close', () => {
       this.verified = false;
@@ -187,6 +187,20 @@ export class CacheNode {
   }
 
   /**
+   * For paths that must deliver (stream invalidations, retried by Lambda): probe a down node now
+   * instead of after the check interval, at most once a second.
+   */
+  async probeNow(): Promise<void> {
+    if (this.state !== 'down') return;
+    if (this.probing === undefined && this.clock() - this.lastCheck >= Math.min(1000, this.settings.checkIntervalMs)) {
+      this.probing = this.probe().finally(() => {
+        this.probing = undefined;
+      });
+    }
+    await this.probing;
+  }
+
+  /**
    * The check of a down node: reachable, epoch verified (R9), its dirty keys repaired (R6), then
    * `starting`. Any failure leaves it down until the next interval.
    */
@@ -209,7 +223,15 @@ export class CacheNode {
    * nobody sealed that epoch yet, whatever data the node came up with is flushed. Cluster mode
    * relies on ElastiCache's own failover handling (see ARCHITECTURE.md).
    */
-  private async verify(): Promise<boolean> {
+  private verify(): Promise<boolean> {
+    // One verification at a time: a probe and a reconnection may both ask for one.
+    this.verifying ??= this.verifyEpoch().finally(() => {
+      this.verifying = undefined;
+    });
+    return this.verifying;
+  }
+
+  private async verifyEpoch(): Promise<boolean> {
     try {
       if (this.isCluster) {
         await this.client.ping();
@@ -217,10 +239,11 @@ export class CacheNode {
         const info = await (this.client as Redis).info('server');
         const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
         if (!runId) throw new Error('INFO server carries no run_id');
-        if (runId !== this.runId) {
+        const previousRunId = this.runId;
+        if (runId !== previousRunId) {
           const flushed = await this.client.wtSeal(sealKey(runId));
-          if (this.runId !== undefined || flushed > 0) {
-            logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId: this.runId, runId, flushedKeys: Math.max(flushed, 0) });
+          if (previousRunId !== undefined || flushed > 0) {
+            logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, flushedKeys: Math.max(flushed, 0) });
           }
           this.runId = runId;
         }

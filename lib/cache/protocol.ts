@@ -253,6 +253,7 @@ export class CacheProtocol {
   async invalidate(node: CacheNode | undefined, key: string): Promise<void> {
     if (node === undefined) return;
     let failure: unknown = new Error('node is down');
+    if (!node.writable) await node.probeNow();
     if (node.writable) {
       try {
         if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);

@@ -205,7 +205,7 @@ export class RedisServer {
   }
 
   /** Starts a replica of `primary` and waits for `master_link_status:up`. */
-  static async startReplicaOf(primary: RedisServer, opts: RedisServerOptions = {}): Promise<RedisServer> {
+  static async startReplicaOf(primary: { port: number }, opts: RedisServerOptions = {}): Promise<RedisServer> {
     const replica = await RedisServer.startWith(opts, ['--replicaof', HOST, String(primary.port)]);
     try {
       await replica.waitForReplicationLink();
@@ -421,6 +421,18 @@ export class RedisServer {
     if (!keepData) {
       rmSync(join(this.dir, 'dump.rdb'), { force: true });
     }
+    this.child = this.spawnProcess();
+    await this.waitReady();
+  }
+
+  /** SAVE now: a later `startAgain()` after `kill()` comes back with this data (and a new run_id). */
+  async save(): Promise<void> {
+    await withProbe(this.port, (c) => c.save());
+  }
+
+  /** After `kill()`: start on the same port, loading the last `save()` if there was one. */
+  async startAgain(): Promise<void> {
+    this.assertNotStopped();
     this.child = this.spawnProcess();
     await this.waitReady();
   }

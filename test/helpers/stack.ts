@@ -30,7 +30,7 @@ export interface TestStack {
   servers: RedisServer[];
   tables: readonly TableDefinition[];
   dynamo: DynamoDBClient;
-  env: Record<string, string>;
+  env: { CACHE_NODES: string; DYNAMODB_ENDPOINT: string; TABLE_PREFIX: string; CACHE_COMMAND_TIMEOUT_MS: string };
   /** A new, independent library instance (its own clients and node health), as a Lambda container has. */
   cache(overrides?: Record<string, string>, options?: Omit<ItemCacheOptions, 'config' | 'tables'>): ItemCache;
   config(overrides?: Record<string, string>): Config;
