@@ -101,8 +101,11 @@ export class CacheNode {
         clusterRetryStrategy: opts.retryStrategy,
         // ElastiCache hands out TLS certificates for the configuration endpoint's name: keep it.
         dnsLookup: (address, callback) => callback(null, address),
+        // Per-node options: the offline queue and retries are the Cluster's to manage (ioredis keeps
+        // its internal node queues on; setting them here breaks the slots refresh).
         redisOptions: {
-          ...opts,
+          connectTimeout: opts.connectTimeout,
+          commandTimeout: opts.commandTimeout,
           username: u.username ? decodeURIComponent(u.username) : undefined,
           password: u.password ? decodeURIComponent(u.password) : undefined,
           tls: u.protocol === 'rediss:' ? {} : undefined,

@@ -1,0 +1,45 @@
+/** G5: many concurrent misses on one key cost one DynamoDB read, not one per caller. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, type TestStack } from '../helpers/stack.ts';
+import { faultyDynamoClient } from '../helpers/faults.ts';
+import type { ItemCache } from '../../lib/item-cache.ts';
+
+describe('G5: one filler per hot key', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startStack();
+  });
+  after(async () => stack.stop());
+
+  test('100 concurrent misses from 10 separate containers cause at most 2 DynamoDB reads', async () => {
+    const { client, calls } = faultyDynamoClient(); // counts every DynamoDB request
+    const containers: ItemCache[] = Array.from({ length: 10 }, () => stack.cache({}, { dynamoClient: client }));
+    const key = { userId: 'hot' };
+    await containers[0]!.put('users', { ...key, v: 'x' });
+    const rk = containers[0]!.resolve('users', key);
+    for (let round = 0; round < 3; round++) {
+      await containers[0]!.nodeFor(rk)!.client.del(rk.redisKey); // cold again (invalidated or evicted)
+      calls.length = 0;
+      const results = await Promise.all(containers.flatMap((c) => Array.from({ length: 10 }, () => c.get('users', key))));
+      assert.ok(results.every((r) => r.item?.v === 'x'));
+      const reads = calls.filter((c) => c === 'GetItemCommand').length;
+      assert.ok(reads >= 1 && reads <= 2, `round ${round}: ${reads} DynamoDB reads for 100 concurrent misses`);
+    }
+  });
+
+  test('right after a write invalidates a hot key, concurrent readers share one refill', async () => {
+    const { client, calls } = faultyDynamoClient();
+    const containers: ItemCache[] = Array.from({ length: 5 }, () => stack.cache({}, { dynamoClient: client }));
+    const key = { userId: 'hot2' };
+    await containers[0]!.put('users', { ...key, v: 0 });
+    // A write by another writer in flight (W2 held) makes W1's end invalidate instead of fill.
+    await containers[1]!.update('users', key, { set: { v: 1 } });
+    const rk = containers[0]!.resolve('users', key);
+    await containers[0]!.nodeFor(rk)!.client.hdel(rk.redisKey, 'd');
+    calls.length = 0;
+    const results = await Promise.all(containers.flatMap((c) => Array.from({ length: 20 }, () => c.get('users', key))));
+    assert.ok(results.every((r) => r.item?.v === 1));
+    assert.ok(calls.filter((c) => c === 'GetItemCommand').length <= 2);
+  });
+});
