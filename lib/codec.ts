@@ -1,10 +1,11 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { NumberValue } from '@aws-sdk/lib-dynamodb';
-import { marshall, unmarshall, type marshallOptions, type unmarshallOptions } from '@aws-sdk/util-dynamodb';
+import { ValidationError } from './errors.ts';
 import { normalizeNumber } from './numbers.ts';
 
-/** An item as callers see it (lib-dynamodb's native form). */
+/** An item as callers see it: lib-dynamodb's native form. */
 export type Item = Record<string, unknown>;
+export type Attributes = Record<string, AttributeValue>;
 
 /**
  * Numbers come back as JS numbers only when that is exact (the string survives the trip through a
@@ -17,51 +18,103 @@ export function toNativeNumber(text: string): number | NumberValue {
   return new NumberValue(text);
 }
 
-export const MARSHALL_OPTIONS: marshallOptions = {
-  convertEmptyValues: false,
-  removeUndefinedValues: false,
-  convertClassInstanceToMap: false,
-};
-
-export const UNMARSHALL_OPTIONS: unmarshallOptions = { wrapNumbers: toNativeNumber };
-
-/**
- * The cache keeps an item as the JSON of its DynamoDB attribute values (binary as base64): the wire
- * form, so what comes out is what DynamoDB sent in, exactly, for every type.
+/*
+ * Native ⇄ attribute values, written here rather than taken from util-dynamodb's marshall: that one
+ * picks a value's type from `value.constructor`, so an attribute named "constructor" breaks it, and it
+ * keeps caller-owned Buffers in what it returns. The mapping is lib-dynamodb's: string S, number |
+ * bigint | NumberValue N, boolean BOOL, null NULL, bytes B, Set → SS | NS | BS, array L, plain
+ * object or Map M. `__proto__` cannot be an attribute name: the AWS SDK's own (de)serialisers drop it.
  */
-export function encodeAttributes(av: Record<string, AttributeValue>): string {
-  // Read the raw value from the holder: a Buffer's toJSON would otherwise run before the replacer.
-  return JSON.stringify(av, function (this: Record<string, unknown>, k: string, v: unknown) {
-    const raw = this[k];
-    return raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') : v;
-  });
+
+function isBytes(v: unknown): v is Uint8Array | ArrayBuffer | ArrayBufferView {
+  return v instanceof Uint8Array || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
 }
 
-const toBytes = (b64: string): Uint8Array => Uint8Array.from(Buffer.from(b64, 'base64'));
-
-export function decodeAttributes(text: string): Record<string, AttributeValue> {
-  // A string under "B" or an array under "BS" can only be binary: attribute names map to objects.
-  return JSON.parse(text, (k, v: unknown) => {
-    if (k === 'B' && typeof v === 'string') return toBytes(v);
-    if (k === 'BS' && Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.map(toBytes);
-    return v;
-  }) as Record<string, AttributeValue>;
+function toBytes(v: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {
+  if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
+  return Uint8Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
 }
 
-export function toAttributes(item: Item): Record<string, AttributeValue> {
-  return marshall(item, MARSHALL_OPTIONS);
+function numberText(v: number | bigint | NumberValue, field: string): string {
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof NumberValue) return v.value;
+  if (!Number.isFinite(v)) throw new ValidationError(field, `${v} is not a number DynamoDB can store`);
+  if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
+    throw new ValidationError(field, `${v} is beyond 2^53 and may have lost digits: pass a NumberValue or bigint`);
+  }
+  return String(v);
 }
 
-export function fromAttributes(av: Record<string, AttributeValue>): Item {
-  return unmarshall(av, UNMARSHALL_OPTIONS);
+const isNumeric = (v: unknown): v is number | bigint | NumberValue =>
+  typeof v === 'number' || typeof v === 'bigint' || v instanceof NumberValue;
+
+function entriesOf(v: object, field: string): [string, unknown][] {
+  const entries = v instanceof Map ? [...v.entries()] : Object.entries(v);
+  for (const [k] of entries) {
+    if (typeof k !== 'string') throw new ValidationError(field, 'map keys must be strings');
+    if (k === '') throw new ValidationError(field, 'attribute names must not be empty');
+    if (k === '__proto__') throw new ValidationError(`${field}.__proto__`, 'is not a name the AWS SDK can carry');
+  }
+  return entries as [string, unknown][];
 }
 
-export function encodeItem(item: Item): string {
-  return encodeAttributes(toAttributes(item));
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
 
-export function decodeItem(text: string): Item {
-  return fromAttributes(decodeAttributes(text));
+export function toAttributeValue(v: unknown, field: string): AttributeValue {
+  if (typeof v === 'string') return { S: v };
+  if (isNumeric(v)) return { N: numberText(v, field) };
+  if (typeof v === 'boolean') return { BOOL: v };
+  if (v === null) return { NULL: true };
+  if (isBytes(v)) return { B: toBytes(v) };
+  if (v instanceof Set) {
+    const items = [...(v as Set<unknown>)];
+    if (items.length === 0) throw new ValidationError(field, 'an empty set cannot be stored');
+    if (items.every((x) => typeof x === 'string')) return { SS: items as string[] };
+    if (items.every(isNumeric)) return { NS: items.map((x) => numberText(x, field)) };
+    if (items.every(isBytes)) return { BS: items.map(toBytes) };
+    throw new ValidationError(field, 'a set must hold only strings, only numbers or only binary values');
+  }
+  if (Array.isArray(v)) return { L: v.map((x, i) => toAttributeValue(x, `${field}[${i}]`)) };
+  if (typeof v === 'object' && (v instanceof Map || isPlainObject(v))) return { M: toAttributes(v as Item, field) };
+  const what = v === undefined ? 'undefined' : typeof v === 'object' ? `a ${v.constructor?.name ?? 'class'} instance` : typeof v;
+  throw new ValidationError(field, `${what} cannot be stored in DynamoDB`);
+}
+
+/** A native item (or key) as DynamoDB attribute values. */
+export function toAttributes(item: Item | Map<string, unknown>, field = 'item'): Attributes {
+  const out: Attributes = {};
+  for (const [name, value] of entriesOf(item, field)) out[name] = toAttributeValue(value, `${field}.${name}`);
+  return out;
+}
+
+export function fromAttributeValue(av: AttributeValue): unknown {
+  if (av.S !== undefined) return av.S;
+  if (av.N !== undefined) return toNativeNumber(av.N);
+  if (av.BOOL !== undefined) return av.BOOL;
+  if (av.NULL !== undefined) return null;
+  if (av.B !== undefined) return av.B;
+  if (av.M !== undefined) return fromAttributes(av.M);
+  if (av.L !== undefined) return av.L.map(fromAttributeValue);
+  if (av.SS !== undefined) return new Set(av.SS);
+  if (av.NS !== undefined) return new Set(av.NS.map(toNativeNumber));
+  if (av.BS !== undefined) return new Set(av.BS);
+  throw new Error(`unknown attribute value type: ${Object.keys(av).join(',')}`);
+}
+
+/** Attribute values → a native item. */
+export function fromAttributes(av: Attributes): Item {
+  const out: Item = {};
+  for (const [name, value] of Object.entries(av)) {
+    // The SDK's deserialiser can leave a name with no value behind (it loses "__proto__"): nothing to carry.
+    if (value === undefined) continue;
+    // Plain assignment of "__proto__" would set the prototype instead of an attribute.
+    if (name === '__proto__') Object.defineProperty(out, name, { value: fromAttributeValue(value), enumerable: true, writable: true, configurable: true });
+    else out[name] = fromAttributeValue(value);
+  }
+  return out;
 }
 
 function normalizeValue(av: AttributeValue, field: string): AttributeValue {
@@ -73,11 +126,54 @@ function normalizeValue(av: AttributeValue, field: string): AttributeValue {
 }
 
 /**
- * Rewrites every number in DynamoDB's own spelling, so what a writer puts in the cache is exactly
- * what a later read from DynamoDB returns (G4), and rejects numbers DynamoDB cannot store.
+ * Rewrites every number in DynamoDB's own (top-level) spelling and rejects numbers DynamoDB cannot
+ * store, so what a writer caches equals what a later read returns (G4).
  */
-export function normalizeAttributes(av: Record<string, AttributeValue>, field = 'item'): Record<string, AttributeValue> {
-  const out: Record<string, AttributeValue> = {};
+export function normalizeAttributes(av: Attributes, field = 'item'): Attributes {
+  const out: Attributes = {};
   for (const [name, value] of Object.entries(av)) out[name] = normalizeValue(value, `${field}.${name}`);
   return out;
+}
+
+/**
+ * DynamoDB answers a top-level number in one spelling, but numbers inside maps and lists as they were
+ * sent or in yet another spelling (DynamoDB Local: `0.0000001` in a nested number set comes back as
+ * `1E-7`). A writer cannot know that spelling, so it caches only items without nested numbers; the
+ * others are filled by the next read, from DynamoDB itself.
+ */
+export function hasNestedNumbers(av: Attributes): boolean {
+  const nested = (v: AttributeValue): boolean =>
+    v.N !== undefined || v.NS !== undefined || (v.L?.some(nested) ?? false) || (v.M !== undefined && Object.values(v.M).some(nested));
+  return Object.values(av).some((v) => (v.L?.some(nested) ?? false) || (v.M !== undefined && Object.values(v.M).some(nested)));
+}
+
+/**
+ * The cache keeps an item as the JSON of its DynamoDB attribute values (binary as base64): the wire
+ * form, so what comes out is what DynamoDB sent in, exactly, for every type.
+ */
+export function encodeAttributes(av: Attributes): string {
+  // Read the raw value from the holder: a Buffer's toJSON would otherwise run before the replacer.
+  return JSON.stringify(av, function (this: Record<string, unknown>, k: string, v: unknown) {
+    const raw = this[k];
+    return raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') : v;
+  });
+}
+
+const fromBase64 = (b64: string): Uint8Array => Uint8Array.from(Buffer.from(b64, 'base64'));
+
+export function decodeAttributes(text: string): Attributes {
+  // A string under "B" or an array under "BS" can only be binary: attribute names map to objects.
+  return JSON.parse(text, (k, v: unknown) => {
+    if (k === 'B' && typeof v === 'string') return fromBase64(v);
+    if (k === 'BS' && Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.map(fromBase64);
+    return v;
+  }) as Attributes;
+}
+
+export function encodeItem(item: Item): string {
+  return encodeAttributes(toAttributes(item));
+}
+
+export function decodeItem(text: string): Item {
+  return fromAttributes(decodeAttributes(text));
 }

@@ -125,10 +125,14 @@ export function loadConfig(env: Env = process.env): Config {
   const maxAttempts = intVar(env, 'DYNAMODB_MAX_ATTEMPTS', 3, 1, 10);
   const endpoint = env.DYNAMODB_ENDPOINT?.trim() || undefined;
   if (endpoint !== undefined) {
+    let protocol = '';
     try {
-      new URL(endpoint);
+      protocol = new URL(endpoint).protocol;
     } catch {
-      throw new ConfigError('DYNAMODB_ENDPOINT', `not a URL: '${endpoint}'`);
+      // reported below
+    }
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      throw new ConfigError('DYNAMODB_ENDPOINT', `expected an http:// or https:// URL, got '${endpoint}'`);
     }
   }
   const tablePrefix = env.TABLE_PREFIX ?? '';

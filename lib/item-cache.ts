@@ -1,6 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
-import { decodeAttributes, encodeAttributes, fromAttributes, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import { decodeAttributes, encodeAttributes, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { CacheLibraryError, ValidationError } from './errors.ts';
 import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
@@ -132,8 +132,13 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async (hint) => {
-      const av = await this.store.put(rk, attrs, { ...options, hint });
-      return { result: toWriteResult(def, av), entry: toEntry(def, av) };
+      const written = await this.store.put(rk, attrs, { ...options, hint });
+      if (!hasNestedNumbers(written)) return { result: toWriteResult(def, written), entry: toEntry(def, written) };
+      // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
+      // the fence) so the answer and the entry are exactly what later reads return.
+      const stored = await this.store.get(rk);
+      const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
+      return { result: toWriteResult(def, ours ? stored : written), entry: ours ? toEntry(def, stored) : undefined };
     });
   }
 
@@ -230,7 +235,8 @@ function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSour
 }
 
 function toWriteResult(table: TableDefinition, av: Attributes): WriteResult {
-  return { item: stripVersion(table, fromAttributes(av)), version: versionOf(table, av) ?? 0 };
+  // Through the cache's encoding, so binary comes back as plain Uint8Array, as every read returns it.
+  return { item: stripVersion(table, fromAttributes(decodeAttributes(encodeAttributes(av)))), version: versionOf(table, av) ?? 0 };
 }
 
 function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {

@@ -28,14 +28,13 @@ function escapePart(s: string): string {
 }
 
 /** Checks one key attribute's value; `text` is its escaped, canonical spelling in cache keys. */
-export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string): { value: KeyValue; text: string } {
+export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string, maxBytes = 2048): { value: KeyValue; text: string } {
   if (value === undefined || value === null) throw new ValidationError(field, 'is required');
   switch (attr.type) {
     case 'S': {
       if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
       if (value.length === 0) throw new ValidationError(field, 'must not be empty');
-      // DynamoDB's limits: 2048 bytes for a partition key, 1024 for a sort key; checked here so a bad key fails before any I/O.
-      if (Buffer.byteLength(value, 'utf8') > 2048) throw new ValidationError(field, 'is longer than 2048 bytes');
+      if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
       return { value, text: escapePart(value) };
     }
     case 'N': {
@@ -58,6 +57,7 @@ export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string)
     case 'B': {
       if (!(value instanceof Uint8Array)) throw new ValidationError(field, `must be binary (Uint8Array), got ${describe(value)}`);
       if (value.length === 0) throw new ValidationError(field, 'must not be empty');
+      if (value.byteLength > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
       return { value, text: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
     }
   }
@@ -84,11 +84,13 @@ export function resolveKey(table: TableDefinition, physicalName: string, input: 
     throw new ValidationError(field, 'must be an object holding the key attributes');
   }
   const obj = input as Record<string, unknown>;
-  const hash = checkKeyValue(table.hashKey, obj[table.hashKey.name], `${field}.${table.hashKey.name}`);
+  // DynamoDB's limits: 2048 bytes for a partition key, 1024 for a sort key; checked here, so a bad key
+  // fails before any I/O.
+  const hash = checkKeyValue(table.hashKey, obj[table.hashKey.name], `${field}.${table.hashKey.name}`, 2048);
   const key: ItemKey = { [table.hashKey.name]: hash.value };
   let shardingKey = `${physicalName}:${hash.text}`;
   if (table.rangeKey) {
-    const range = checkKeyValue(table.rangeKey, obj[table.rangeKey.name], `${field}.${table.rangeKey.name}`);
+    const range = checkKeyValue(table.rangeKey, obj[table.rangeKey.name], `${field}.${table.rangeKey.name}`, 1024);
     key[table.rangeKey.name] = range.value;
     shardingKey += `:${range.text}`;
   }

@@ -10,7 +10,7 @@ const NUMBER = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
  * 38 significant digits, magnitude from 1e-130 to below 1e126.
  */
 export function normalizeNumber(text: string, field: string): string {
-  const m = NUMBER.exec(text.trim());
+  const m = NUMBER.exec(text);
   if (!m || ((m[2] ?? '') === '' && (m[3] ?? '') === '')) {
     throw new ValidationError(field, `'${text}' is not a number`);
   }

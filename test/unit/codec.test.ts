@@ -1,0 +1,263 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import {
+  decodeAttributes,
+  decodeItem,
+  encodeAttributes,
+  encodeItem,
+  fromAttributes,
+  normalizeAttributes,
+  toAttributes,
+  toNativeNumber,
+} from '../../lib/codec.ts';
+import { NumberValue, ValidationError } from '../../lib/index.ts';
+
+const bytes = (...b: number[]) => new Uint8Array(b);
+const isPlainU8 = (v: unknown): boolean => v instanceof Uint8Array && Object.getPrototypeOf(v) === Uint8Array.prototype;
+
+/** Every binary value in a decoded tree is a plain Uint8Array (not a Buffer). */
+function assertPlainBinary(av: unknown, path = ''): void {
+  if (av instanceof Uint8Array) return assert.ok(isPlainU8(av), `${path} is a ${av.constructor.name}`);
+  if (Array.isArray(av)) return av.forEach((x, i) => assertPlainBinary(x, `${path}[${i}]`));
+  if (typeof av === 'object' && av !== null) for (const [k, v] of Object.entries(av)) assertPlainBinary(v, `${path}.${k}`);
+}
+
+const roundTrip = (av: Record<string, AttributeValue>) => decodeAttributes(encodeAttributes(av));
+
+describe('encodeAttributes / decodeAttributes', () => {
+  test('every attribute value type round-trips', () => {
+    const av: Record<string, AttributeValue> = {
+      s: { S: 'hello' },
+      empty: { S: '' },
+      uni: { S: 'é😀\u0000\n"\\\u2028' },
+      n: { N: '-12.5' },
+      big: { N: '123456789012345678901234567890.12345678' },
+      b: { B: bytes(0, 1, 2, 255) },
+      bEmpty: { B: bytes() },
+      ss: { SS: ['a', '', 'b'] },
+      ns: { NS: ['1', '2.5', '-3'] },
+      bs: { BS: [bytes(1), bytes(), bytes(2, 3)] },
+      t: { BOOL: true },
+      f: { BOOL: false },
+      nul: { NULL: true },
+      l: { L: [{ S: 'x' }, { N: '1' }, { B: bytes(9) }, { L: [] }, { M: {} }, { NULL: true }] },
+      m: { M: { inner: { M: { deep: { BS: [bytes(7)] } } }, list: { L: [{ SS: ['q'] }] } } },
+      emptyL: { L: [] },
+      emptyM: { M: {} },
+    };
+    const back = roundTrip(av);
+    assert.deepStrictEqual(back, av);
+    assertPlainBinary(back);
+  });
+
+  test('Buffer and Uint8Array views come back as plain Uint8Array holding just the view', () => {
+    const backing = bytes(100, 1, 2, 3, 200);
+    const av: Record<string, AttributeValue> = {
+      buf: { B: Buffer.from([1, 2, 3]) },
+      view: { B: backing.subarray(1, 4) },
+      bufView: { B: Buffer.from(backing.buffer, 1, 3) },
+      bs: { BS: [Buffer.from([4]), backing.subarray(4), Buffer.alloc(0)] },
+      nested: { M: { b: { B: Buffer.from('hi') } } },
+      list: { L: [{ B: Buffer.from([5, 6]) }] },
+    };
+    const back = roundTrip(av);
+    assertPlainBinary(back);
+    assert.deepStrictEqual(back, {
+      buf: { B: bytes(1, 2, 3) },
+      view: { B: bytes(1, 2, 3) },
+      bufView: { B: bytes(1, 2, 3) },
+      bs: { BS: [bytes(4), bytes(200), bytes()] },
+      nested: { M: { b: { B: bytes(104, 105) } } },
+      list: { L: [{ B: bytes(5, 6) }] },
+    });
+    // The encoding is base64, not a Buffer's {"type":"Buffer","data":[...]}.
+    assert.doesNotMatch(encodeAttributes(av), /"type":"Buffer"/);
+    assert.match(encodeAttributes({ b: { B: Buffer.from([1, 2, 3]) } }), /"AQID"/);
+  });
+
+  test('attribute names that look like type tags or cache fields', () => {
+    const names = ['B', 'BS', 'N', 'NS', 'S', 'SS', 'M', 'L', 'NULL', 'BOOL', '_wv', '_rv', 'd', 'v', '_version', '$unknown', 'toJSON', '__proto__', ''];
+    const av: Record<string, AttributeValue> = {};
+    for (const name of names) {
+      // Each name holds a value of a type whose tag may clash with it: strings under B/BS, lists under BS.
+      Object.defineProperty(av, name, { value: { S: `str:${name}` }, enumerable: true, writable: true, configurable: true });
+    }
+    const tricky: Record<string, AttributeValue> = {
+      B: { S: 'AQID' }, // a string that is valid base64 under an attribute named B
+      BS: { SS: ['AQID', 'BA=='] },
+      S: { B: bytes(1) },
+      N: { L: [{ S: 'AQID' }, { B: bytes(2) }] },
+      M: { M: { B: { S: 'AQID' }, BS: { L: [{ S: 'AQID' }] }, N: { N: '1' }, d: { BS: [bytes(3)] } } },
+      d: { M: { M: { M: { B: { B: bytes(4) } } } } },
+      _wv: { N: '7' },
+      L: { L: [{ M: { B: { SS: ['x'] } } }] },
+    };
+    for (const sample of [av, tricky]) {
+      const back = roundTrip(sample);
+      assert.deepStrictEqual(back, sample);
+      assert.deepStrictEqual(Object.keys(back), Object.keys(sample));
+      assertPlainBinary(back);
+    }
+    assert.equal(typeof tricky.B?.S, 'string');
+  });
+
+  test('deeply nested maps and lists', () => {
+    let av: AttributeValue = { B: bytes(42) };
+    for (let i = 0; i < 30; i++) av = i % 2 ? { L: [{ S: String(i) }, av] } : { M: { [`k${i}`]: av, B: { N: String(i) } } };
+    const item = { root: av };
+    assert.deepStrictEqual(roundTrip(item), item);
+  });
+});
+
+describe('fromAttributes / toAttributes', () => {
+  test('native items: every type, numbers exact, binary as Uint8Array', () => {
+    const item = {
+      s: 'x',
+      e: '',
+      n: 1.5,
+      i: -42,
+      big: new NumberValue('9007199254740993'),
+      b: bytes(1, 2),
+      t: true,
+      nul: null,
+      l: [1, 'a', [bytes(3)], {}],
+      m: { a: { b: new Set(['x', '']) } },
+      ns: new Set([1, 2]),
+      bs: new Set([bytes(1), bytes()]),
+    };
+    const av = toAttributes(item);
+    assert.deepStrictEqual(av.big, { N: '9007199254740993' });
+    assert.deepStrictEqual(av.ns, { NS: ['1', '2'] });
+    const back = decodeItem(encodeAttributes(av));
+    assert.deepStrictEqual(back, item);
+    assert.deepStrictEqual(decodeItem(encodeItem(item)), item);
+    assert.deepStrictEqual(fromAttributes(av), item);
+    // bigint is written as a number and comes back as a NumberValue once beyond 2^53.
+    assert.deepStrictEqual(fromAttributes(toAttributes({ x: 2n ** 64n, y: 5n })), { x: new NumberValue('18446744073709551616'), y: 5 });
+  });
+
+  test('decodeItem gives plain Uint8Array for Buffer inputs', () => {
+    const back = decodeItem(encodeItem({ b: Buffer.from([1]), s: new Set([Buffer.from([2])]) }));
+    assert.ok(isPlainU8(back.b));
+    assert.ok([...(back.s as Set<unknown>)].every(isPlainU8));
+    assert.deepStrictEqual(back, { b: bytes(1), s: new Set([bytes(2)]) });
+  });
+});
+
+describe('toNativeNumber: a JS number only when exact', () => {
+  test('numbers that survive the trip through a double', () => {
+    const exact: [string, number][] = [
+      ['0', 0],
+      ['0.1', 0.1],
+      ['1.5', 1.5],
+      ['-42', -42],
+      ['0.30000000000000004', 0.30000000000000004],
+      ['0.00001', 0.00001],
+      ['9007199254740991', Number.MAX_SAFE_INTEGER],
+      ['-9007199254740991', Number.MIN_SAFE_INTEGER],
+      ['123456.789', 123456.789],
+    ];
+    for (const [text, n] of exact) {
+      const v = toNativeNumber(text);
+      assert.equal(typeof v, 'number', text);
+      assert.equal(v, n);
+    }
+  });
+
+  test('numbers that do not: NumberValue holding the same digits', () => {
+    const inexact = [
+      '9007199254740992', // 2^53: exact as a double, but not a safe integer
+      '9007199254740993',
+      '-9007199254740993',
+      '100000000000000000000',
+      '0.1000000000000000055511151231257827',
+      '1.00000000000000001',
+      '0.0000001', // String(1e-7) is '1e-7': the plain spelling does not survive
+      `0.${'0'.repeat(129)}1`, // 1e-130
+      `1${'0'.repeat(125)}`, // 1e125
+      '12345678901234567890123456789012345678',
+    ];
+    for (const text of inexact) {
+      const v = toNativeNumber(text);
+      assert.ok(v instanceof NumberValue, `${text} → ${String(v)}`);
+      assert.equal(v.value, text);
+    }
+  });
+
+  test('fromAttributes applies it to N and NS, at any depth', () => {
+    const item = fromAttributes({
+      a: { N: '0.1' },
+      b: { N: '9007199254740993' },
+      s: { NS: ['1', '9007199254740993'] },
+      l: { L: [{ N: '0.0000001' }, { M: { x: { N: '2' } } }] },
+    });
+    assert.deepStrictEqual(item, {
+      a: 0.1,
+      b: new NumberValue('9007199254740993'),
+      s: new Set([1, new NumberValue('9007199254740993')]),
+      l: [new NumberValue('0.0000001'), { x: 2 }],
+    });
+  });
+});
+
+describe('normalizeAttributes', () => {
+  test('rewrites every number, at any depth, in DynamoDB spelling; leaves the rest alone', () => {
+    const av: Record<string, AttributeValue> = {
+      n: { N: '1.50' },
+      ns: { NS: ['1E2', '-0', '+5'] },
+      l: { L: [{ N: '.5' }, { M: { x: { N: '-1.2300e-3' } } }, { S: '1.50' }] },
+      m: { M: { y: { N: '5.' }, z: { SS: ['1.0'] } } },
+      b: { B: bytes(1) },
+    };
+    assert.deepStrictEqual(normalizeAttributes(av), {
+      n: { N: '1.5' },
+      ns: { NS: ['100', '0', '5'] },
+      l: { L: [{ N: '0.5' }, { M: { x: { N: '-0.00123' } } }, { S: '1.50' }] },
+      m: { M: { y: { N: '5' }, z: { SS: ['1.0'] } } },
+      b: { B: bytes(1) },
+    });
+  });
+
+  test('a number DynamoDB cannot store: ValidationError with its path', () => {
+    const field = (av: Record<string, AttributeValue>) => {
+      try {
+        normalizeAttributes(av);
+      } catch (e) {
+        assert.ok(e instanceof ValidationError);
+        return e.field;
+      }
+      assert.fail('expected a ValidationError');
+    };
+    assert.equal(field({ a: { N: '1e126' } }), 'item.a');
+    assert.equal(field({ m: { M: { x: { N: 'abc' } } } }), 'item.m.x');
+    assert.equal(field({ l: { L: [{ N: '1' }, { N: '1e-131' }] } }), 'item.l[1]');
+    assert.equal(field({ s: { NS: ['1', `1${'2'.repeat(38)}`] } }), 'item.s');
+  });
+});
+
+// Attribute names that collide with Object.prototype. The AWS SDK's (de)serialisers drop an
+// attribute named '__proto__' (they assign with `obj[key] = …`), so the library refuses to write one,
+// naming it, rather than let it vanish; 'constructor' is an ordinary name.
+describe('toAttributes / fromAttributes: names that collide with Object.prototype', () => {
+  test("'__proto__' is refused by name at any depth, never silently dropped", () => {
+    for (const body of ['{"__proto__":{"a":1}}', '{"m":{"__proto__":"x"}}']) {
+      const item = JSON.parse(body) as Record<string, unknown>;
+      assert.throws(() => toAttributes(item), (e: unknown) => e instanceof ValidationError && e.field.endsWith('__proto__'));
+    }
+  });
+
+  test("fromAttributes keeps an own '__proto__' attribute as data, not as a prototype", () => {
+    const av = decodeAttributes('{"__proto__":{"S":"x"},"k":{"N":"1"}}');
+    const item = fromAttributes(av);
+    assert.equal(Object.getPrototypeOf(item), Object.prototype);
+    assert.equal(Object.getOwnPropertyDescriptor(item, '__proto__')?.value, 'x');
+  });
+
+  test("'constructor' is an ordinary attribute name", () => {
+    assert.deepStrictEqual(toAttributes({ constructor: 'c', m: { constructor: 1 } }), {
+      constructor: { S: 'c' },
+      m: { M: { constructor: { N: '1' } } },
+    });
+  });
+});
