@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.ts';
 
 export type CacheMode = 'shards' | 'cluster' | 'off';
@@ -24,6 +25,14 @@ export interface CacheConfig {
   leaseMs: number;
   /** Dirty keys kept per node for repair; past this the node is flushed on recovery instead. */
   dirtyKeysMax: number;
+  /** AUTH for nodes whose URL carries no password (ElastiCache AUTH token, from SSM/Secrets Manager). */
+  authToken: string | undefined;
+  /** ACL user for nodes whose URL names none. */
+  authUser: string | undefined;
+  /** PEM of the CA that signs the nodes' TLS certificates, when not a public one (rediss:// only). */
+  tlsCa: string | undefined;
+  /** How item keys appear in logs: as they are, or as a SHA-256 prefix. */
+  logKeys: 'plain' | 'hash';
 }
 
 export interface StoreConfig {
@@ -113,6 +122,18 @@ export function parseShardMap(raw: string | undefined, nodeCount: number): numbe
   return map as number[];
 }
 
+function readCaFile(path: string | undefined): string | undefined {
+  if (path === undefined || path.trim() === '') return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(path.trim(), 'utf8');
+  } catch (err) {
+    throw new ConfigError('CACHE_TLS_CA_FILE', `cannot read '${path}': ${(err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError('CACHE_TLS_CA_FILE', `'${path}' holds no PEM certificate`);
+  return pem;
+}
+
 /** Builds the typed settings once; nothing else in the library reads `process.env`. */
 export function loadConfig(env: Env = process.env): Config {
   const mode = choiceVar<CacheMode>(env, 'CACHE_MODE', ['shards', 'cluster', 'off'], 'shards');
@@ -152,6 +173,10 @@ export function loadConfig(env: Env = process.env): Config {
       writePolicy: choiceVar<WritePolicy>(env, 'CACHE_WRITE_POLICY', ['available', 'strict'], 'available'),
       leaseMs: intVar(env, 'CACHE_LEASE_MS', 2000, 10, 60_000),
       dirtyKeysMax: intVar(env, 'CACHE_DIRTY_KEYS_MAX', 10_000, 1, 10_000_000),
+      authToken: env.CACHE_AUTH_TOKEN || undefined,
+      authUser: env.CACHE_AUTH_USER || undefined,
+      tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
+      logKeys: choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain'),
     },
     store: {
       endpoint,

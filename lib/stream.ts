@@ -1,7 +1,7 @@
 import { decodeAttributes, encodeAttributes, fromAttributes } from './codec.ts';
 import type { ItemCache } from './item-cache.ts';
 import type { ResolvedKey } from './keys.ts';
-import { logger } from './log.ts';
+import { logger, loggedKey } from './log.ts';
 import { errorMessage } from './cache/node.ts';
 
 /**
@@ -51,7 +51,7 @@ export async function invalidateStreamRecords(cache: ItemCache, records: readonl
         await cache.invalidate(rk);
       } catch (err) {
         failures.push({ itemIdentifier: id });
-        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey: rk.redisKey, reason: errorMessage(err) });
+        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
       }
     }),
   );

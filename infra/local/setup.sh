@@ -41,8 +41,19 @@ check_redis() {
   return 1
 }
 
+check_openssl() {
+  # The tests and REDIS_TLS=1 make a throwaway CA and certificate with it.
+  if command -v openssl >/dev/null 2>&1; then
+    echo "ok   $(openssl version | cut -d' ' -f1-2)"
+    return 0
+  fi
+  echo "miss openssl"
+  return 1
+}
+
 check_java || missing_pkgs+=(openjdk-17-jre-headless)
 check_redis || missing_pkgs+=(redis-server)
+check_openssl || missing_pkgs+=(openssl)
 
 if (( ${#missing_pkgs[@]} > 0 )); then
   if [[ "$(id -u)" -ne 0 ]]; then
@@ -56,6 +67,7 @@ if (( ${#missing_pkgs[@]} > 0 )); then
   apt-get install -y "${missing_pkgs[@]}"
   check_java || { echo "java 17+ still not the default 'java' (see update-alternatives --config java)" >&2; exit 1; }
   check_redis || { echo "redis-server / redis-cli still missing after install" >&2; exit 1; }
+  check_openssl || { echo "openssl still missing after install" >&2; exit 1; }
 fi
 
 command -v node >/dev/null 2>&1 || { echo "node is not installed (Node 20+ required)" >&2; exit 1; }

@@ -1,4 +1,4 @@
-import { logger } from '../log.ts';
+import { logger, loggedKey } from '../log.ts';
 
 /**
  * Keys whose invalidation could not reach their node (the seed's POSTMODEL_DIRTYDATA). Each is
@@ -15,10 +15,11 @@ export class DirtyKeys {
   constructor(
     private readonly node: string,
     private readonly max: number,
+    private readonly logKeys: 'plain' | 'hash' = 'plain',
   ) {}
 
   add(itemKey: string, reason: string): void {
-    logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey, reason });
+    logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey: loggedKey(itemKey, this.logKeys), reason });
     this.failures++;
     if (this.keys.has(itemKey) || this.keys.size < this.max) this.keys.set(itemKey, this.failures);
     else this.overflowed = true;

@@ -12,6 +12,10 @@ export interface NodeSettings {
   commandTimeoutMs: number;
   connectTimeoutMs: number;
   dirtyKeysMax: number;
+  authToken?: string | undefined;
+  authUser?: string | undefined;
+  tlsCa?: string | undefined;
+  logKeys?: 'plain' | 'hash';
   /** Test seam: the state machine's clock. */
   clock?: () => number;
 }
@@ -38,6 +42,8 @@ export function redactUrl(url: string): string {
  */
 export function clientOptions(settings: NodeSettings): RedisOptions {
   return {
+    ...(settings.authToken ? { password: settings.authToken } : {}),
+    ...(settings.authUser ? { username: settings.authUser } : {}),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: settings.connectTimeoutMs,
@@ -86,7 +92,7 @@ export class CacheNode {
     this.since = this.clock();
     this.isCluster = kind === 'cluster';
     this.address = urls.map(redactUrl).join(',');
-    this.dirty = new DirtyKeys(this.address, settings.dirtyKeysMax);
+    this.dirty = new DirtyKeys(this.address, settings.dirtyKeysMax, settings.logKeys ?? 'plain');
     const first = urls[0];
     if (first === undefined) throw new Error('a cache node needs a URL');
     let client: Redis | Cluster;
@@ -106,13 +112,17 @@ export class CacheNode {
         redisOptions: {
           connectTimeout: opts.connectTimeout,
           commandTimeout: opts.commandTimeout,
-          username: u.username ? decodeURIComponent(u.username) : undefined,
-          password: u.password ? decodeURIComponent(u.password) : undefined,
-          tls: u.protocol === 'rediss:' ? {} : undefined,
+          username: u.username ? decodeURIComponent(u.username) : settings.authUser,
+          password: u.password ? decodeURIComponent(u.password) : settings.authToken,
+          tls: u.protocol === 'rediss:' ? (settings.tlsCa ? { ca: settings.tlsCa } : {}) : undefined,
         },
       });
     } else {
-      client = new Redis(first, clientOptions(settings));
+      // Credentials in the URL win over CACHE_AUTH_*; rediss:// turns TLS on (ioredis), with our CA if given.
+      const u = new URL(first);
+      const opts = clientOptions(settings);
+      if (u.protocol === 'rediss:') opts.tls = settings.tlsCa ? { ca: settings.tlsCa } : {};
+      client = new Redis(first, opts);
     }
     this.client = installScripts(client);
     this.client.on('ready', () => {

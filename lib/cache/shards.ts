@@ -45,6 +45,10 @@ export function nodeSettings(config: CacheConfig, clock?: () => number): NodeSet
     commandTimeoutMs: config.commandTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
     dirtyKeysMax: config.dirtyKeysMax,
+    authToken: config.authToken,
+    authUser: config.authUser,
+    tlsCa: config.tlsCa,
+    logKeys: config.logKeys,
     clock,
   };
 }

@@ -27,6 +27,8 @@ export interface RedisServerOptions {
   maxmemory?: string;
   /** e.g. 'allkeys-lru' → `--maxmemory-policy allkeys-lru` */
   maxmemoryPolicy?: string;
+  /** requirepass: clients (and this helper's probes) must AUTH. */
+  password?: string;
   /** Extra raw command-line arguments appended as-is, e.g. ['--hz', '100']. */
   extraArgs?: string[];
   /** How long to wait for PING to answer after spawning (default 15 s). */
@@ -109,11 +111,15 @@ function unrefChild(child: ChildProcess): void {
 // Small client helpers
 // ---------------------------------------------------------------------------
 
+/** requirepass of the servers that have one, by port, so the helper's own probes can AUTH. */
+const passwords = new Map<number, string>();
+
 /** A short-lived probe client: no retries, no offline queue; always disconnected by the caller. */
 function probeClient(port: number, connectTimeout = 1000): Redis {
   const c = new Redis({
     host: HOST,
     port,
+    password: passwords.get(port),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -284,6 +290,7 @@ export class RedisServer {
     const args: string[] = [];
     if (opts.maxmemory !== undefined) args.push('--maxmemory', opts.maxmemory);
     if (opts.maxmemoryPolicy !== undefined) args.push('--maxmemory-policy', opts.maxmemoryPolicy);
+    if (opts.password !== undefined) args.push('--requirepass', opts.password);
     args.push(...(opts.extraArgs ?? []));
     const timeout = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
 
@@ -294,6 +301,7 @@ export class RedisServer {
       const dir = mkdtempSync(join(tmpdir(), `redis-test-${port}-`));
       liveDirs.add(dir);
       const role = typeof roleArgs === 'function' ? roleArgs(dir) : roleArgs;
+      if (opts.password !== undefined) passwords.set(port, opts.password);
       const server = new RedisServer(port, dir, [...role, ...args], timeout);
       try {
         await server.waitReady();
@@ -466,7 +474,7 @@ export class RedisServer {
    * the server in a test does not spam the log; add your own listener if you care.
    */
   client(opts: RedisOptions = {}): Redis {
-    const c = new Redis({ host: HOST, port: this.port, ...opts });
+    const c = new Redis({ host: HOST, port: this.port, password: passwords.get(this.port), ...opts });
     c.on('error', () => {});
     return c;
   }
