@@ -54,6 +54,8 @@ function entriesOf(v: object, field: string): [string, unknown][] {
     if (typeof k !== 'string') throw new ValidationError(field, 'map keys must be strings');
     if (k === '') throw new ValidationError(field, 'attribute names must not be empty');
     if (k === '__proto__') throw new ValidationError(`${field}.__proto__`, 'is not a name the AWS SDK can carry');
+    // DynamoDB's limit on an attribute name.
+    if (Buffer.byteLength(k, 'utf8') > 65_535) throw new ValidationError(field, `an attribute name is longer than 65535 bytes`);
   }
   return entries as [string, unknown][];
 }

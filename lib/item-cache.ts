@@ -208,8 +208,15 @@ export class ItemCache {
     await this.protocol.invalidate(this.nodeFor(rk), rk.redisKey);
   }
 
+  /** Each node's state as this container sees it. */
   health(): NodeHealth[] {
     return this.shards.nodes.map((n) => n.health());
+  }
+
+  /** The same, after asking every node (PING, bounded by the command timeout). */
+  async checkHealth(): Promise<NodeHealth[]> {
+    await Promise.all(this.shards.nodes.map((n) => n.check()));
+    return this.health();
   }
 
   async close(): Promise<void> {

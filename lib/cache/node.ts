@@ -182,6 +182,24 @@ export class CacheNode {
     logger.error('CACHE_NODE_DOWN', { cacheNode: this.address, during, error: errorMessage(err) });
   }
 
+  /**
+   * An active check for /health: a function that only answers health questions sends no other
+   * command, so it would never see a node fail. Bounded by the command timeout.
+   */
+  async check(): Promise<void> {
+    this.refresh();
+    if (this.state === 'down') {
+      await this.probing;
+      return;
+    }
+    try {
+      if (!(await this.connected())) throw new Error(`not connected (${this.client.status})`);
+      await this.client.ping();
+    } catch (err) {
+      this.fail(err, 'health-check');
+    }
+  }
+
   health(): NodeHealth {
     const status = this.status;
     return { id: this.id, address: this.address, status, since: new Date(this.since).toISOString(), dirtyKeys: this.dirty.size };

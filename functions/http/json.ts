@@ -1,0 +1,287 @@
+import { Buffer } from 'node:buffer';
+import { NumberValue, ValidationError, normalizeNumber, type Item } from '../../lib/index.ts';
+
+/**
+ * The API's JSON: every DynamoDB type, exactly, in both directions.
+ *
+ *   DynamoDB          JSON
+ *   S, BOOL, NULL     string, true / false, null
+ *   N                 a bare JSON number with DynamoDB's own digits. On input a number a double
+ *                     cannot hold exactly (more than 2^53, more than ~17 significant digits)
+ *                     becomes a NumberValue instead of being rounded.
+ *   L, M              array, object
+ *   B                 { "$base64": "<standard base64>" }
+ *   SS, NS, BS        { "$set": [ strings | numbers | { "$base64": … } ] }
+ *
+ * An object is read as a tag only when `$base64`, `$set` or `$map` is its ONLY key; a map that
+ * happens to have that shape (written around this API) is answered as { "$map": { … } }, which
+ * reads back as that map. So what a GET answers can always be PUT back unchanged. Items and keys
+ * themselves (the top level of a body) are attribute maps and are never read as tags.
+ */
+
+/**
+ * JSON.parse, except that numbers keep their exact value: a JSON number a double cannot hold
+ * exactly becomes a NumberValue with its digits. Node 20's JSON.parse offers no access to a
+ * number's source text, so the number tokens are found first (skipping string literals) and,
+ * only when one of them is inexact, the text is parsed again with each number replaced by a
+ * string that a reviver turns back into the exact value. Throws ValidationError (HTTP 400).
+ */
+export function parseJsonExact(text: string, field = 'body'): unknown {
+  let plain: unknown;
+  try {
+    // Validates the syntax: the token scan below relies on well-formed JSON.
+    plain = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError(field, `malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const tokens = scanTokens(text);
+  const numbers = tokens.filter((t) => t.kind === 'number').map((t) => exactNumber(text.slice(t.start, t.end)));
+  if (numbers.every((n) => typeof n === 'number')) return plain;
+  // Every value string is marked 's', every number becomes "n<index>": no user string can be
+  // mistaken for a number, whatever it holds. Object keys are left alone.
+  let marked = '';
+  let at = 0;
+  let index = 0;
+  for (const t of tokens) {
+    marked += text.slice(at, t.start);
+    marked += t.kind === 'number' ? `"n${index++}"` : `"s${text.slice(t.start + 1, t.end)}`;
+    at = t.end;
+  }
+  marked += text.slice(at);
+  try {
+    return JSON.parse(marked, (_key, value: unknown) => {
+      if (typeof value !== 'string') return value;
+      return value[0] === 'n' ? numbers[Number(value.slice(1))] : value.slice(1);
+    });
+  } catch (err) {
+    // The reviver recurses: a document nested thousands deep overflows the stack.
+    throw new ValidationError(field, err instanceof RangeError ? 'is nested too deeply' : `cannot be read: ${String(err)}`);
+  }
+}
+
+interface Token {
+  kind: 'number' | 'string';
+  start: number;
+  end: number;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const MINUS = 0x2d;
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isNumberChar = (c: number): boolean => isDigit(c) || c === 0x2e || c === 0x2b || c === MINUS || c === 0x45 || c === 0x65;
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+
+/** Number tokens and value strings (not object keys) of well-formed JSON, in order. */
+function scanTokens(text: string): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      let end = i + 1;
+      for (;;) {
+        end = text.indexOf('"', end);
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === BACKSLASH) backslashes++;
+        if (backslashes % 2 === 0) break;
+        end++;
+      }
+      end++; // past the closing quote
+      let next = end;
+      while (next < text.length && isSpace(text.charCodeAt(next))) next++;
+      if (text.charCodeAt(next) !== COLON) tokens.push({ kind: 'string', start: i, end });
+      i = end;
+    } else if (c === MINUS || isDigit(c)) {
+      let end = i + 1;
+      while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
+      tokens.push({ kind: 'number', start: i, end });
+      i = end;
+    } else {
+      i++; // punctuation, whitespace, true / false / null
+    }
+  }
+  return tokens;
+}
+
+/**
+ * A number's text as a JS number when that is exact (the same decimal value, within 2^53, as the
+ * library's own reads answer), else a NumberValue holding DynamoDB's spelling of it. Text DynamoDB
+ * cannot store is passed on as it is, for the library to refuse with the attribute's name.
+ */
+export function exactNumber(text: string): number | NumberValue {
+  let canonical: string;
+  try {
+    canonical = normalizeNumber(text, 'number');
+  } catch {
+    return new NumberValue(text);
+  }
+  const n = Number(canonical);
+  if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && normalizeNumber(String(n), 'number') === canonical) {
+    return n;
+  }
+  return new NumberValue(canonical);
+}
+
+/** Deep enough for DynamoDB's 32 levels of nesting; stops a hostile body from exhausting the stack. */
+const MAX_DEPTH = 64;
+
+const TAGS = new Set(['$base64', '$set', '$map']);
+
+function soleKey(obj: object): string | undefined {
+  const keys = Object.keys(obj);
+  return keys.length === 1 ? keys[0] : undefined;
+}
+
+/** A body's attribute map (an item, a key, a PATCH) → the library's native item. */
+export function itemFromJson(json: unknown, field: string): Item {
+  if (typeof json !== 'object' || json === null || Array.isArray(json) || json instanceof NumberValue) {
+    throw new ValidationError(field, 'must be a JSON object of attributes');
+  }
+  return mapFromJson(json as Record<string, unknown>, field, 1);
+}
+
+/** DynamoDB's limit on an attribute name. */
+const MAX_NAME_BYTES = 65535;
+
+function mapFromJson(obj: Record<string, unknown>, field: string, depth: number): Item {
+  // Object.fromEntries defines own properties: an attribute named __proto__ stays an attribute
+  // (for the library to refuse by name).
+  return Object.fromEntries(
+    Object.entries(obj).map(([name, v]) => {
+      // Refused here, before any I/O: DynamoDB Local answers an over-long name with a 500.
+      if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) {
+        throw new ValidationError(`${field}.${name.slice(0, 20)}…`, `attribute names are at most ${MAX_NAME_BYTES} bytes`);
+      }
+      return [name, valueFromJson(v, `${field}.${name}`, depth)];
+    }),
+  );
+}
+
+function valueFromJson(v: unknown, field: string, depth: number): unknown {
+  if (depth > MAX_DEPTH) throw new ValidationError(field, `nests deeper than ${MAX_DEPTH} levels`);
+  if (typeof v !== 'object' || v === null || v instanceof NumberValue) return v;
+  if (Array.isArray(v)) return v.map((x, i) => valueFromJson(x, `${field}[${i}]`, depth + 1));
+  const obj = v as Record<string, unknown>;
+  switch (soleKey(obj)) {
+    case '$base64':
+      return bytesFromBase64(obj.$base64, `${field}.$base64`);
+    case '$set':
+      return setFromJson(obj.$set, `${field}.$set`);
+    case '$map': {
+      const m = obj.$map;
+      if (typeof m !== 'object' || m === null || Array.isArray(m) || m instanceof NumberValue) {
+        throw new ValidationError(`${field}.$map`, 'must be a JSON object');
+      }
+      return mapFromJson(m as Record<string, unknown>, field, depth + 1);
+    }
+    default:
+      return mapFromJson(obj, field, depth + 1);
+  }
+}
+
+/**
+ * `{"$set": [...]}` → a Set. A value listed twice is one member, as in any set literal (1 and 1.0
+ * included), where DynamoDB would refuse the whole request.
+ */
+function setFromJson(v: unknown, field: string): Set<unknown> {
+  if (!Array.isArray(v) || v.length === 0) throw new ValidationError(field, 'must be a non-empty array (DynamoDB has no empty sets)');
+  if (v.every((x) => typeof x === 'string')) return new Set(v);
+  if (v.every((x) => typeof x === 'number' || x instanceof NumberValue)) {
+    return new Set(unique(v as (number | NumberValue)[], (x) => canonicalNumber(String(x instanceof NumberValue ? x.value : x))));
+  }
+  if (v.every((x) => typeof x === 'object' && x !== null && soleKey(x) === '$base64')) {
+    const bytes = v.map((x, i) => bytesFromBase64((x as { $base64: unknown }).$base64, `${field}[${i}].$base64`));
+    return new Set(unique(bytes, base64));
+  }
+  throw new ValidationError(field, 'a set holds only strings, only numbers, or only {"$base64": …} values');
+}
+
+function unique<T>(values: T[], identity: (v: T) => string): T[] {
+  const seen = new Map<string, T>();
+  for (const x of values) if (!seen.has(identity(x))) seen.set(identity(x), x);
+  return [...seen.values()];
+}
+
+function canonicalNumber(text: string): string {
+  try {
+    return normalizeNumber(text, 'number');
+  } catch {
+    return text; // refused by the library, with the attribute's name
+  }
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+/** Standard base64 (the JSON form) or, for path segments, base64url; padding optional. */
+export function bytesFromBase64(v: unknown, field: string): Uint8Array {
+  if (typeof v !== 'string' || !(BASE64.test(v) || BASE64URL.test(v))) throw new ValidationError(field, 'must be a base64 string');
+  const bare = v.replace(/=+$/, '');
+  if (bare.length % 4 === 1 || (v.length !== bare.length && v.length % 4 !== 0)) throw new ValidationError(field, 'is not valid base64');
+  return Uint8Array.from(Buffer.from(bare, 'base64'));
+}
+
+export function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+/** The library's native item → its JSON form (see the table above); numbers stay NumberValue for stringifyJson. */
+export function itemToJson(item: Item): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(item).map(([name, v]) => [name, valueToJson(v)]));
+}
+
+function valueToJson(v: unknown): unknown {
+  if (typeof v === 'bigint') return new NumberValue(v.toString());
+  if (typeof v !== 'object' || v === null || v instanceof NumberValue) return v;
+  if (v instanceof Uint8Array) return { $base64: base64(v) };
+  if (v instanceof Set) return { $set: [...v].map(valueToJson) };
+  if (Array.isArray(v)) return v.map(valueToJson);
+  const m = itemToJson(v as Item);
+  const only = soleKey(m);
+  return only !== undefined && TAGS.has(only) ? { $map: m } : m;
+}
+
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/**
+ * JSON.stringify for answers, except that a NumberValue is written as a bare number with its
+ * exact digits (Node 20 has no JSON.rawJSON). Written by hand, so no string value can be confused
+ * with a number however it is spelled.
+ */
+export function stringifyJson(value: unknown): string {
+  const out: string[] = [];
+  write(value, out);
+  return out.join('');
+}
+
+function write(v: unknown, out: string[]): void {
+  if (v instanceof NumberValue) {
+    // DynamoDB's spelling is already a JSON number; anything else is brought into it.
+    out.push(JSON_NUMBER.test(v.value) ? v.value : normalizeNumber(v.value, 'number'));
+  } else if (typeof v === 'bigint') {
+    out.push(v.toString());
+  } else if (Array.isArray(v)) {
+    out.push('[');
+    v.forEach((x, i) => {
+      if (i > 0) out.push(',');
+      write(x === undefined ? null : x, out);
+    });
+    out.push(']');
+  } else if (typeof v === 'object' && v !== null) {
+    out.push('{');
+    let first = true;
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined) continue;
+      if (!first) out.push(',');
+      first = false;
+      out.push(JSON.stringify(k), ':');
+      write(x, out);
+    }
+    out.push('}');
+  } else {
+    out.push(JSON.stringify(v) ?? 'null');
+  }
+}

@@ -1,0 +1,181 @@
+import {
+  ItemNotFoundError,
+  MAX_BATCH_KEYS,
+  StoreUnavailableError,
+  ValidationError,
+  VersionMismatchError,
+  type Item,
+  type ItemCache,
+  type ItemKey,
+  type TableDefinition,
+  type WriteResult,
+} from '../../lib/index.ts';
+import type { Reply, Route } from './app.ts';
+import { itemFromJson, itemToJson } from './json.ts';
+import {
+  decodeCursor,
+  encodeCursor,
+  etag,
+  itemBody,
+  jsonObjectBody,
+  keyFromPath,
+  keyValueFromPath,
+  parseIfMatch,
+  parseLimit,
+  type HttpRequest,
+} from './request.ts';
+
+const ITEM = '/tables/{table}/items/{hash}';
+const RANGE_ITEM = '/tables/{table}/items/{hash}/{range}';
+
+function param(req: HttpRequest, name: string): string {
+  const v = req.params[name];
+  if (v === undefined) throw new ValidationError('path', `missing {${name}}`);
+  return v;
+}
+
+function tableOf(req: HttpRequest, cache: ItemCache): TableDefinition {
+  return cache.table(param(req, 'table'));
+}
+
+function pathKey(req: HttpRequest, table: TableDefinition): ItemKey {
+  return keyFromPath(table, param(req, 'hash'), req.params.range);
+}
+
+function itemReply(result: { item: Item; version: number }): Reply {
+  return { status: 200, body: itemToJson(result.item), headers: { ETag: etag(result.version) } };
+}
+
+/** GET on an item path: the item, or, for `/items/{hash}` of a table with a range key, a page of that partition. */
+async function readItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  if (table.rangeKey && req.params.range === undefined) return readPartition(req, cache, table);
+  const r = await cache.get(table.name, pathKey(req, table));
+  req.responseHeaders['x-cache'] = r.cache;
+  if (r.item === undefined) throw new ItemNotFoundError(`'${table.name}' has no item with that key`);
+  return { status: 200, body: itemToJson(r.item), headers: { ETag: etag(r.version ?? 0) } };
+}
+
+async function readPartition(req: HttpRequest, cache: ItemCache, table: TableDefinition): Promise<Reply> {
+  const hash = keyValueFromPath(table.hashKey, param(req, 'hash'), `key.${table.hashKey.name}`);
+  const options = { limit: parseLimit(req.query.limit), cursor: decodeCursor(req.query.cursor) };
+  // Pages come from DynamoDB: the cache holds items by key, never partitions.
+  req.responseHeaders['x-cache'] = 'bypass';
+  const page = await cache.queryPartition(table.name, hash, options);
+  return { status: 200, body: { items: page.items.map(itemToJson), next: page.next && encodeCursor(page.next) } };
+}
+
+async function batchGet(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  const keys = jsonObjectBody(req).keys;
+  if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
+  // Checked before decoding, so an oversized request costs nothing.
+  if (keys.length > MAX_BATCH_KEYS) throw new ValidationError('keys', `at most ${MAX_BATCH_KEYS} keys, got ${keys.length}`);
+  const r = await cache.batchGet(table.name, keys.map((k, i) => itemFromJson(k, `keys[${i}]`)));
+  return { status: 200, body: { items: r.items.map(itemToJson), missing: r.missing.map(itemToJson) } };
+}
+
+function isKeyAttribute(table: TableDefinition, name: string): boolean {
+  return name === table.hashKey.name || name === table.rangeKey?.name;
+}
+
+/** A key attribute in a body may repeat the path's value (a GET answer sent back), never change it. */
+function checkBodyKey(cache: ItemCache, table: TableDefinition, key: ItemKey, name: string, value: unknown): void {
+  if (value === null) throw new ValidationError(`body.${name}`, 'is a key attribute and cannot be removed');
+  const fromBody = cache.resolve(table, { ...key, [name]: value }, 'body');
+  if (fromBody.redisKey !== cache.resolve(table, key).redisKey) {
+    throw new ValidationError(`body.${name}`, 'is a key attribute and disagrees with the key in the path');
+  }
+}
+
+const IF_MATCH_ANY_ATTEMPTS = 4;
+
+/**
+ * `If-Match: *` (the item must exist, at any version). The library conditions a write on one
+ * version, so: try one, and when the failed condition reports the current version, retry with
+ * it; a failed condition with no current version means there is no item (412). Guessing 1 is
+ * right for an item written once through the library; no read first, so the write functions need
+ * no read permission.
+ */
+async function atCurrentVersion<T>(write: (version: number) => Promise<T>): Promise<T> {
+  let version = 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write(version);
+    } catch (err) {
+      if (!(err instanceof VersionMismatchError) || err.currentVersion === undefined) throw err;
+      if (attempt >= IF_MATCH_ANY_ATTEMPTS) throw new StoreUnavailableError('the item changed under every attempt to write it; retry');
+      version = err.currentVersion;
+    }
+  }
+}
+
+async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  const key = pathKey(req, table);
+  const ifMatch = parseIfMatch(req.headers['if-match']);
+  const body = itemBody(req);
+  for (const [name, value] of Object.entries(body)) {
+    if (isKeyAttribute(table, name)) checkBodyKey(cache, table, key, name, value);
+  }
+  const item = { ...body, ...key };
+  let result: WriteResult;
+  if (ifMatch?.kind === 'exists') result = await atCurrentVersion((v) => cache.put(table.name, item, { ifVersion: v }));
+  else result = await cache.put(table.name, item, { ifVersion: ifMatch?.version });
+  return itemReply(result);
+}
+
+/** PATCH: top-level attributes to set; `null` removes one. */
+async function patchItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  const key = pathKey(req, table);
+  const ifMatch = parseIfMatch(req.headers['if-match']);
+  const set: [string, unknown][] = [];
+  const remove: string[] = [];
+  for (const [name, value] of Object.entries(itemBody(req))) {
+    if (isKeyAttribute(table, name)) checkBodyKey(cache, table, key, name, value);
+    else if (value === null) remove.push(name);
+    else set.push([name, value]);
+  }
+  // An update already requires the item to exist, so `*` adds nothing; a missing item is 404.
+  const ifVersion = ifMatch?.kind === 'version' ? ifMatch.version : undefined;
+  return itemReply(await cache.update(table.name, key, { set: Object.fromEntries(set), remove }, { ifVersion }));
+}
+
+/** DELETE: 204 whether or not there was an item, unless If-Match says it must be there. */
+async function deleteItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  const key = pathKey(req, table);
+  const ifMatch = parseIfMatch(req.headers['if-match']);
+  if (ifMatch?.kind === 'exists') await atCurrentVersion((v) => cache.delete(table.name, key, { ifVersion: v }));
+  else await cache.delete(table.name, key, { ifVersion: ifMatch?.version });
+  return { status: 204 };
+}
+
+async function health(_req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  // The library's addresses are already without user and password.
+  const nodes = (await cache.checkHealth()).map(({ id, address, status, since }) => ({ id, address, status, since }));
+  return { status: 200, body: { nodes } };
+}
+
+/** Served by the read function: needs GetItem, BatchGetItem, Query. */
+export const readRoutes: readonly Route[] = [
+  { method: 'GET', path: ITEM, handle: readItem },
+  { method: 'GET', path: RANGE_ITEM, handle: readItem },
+  { method: 'POST', path: '/tables/{table}/batch-get', handle: batchGet },
+];
+
+/** Served by the write function: needs PutItem, UpdateItem, DeleteItem. */
+export const writeRoutes: readonly Route[] = [
+  { method: 'PUT', path: ITEM, handle: putItem },
+  { method: 'PUT', path: RANGE_ITEM, handle: putItem },
+  { method: 'PATCH', path: ITEM, handle: patchItem },
+  { method: 'PATCH', path: RANGE_ITEM, handle: patchItem },
+  { method: 'DELETE', path: ITEM, handle: deleteItem },
+  { method: 'DELETE', path: RANGE_ITEM, handle: deleteItem },
+];
+
+/** Served by the health function: no DynamoDB access at all. */
+export const healthRoutes: readonly Route[] = [{ method: 'GET', path: '/health', handle: health }];
+
+export const allRoutes: readonly Route[] = [...readRoutes, ...writeRoutes, ...healthRoutes];

@@ -1,0 +1,26 @@
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import { invalidateStreamRecords, sharedItemCache, type ItemCache } from '../lib/index.ts';
+
+export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+
+/**
+ * The Streams consumer (one subscription per table; KEYS_ONLY is enough, every view carries Keys):
+ * invalidates each record's entry and answers ReportBatchItemFailures by sequence number, so
+ * Lambda retries only from the first record that failed. Never throws: a batch in which every
+ * record failed reports every record, so Lambda retries it from its first record, as it would
+ * after a thrown error, while the answer still says which records failed.
+ *
+ * Not Powertools' BatchProcessor: invalidateStreamRecords already isolates each record's failure,
+ * skips records that can never apply (another table, a malformed key) instead of blocking the
+ * shard on them, and answers in Lambda's shape; the processor would add a per-record wrapper and
+ * throw FullBatchFailureError on a fully failed batch unless told not to.
+ */
+export function createStreamHandler(cache: ItemCache): StreamHandler {
+  return async (event) => invalidateStreamRecords(cache, event?.Records ?? []);
+}
+
+/**
+ * The shared instance is taken on the first invocation rather than at import, so that tests can
+ * import createStreamHandler without an environment; sharedItemCache() keeps it for warm ones.
+ */
+export const handler: StreamHandler = async (event) => createStreamHandler(sharedItemCache())(event);
