@@ -61,7 +61,8 @@ export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
   }
 
   const endpoint = `http://127.0.0.1:${port}`;
-  const child = dynamoDbLocal.spawn({ port, stdio: 'pipe' });
+  // One database whatever the credentials and region a client uses (DynamoDB Local splits by them otherwise).
+  const child = dynamoDbLocal.spawn({ port, sharedDb: true, stdio: 'pipe' });
   live.add(child);
   child.once('exit', () => live.delete(child));
 

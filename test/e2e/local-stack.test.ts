@@ -1,0 +1,197 @@
+/**
+ * The local stack as a newcomer runs it (`npm start`: infra/local/start.ts), spoken to over HTTP:
+ * serverless-offline serving the handlers from serverless.yml, redis-server shards, the stream feed.
+ * It reuses the run's DynamoDB Local (DYNAMODB_ENDPOINT) under a stage of its own.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { freePort } from '../helpers/ports.ts';
+import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
+
+interface Stack {
+  base: string;
+  stage: string;
+  redisPorts: number[];
+  process: ChildProcess;
+  output: () => string;
+}
+
+async function startLocalStack(extraEnv: Record<string, string> = {}): Promise<Stack> {
+  const [http, lambda, r1, r2, r3] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const redisPorts = [r1, r2, r3] as number[];
+  const stage = `e2e${randomBytes(3).toString('hex')}`;
+  let out = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', 'infra/local/start.ts'], {
+    env: {
+      ...process.env,
+      PORT: String(http),
+      LAMBDA_PORT: String(lambda),
+      REDIS_PORTS: redisPorts.join(','),
+      STAGE: stage,
+      CACHE_CHECK_INTERVAL_SECONDS: '1',
+      CACHE_START_CYCLES: '1',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (out.includes('ready —')) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 100);
+    child.once('exit', (code) => {
+      clearInterval(timer);
+      reject(new Error(`the local stack exited (${code}):\n${out.slice(-3000)}`));
+    });
+  });
+  return { base: `http://127.0.0.1:${http}`, stage, redisPorts, process: child, output: () => out };
+}
+
+async function stopLocalStack(s: Stack): Promise<void> {
+  if (s.process.exitCode !== null) return;
+  const exited = new Promise((r) => s.process.once('exit', r));
+  s.process.kill('SIGTERM');
+  await exited;
+}
+
+async function req(s: Stack, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(s.base + path, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, json: text ? (JSON.parse(text) as any) : undefined };
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, boundMs = 20_000): Promise<void> {
+  const end = Date.now() + boundMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`never happened: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('local stack (npm start) over HTTP', () => {
+  let s: Stack;
+  before(async () => {
+    s = await startLocalStack();
+  });
+  after(async () => stopLocalStack(s));
+
+  test('every route: put, read back as a hit, patch, partition page, batch-get, delete, health', async () => {
+    const put = await req(s, 'PUT', '/tables/users/items/ada', { name: 'Ada', langs: 2 });
+    assert.equal(put.status, 200);
+    assert.deepEqual(put.json, { userId: 'ada', name: 'Ada', langs: 2 });
+    assert.equal(put.headers.get('etag'), '"1"');
+    // A read right after a write may already find the stream's invalidation of that write; the next is a hit.
+    await req(s, 'GET', '/tables/users/items/ada');
+    const hit = await req(s, 'GET', '/tables/users/items/ada');
+    assert.equal(hit.status, 200);
+    assert.equal(hit.headers.get('x-cache'), 'hit');
+    assert.deepEqual(hit.json, put.json);
+
+    const patched = await req(s, 'PATCH', '/tables/users/items/ada', { langs: null, born: 1815 }, { 'if-match': '"1"' });
+    assert.equal(patched.status, 200);
+    assert.deepEqual(patched.json, { userId: 'ada', name: 'Ada', born: 1815 });
+    assert.equal((await req(s, 'PATCH', '/tables/users/items/ada', { x: 1 }, { 'if-match': '"1"' })).status, 412);
+
+    for (const ts of [1, 2, 3]) assert.equal((await req(s, 'PUT', `/tables/readings/items/s1/${ts}`, { v: ts * 10 })).status, 200);
+    const page = await req(s, 'GET', '/tables/readings/items/s1?limit=2');
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get('x-cache'), 'bypass');
+    assert.deepEqual(page.json.items.map((i: { ts: number }) => i.ts), [1, 2]);
+    const rest = await req(s, 'GET', `/tables/readings/items/s1?limit=2&cursor=${encodeURIComponent(page.json.next)}`);
+    assert.deepEqual(rest.json.items.map((i: { ts: number }) => i.ts), [3]);
+
+    const batch = await req(s, 'POST', '/tables/readings/batch-get', { keys: [{ sensorId: 's1', ts: 1 }, { sensorId: 's1', ts: 9 }] });
+    assert.equal(batch.status, 200);
+    assert.deepEqual(batch.json.items, [{ sensorId: 's1', ts: 1, v: 10 }]);
+    assert.deepEqual(batch.json.missing, [{ sensorId: 's1', ts: 9 }]);
+
+    assert.equal((await req(s, 'DELETE', '/tables/users/items/ada')).status, 204);
+    assert.equal((await req(s, 'DELETE', '/tables/users/items/ada')).status, 204);
+    assert.equal((await req(s, 'GET', '/tables/users/items/ada')).status, 404);
+
+    const health = await req(s, 'GET', '/health');
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.json.nodes.map((n: { status: string }) => n.status), ['up', 'up', 'up']);
+  });
+
+  test('errors: unknown table 404, wrong key type 400, malformed JSON 400, key disagreement 400, JSON error shape', async () => {
+    const cases: [string, string, unknown, number][] = [
+      ['GET', '/tables/nope/items/x', undefined, 404],
+      ['GET', '/tables/readings/items/s1/not-a-number', undefined, 400],
+      ['PUT', '/tables/users/items/x', '{"broken":', 400],
+      ['PUT', '/tables/users/items/x', { userId: 'y' }, 400],
+      ['PATCH', '/tables/users/items/missing', { a: 1 }, 404],
+      ['POST', '/tables/users/batch-get', { keys: Array.from({ length: 101 }, (_, i) => ({ userId: `u${i}` })) }, 400],
+    ];
+    for (const [method, path, body, status] of cases) {
+      const r = await req(s, method, path, body);
+      assert.equal(r.status, status, `${method} ${path}: ${r.text}`);
+      assert.equal(typeof r.json.error.code, 'string');
+      assert.equal(typeof r.json.error.message, 'string');
+    }
+  });
+
+  test('a change written straight to DynamoDB Local shows up through the stream', async () => {
+    await req(s, 'PUT', '/tables/orders/items/c1/o1', { total: 5 });
+    await req(s, 'GET', '/tables/orders/items/c1/o1');
+    const dynamo = new DynamoDBClient(localDynamoClientConfig(process.env.DYNAMODB_ENDPOINT!));
+    await dynamo.send(
+      new PutItemCommand({
+        TableName: `dynamo-redis-cache-${s.stage}-orders`,
+        Item: { customerId: { S: 'c1' }, orderId: { S: 'o1' }, total: { N: '7' } },
+      }),
+    );
+    dynamo.destroy();
+    await eventually('the direct write is read through the API', async () => (await req(s, 'GET', '/tables/orders/items/c1/o1')).json?.total === 7);
+  });
+
+  test('a killed shard costs no failed request', async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `k${i}`);
+    for (const k of keys) assert.equal((await req(s, 'PUT', `/tables/users/items/${k}`, { v: k })).status, 200);
+    const victim = s.redisPorts[1]!;
+    await new Promise<void>((resolve) => {
+      const cli = spawn('redis-cli', ['-p', String(victim), 'shutdown', 'nosave'], { stdio: 'ignore' });
+      cli.once('exit', () => resolve());
+    });
+    for (const k of keys) {
+      const r = await req(s, 'GET', `/tables/users/items/${k}`);
+      assert.equal(r.status, 200, `GET ${k}: ${r.text}`);
+      assert.equal(r.json.v, k);
+      const w = await req(s, 'PUT', `/tables/users/items/${k}`, { v: `${k}!` });
+      assert.equal(w.status, 200, `PUT ${k}: ${w.text}`);
+    }
+    const health = await req(s, 'GET', '/health');
+    assert.ok(health.json.nodes.some((n: { status: string }) => n.status === 'down'), JSON.stringify(health.json));
+  });
+});
+
+describe('local stack with REDIS_TLS=1', () => {
+  let s: Stack;
+  before(async () => {
+    s = await startLocalStack({ REDIS_TLS: '1' });
+  });
+  after(async () => stopLocalStack(s));
+
+  test('shards speak TLS with AUTH, and the API behaves exactly as without', async () => {
+    assert.match(s.output(), /rediss:\/\/127\.0\.0\.1:\d+.*\(TLS, AUTH\)/);
+    assert.equal((await req(s, 'PUT', '/tables/users/items/t1', { v: 1 })).status, 200);
+    await req(s, 'GET', '/tables/users/items/t1');
+    const hit = await req(s, 'GET', '/tables/users/items/t1');
+    assert.equal(hit.headers.get('x-cache'), 'hit');
+    assert.deepEqual(hit.json, { userId: 't1', v: 1 });
+    const health = await req(s, 'GET', '/health');
+    assert.deepEqual(health.json.nodes.map((n: { status: string }) => n.status), ['up', 'up', 'up']);
+    assert.ok(health.json.nodes.every((n: { address: string }) => n.address.startsWith('rediss://')));
+  });
+});
