@@ -47,9 +47,15 @@ export interface StoreConfig {
   localCredentials: { accessKeyId: string; secretAccessKey: string } | undefined;
 }
 
+export interface HttpConfig {
+  /** Largest request body the HTTP handlers read (API Gateway allows 10 MB, Lambda 6 MB). */
+  maxBodyBytes: number;
+}
+
 export interface Config {
   cache: CacheConfig;
   store: StoreConfig;
+  http: HttpConfig;
 }
 
 type Env = Record<string, string | undefined>;
@@ -161,6 +167,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('TABLE_PREFIX', 'may hold only letters, digits, _ . and -');
   }
   return {
+    // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
+    http: { maxBodyBytes: intVar(env, 'HTTP_MAX_BODY_BYTES', 1024 * 1024, 1024, 6 * 1024 * 1024) },
     cache: {
       mode,
       nodes,

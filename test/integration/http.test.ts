@@ -456,6 +456,14 @@ describe('HTTP API', () => {
     assert.ok(!h.text!.includes('s3cr3t') && !h.text!.includes('admin'), h.text);
   });
 
+  test('413 for a body over HTTP_MAX_BODY_BYTES, before anything is parsed', async () => {
+    const small = createHttpApp(stack.cache({ HTTP_MAX_BODY_BYTES: '2048' }), allRoutes);
+    const res = await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) } });
+    assertError(res, 413, 'PayloadTooLarge');
+    assertError(await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) }, base64: true }), 413, 'PayloadTooLarge');
+    assert.equal((await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(1000) } })).status, 200);
+  });
+
   test('GET /health asks the nodes: a dead node shows as down in a container that sent it nothing else', async () => {
     const victim = await RedisServer.start();
     try {
