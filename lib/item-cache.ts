@@ -2,6 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
 import { decodeAttributes, encodeAttributes, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { CacheLibraryError, ValidationError } from './errors.ts';
+import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
@@ -102,7 +103,22 @@ export class ItemCache {
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
-    return toReadResult(rk.table, entry, source);
+    return this.readResult(rk, entry, source);
+  }
+
+  /**
+   * Decodes an entry. One the cache handed back that does not decode (a faulty or tampered node) is
+   * dropped and the item read from DynamoDB: a bad node never fails a request.
+   */
+  private async readResult(rk: ResolvedKey, entry: CacheEntry, source: ReadSource): Promise<ReadResult> {
+    try {
+      return toReadResult(rk.table, entry, source);
+    } catch (err) {
+      if (source !== 'hit') throw err;
+      logger.error('CACHE_ENTRY_UNREADABLE', { itemKey: loggedKey(rk.redisKey, this.config.cache.logKeys), error: (err as Error).message });
+      await this.invalidate(rk).catch(() => undefined);
+      return toReadResult(rk.table, toEntry(rk.table, await this.store.get(rk)), 'bypass');
+    }
   }
 
   async batchGet(table: string, keys: unknown): Promise<BatchGetResult> {
@@ -117,12 +133,12 @@ export class ItemCache {
     );
     const items: Item[] = [];
     const missing: ItemKey[] = [];
-    outcomes.forEach((o, i) => {
-      const r = toReadResult(def, o.entry, o.source);
+    const results = await Promise.all(outcomes.map((o, i) => this.readResult(rks[i] as ResolvedKey, o.entry, o.source)));
+    results.forEach((r, i) => {
       if (r.item === undefined) missing.push((rks[i] as ResolvedKey).key);
       else items.push(r.item);
     });
-    return { items, missing, sources: outcomes.map((o) => o.source) };
+    return { items, missing, sources: results.map((r) => r.cache) };
   }
 
   /** Replaces an item (its key is taken from it). */

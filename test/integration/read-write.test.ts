@@ -122,3 +122,27 @@ describe('reads and writes through the cache', () => {
     assert.deepEqual(again.items, r.items);
   });
 });
+
+describe('a faulty or tampered node', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startStack({ shards: 1 });
+  });
+  after(async () => stack.stop());
+
+  test('an entry that does not decode is dropped and the item served from DynamoDB', async () => {
+    const cache = stack.cache();
+    await cache.put('users', { userId: 'garbled', v: 1 });
+    await cache.put('users', { userId: 'fine', v: 2 });
+    const rk = cache.resolve('users', { userId: 'garbled' });
+    await cache.nodeFor(rk)!.client.hset(rk.redisKey, 'd', '{"userId":{"S":"garbled"},"v":');
+    const r = await cache.get('users', { userId: 'garbled' });
+    assert.equal(r.item?.v, 1);
+    assert.equal(r.cache, 'bypass');
+    assert.equal(await cache.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null, 'the bad entry was dropped');
+    await cache.nodeFor(rk)!.client.hset(rk.redisKey, 'd', 'not json at all');
+    const batch = await cache.batchGet('users', [{ userId: 'garbled' }, { userId: 'fine' }]);
+    assert.deepEqual(batch.items, [{ userId: 'garbled', v: 1 }, { userId: 'fine', v: 2 }]);
+    assert.deepEqual(batch.sources, ['bypass', 'hit']);
+  });
+});
