@@ -146,7 +146,8 @@ export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpH
         const allow = [...new Set(candidates.map(({ c }) => c.route.method))].join(', ');
         return toResult(errorReply(405, 'MethodNotAllowed', `${method} is not allowed here; allowed: ${allow}`, { Allow: allow }), {});
       }
-      const bodyBytes = event.body === undefined ? 0 : event.isBase64Encoded ? Math.floor((event.body.length * 3) / 4) : Buffer.byteLength(event.body);
+      // serverless-offline (and some proxies) send null for no body.
+      const bodyBytes = event.body === undefined || event.body === null ? 0 : event.isBase64Encoded ? Math.floor((event.body.length * 3) / 4) : Buffer.byteLength(event.body);
       if (bodyBytes > cache.config.http.maxBodyBytes) {
         return toResult(errorReply(413, 'PayloadTooLarge', `the body is over ${cache.config.http.maxBodyBytes} bytes (HTTP_MAX_BODY_BYTES)`), {});
       }

@@ -456,6 +456,13 @@ describe('HTTP API', () => {
     assert.ok(!h.text!.includes('s3cr3t') && !h.text!.includes('admin'), h.text);
   });
 
+  test('an event whose body is null (serverless-offline sends that for no body) is an ordinary request', async () => {
+    const get = await app({ ...apiEvent('GET', item('users', 'nobody-null')), body: null as unknown as undefined });
+    assert.equal(get.statusCode, 404);
+    const put = await app({ ...apiEvent('PUT', item('users', 'nobody-null')), body: null as unknown as undefined });
+    assert.equal(put.statusCode, 400);
+  });
+
   test('413 for a body over HTTP_MAX_BODY_BYTES, before anything is parsed', async () => {
     const small = createHttpApp(stack.cache({ HTTP_MAX_BODY_BYTES: '2048' }), allRoutes);
     const res = await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) } });
