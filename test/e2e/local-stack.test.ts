@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { freePort } from '../helpers/ports.ts';
+import { eventually } from '../helpers/stack.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 
 interface Stack {
@@ -71,13 +72,6 @@ async function req(s: Stack, method: string, path: string, body?: unknown, heade
   return { status: res.status, headers: res.headers, text, json: text ? (JSON.parse(text) as any) : undefined };
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, boundMs = 20_000): Promise<void> {
-  const end = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`never happened: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('local stack (npm start) over HTTP', () => {
   let s: Stack;

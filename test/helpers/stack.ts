@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../lib/config.ts';
 import { ItemCache, type ItemCacheOptions } from '../../lib/item-cache.ts';
+import type { ResolvedKey } from '../../lib/keys.ts';
 import { exampleTables, type TableDefinition } from '../../lib/tables.ts';
 import { createTables } from '../../infra/local/create-tables.ts';
 import { RedisServer } from './redis-server.ts';
@@ -34,6 +35,8 @@ export interface TestStack {
   /** A new, independent library instance (its own clients and node health), as a Lambda container has. */
   cache(overrides?: Record<string, string>, options?: Omit<ItemCacheOptions, 'config' | 'tables'>): ItemCache;
   config(overrides?: Record<string, string>): Config;
+  /** The redis-server that holds an item's entry for this cache. */
+  serverOf(cache: ItemCache, rk: ResolvedKey): RedisServer;
   stop(): Promise<void>;
 }
 
@@ -64,6 +67,12 @@ export async function startStack(opts: { shards?: number; tables?: readonly Tabl
       caches.push(c);
       return c;
     },
+    serverOf(cache, rk) {
+      const node = cache.nodeFor(rk);
+      const server = servers.find((s) => node?.address.endsWith(`:${s.port}`));
+      if (!server) throw new Error(`no server of this stack holds ${rk.redisKey}`);
+      return server;
+    },
     async stop() {
       await Promise.all(caches.map((c) => c.close()));
       await Promise.all(servers.map((s) => s.stop()));
@@ -93,5 +102,14 @@ export class Gate {
 
   open(): void {
     this.release();
+  }
+}
+
+/** Polls `check` until it holds; the bound only keeps a broken system from hanging the run. */
+export async function eventually(what: string, check: () => Promise<boolean>, boundMs = 20_000): Promise<void> {
+  const end = Date.now() + boundMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`never happened: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -65,12 +65,7 @@ describe('node faults', () => {
   });
   after(async () => stack.stop());
 
-  function serverOf(cache: ItemCache, rk: ResolvedKey): RedisServer {
-    const node = cache.nodeFor(rk)!;
-    const server = stack.servers.find((s) => node.address.endsWith(`:${s.port}`));
-    if (!server) throw new Error('no server for node');
-    return server;
-  }
+  const serverOf = (cache: ItemCache, rk: ResolvedKey): RedisServer => stack.serverOf(cache, rk);
 
   test('G3: a hung node costs a request at most the command timeout and is marked down; the request is served', async () => {
     const clock = manualClock();

@@ -2,20 +2,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PutItemCommand, DeleteItemCommand } from '@aws-sdk/client-dynamodb';
-import { startStack, type TestStack } from '../helpers/stack.ts';
+import { eventually, startStack, type TestStack } from '../helpers/stack.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 import { StreamFeed, type StreamHandler } from '../../infra/local/stream-feed.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 
-/** Polls `check` until it holds; the bound only keeps a broken feed from hanging the run. */
-async function eventually(what: string, check: () => Promise<boolean>, boundMs = 20_000): Promise<void> {
-  const end = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`never happened: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('stream feed from DynamoDB Local', () => {
   let stack: TestStack;

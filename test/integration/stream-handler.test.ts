@@ -52,12 +52,7 @@ describe('the Streams consumer', () => {
   });
   after(async () => stack.stop());
 
-  function serverOf(cache: ItemCache, rk: ResolvedKey): RedisServer {
-    const node = cache.nodeFor(rk)!;
-    const server = stack.servers.find((s) => node.address.endsWith(`:${s.port}`));
-    if (!server) throw new Error('no server for node');
-    return server;
-  }
+  const serverOf = (cache: ItemCache, rk: ResolvedKey): RedisServer => stack.serverOf(cache, rk);
 
   /** A write that bypasses the cache, as another writer (or the console) would make: only the stream tells the cache. */
   async function writeAround(table: string, item: Record<string, { S: string } | { N: string }>): Promise<void> {
