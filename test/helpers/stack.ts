@@ -51,7 +51,8 @@ export async function startStack(opts: { shards?: number; tables?: readonly Tabl
     CACHE_NODES: servers.map((s) => s.url).join(','),
     DYNAMODB_ENDPOINT: dynamoEndpoint(),
     TABLE_PREFIX: prefix,
-    CACHE_COMMAND_TIMEOUT_MS: '300',
+    // Generous for a shared 2-core machine: a starved test process must not look like a dead node.
+    CACHE_COMMAND_TIMEOUT_MS: '500',
   };
   const caches: ItemCache[] = [];
   const config = (overrides: Record<string, string> = {}): Config => loadConfig({ ...env, ...overrides });

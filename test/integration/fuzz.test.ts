@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
+import type { Redis } from 'ioredis';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { call } from '../helpers/api-event.ts';
 import { createHttpApp, type HttpHandler } from '../../functions/http/app.ts';
@@ -21,8 +22,10 @@ describe('fuzzed HTTP API', () => {
   let stack: TestStack;
   let cache: ItemCache;
   let app: HttpHandler;
+  let admins: Redis[];
   before(async () => {
     stack = await startStack({ shards: 2 });
+    admins = stack.servers.map((s) => s.client());
     cache = stack.cache();
     app = createHttpApp(cache, allRoutes);
     // Some data for the requests to run into.
@@ -32,7 +35,10 @@ describe('fuzzed HTTP API', () => {
       await cache.put('readings', { sensorId: 's', ts: i, n: i });
     }
   });
-  after(async () => stack.stop());
+  after(async () => {
+    await Promise.all(admins.map((c) => c.quit()));
+    await stack.stop();
+  });
 
   async function snapshot(): Promise<Snapshot> {
     const tables = await Promise.all(
@@ -41,10 +47,11 @@ describe('fuzzed HTTP API', () => {
         return (out.Items ?? []).map((i) => JSON.stringify(i, Object.keys(i).sort())).sort();
       }),
     );
+    // Through clients of the test's own, without the cache's tight command timeout.
     const redis = new Map<string, Record<string, string>>();
-    for (const node of cache.shards.nodes) {
-      for (const key of await node.client.keys('*')) {
-        if ((await node.client.type(key)) === 'hash') redis.set(key, await node.client.hgetall(key));
+    for (const client of admins) {
+      for (const key of await client.keys('*')) {
+        if ((await client.type(key)) === 'hash') redis.set(key, await client.hgetall(key));
       }
     }
     return { dynamo: JSON.stringify(tables), redis };
