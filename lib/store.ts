@@ -6,10 +6,9 @@ import {
   PutItemCommand,
   QueryCommand,
   UpdateItemCommand,
-  type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { StoreConfig } from './config.ts';
-import { fromAttributes, toAttributes } from './codec.ts';
+import { fromAttributes, toAttributes, type Attributes } from './codec.ts';
 import {
   CacheLibraryError,
   ItemNotFoundError,
@@ -21,7 +20,7 @@ import {
 import { resolveKey, type KeyValue, type ResolvedKey } from './keys.ts';
 import type { TableDefinition, TableRegistry } from './tables.ts';
 
-export type Attributes = Record<string, AttributeValue>;
+export type { Attributes } from './codec.ts';
 
 export interface WriteOptions {
   /** Write only if the item is at this version (HTTP If-Match); 0 = exists without a version. */
