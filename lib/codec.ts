@@ -106,10 +106,11 @@ export function fromAttributeValue(av: AttributeValue): unknown {
   throw new Error(`unknown attribute value type: ${Object.keys(av).join(',')}`);
 }
 
-/** Attribute values → a native item. */
-export function fromAttributes(av: Attributes): Item {
+/** Attribute values → a native item, leaving out the attribute named `omit` (the version). */
+export function fromAttributes(av: Attributes, omit?: string): Item {
   const out: Item = {};
   for (const [name, value] of Object.entries(av)) {
+    if (name === omit) continue;
     // The SDK's deserialiser can leave a name with no value behind (it loses "__proto__"): nothing to carry.
     if (value === undefined) continue;
     // Plain assignment of "__proto__" would set the prototype instead of an attribute.
@@ -177,13 +178,16 @@ function reviveBinaryIn(map: Attributes): Attributes {
   return map;
 }
 
+/** Binary is always written as `"B":"…"` or `"BS":[…]` (JSON.stringify puts no space there). */
+const BINARY = /"BS?":/;
+
 /**
  * The inverse of encodeAttributes. This is the hit path: a plain JSON.parse (a reviver costs ~7× as
- * much), then binary revived only where the text can hold any (a `"B` token somewhere).
+ * much), then binary revived only when the text can hold any.
  */
 export function decodeAttributes(text: string): Attributes {
   const av = JSON.parse(text) as Attributes;
-  return text.includes('"B') ? reviveBinaryIn(av) : av;
+  return BINARY.test(text) ? reviveBinaryIn(av) : av;
 }
 
 export function encodeItem(item: Item): string {

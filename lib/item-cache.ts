@@ -103,22 +103,26 @@ export class ItemCache {
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
-    return this.readResult(rk, entry, source);
+    return this.readResult(rk, entry, source) ?? this.repairUnreadable(rk);
   }
 
   /**
-   * Decodes an entry. One the cache handed back that does not decode (a faulty or tampered node) is
+   * Decodes an entry (synchronously: the hit path). One the cache handed back that does not decode (a faulty or tampered node) is
    * dropped and the item read from DynamoDB: a bad node never fails a request.
    */
-  private async readResult(rk: ResolvedKey, entry: CacheEntry, source: ReadSource): Promise<ReadResult> {
+  private readResult(rk: ResolvedKey, entry: CacheEntry, source: ReadSource): ReadResult | undefined {
     try {
       return toReadResult(rk.table, entry, source);
     } catch (err) {
       if (source !== 'hit') throw err;
       logger.error('CACHE_ENTRY_UNREADABLE', { itemKey: loggedKey(rk.redisKey, this.config.cache.logKeys), error: (err as Error).message });
-      await this.invalidate(rk).catch(() => undefined);
-      return toReadResult(rk.table, toEntry(rk.table, await this.store.get(rk)), 'bypass');
+      return undefined;
     }
+  }
+
+  private async repairUnreadable(rk: ResolvedKey): Promise<ReadResult> {
+    await this.invalidate(rk).catch(() => undefined);
+    return toReadResult(rk.table, toEntry(rk.table, await this.store.get(rk)), 'bypass');
   }
 
   async batchGet(table: string, keys: unknown): Promise<BatchGetResult> {
@@ -133,7 +137,9 @@ export class ItemCache {
     );
     const items: Item[] = [];
     const missing: ItemKey[] = [];
-    const results = await Promise.all(outcomes.map((o, i) => this.readResult(rks[i] as ResolvedKey, o.entry, o.source)));
+    const results = await Promise.all(
+      outcomes.map((o, i) => this.readResult(rks[i] as ResolvedKey, o.entry, o.source) ?? this.repairUnreadable(rks[i] as ResolvedKey)),
+    );
     results.forEach((r, i) => {
       if (r.item === undefined) missing.push((rks[i] as ResolvedKey).key);
       else items.push(r.item);
@@ -214,7 +220,7 @@ export class ItemCache {
     }
     const page = await this.store.queryPartition(def, hash.value, limit, start);
     return {
-      items: page.items.map((av) => stripVersion(def, fromAttributes(av))),
+      items: page.items.map((av) => fromAttributes(av, def.versionAttribute)),
       next: page.next ? (fromAttributes(page.next) as ItemKey) : undefined,
     };
   }
@@ -246,20 +252,15 @@ function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry
   return { data: encodeAttributes(av), version: String(versionOf(table, av)) };
 }
 
-function stripVersion(table: TableDefinition, item: Item): Item {
-  const { [table.versionAttribute]: _version, ...rest } = item;
-  return rest;
-}
-
 function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {
   if (entry.data === ABSENT) return { item: undefined, version: undefined, cache };
   const av = decodeAttributes(entry.data);
-  return { item: stripVersion(table, fromAttributes(av)), version: versionOf(table, av), cache };
+  return { item: fromAttributes(av, table.versionAttribute), version: versionOf(table, av), cache };
 }
 
 function toWriteResult(table: TableDefinition, av: Attributes): WriteResult {
   // Through the cache's encoding, so binary comes back as plain Uint8Array, as every read returns it.
-  return { item: stripVersion(table, fromAttributes(decodeAttributes(encodeAttributes(av)))), version: versionOf(table, av) ?? 0 };
+  return { item: fromAttributes(decodeAttributes(encodeAttributes(av)), table.versionAttribute), version: versionOf(table, av) ?? 0 };
 }
 
 function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {

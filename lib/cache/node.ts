@@ -159,19 +159,26 @@ export class CacheNode {
   async connected(): Promise<boolean> {
     if (this.verified && this.client.status === 'ready') return true;
     if (this.state === 'down') return false;
-    if (this.client.status !== 'ready') {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          this.client.off('ready', done);
-          resolve();
-        };
-        const timer = setTimeout(done, this.settings.commandTimeoutMs);
-        this.client.once('ready', done);
-      });
-    }
+    if (this.client.status !== 'ready') await this.nextReady();
     if (this.verifying) await this.verifying;
     return this.verified && this.client.status === 'ready';
+  }
+
+  /** One wait per node for the connection, however many callers wait on it (bounded by the command timeout). */
+  private readyWait: Promise<void> | undefined;
+
+  private nextReady(): Promise<void> {
+    this.readyWait ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.client.off('ready', done);
+        this.readyWait = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, this.settings.commandTimeoutMs);
+      this.client.once('ready', done);
+    });
+    return this.readyWait;
   }
 
   /** Any failed command: the node is down until a probe says otherwise. */
