@@ -1,0 +1,102 @@
+/**
+ * The hit path alone, for profiling (`node --cpu-prof --import tsx bench/profile-hit.ts ...`) and
+ * for taking it apart: one redis-server, entries written straight into it (no DynamoDB needed),
+ * then `n` operations of one variant at concurrency `c`:
+ *
+ *   raw      a plain ioredis client (auto-pipelined), HGET key d            — the floor
+ *   client   the library's own node client (its options, its scripts), HGET key d
+ *   parse    client + JSON.parse without a reviver + fromAttributes (what decoding costs when the
+ *            entry holds no binary and is parsed without lib/codec.ts's reviver)
+ *   decode   client + the library's decoding of the entry (decodeAttributes, fromAttributes)
+ *   lib      ItemCache.get (key checks and derivation, node state, HGET, decoding)
+ *   fixed    ItemCache.get's hit path rebuilt from the library's parts with the change BENCHMARKS.md
+ *            recommends first: no JSON.parse reviver unless the entry holds a "B"/"BS" key
+ *
+ *   node --import tsx bench/profile-hit.ts [--variant lib] [--c 1] [--n 100000] [--repeats 5]
+ *
+ * Prints each variant's p50/p99 and throughput (medians over repeats), sampled like the bench: at
+ * c1 operation by operation (pairedRun), above in alternating blocks.
+ */
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    variant: { type: 'string', default: 'raw,client,parse,decode,lib,fixed' },
+    c: { type: 'string', default: '1' },
+    n: { type: 'string', default: '20000' },
+    repeats: { type: 'string', default: '5' },
+    keys: { type: 'string', default: '1000' },
+  },
+});
+process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const { RedisServer } = await import('../test/helpers/redis-server.ts');
+const { ItemCache } = await import('../lib/item-cache.ts');
+const { loadConfig } = await import('../lib/config.ts');
+const { exampleTables } = await import('../lib/tables.ts');
+const { encodeAttributes, decodeAttributes, fromAttributes } = await import('../lib/codec.ts');
+const { userAttributes } = await import('./setup.ts');
+const { timedRun, medianStats, pairedRun, alternatingBlocks } = await import('./stats.ts');
+type RunStats = Awaited<ReturnType<typeof timedRun>>;
+
+const server = await RedisServer.start();
+const cache = new ItemCache({
+  config: loadConfig({ CACHE_NODES: server.url, DYNAMODB_ENDPOINT: 'http://127.0.0.1:9', TABLE_PREFIX: 'p-', CACHE_COMMAND_TIMEOUT_MS: '2000' }),
+  tables: exampleTables,
+});
+const raw = server.client({ enableAutoPipelining: true });
+const n = Number(values.n);
+const c = Number(values.c);
+const keyCount = Number(values.keys);
+const ids = Array.from({ length: keyCount }, (_, i) => `h${i}`);
+const rks = ids.map((userId) => cache.resolve('users', { userId }));
+const node = cache.nodeFor(rks[0]!)!;
+// After the node's epoch is sealed (sealing flushes whatever a new epoch finds).
+while (!node.readable) await new Promise((r) => setTimeout(r, 10));
+for (const [i, rk] of rks.entries()) await raw.hset(rk.redisKey, 'd', encodeAttributes(userAttributes(rk.key.userId as string, i)), 'v', '1');
+
+const variants: Record<string, (i: number) => Promise<unknown>> = {
+  raw: (i) => raw.hget(rks[i % keyCount]!.redisKey, 'd'),
+  client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
+  parse: async (i) => fromAttributes(JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!)),
+  decode: async (i) => fromAttributes(decodeAttributes((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!)),
+  lib: async (i) => {
+    const r = await cache.get('users', { userId: ids[i % keyCount] });
+    if (r.cache !== 'hit') throw new Error(`not a hit: ${r.cache}`);
+  },
+};
+ // The recommended decoding, as a prototype (lib/codec.ts's reviver only when binary may be present).
+function decodeFast(text: string): Record<string, unknown> {
+  // Binary sits under a "B" or "BS" key, which JSON.stringify writes as `"B":` / `"BS":` (a quote
+  // inside a string value is escaped, so a value cannot fake it; an attribute named B only costs
+  // the slow path).
+  return /"BS?":/.test(text) ? decodeAttributes(text) : (JSON.parse(text) as Record<string, unknown>);
+}
+variants.fixed = async (i) => {
+  const rk = cache.resolve('users', { userId: ids[i % keyCount] });
+  const n = cache.nodeFor(rk)!;
+  if (!n.readable) throw new Error('node not readable');
+  const d = await n.client.hget(rk.redisKey, 'd');
+  if (d === null) throw new Error('not a hit');
+  const av = decodeFast(d) as Parameters<typeof fromAttributes>[0];
+  const version = Number(av._version?.N ?? 0);
+  const { _version, ...rest } = av;
+  return { item: fromAttributes(rest), version, cache: 'hit' };
+};
+const chosen = values.variant!.split(',');
+const runs: Record<string, RunStats[]> = {};
+const ops = chosen.map((name) => ({ name, op: variants[name]! }));
+const once = (count: number) => (c === 1 ? pairedRun(count, ops) : alternatingBlocks(4, Math.ceil(count / 4), c, ops));
+await once(Math.ceil(n / 4));
+for (let r = 0; r < Number(values.repeats); r++) {
+  for (const [v, st] of Object.entries(await once(n))) (runs[v] ??= []).push(st);
+}
+for (const v of chosen) {
+  const s = medianStats(runs[v]!);
+  console.log(`${v.padEnd(8)} c${c}: p50 ${s.p50Us.toFixed(1)} µs  p99 ${s.p99Us.toFixed(1)} µs  mean ${s.meanUs.toFixed(1)} µs  ${Math.round(s.opsPerSec)} ops/s`);
+}
+await cache.close();
+raw.disconnect();
+await server.stop();
+process.exit(0);

@@ -1,0 +1,113 @@
+/** The named figures, their targets, and the markdown the bench prints. */
+import type { RunStats } from './stats.ts';
+import type { ColdResult } from './coldstart.ts';
+import type { StormResult } from './storm.ts';
+import type { ZipfResult } from './zipf.ts';
+
+export interface Target {
+  op: '<=' | '>=';
+  value: number;
+  what: string;
+}
+
+/** The issue's figures (ratios from the same run) and their targets. */
+export const TARGETS: Record<string, Target> = {
+  hitVsRawP50: { op: '<=', value: 1.25, what: 'library hit p50 / raw Redis HGET p50 (c1)' },
+  throughputVsRaw: { op: '>=', value: 0.8, what: 'library hit throughput / raw HGET throughput (c64)' },
+  hitSpeedupVsDynamo: { op: '>=', value: 6, what: 'DynamoDB Local GetItem p50 / library hit p50 (c1, alternating loops)' },
+  stormDynamoReads: { op: '<=', value: 2, what: 'DynamoDB reads for 500 concurrent gets of a just-invalidated key' },
+  zipfHitRatio: { op: '>=', value: 0.9, what: 'hit ratio, Zipf(1) workload, 95 % reads / 5 % writes' },
+  largestBundleKiB: { op: '<=', value: 300, what: 'largest function zip' },
+  initMs: { op: '<=', value: 200, what: 'largest median module init of a bundle (import + clients)' },
+};
+
+export const NAMED_FIGURES = Object.keys(TARGETS);
+
+export function meets(name: string, value: number): boolean | undefined {
+  const t = TARGETS[name];
+  if (t === undefined || !Number.isFinite(value)) return undefined;
+  return t.op === '<=' ? value <= t.value : value >= t.value;
+}
+
+function fmt(v: number | undefined, digits = 2): string {
+  if (v === undefined || !Number.isFinite(v)) return 'n/a';
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
+  return v.toFixed(digits);
+}
+
+function us(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? '–' : v >= 1000 ? `${(v / 1000).toFixed(2)} ms` : `${Math.round(v)} µs`;
+}
+
+function rate(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? '–' : Math.round(v).toLocaleString('en-US');
+}
+
+const OPERATIONS: [string, string][] = [
+  ['raw.hget', 'raw ioredis `HGET key d` (floor)'],
+  ['raw.hget-parse', 'raw `HGET key d` + `JSON.parse`'],
+  ['library.get-hit', 'library get, hit'],
+  ['handler.get-hit', 'GET handler (in-process), hit'],
+  ['library.get-miss', 'library get, miss + fill'],
+  ['library.put', 'library put'],
+  ['library.update', 'library update'],
+  ['library.delete', 'library delete'],
+  ['library.batch-get-100', 'library batchGet, 100 keys (hits, 3 nodes)'],
+  ['dynamo.getitem', 'DynamoDB Local GetItem (consistent)'],
+  ['dynamo.batchgetitem-100', 'DynamoDB Local BatchGetItem, 100 keys (consistent)'],
+];
+
+export function markdown(input: {
+  figures: Record<string, number>;
+  stats: Record<string, RunStats>;
+  storm: StormResult | undefined;
+  zipf: ZipfResult | undefined;
+  cold: ColdResult | undefined;
+  header: string;
+  warnings: string[];
+}): string {
+  const { figures, stats, storm, zipf, cold } = input;
+  const lines: string[] = [input.header, ''];
+  lines.push('| figure | measured | target | |', '|---|---:|---:|---|');
+  for (const [name, t] of Object.entries(TARGETS)) {
+    const v = figures[name];
+    const ok = v === undefined ? undefined : meets(name, v);
+    lines.push(`| \`${name}\` — ${t.what} | ${fmt(v)} | ${t.op === '<=' ? '≤' : '≥'} ${t.value} | ${ok === undefined ? 'not measured' : ok ? 'met' : '**missed**'} |`);
+  }
+  if (Object.keys(stats).length > 0) {
+    lines.push('', '| operation | c1 p50 | c1 p99 | c1 ops/s | c64 p50 | c64 p99 | c64 ops/s |', '|---|---:|---:|---:|---:|---:|---:|');
+    for (const [key, label] of OPERATIONS) {
+      const a = stats[`${key}.c1`];
+      const b = stats[`${key}.c64`];
+      if (!a && !b) continue;
+      lines.push(`| ${label} | ${us(a?.p50Us)} | ${us(a?.p99Us)} | ${rate(a?.opsPerSec)} | ${us(b?.p50Us)} | ${us(b?.p99Us)} | ${rate(b?.opsPerSec)} |`);
+    }
+    const extra = [
+      ['hitVsRawP99', 'library hit p99 / raw p99 (c1)'],
+      ['hitVsRawParsedP50', 'library hit p50 / (raw HGET + JSON.parse) p50 (c1)'],
+      ['throughputVsRawParsed', 'library hit throughput / (raw HGET + JSON.parse) throughput (c64)'],
+      ['hitSpeedupVsDynamoInterleaved', 'GetItem p50 / library hit p50, GetItems sampled one in n between hits'],
+      ['handlerVsLibraryP50', 'handler hit p50 / library hit p50'],
+      ['batchSpeedupVsDynamo', 'BatchGetItem p50 / library batchGet p50 (100 keys)'],
+    ] as const;
+    lines.push('', '| other ratio | measured |', '|---|---:|');
+    for (const [k, label] of extra) lines.push(`| \`${k}\` — ${label} | ${fmt(figures[k])} |`);
+  }
+  if (storm) {
+    lines.push('', `Hot-key storm: DynamoDB reads per round ${storm.reads.join(', ')} (median ${fmt(storm.median, 1)}, max ${storm.max}); answers ${Object.entries(storm.sources).map(([k, n]) => `${k} ${n}`).join(', ')}; wrong answers ${storm.wrongAnswers}.`);
+  }
+  if (zipf) {
+    lines.push(
+      '',
+      `Zipf: hit ratio ${fmt(zipf.hitRatio, 4)} (overall ${fmt(zipf.hitRatioOverall, 4)}); DynamoDB read units with the cache ${fmt(zipf.readUnitsWith, 0)} vs without ${fmt(zipf.readUnitsWithout, 0)} (ratio ${fmt(zipf.readUnitsRatio, 4)}); ${rate(zipf.opsPerSec)} ops/s at c64; hottest key ${(zipf.hottestKeyShare * 100).toFixed(1)} % of operations.`,
+    );
+  }
+  if (cold) {
+    lines.push('', `Cold start (${cold.source}${cold.note ? `: ${cold.note}` : ''}):`, '', '| bundle | zip | init median | since process start |', '|---|---:|---:|---:|');
+    for (const b of [...cold.bundles, ...(cold.bare ? [cold.bare] : [])]) {
+      lines.push(`| ${b.name} | ${b.kib.toFixed(1)} KiB | ${b.initMedianMs.toFixed(1)} ms | ${b.sinceStartMedianMs.toFixed(1)} ms |`);
+    }
+  }
+  if (input.warnings.length > 0) lines.push('', 'Warnings:', ...input.warnings.map((w) => `- ${w}`));
+  return lines.join('\n');
+}

@@ -1,0 +1,48 @@
+/**
+ * `npm run bench [-- --quick | --smoke] [--out FILE] [--only LIST] [--dynamodb-endpoint URL] [--serverless-dir DIR]`
+ *
+ * Starts its own services (DynamoDB Local, three redis-server shards on free ports), measures the
+ * issue's figures in one process run, prints a markdown table on stdout (progress goes to stderr)
+ * and writes bench/results/latest.json (or --out).
+ *
+ *   --quick      fewer operations and repeats (under 3 minutes)
+ *   --smoke      tiny counts: only checks that every figure can be produced (the smoke test)
+ *   --only LIST  comma-separated subset: hit, handler, dynamo, batch, ops, storm, zipf, cold
+ *   --dynamodb-endpoint URL   use a running DynamoDB Local instead of starting one
+ *   --serverless-dir DIR      where `npm run package` left the zips (default .serverless)
+ *
+ * The environment is settled here, before the library is loaded (its logger reads it at import).
+ */
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    only: { type: 'string' },
+    'dynamodb-endpoint': { type: 'string' },
+    'serverless-dir': { type: 'string' },
+  },
+  strict: true,
+});
+
+process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const { main } = await import('./main.ts');
+const mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+try {
+  await main({
+    mode,
+    out: values.out,
+    only: values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    dynamoEndpoint: values['dynamodb-endpoint'],
+    serverlessDir: values['serverless-dir'],
+    argv: process.argv.slice(2),
+  });
+  process.exit(0);
+} catch (err) {
+  console.error(err);
+  process.exit(1);
+}
