@@ -61,19 +61,23 @@ export class ItemCache {
   readonly store: ItemStore;
   readonly shards: ShardMap;
   private readonly protocol: CacheProtocol;
+  /** How long a put may keep retrying its version under contention: within its fence. */
+  private readonly putBudgetMs: number;
 
   constructor(options: ItemCacheOptions = {}) {
     this.config = options.config ?? loadConfig();
     this.tables = new TableRegistry(options.tables ?? exampleTables, this.config.store.tablePrefix);
     this.store = new ItemStore(this.config.store, this.tables, options.dynamoClient);
-    this.shards = new ShardMap(this.config.cache, nodeSettings(this.config.cache, options.clock));
     const { timeoutMs, maxAttempts } = this.config.store;
     // A write makes at most a few DynamoDB calls (a put may retry its version guess), each bounded by
     // the SDK's attempts × timeout plus backoff; the fence must outlast all of them.
     const perCallMs = maxAttempts * timeoutMs + 100 * 2 ** maxAttempts;
+    this.putBudgetMs = 2 * perCallMs;
+    const fenceMs = 4 * perCallMs + 1000;
+    this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
     this.protocol = new CacheProtocol({
       leaseMs: this.config.cache.leaseMs,
-      fenceMs: 4 * perCallMs + 1000,
+      fenceMs,
       writePolicy: this.config.cache.writePolicy,
       hooks: options.hooks,
     });
@@ -154,7 +158,7 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async (hint) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint });
+      const written = await this.store.put(rk, attrs, { ...options, hint, budgetMs: this.putBudgetMs });
       if (!hasNestedNumbers(written)) return { result: toWriteResult(def, written), entry: toEntry(def, written) };
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.

@@ -27,8 +27,7 @@ export interface WriteOptions {
   ifVersion?: number;
 }
 
-/** A put retries its version guess this often under contention before giving up. */
-const PUT_ATTEMPTS = 4;
+/** A put retries its version guess under contention for at most this long (see `putBudgetMs`). */
 const BATCH_GET_LIMIT = 100;
 const UNPROCESSED_RETRIES = 8;
 
@@ -129,8 +128,11 @@ export class ItemStore {
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
    * failed condition returns the current item).
    */
-  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number }): Promise<Attributes> {
+  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; budgetMs: number }): Promise<Attributes> {
     const table = rk.table;
+    // Each lost race returns the winner's version, so the next try usually wins; under heavy
+    // contention keep trying (with a little jitter) within the budget the writer's fence allows.
+    const deadline = Date.now() + opts.budgetMs;
     let expected = opts.ifVersion ?? opts.hint ?? 0;
     for (let attempt = 1; ; attempt++) {
       const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
@@ -149,8 +151,9 @@ export class ItemStore {
         if (!isConditionFailure(err)) throw mapStoreError(err);
         const current = versionOf(table, err.Item);
         if (opts.ifVersion !== undefined) throw new VersionMismatchError(opts.ifVersion, current);
-        if (attempt >= PUT_ATTEMPTS) throw new StoreUnavailableError('the item changed under every attempt to write it; retry');
+        if (Date.now() > deadline) throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
         expected = current ?? 0;
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 20)));
       }
     }
   }

@@ -1,7 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { logger } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
-import { installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 export type NodeStatus = 'up' | 'down' | 'starting';
@@ -18,6 +18,8 @@ export interface NodeSettings {
   logKeys?: 'plain' | 'hash';
   /** Test seam: the state machine's clock. */
   clock?: () => number;
+  /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
+  settleMs?: number;
 }
 
 export interface NodeHealth {
@@ -133,6 +135,11 @@ export class CacheNode {
     });
     // Errors surface on the commands that hit them; an unhandled 'error' event would crash the process.
     this.client.on('error', () => {});
+  }
+
+  /** The settle marker scripts check for `key`: the node's, or none (the key itself) in cluster mode. */
+  settleKeyFor(key: string): string {
+    return this.isCluster ? key : SETTLE_KEY;
   }
 
   get status(): NodeStatus {
@@ -279,7 +286,7 @@ export class CacheNode {
         if (!runId) throw new Error('INFO server carries no run_id');
         const previousRunId = this.runId;
         if (runId !== previousRunId) {
-          const flushed = await this.client.wtSeal(sealKey(runId));
+          const flushed = await this.client.wtSeal(sealKey(runId), SETTLE_KEY, this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1');
           if (previousRunId !== undefined || flushed > 0) {
             logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, flushedKeys: Math.max(flushed, 0) });
           }

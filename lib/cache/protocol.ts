@@ -88,7 +88,7 @@ export class CacheProtocol {
       let reply;
       try {
         if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
-        reply = await node.client.wtLease(key, token, leaseMs, node.readable ? '1' : '0');
+        reply = await node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0');
       } catch (err) {
         node.fail(err, 'lease');
         return { entry: await load(), source: 'bypass' };
@@ -97,7 +97,7 @@ export class CacheProtocol {
         case 1:
           return { entry: { data: reply[1], version: '' }, source: 'hit' };
         case 2:
-          // Writers are in flight: read around the cache, fill nothing.
+          // Writers are in flight, or the node's epoch is settling: read around the cache, fill nothing.
           return { entry: await load(), source: 'miss' };
         case 3: {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5).
@@ -153,7 +153,7 @@ export class CacheProtocol {
         try {
           if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
           const token = randomToken();
-          const reply = await node.client.wtLease(key, token, this.settings.leaseMs, node.readable ? '1' : '0');
+          const reply = await node.client.wtLease(key, node.settleKeyFor(key), token, this.settings.leaseMs, node.readable ? '1' : '0');
           if (reply[0] === 1) out[i] = { entry: { data: reply[1], version: '' }, source: 'hit' };
           else {
             sources[i] = 'miss';
@@ -240,7 +240,7 @@ export class CacheProtocol {
 
   private async endWrite(node: CacheNode, key: string, stamp: string, entry: CacheEntry | undefined, ttlMs: number): Promise<void> {
     try {
-      await node.client.wtEndWrite(key, stamp, randomToken(), entry?.data ?? '', entry?.version ?? '', ttlMs);
+      await node.client.wtEndWrite(key, node.settleKeyFor(key), stamp, randomToken(), entry?.data ?? '', entry?.version ?? '', ttlMs);
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
       // the key is also repaired before the node is trusted again.

@@ -25,13 +25,18 @@ end
 
 /**
  * A reader missed. Returns {1, d} when an entry appeared meanwhile (only if ARGV[3] = 1: the node is
- * trusted for reads), {2, ms} while writers hold the fence, {3, ms} while another reader holds a live
- * lease, and {0} when the lease is granted to token ARGV[1] for ARGV[2] ms.
+ * trusted for reads), {2, ms} while writers hold the fence or the node's epoch is settling, {3, ms}
+ * while another reader holds a live lease, and {0} when the lease is granted to token ARGV[1] for
+ * ARGV[2] ms. KEYS[2] is the node's settle marker (KEYS[1] itself in cluster mode: none).
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
 local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'p', 'pd')
 if f[1] and ARGV[3] == '1' then return {1, f[1]} end
+if KEYS[2] ~= k then
+  local settling = redis.call('PTTL', KEYS[2])
+  if settling > 0 then return {2, settling} end
+end
 local now = now_ms()
 local pd = tonumber(f[5] or '0')
 if tonumber(f[4] or '0') > 0 and pd > now then return {2, pd - now} end
@@ -86,13 +91,16 @@ return f[2] or ''
 const END_WRITE = `${NOW}
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
+-- While the node's epoch settles, a writer that began before it (its fence flushed) may still be in
+-- flight: nobody may store (KEYS[2] as in LEASE).
+local settling = KEYS[2] ~= k and redis.call('EXISTS', KEYS[2]) == 1
 local f = redis.call('HMGET', k, 'w', 'p', 'pd')
 local now = now_ms()
 local pd = tonumber(f[3] or '0')
 local p = tonumber(f[2] or '0') - 1
 if pd <= now then p = 0 end
 if p <= 0 then redis.call('HDEL', k, 'p', 'pd') else redis.call('HSET', k, 'p', p) end
-if ARGV[3] ~= '' and f[1] == ARGV[1] and p <= 0 and pd > now then
+if ARGV[3] ~= '' and f[1] == ARGV[1] and p <= 0 and pd > now and not settling then
   redis.call('HSET', k, 'd', ARGV[3], 'v', ARGV[4])
   redis.call('HDEL', k, 'l', 'lt')
   redis.call('PEXPIRE', k, ARGV[5])
@@ -116,44 +124,52 @@ return 1
  * R9: a node's data can be trusted only within an epoch (run_id) that a client has sealed. The first
  * client to see a new run_id flushes whatever the node came up with (a restart that reloaded a dump,
  * a promoted replica that missed invalidations) and leaves the seal, atomically with respect to fills.
- * Returns the number of keys flushed, or -1 when the epoch was already sealed.
+ * A node that came back with data, or that this client knew under another run id, may have lost
+ * fences of writers still in flight (ARGV[2] = 1 for the latter): for ARGV[1] ms (the fence time) it
+ * then settles (KEYS[2]): no lease and no writer's store, so such a writer cannot be overtaken by a
+ * fill of the old item. Returns the number of keys flushed, or -1 when the epoch was already sealed.
  */
 const SEAL = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local n = redis.call('DBSIZE')
 if n > 0 then redis.call('FLUSHDB') end
 redis.call('SET', KEYS[1], '1')
+if n > 0 or ARGV[2] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
 return n
 `;
 
+/** Each script with the number of keys it takes. */
 export const SCRIPTS = {
-  wtLease: LEASE,
-  wtFill: FILL,
-  wtBeginWrite: BEGIN_WRITE,
-  wtEndWrite: END_WRITE,
-  wtInvalidate: INVALIDATE,
-  wtSeal: SEAL,
+  wtLease: [LEASE, 2],
+  wtFill: [FILL, 1],
+  wtBeginWrite: [BEGIN_WRITE, 1],
+  wtEndWrite: [END_WRITE, 2],
+  wtInvalidate: [INVALIDATE, 1],
+  wtSeal: [SEAL, 2],
 } as const;
 
 export type LeaseReply = [0] | [1, string] | [2, number] | [3, number];
 
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
-  wtLease(key: string, token: string, leaseMs: number, trustData: '0' | '1'): Promise<LeaseReply>;
+  wtLease(key: string, settleKey: string, token: string, leaseMs: number, trustData: '0' | '1'): Promise<LeaseReply>;
   wtFill(key: string, token: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number): Promise<string>;
-  wtEndWrite(key: string, stamp: string, newStamp: string, data: string, version: string, ttlMs: number): Promise<0 | 1 | 2>;
+  wtEndWrite(key: string, settleKey: string, stamp: string, newStamp: string, data: string, version: string, ttlMs: number): Promise<0 | 1 | 2>;
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
-  wtSeal(markerKey: string): Promise<number>;
+  wtSeal(markerKey: string, settleKey: string, settleMs: number, knewPrevious: '0' | '1'): Promise<number>;
 }
 
 export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
 
 /** Defines the scripts once per client (module scope), never per request. */
 export function installScripts(client: Redis | Cluster): ScriptedClient {
-  for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys: 1, lua });
+  for (const [name, [lua, numberOfKeys]] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys, lua });
   return client as ScriptedClient;
 }
 
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
+
+/** While this key lives, a node that began a new epoch settles (no fills). */
+export const SETTLE_KEY = '__wt_settle';

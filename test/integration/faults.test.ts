@@ -9,6 +9,7 @@ import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { SETTLE_KEY } from '../../lib/cache/scripts.ts';
 import { CacheUnavailableError, invalidateStreamRecords } from '../../lib/index.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { CacheNode } from '../../lib/cache/node.ts';
@@ -124,6 +125,12 @@ describe('node faults', () => {
     assert.equal(node.status, 'starting');
     clock.advance(1);
     assert.equal(node.status, 'up');
+    // A new epoch of a node this container knew before settles for the writers' fence time: a writer
+    // that began before the restart may still be in flight, so nothing is filled yet.
+    assert.equal((await c.get('users', key)).cache, 'miss');
+    assert.equal(await node.client.hget(rk.redisKey, 'd'), null);
+    await node.client.del(SETTLE_KEY); // the fence time has passed
+    assert.equal((await c.get('users', key)).cache, 'miss');
     const r = await c.get('users', key);
     assert.equal(r.cache, 'hit');
     assert.equal(r.item?.v, 1);
@@ -260,6 +267,10 @@ describe('node faults', () => {
     await waitConnected(other.nodeFor(rk)!);
     const r = await other.get('users', key);
     assert.equal(r.item?.v, 'new');
+    // The node came back with data: it settles (no fills) for the writers' fence time, then fills again.
+    assert.equal(await other.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null);
+    await other.nodeFor(rk)!.client.del(SETTLE_KEY); // the fence time has passed
+    await other.get('users', key);
     const again = await other.get('users', key);
     assert.equal(again.item?.v, 'new');
     assert.equal(again.cache, 'hit');
@@ -292,6 +303,9 @@ describe('node faults', () => {
       const afterFailover = stack.cache({ CACHE_NODES: replica.url });
       const r = await afterFailover.get('users', key);
       assert.equal(r.item?.v, 'new');
+      assert.equal((await afterFailover.get('users', key)).cache, 'miss', 'settling: a writer from before the failover may be in flight');
+      await afterFailover.nodeFor(rk)!.client.del(SETTLE_KEY); // the fence time has passed
+      await afterFailover.get('users', key);
       const again = await afterFailover.get('users', key);
       assert.equal(again.item?.v, 'new');
       assert.equal(again.cache, 'hit');
