@@ -1,0 +1,505 @@
+/**
+ * The history checker: from every operation's start, end, key, value and outcome, counts stale
+ * reads, phantom reads, failed requests, out-of-band staleness, latency during faults and DynamoDB
+ * reads per hot-key invalidation. Pure: a history in, figures out (unit-tested on synthetic histories).
+ *
+ * Definitions (CONSISTENCY.md repeats them):
+ *
+ * - A write is *acknowledged* when the call returned normally. A write that was refused or whose
+ *   DynamoDB condition failed did not commit. A write that failed otherwise may have committed
+ *   ("uncertain"): its value may appear at any time after it started, and it supersedes nothing.
+ *   When the harness itself injected the DynamoDB failure it knows which: before sending (not
+ *   committed) or after the answer (committed by the time the call ended).
+ * - **Stale read**: a read returned value v although a *library* write w' (not v's write) to the same
+ *   key started after v's write ended and was acknowledged before the read started. For a read that
+ *   found nothing, v's write is the latest-ending delete that may have committed (or the initial
+ *   absence). Under the `available` policy a stale read whose every such w' could not reach its node
+ *   at begin-write (committed with a dirty key, R6) is the documented bound, counted apart with its
+ *   age; any other is a violation.
+ * - **Out-of-band staleness**: the same, where only out-of-band writes (straight to DynamoDB) supersede
+ *   v. The cache learns of those through the stream (G2), so these are measured as lag, not counted
+ *   as stale reads.
+ * - **Phantom read**: a read returned a value no write wrote, a value whose write did not commit, or
+ *   a value whose write started after the read ended.
+ * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
+ *   the strict policy while a cache fault (or its recovery) was on (counted as a refused write); any
+ *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
+ *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
+ */
+import { ABSENT, CACHE_FAULTS, OOB_KINDS, WRITE_KINDS, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
+
+export type Policy = 'strict' | 'available';
+
+export interface CheckOptions {
+  policy: Policy;
+  commandTimeoutMs: number;
+  /** Under `available`: how old a stale read explained by an unreachable node may be (G2's lag target). */
+  staleBoundMs: number;
+  /** After a cache fault is lifted, how long refusals and bypasses are still attributed to it. */
+  recoveryGraceMs: number;
+  /** Scheduling slack allowed on top of the command timeout in the latency budget. */
+  latencySlackMs: number;
+  /** Clock tolerance between threads: orderings closer than this are treated as concurrent. */
+  epsilonMs: number;
+  /** Hot-key stream records the consumer applied (invalidations the stream caused). */
+  hotStreamInvalidations?: number;
+}
+
+export const defaultCheckOptions: CheckOptions = {
+  policy: 'strict',
+  commandTimeoutMs: 300,
+  staleBoundMs: 1250,
+  recoveryGraceMs: 5000,
+  latencySlackMs: 100,
+  epsilonMs: 1,
+};
+
+export interface Distribution {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface StaleExample {
+  key: string;
+  read: Pick<OpRecord, 'client' | 'op' | 'kind' | 'value' | 'start' | 'end' | 'source'>;
+  /** The write whose value the read returned (undefined: the initial absence). */
+  readWrite?: Pick<OpRecord, 'client' | 'op' | 'kind' | 'start' | 'end' | 'outcome'>;
+  /** The acknowledged write that should have hidden it (the earliest-ending one). */
+  superseding: Pick<OpRecord, 'client' | 'op' | 'kind' | 'value' | 'start' | 'end' | 'degraded' | 'endLost'>;
+  /** How long after that write was acknowledged the read started (ms). */
+  ageMs: number;
+  /** Fault windows open around the superseding write or the read. */
+  faults: string[];
+}
+
+export interface PhantomExample {
+  key: string;
+  read: Pick<OpRecord, 'client' | 'op' | 'kind' | 'value' | 'start' | 'end' | 'source'>;
+  reason: 'never written' | 'write did not commit' | 'written after the read ended';
+}
+
+export interface FailedExample {
+  client: string;
+  op: number;
+  kind: string;
+  key: string;
+  start: number;
+  end: number;
+  error: string;
+  message: string;
+  reason: string;
+}
+
+export interface FaultLatency {
+  windows: number;
+  operations: number;
+  p50: number;
+  p99: number;
+  max: number;
+  /** Largest latency minus the operation's own DynamoDB time: what the cache cost it. */
+  maxCacheMs: number;
+  /** Operations slower than command timeout + their DynamoDB time + slack. */
+  overBudget: number;
+  worst?: { client: string; kind: string; key: string; latencyMs: number; dynamoMs: number; source?: string };
+}
+
+export interface CheckResult {
+  operations: { total: number; reads: number; writes: number; byKind: Record<string, number>; byOutcome: Record<string, number> };
+  reads: { checked: number; hits: number; misses: number; bypasses: number; ofUncertainWrites: number };
+  staleReads: number;
+  staleExamples: StaleExample[];
+  /** available policy: stale reads explained by writes that could not reach their node (R6's documented bound). */
+  boundedStaleReads: { count: number; ageMs: Distribution; beyondBound: number; examples: StaleExample[] };
+  phantomReads: number;
+  phantomExamples: PhantomExample[];
+  failedRequests: number;
+  failedByReason: Record<string, number>;
+  failedExamples: FailedExample[];
+  /** strict policy: writes refused (nothing committed) while a cache fault was on. */
+  refusedWrites: number;
+  /** Errors not counted as failures because DynamoDB itself was failing (injected or inside a DynamoDB fault). */
+  dynamoFaultErrors: number;
+  writes: { acknowledged: number; notCommitted: number; uncertain: number; committedUnacknowledged: number; degraded: number; endLost: number };
+  outOfBandStaleReads: { count: number; ageMs: Distribution };
+  outOfBandLagMs: Distribution & { samples: number; superseded: number; timeouts: number };
+  outOfBandLagDuringStreamPauseMs: Distribution;
+  /** Of outOfBandLagMs: samples with no fault at all around them, and those during a cache fault. */
+  outOfBandLagHealthyMs: Distribution;
+  outOfBandLagDuringCacheFaultsMs: Distribution;
+  faultLatencyMs: Partial<Record<FaultKind | 'none', FaultLatency>>;
+  hotKeys: { dynamoReads: number; invalidations: number; writes: number; readsPerInvalidation: number; readsPerWrite: number; dynamoReadsOutsideFaults: number; invalidationsOutsideFaults: number; readsPerInvalidationOutsideFaults: number };
+}
+
+export function distribution(values: number[]): Distribution {
+  if (values.length === 0) return { count: 0, p50: 0, p99: 0, max: 0 };
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] as number;
+  return { count: s.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(s[s.length - 1] as number) };
+}
+
+const round = (x: number): number => Math.round(x * 10) / 10;
+const ratio = (a: number, b: number): number => (b > 0 ? Math.round((a / b) * 100) / 100 : 0);
+
+/** How a write's effect is known. */
+interface WriteInfo {
+  rec: OpRecord;
+  committed: 'yes' | 'no' | 'maybe';
+  acknowledged: boolean;
+  /** By when it committed, if it did: its end, or +∞ when uncertain (it may land any time). */
+  effectiveEnd: number;
+  oob: boolean;
+}
+
+/** Writes sorted by start with the suffix minimum of their ends: "some write started after T1 and ended before T2". */
+class Superseders {
+  private readonly writes: WriteInfo[];
+  private readonly minEndFrom: number[];
+  private readonly minEndIndex: number[];
+
+  constructor(writes: WriteInfo[]) {
+    this.writes = [...writes].sort((a, b) => a.rec.start - b.rec.start);
+    this.minEndFrom = new Array<number>(this.writes.length + 1).fill(Infinity);
+    this.minEndIndex = new Array<number>(this.writes.length + 1).fill(-1);
+    for (let i = this.writes.length - 1; i >= 0; i--) {
+      const end = (this.writes[i] as WriteInfo).rec.end;
+      const next = this.minEndFrom[i + 1] as number;
+      if (end < next) {
+        this.minEndFrom[i] = end;
+        this.minEndIndex[i] = i;
+      } else {
+        this.minEndFrom[i] = next;
+        this.minEndIndex[i] = this.minEndIndex[i + 1] as number;
+      }
+    }
+  }
+
+  /** The earliest-ending write that started after `after` and ended before `before`, if any. */
+  find(after: number, before: number): WriteInfo | undefined {
+    let lo = 0;
+    let hi = this.writes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.writes[mid] as WriteInfo).rec.start > after) hi = mid;
+      else lo = mid + 1;
+    }
+    if ((this.minEndFrom[lo] as number) >= before) return undefined;
+    // (v's own write is never among them: it cannot start after its own end.)
+    return this.writes[this.minEndIndex[lo] as number];
+  }
+}
+
+interface KeyIndex {
+  values: Map<string, WriteInfo>;
+  deletes: WriteInfo[];
+  lib: Superseders;
+  libStrong: Superseders;
+  oob: Superseders;
+}
+
+function classifyWrite(rec: OpRecord): WriteInfo {
+  const oob = OOB_KINDS.has(rec.kind);
+  if (rec.outcome === 'ok') return { rec, committed: 'yes', acknowledged: true, effectiveEnd: rec.end, oob };
+  if (rec.outcome === 'rejected' || rec.injected === 'before') return { rec, committed: 'no', acknowledged: false, effectiveEnd: rec.end, oob };
+  if (rec.injected === 'after') return { rec, committed: 'yes', acknowledged: false, effectiveEnd: rec.end, oob };
+  return { rec, committed: 'maybe', acknowledged: false, effectiveEnd: Infinity, oob };
+}
+
+function overlaps(rec: { start: number; end: number }, w: FaultWindow, graceMs: number): boolean {
+  return rec.start <= w.end + graceMs && rec.end >= w.start;
+}
+
+function pickRead(r: OpRecord): StaleExample['read'] {
+  return { client: r.client, op: r.op, kind: r.kind, value: r.value, start: r.start, end: r.end, source: r.source };
+}
+
+export function check(records: readonly OpRecord[], faults: readonly FaultWindow[], oob: readonly OobSample[], options: Partial<CheckOptions> = {}): CheckResult {
+  const o: CheckOptions = { ...defaultCheckOptions, ...options };
+  const eps = o.epsilonMs;
+
+  // --- operations ---------------------------------------------------------------------------
+  const uniqueOps = new Map<string, OpRecord>();
+  for (const r of records) {
+    const id = `${r.client}:${r.op}`;
+    if (!uniqueOps.has(id)) uniqueOps.set(id, r);
+  }
+  const byKind: Record<string, number> = {};
+  const byOutcome: Record<string, number> = {};
+  let readOps = 0;
+  let writeOps = 0;
+  for (const r of uniqueOps.values()) {
+    byKind[r.kind] = (byKind[r.kind] ?? 0) + 1;
+    const label = r.outcome === 'ok' ? 'ok' : `${r.outcome}:${r.error ?? '?'}`;
+    byOutcome[label] = (byOutcome[label] ?? 0) + 1;
+    if (WRITE_KINDS.has(r.kind)) writeOps++;
+    else readOps++;
+  }
+
+  // --- writes, per key ----------------------------------------------------------------------
+  const perKey = new Map<string, WriteInfo[]>();
+  const writes = { acknowledged: 0, notCommitted: 0, uncertain: 0, committedUnacknowledged: 0, degraded: 0, endLost: 0 };
+  for (const r of records) {
+    if (!WRITE_KINDS.has(r.kind)) continue;
+    const w = classifyWrite(r);
+    if (w.acknowledged) writes.acknowledged++;
+    else if (w.committed === 'no') writes.notCommitted++;
+    else if (w.committed === 'maybe') writes.uncertain++;
+    else writes.committedUnacknowledged++;
+    if (r.degraded) writes.degraded++;
+    if (r.endLost) writes.endLost++;
+    let list = perKey.get(r.key);
+    if (!list) perKey.set(r.key, (list = []));
+    list.push(w);
+  }
+  const index = new Map<string, KeyIndex>();
+  const indexOf = (key: string): KeyIndex => {
+    let ix = index.get(key);
+    if (ix) return ix;
+    const list = perKey.get(key) ?? [];
+    const values = new Map<string, WriteInfo>();
+    const deletes: WriteInfo[] = [];
+    for (const w of list) {
+      if (w.rec.value === ABSENT) deletes.push(w);
+      else values.set(w.rec.value, w);
+    }
+    const acked = list.filter((w) => w.acknowledged);
+    ix = {
+      values,
+      deletes,
+      lib: new Superseders(acked.filter((w) => !w.oob)),
+      libStrong: new Superseders(acked.filter((w) => !w.oob && !w.rec.degraded)),
+      oob: new Superseders(acked.filter((w) => w.oob)),
+    };
+    index.set(key, ix);
+    return ix;
+  };
+
+  const faultsAround = (a: { start: number; end: number }, b: { start: number; end: number }): string[] =>
+    faults.filter((w) => overlaps(a, w, o.recoveryGraceMs) || overlaps(b, w, o.recoveryGraceMs)).map((w) => `${w.kind}@${w.target}`);
+
+  // --- reads --------------------------------------------------------------------------------
+  const reads = { checked: 0, hits: 0, misses: 0, bypasses: 0, ofUncertainWrites: 0 };
+  const staleExamples: StaleExample[] = [];
+  let staleReads = 0;
+  const bounded: StaleExample[] = [];
+  const boundedAges: number[] = [];
+  let phantomReads = 0;
+  const phantomExamples: PhantomExample[] = [];
+  const oobAges: number[] = [];
+  for (const r of records) {
+    if (WRITE_KINDS.has(r.kind) || r.outcome !== 'ok') continue;
+    reads.checked++;
+    if (r.source === 'hit') reads.hits++;
+    else if (r.source === 'miss') reads.misses++;
+    else if (r.source === 'bypass') reads.bypasses++;
+    const ix = indexOf(r.key);
+    let after: number;
+    let own: WriteInfo | undefined;
+    if (r.value === ABSENT) {
+      // The latest-ending delete that may have committed by then, or the initial absence.
+      after = -Infinity;
+      for (const d of ix.deletes) {
+        if (d.committed === 'no' || d.rec.start > r.end + eps) continue;
+        if (d.effectiveEnd > after) {
+          after = d.effectiveEnd;
+          own = d;
+        }
+      }
+    } else {
+      own = ix.values.get(r.value);
+      let reason: PhantomExample['reason'] | undefined;
+      if (own === undefined) reason = 'never written';
+      else if (own.committed === 'no') reason = 'write did not commit';
+      else if (own.rec.start > r.end + eps) reason = 'written after the read ended';
+      if (reason !== undefined || own === undefined) {
+        phantomReads++;
+        if (phantomExamples.length < 20) phantomExamples.push({ key: r.key, read: pickRead(r), reason: reason ?? 'never written' });
+        continue;
+      }
+      if (own.committed === 'maybe') reads.ofUncertainWrites++;
+      after = own.effectiveEnd;
+    }
+    if (after === Infinity) continue;
+    const sup = ix.lib.find(after + eps, r.start - eps);
+    const example = (s: WriteInfo): StaleExample => ({
+      key: r.key,
+      read: pickRead(r),
+      readWrite: own ? { client: own.rec.client, op: own.rec.op, kind: own.rec.kind, start: own.rec.start, end: own.rec.end, outcome: own.rec.outcome } : undefined,
+      superseding: { client: s.rec.client, op: s.rec.op, kind: s.rec.kind, value: s.rec.value, start: s.rec.start, end: s.rec.end, degraded: s.rec.degraded, endLost: s.rec.endLost },
+      ageMs: round(r.start - s.rec.end),
+      faults: faultsAround(s.rec, r),
+    });
+    if (sup !== undefined) {
+      const strong = o.policy === 'available' ? ix.libStrong.find(after + eps, r.start - eps) : sup;
+      if (strong === undefined) {
+        // available policy, every superseding write committed with its key dirty: R6's documented bound.
+        boundedAges.push(r.start - sup.rec.end);
+        if (bounded.length < 20) bounded.push(example(sup));
+      } else {
+        staleReads++;
+        if (staleExamples.length < 20) staleExamples.push(example(strong));
+      }
+      continue;
+    }
+    const oobSup = ix.oob.find(after + eps, r.start - eps);
+    if (oobSup !== undefined) oobAges.push(r.start - oobSup.rec.end);
+  }
+
+  // --- failed requests ----------------------------------------------------------------------
+  let failedRequests = 0;
+  let refusedWrites = 0;
+  let dynamoFaultErrors = 0;
+  const failedByReason: Record<string, number> = {};
+  const failedExamples: FailedExample[] = [];
+  const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
+  const dynamoFaults = faults.filter((w) => w.kind === 'dynamo');
+  for (const r of uniqueOps.values()) {
+    if (r.outcome === 'ok') continue;
+    if (r.error === 'ItemNotFound') continue;
+    let reason: string | undefined;
+    if (r.error === 'CacheUnavailable' && o.policy === 'strict') {
+      if (cacheFaults.some((w) => overlaps(r, w, o.recoveryGraceMs))) {
+        refusedWrites++;
+        continue;
+      }
+      reason = 'strict refusal outside any cache fault';
+    } else if (r.injected !== undefined || dynamoFaults.some((w) => overlaps(r, w, 0))) {
+      dynamoFaultErrors++;
+      continue;
+    } else {
+      const what = /changed under every attempt/.test(r.message ?? '') ? 'StoreUnavailable (put gave up: version conflicts on every attempt)' : (r.error ?? 'Error');
+      reason = `${what}${cacheFaults.some((w) => overlaps(r, w, o.recoveryGraceMs)) ? ' during a cache fault' : ''}`;
+    }
+    failedRequests++;
+    failedByReason[reason] = (failedByReason[reason] ?? 0) + 1;
+    if (failedExamples.length < 20) {
+      failedExamples.push({ client: r.client, op: r.op, kind: r.kind, key: r.key, start: r.start, end: r.end, error: r.error ?? '?', message: r.message ?? '', reason });
+    }
+  }
+
+  // --- out-of-band lag ----------------------------------------------------------------------
+  const streamPauses = faults.filter((w) => w.kind === 'stream');
+  const lags: number[] = [];
+  const pausedLags: number[] = [];
+  const healthyLags: number[] = [];
+  const cacheFaultLags: number[] = [];
+  let superseded = 0;
+  let timeouts = 0;
+  for (const s of oob) {
+    if (s.outcome === 'superseded') superseded++;
+    if (s.outcome === 'timeout') timeouts++;
+    if (s.outcome !== 'seen' || s.seenAt === undefined) continue;
+    const lag = s.seenAt - s.writeEnd;
+    const span = { start: s.writeEnd, end: s.seenAt };
+    if (streamPauses.some((w) => overlaps(span, w, 0))) {
+      pausedLags.push(lag);
+      continue;
+    }
+    lags.push(lag);
+    if (cacheFaults.some((w) => overlaps(span, w, o.recoveryGraceMs))) cacheFaultLags.push(lag);
+    else if (!faults.some((w) => overlaps(span, w, 0))) healthyLags.push(lag);
+  }
+
+  // --- latency during faults ----------------------------------------------------------------
+  const faultLatencyMs: CheckResult['faultLatencyMs'] = {};
+  const timed = [...uniqueOps.values()].filter((r) => !r.sweep && !OOB_KINDS.has(r.kind));
+  // An operation belongs to a fault's window when it overlaps the fault or the second after it.
+  const inWindow = (r: OpRecord, w: FaultWindow): boolean => r.start <= w.end + 1000 && r.end >= w.start;
+  const latencyOf = (ops: OpRecord[], windows: number): FaultLatency => {
+    const lat = ops.map((r) => r.end - r.start);
+    const d = distribution(lat);
+    let maxCacheMs = 0;
+    let overBudget = 0;
+    let worst: OpRecord | undefined;
+    for (const r of ops) {
+      const cacheMs = r.end - r.start - r.dynamoMs;
+      if (cacheMs > maxCacheMs) {
+        maxCacheMs = cacheMs;
+        worst = r;
+      }
+      if (cacheMs > o.commandTimeoutMs + o.latencySlackMs) overBudget++;
+    }
+    return {
+      windows,
+      operations: d.count,
+      p50: d.p50,
+      p99: d.p99,
+      max: d.max,
+      maxCacheMs: round(maxCacheMs),
+      overBudget,
+      worst: worst && { client: worst.client, kind: worst.kind, key: worst.key, latencyMs: round(worst.end - worst.start), dynamoMs: round(worst.dynamoMs), source: worst.source },
+    };
+  };
+  const kinds = [...new Set(faults.map((w) => w.kind))];
+  for (const kind of kinds) {
+    const ws = faults.filter((w) => w.kind === kind);
+    faultLatencyMs[kind] = latencyOf(timed.filter((r) => ws.some((w) => inWindow(r, w))), ws.length);
+  }
+  faultLatencyMs.none = latencyOf(timed.filter((r) => !faults.some((w) => inWindow(r, w))), 0);
+
+  // --- DynamoDB reads per hot-key invalidation ----------------------------------------------
+  let hotReads = 0;
+  let hotReadsQuiet = 0;
+  let hotBegun = 0;
+  let hotBegunQuiet = 0;
+  let hotWrites = 0;
+  const inAnyFault = (r: OpRecord): boolean => faults.some((w) => overlaps(r, w, o.recoveryGraceMs));
+  for (const r of records) {
+    if (!r.hot || r.sweep) continue;
+    const quiet = !inAnyFault(r);
+    if (r.kind === 'get' || r.kind === 'batchGet') {
+      hotReads += r.dynamoReads;
+      if (quiet) hotReadsQuiet += r.dynamoReads;
+    } else if (WRITE_KINDS.has(r.kind)) {
+      if (classifyWrite(r).committed !== 'no') hotWrites++;
+      // A library write that reached its node dropped the entry at begin (whether or not it committed).
+      if (!OOB_KINDS.has(r.kind) && r.error !== 'CacheUnavailable' && !r.degraded) {
+        hotBegun++;
+        if (quiet) hotBegunQuiet++;
+      }
+    }
+  }
+  const streamInv = o.hotStreamInvalidations ?? 0;
+  // Stream invalidations cannot be attributed to windows here; split them in proportion to the writes.
+  const streamQuiet = hotBegun > 0 ? (streamInv * hotBegunQuiet) / hotBegun : 0;
+  const invalidations = hotBegun + streamInv;
+  const invalidationsQuiet = hotBegunQuiet + streamQuiet;
+
+  return {
+    operations: { total: uniqueOps.size, reads: readOps, writes: writeOps, byKind, byOutcome },
+    reads,
+    staleReads,
+    staleExamples,
+    boundedStaleReads: {
+      count: boundedAges.length,
+      ageMs: distribution(boundedAges),
+      beyondBound: boundedAges.filter((a) => a > o.staleBoundMs).length,
+      examples: bounded,
+    },
+    phantomReads,
+    phantomExamples,
+    failedRequests,
+    failedByReason,
+    failedExamples,
+    refusedWrites,
+    dynamoFaultErrors,
+    writes,
+    outOfBandStaleReads: { count: oobAges.length, ageMs: distribution(oobAges) },
+    outOfBandLagMs: { ...distribution(lags), samples: oob.length, superseded, timeouts },
+    outOfBandLagDuringStreamPauseMs: distribution(pausedLags),
+    outOfBandLagHealthyMs: distribution(healthyLags),
+    outOfBandLagDuringCacheFaultsMs: distribution(cacheFaultLags),
+    faultLatencyMs,
+    hotKeys: {
+      dynamoReads: hotReads,
+      invalidations: Math.round(invalidations),
+      writes: hotWrites,
+      readsPerInvalidation: ratio(hotReads, invalidations),
+      readsPerWrite: ratio(hotReads, hotWrites),
+      dynamoReadsOutsideFaults: hotReadsQuiet,
+      invalidationsOutsideFaults: Math.round(invalidationsQuiet),
+      readsPerInvalidationOutsideFaults: ratio(hotReadsQuiet, invalidationsQuiet),
+    },
+  };
+}

@@ -1,0 +1,507 @@
+/**
+ * One consistency run: services started, client containers (worker threads) loaded, an out-of-band
+ * writer and probe, the Streams consumer, the nemesis on a schedule; then the history is checked.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
+import { StreamFeed } from '../infra/local/stream-feed.ts';
+import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
+import { check, type CheckResult, type Policy } from './checker.ts';
+import { faultDuration, Nemesis } from './faults.ts';
+import { ABSENT, ALL_FAULTS, OVERLAY_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
+import { defaultKeySpace, keySpace, type KeyRef, type KeySpaceOptions } from './keys.ts';
+import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
+import { Stack, TABLES } from './stack.ts';
+import type { FromWorker, ToWorker, WorkerConfig } from './worker.ts';
+
+export interface RunOptions {
+  seconds: number;
+  faults: FaultKind[];
+  seed: number;
+  policy: Policy;
+  /** Client containers (worker threads). */
+  workers: number;
+  /** Concurrent operation loops per container. */
+  concurrency: number;
+  thinkMs: [number, number];
+  commandTimeoutMs: number;
+  /** How often the Streams consumer polls an idle shard (Lambda: about 4 times a second). */
+  streamPollMs: number;
+  /** Plain shards (one more shard, with a replica, is added for failovers). */
+  shards: number;
+  keys: KeySpaceOptions;
+  hotShare: number;
+  /** Use this DynamoDB (e.g. the test runner's); default: DYNAMODB_ENDPOINT, else start DynamoDB Local. */
+  dynamoEndpoint?: string;
+  /** Write every record and fault window here (NDJSON), for analysis. */
+  historyFile?: string;
+  log: (line: string) => void;
+}
+
+export const defaultRunOptions: RunOptions = {
+  seconds: 60,
+  faults: [...ALL_FAULTS],
+  seed: 1,
+  policy: 'strict',
+  workers: 4,
+  concurrency: 3,
+  thinkMs: [2, 12],
+  commandTimeoutMs: 300,
+  streamPollMs: 250,
+  shards: 3,
+  keys: defaultKeySpace,
+  hotShare: 0.5,
+  log: (line) => console.error(line),
+};
+
+export interface RunResult extends CheckResult {
+  startedAt: string;
+  finishedAt: string;
+  durationSeconds: number;
+  machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; redis: string; platform: string; loadAverage: number[] };
+  /** The library measured: the commit, and the files under lib/ changed since it. */
+  revision: { commit: string; libChanges: string[] };
+  options: Omit<RunOptions, 'log' | 'dynamoEndpoint' | 'historyFile'> & { settings: Record<string, string> };
+  faults: Partial<Record<FaultKind, number>>;
+  faultLog: (FaultWindow & { relStartMs: number; durationMs: number })[];
+  stream: { batches: number; records: number; retries: number; hotInvalidations: number };
+  /** What each container's nodes looked like at the end. */
+  endHealth: Record<string, { status: string; dirtyKeys: number }[]>;
+  /**
+   * Event-loop delay of each thread (ms): a container's own stalls (its Redis commands can time out
+   * because of them), the harness's (stream consumer, probe) and the network thread's (proxies).
+   */
+  eventLoopDelayMs: Record<string, { p99: number; max: number }>;
+  /** The claims this policy makes, and whether the run kept them. */
+  verdict: { ok: boolean; policy: Policy; violations: string[] };
+}
+
+/** The settings every container runs with. */
+export function settings(o: RunOptions): Record<string, string> {
+  return {
+    CACHE_COMMAND_TIMEOUT_MS: String(o.commandTimeoutMs),
+    CACHE_CONNECT_TIMEOUT_MS: '1000',
+    CACHE_CHECK_INTERVAL_SECONDS: '1',
+    CACHE_START_CYCLES: '1',
+    CACHE_WRITE_POLICY: o.policy,
+    CACHE_LEASE_MS: '2000',
+    DYNAMODB_TIMEOUT_MS: '1000',
+    DYNAMODB_MAX_ATTEMPTS: '3',
+  };
+}
+
+class ContainerThread {
+  eventLoopDelayMs = { p99: 0, max: 0 };
+  private readonly pending = new Set<{ type: FromWorker['type']; resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
+  private failure: string | undefined;
+  health: { status: string; dirtyKeys: number }[] = [];
+
+  constructor(
+    readonly name: string,
+    private readonly worker: Worker,
+  ) {
+    worker.on('message', (m: FromWorker) => {
+      if (m.type === 'closed') {
+        this.health = m.health.map((h) => ({ status: h.status, dirtyKeys: h.dirtyKeys }));
+        this.eventLoopDelayMs = m.eventLoopDelayMs;
+      }
+      if (m.type === 'failed') this.fail(m.message);
+      for (const p of [...this.pending]) {
+        if (p.type !== m.type) continue;
+        this.pending.delete(p);
+        p.resolve(m);
+      }
+    });
+    worker.on('error', (err) => this.fail(err.stack ?? err.message));
+    worker.on('exit', (code) => this.fail(`exited with code ${code}`));
+  }
+
+  private fail(message: string): void {
+    this.failure ??= message;
+    for (const p of this.pending) p.reject(new Error(`${this.name}: ${message}`));
+    this.pending.clear();
+  }
+
+  /** Resolves at the container's next message of `type`. */
+  next(type: FromWorker['type'], timeoutMs = 120_000): Promise<FromWorker> {
+    if (this.failure !== undefined) return Promise.reject(new Error(`${this.name}: ${this.failure}`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(entry);
+        reject(new Error(`${this.name}: no '${type}' within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const entry = {
+        type,
+        resolve: (m: FromWorker) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.pending.add(entry);
+    });
+  }
+
+  request(m: ToWorker, reply: FromWorker['type']): Promise<FromWorker> {
+    const p = this.next(reply);
+    this.worker.postMessage(m);
+    return p;
+  }
+
+  send(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  async terminate(): Promise<void> {
+    this.failure ??= 'terminated';
+    await this.worker.terminate();
+  }
+}
+
+/** A DynamoDB client that times its calls (for the main thread's probe container). */
+function timedClient(config: Config, als: AsyncLocalStorage<{ dynamoMs: number; dynamoCalls: number }>): DynamoDBClient {
+  const s = config.store;
+  const client = new DynamoDBClient({
+    region: s.region,
+    endpoint: s.endpoint,
+    maxAttempts: s.maxAttempts,
+    requestHandler: { requestTimeout: s.timeoutMs, connectionTimeout: s.timeoutMs },
+    credentials: s.localCredentials,
+  });
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const t0 = now();
+      try {
+        return await next(args);
+      } finally {
+        const ctx = als.getStore();
+        if (ctx) {
+          ctx.dynamoMs += now() - t0;
+          ctx.dynamoCalls++;
+        }
+      }
+    },
+    { step: 'initialize', name: 'timing' },
+  );
+  return client;
+}
+
+/**
+ * The out-of-band writer (straight to DynamoDB, as a console or another service would) and its
+ * probe: before each direct write the probe reads the key through the cache (so the old value is
+ * cached), after it the probe reads every 25 ms until a read returns the new value (G2's lag), or
+ * another write supersedes it.
+ */
+class OutOfBand {
+  readonly records: OpRecord[] = [];
+  readonly samples: OobSample[] = [];
+  private stopped = false;
+  private seq = 0;
+  private op = 0;
+  private probeOp = 0;
+  private readonly als = new AsyncLocalStorage<{ dynamoMs: number; dynamoCalls: number }>();
+  readonly probe: ItemCache;
+
+  constructor(
+    private readonly raw: DynamoDBClient,
+    config: Config,
+    private readonly prefix: string,
+    private readonly keys: { hot: KeyRef[]; cold: KeyRef[] },
+    private readonly random: Rng,
+  ) {
+    this.probe = new ItemCache({ config, tables: TABLES, dynamoClient: timedClient(config, this.als) });
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async read(ref: KeyRef): Promise<string | undefined> {
+    const ctx = { dynamoMs: 0, dynamoCalls: 0 };
+    const start = now();
+    const base = { op: ++this.probeOp, client: 'probe', kind: 'get' as const, key: ref.id, hot: ref.hot, start };
+    try {
+      const r = await this.als.run(ctx, () => this.probe.get(ref.table, ref.key));
+      const value = r.item === undefined ? ABSENT : typeof r.item.v === 'string' ? r.item.v : `?${JSON.stringify(r.item.v)}`;
+      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0 });
+      return value;
+    } catch (err) {
+      const e = err as { code?: string; name?: string; message?: string };
+      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0 });
+      return undefined;
+    }
+  }
+
+  private async write(ref: KeyRef, del: boolean): Promise<OpRecord> {
+    const value = del ? ABSENT : `oob-${++this.seq}`;
+    const table = this.prefix + ref.table;
+    const key: Record<string, AttributeValue> = ref.table === 'users' ? { userId: { S: String(ref.key.userId) } } : { customerId: { S: String(ref.key.customerId) }, orderId: { S: String(ref.key.orderId) } };
+    const start = now();
+    const rec: OpRecord = { op: ++this.op, client: 'oob', kind: del ? 'oobDelete' : 'oobPut', key: ref.id, hot: ref.hot, value, start, end: start, outcome: 'ok', dynamoMs: 0, dynamoCalls: 1, dynamoReads: 0 };
+    try {
+      if (del) await this.raw.send(new DeleteItemCommand({ TableName: table, Key: key }));
+      else await this.raw.send(new PutItemCommand({ TableName: table, Item: { ...key, v: { S: value }, pad: { S: 'o'.repeat(200) } } }));
+    } catch (err) {
+      const e = err as { name?: string; message?: string };
+      rec.outcome = 'error';
+      rec.error = e.name ?? 'Error';
+      rec.message = e.message;
+    }
+    rec.end = now();
+    rec.dynamoMs = rec.end - start;
+    this.records.push(rec);
+    return rec;
+  }
+
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      const ref = this.random() < 0.25 ? pick(this.random, this.keys.hot) : pick(this.random, this.keys.cold);
+      const before = await this.read(ref);
+      if (before === undefined) {
+        await sleep(100);
+        continue;
+      }
+      const del = before !== ABSENT && this.random() < 0.2;
+      const w = await this.write(ref, del);
+      if (w.outcome !== 'ok') {
+        this.samples.push({ key: ref.id, hot: ref.hot, value: w.value, writeEnd: w.end, outcome: 'error' });
+        continue;
+      }
+      const sample: OobSample = { key: ref.id, hot: ref.hot, value: w.value, writeEnd: w.end, outcome: 'timeout' };
+      const deadline = w.end + 30_000;
+      while (now() < deadline) {
+        const v = await this.read(ref);
+        if (v === w.value) {
+          sample.outcome = 'seen';
+          sample.seenAt = now();
+          break;
+        }
+        if (v !== undefined && v !== before) {
+          sample.outcome = 'superseded';
+          break;
+        }
+        if (this.stopped && now() > w.end + 5_000) break;
+        await sleep(25);
+      }
+      if (sample.outcome === 'timeout' && now() < deadline) continue; // stopped before it was seen: no sample
+      this.samples.push(sample);
+      await sleep(between(this.random, 100, 400));
+    }
+  }
+}
+
+function machine(): RunResult['machine'] {
+  let redis = '?';
+  try {
+    redis = /v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1] ?? '?';
+  } catch {
+    /* reported as ? */
+  }
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '?',
+    memoryGb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    redis,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+function revision(): RunResult['revision'] {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    } catch {
+      return '';
+    }
+  };
+  return { commit: git('rev-parse', 'HEAD') || '?', libChanges: git('status', '--porcelain', '--', 'lib').split('\n').filter(Boolean) };
+}
+
+export async function runConsistency(partial: Partial<RunOptions> = {}): Promise<RunResult> {
+  const o: RunOptions = { ...defaultRunOptions, ...partial };
+  const log = o.log;
+  const random = rng(o.seed);
+  const startedAt = new Date();
+  logger.setLogLevel('SILENT');
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const stack = await Stack.start({ shards: o.shards, containers: o.workers, dynamoEndpoint: o.dynamoEndpoint ?? process.env.DYNAMODB_ENDPOINT, log });
+  log(stack.describe());
+  const env = (container: number): Record<string, string> => ({
+    ...settings(o),
+    CACHE_NODES: stack.nodes(container),
+    DYNAMODB_ENDPOINT: stack.endpoint,
+    TABLE_PREFIX: stack.prefix,
+  });
+  const keys = keySpace(o.keys);
+  const containers: ContainerThread[] = [];
+  const historyDir = mkdtempSync(join(tmpdir(), 'consistency-'));
+  const mainDelay = monitorEventLoopDelay({ resolution: 10 });
+  mainDelay.enable();
+  let networkLagMs = 0;
+  let lagPoll: NodeJS.Timeout | undefined;
+  let feed: StreamFeed | undefined;
+  let consumer: ItemCache | undefined;
+  let oob: OutOfBand | undefined;
+  const streamCounts = { hotInvalidations: 0 };
+  try {
+    // The Streams consumer: its own container, fed as Lambda's event source mapping feeds it.
+    consumer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
+    const consumerCache = consumer;
+    feed = new StreamFeed({
+      client: localDynamoClientConfig(stack.endpoint),
+      tables: stack.physicalTables,
+      pollMs: o.streamPollMs,
+      handler: async (event) => {
+        const res = await invalidateStreamRecords(consumerCache, event.Records);
+        const failed = new Set(res.batchItemFailures.map((f) => f.itemIdentifier));
+        for (const r of event.Records) {
+          const id = (r.dynamodb?.Keys as Record<string, { S?: string }> | undefined)?.userId?.S;
+          if (id?.startsWith('hot-') && !failed.has(r.dynamodb?.SequenceNumber ?? '')) streamCounts.hotInvalidations++;
+        }
+        return res;
+      },
+    });
+    await feed.start();
+
+    // The client containers.
+    const entry = new URL('./worker.ts', import.meta.url).href;
+    const ready: Promise<unknown>[] = [];
+    for (let i = 0; i < o.workers; i++) {
+      const wc: WorkerConfig = {
+        entry,
+        client: `w${i}`,
+        env: env(i),
+        seed: o.seed * 1000 + i,
+        concurrency: o.concurrency,
+        thinkMs: o.thinkMs,
+        keys: o.keys,
+        hotShare: o.hotShare,
+        historyFile: join(historyDir, `w${i}.ndjson`),
+      };
+      const worker = new Worker(new URL('./boot.mjs', import.meta.url), {
+        workerData: wc,
+        env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      });
+      const c = new ContainerThread(`w${i}`, worker);
+      ready.push(c.next('ready'));
+      containers.push(c);
+    }
+    await Promise.all(ready);
+    oob = new OutOfBand(stack.dynamo, loadConfig(env(-1)), stack.prefix, keys, rng(o.seed * 7919));
+    const dynamoFaults = async (mode: DynamoFaultMode): Promise<void> => {
+      for (const c of containers) c.send({ type: 'dynamoFault', mode });
+    };
+    const nemesis = new Nemesis({ stack, feed, dynamoFaults, random, log, slowOverlay: o.faults.includes('slow') });
+    const slotted = o.faults.filter((k) => !OVERLAY_FAULTS.has(k));
+
+    // Load.
+    const t0 = now();
+    const endAt = t0 + o.seconds * 1000;
+    log(`run: ${o.seconds} s, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`);
+    for (const c of containers) c.send({ type: 'start' });
+    lagPoll = setInterval(() => {
+      void stack.network.lag().then((l) => (networkLagMs = Math.max(networkLagMs, l)), () => {});
+    }, 1000);
+    const oobDone = oob.run();
+    const warmupMs = Math.min(3000, o.seconds * 50);
+    const tailMs = Math.min(3000, o.seconds * 100);
+    await sleep(warmupMs);
+    if (slotted.length > 0) {
+      // Every fault once (in a seeded order) whatever the length, then more rounds while time is left.
+      const slotMs = Math.max(2500, Math.min(6000, (o.seconds * 1000 - warmupMs - tailMs) / slotted.length));
+      for (let round = 0; ; round++) {
+        let cut = false;
+        for (const kind of shuffled(random, slotted)) {
+          const slotEnd = now() + slotMs;
+          if (round > 0 && slotEnd > endAt - tailMs) {
+            cut = true;
+            break;
+          }
+          await nemesis.inject(kind, faultDuration(kind, slotMs, random));
+          await sleep(slotEnd - now());
+        }
+        if (cut || now() + slotMs > endAt - tailMs) break;
+      }
+    }
+    await sleep(endAt - now());
+    clearInterval(lagPoll);
+    oob.stop();
+    await Promise.all(containers.map((c) => c.request({ type: 'stop' }, 'stopped')));
+    await oobDone;
+    log(`load stopped after ${Math.round((now() - t0) / 1000)} s; letting the stream drain and nodes recover`);
+    // Quiet: every fault lifted; the stream drains, nodes come back up in every container.
+    await sleep(Math.max(3500, 2 * o.streamPollMs + 1000));
+    await Promise.all(containers.map((c) => c.request({ type: 'sweep' }, 'swept')));
+    await Promise.all(containers.map((c) => c.request({ type: 'close' }, 'closed')));
+
+    mainDelay.disable();
+    const records: OpRecord[] = [...oob.records];
+    for (const c of containers) {
+      for (const line of readFileSync(join(historyDir, `${c.name}.ndjson`), 'utf8').split('\n')) {
+        if (line) records.push(JSON.parse(line) as OpRecord);
+      }
+    }
+    if (o.historyFile) {
+      const lines = [...nemesis.windows.map((w) => JSON.stringify({ fault: w })), ...oob.samples.map((s) => JSON.stringify({ oob: s })), ...records.map((r) => JSON.stringify(r))];
+      writeFileSync(o.historyFile, `${lines.join('\n')}\n`);
+      log(`history: ${o.historyFile} (${records.length} records)`);
+    }
+    const result = check(records, nemesis.windows, oob.samples, {
+      policy: o.policy,
+      commandTimeoutMs: o.commandTimeoutMs,
+      staleBoundMs: 1000 + o.streamPollMs,
+      hotStreamInvalidations: streamCounts.hotInvalidations,
+    });
+    const faults: Partial<Record<FaultKind, number>> = {};
+    for (const w of nemesis.windows) faults[w.kind] = (faults[w.kind] ?? 0) + 1;
+    const violations: string[] = [];
+    if (result.staleReads > 0) violations.push(`${result.staleReads} stale reads`);
+    if (result.phantomReads > 0) violations.push(`${result.phantomReads} phantom reads`);
+    if (result.failedRequests > 0) violations.push(`${result.failedRequests} failed requests while DynamoDB was healthy`);
+    if (o.policy === 'available' && result.boundedStaleReads.beyondBound > 0) {
+      violations.push(`${result.boundedStaleReads.beyondBound} stale reads (unreachable node) older than ${1000 + o.streamPollMs} ms`);
+    }
+    const finishedAt = new Date();
+    const { log: _log, dynamoEndpoint: _e, historyFile: _h, ...shown } = o;
+    return {
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      durationSeconds: o.seconds,
+      machine: machine(),
+      revision: revision(),
+      options: { ...shown, settings: settings(o) },
+      ...result,
+      faults,
+      faultLog: nemesis.windows.map((w) => ({ ...w, relStartMs: Math.round(w.start - t0), durationMs: Math.round(w.end - w.start) })),
+      stream: { ...feed.stats, hotInvalidations: streamCounts.hotInvalidations },
+      endHealth: Object.fromEntries(containers.map((c) => [c.name, c.health])),
+      eventLoopDelayMs: {
+        harness: { p99: Math.round(mainDelay.percentile(99) / 1e5) / 10, max: Math.round(mainDelay.max / 1e5) / 10 },
+        network: { p99: 0, max: Math.round(networkLagMs * 10) / 10 },
+        ...Object.fromEntries(containers.map((c) => [c.name, c.eventLoopDelayMs])),
+      },
+      verdict: { ok: violations.length === 0, policy: o.policy, violations },
+    };
+  } finally {
+    clearInterval(lagPoll);
+    oob?.stop();
+    await Promise.all(containers.map((c) => c.terminate().catch(() => {})));
+    await feed?.stop().catch(() => {});
+    await consumer?.close().catch(() => {});
+    await oob?.probe.close().catch(() => {});
+    await stack.stop();
+    rmSync(historyDir, { recursive: true, force: true });
+  }
+}

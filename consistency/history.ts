@@ -1,0 +1,106 @@
+/**
+ * What a run records. Every operation of every client (worker containers, the out-of-band writer,
+ * the out-of-band probe) becomes one record per key it touched, with wall-clock start and end
+ * (`performance.timeOrigin + performance.now()`, comparable across worker threads).
+ */
+
+/** The value a read returns, or a delete writes, when there is no item. */
+export const ABSENT = '∅';
+
+export type OpKind = 'get' | 'batchGet' | 'put' | 'update' | 'delete' | 'oobPut' | 'oobDelete';
+
+export const WRITE_KINDS: ReadonlySet<OpKind> = new Set(['put', 'update', 'delete', 'oobPut', 'oobDelete']);
+export const OOB_KINDS: ReadonlySet<OpKind> = new Set(['oobPut', 'oobDelete']);
+
+/**
+ * ok       the call returned normally (a write: acknowledged, committed);
+ * rejected the library refused or DynamoDB's condition failed: nothing was committed
+ *          (ItemNotFound for an update of a missing item, a strict-policy CacheUnavailable refusal);
+ * error    anything else: a write may or may not have committed.
+ */
+export type Outcome = 'ok' | 'rejected' | 'error';
+
+export interface OpRecord {
+  /** Operation id, unique per client; a batch get's keys share one. */
+  op: number;
+  /** w0…wN (worker containers), oob (direct DynamoDB writer), probe (out-of-band probe), and `sweep` reads at the end. */
+  client: string;
+  kind: OpKind;
+  /** `u/<userId>` or `o/<customerId>/<orderId>`. */
+  key: string;
+  hot: boolean;
+  /** Written value (put/update/oob put), ABSENT (delete), or the value read (ABSENT when not found). */
+  value: string;
+  start: number;
+  end: number;
+  outcome: Outcome;
+  /** Error class code (CacheUnavailable, StoreUnavailable, ItemNotFound, …). */
+  error?: string;
+  message?: string;
+  /**
+   * A DynamoDB fault injected into this operation by the harness: `before` the request was sent
+   * (nothing committed) or `after` its answer came back (committed, but the caller saw an error).
+   */
+  injected?: 'before' | 'after';
+  /** Latency injected into its DynamoDB calls (ms). */
+  injectedDelayMs?: number;
+  /** A write whose begin-write could not reach the node: committed with the key left dirty (available policy). */
+  degraded?: boolean;
+  /** A write whose end-write could not reach the node (its fence is what protects readers). */
+  endLost?: boolean;
+  /** Redis steps that failed during the operation (`during@node: error`), which marked the node down. */
+  cacheErrors?: string[];
+  /** Reads: where the answer came from (hit, miss, bypass). */
+  source?: string;
+  /** Time spent in DynamoDB calls (including injected latency), their count, and item reads of this key. */
+  dynamoMs: number;
+  dynamoCalls: number;
+  dynamoReads: number;
+  /** Part of the final sweep (after the faults and the load stopped). */
+  sweep?: boolean;
+}
+
+export type FaultKind = 'kill' | 'hang' | 'restart' | 'evict' | 'failover' | 'dynamo' | 'stream' | 'partition' | 'slow';
+
+export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'hang', 'restart', 'evict', 'failover', 'dynamo', 'stream', 'partition', 'slow'];
+
+/** Faults that are not given a slot of their own but overlap the node faults. */
+export const OVERLAY_FAULTS: ReadonlySet<FaultKind> = new Set(['slow']);
+
+export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
+  kill: 'kill -9 a shard, restart it empty',
+  hang: 'SIGSTOP a shard, SIGCONT it (returns with its old entries)',
+  restart: 'a shard down, back with its data (SAVE, kill -9, restart loading the dump)',
+  evict: 'eviction storm: tiny maxmemory with allkeys-lru on a shard',
+  failover: 'replica promoted: replication cut, primary killed, replica promoted, endpoint moved',
+  dynamo: 'DynamoDB errors (before and after commit), timeouts and latency injected at the SDK',
+  stream: 'Streams consumer paused, then resumed (lag)',
+  partition: 'one container partitioned from one shard (others still reach it)',
+  slow: 'DynamoDB slow but healthy (latency spikes, no errors), overlapping each node fault',
+};
+
+/** Faults that make a cache node unreachable or lose entries (a strict-policy refusal is expected during them). */
+export const CACHE_FAULTS: ReadonlySet<FaultKind> = new Set(['kill', 'hang', 'restart', 'evict', 'failover', 'partition']);
+
+export type DynamoFaultMode = 'off' | 'errors' | 'slow';
+
+export interface FaultWindow {
+  kind: FaultKind;
+  /** Which shard / container. */
+  target: string;
+  start: number;
+  /** When the fault was lifted (the node answers again, the feed resumed, injection stopped). */
+  end: number;
+  detail?: Record<string, unknown>;
+}
+
+/** One out-of-band write followed by probe reads through the cache until one returns it. */
+export interface OobSample {
+  key: string;
+  hot: boolean;
+  value: string;
+  writeEnd: number;
+  /** End of the first probe read that returned the value; undefined if superseded or never seen. */
+  seenAt?: number;
+  outcome: 'seen' | 'superseded' | 'timeout' | 'error';
+}
