@@ -76,6 +76,7 @@ export class ItemCache {
     const fenceMs = 4 * perCallMs + 1000;
     this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
     this.protocol = new CacheProtocol({
+      commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
       fenceMs,
       writePolicy: this.config.cache.writePolicy,

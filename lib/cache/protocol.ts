@@ -39,6 +39,8 @@ export interface ProtocolHooks {
 }
 
 export interface ProtocolSettings {
+  /** What the cache may cost a request before it is served around the node (G3). */
+  commandTimeoutMs: number;
   leaseMs: number;
   /** How long a writer's fence holds: longer than any DynamoDB write the store can make. */
   fenceMs: number;
@@ -57,6 +59,45 @@ export interface CommitOutcome<T> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The request's time for the cache ran out before a command could be sent: not the node's fault. */
+class BudgetSpent extends Error {
+  constructor() {
+    super('the request spent its time for the cache');
+  }
+}
+
+/**
+ * `op`'s answer, or a rejection once `deadline` passes. ioredis starts a command's own timeout only
+ * when it sends the command, and with auto-pipelining a command can wait unsent behind a pipeline a
+ * hung node never answers: the deadline counts from when the request asked.
+ */
+function before<T>(node: CacheNode, deadline: number, op: () => Promise<T>): Promise<T> {
+  const ms = deadline - Date.now();
+  if (ms <= 0) return Promise.reject(new BudgetSpent());
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer from ${node.address} within ${ms} ms`)), ms);
+    op().then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Marks the node down for a real failure; a spent budget says nothing about the node. */
+function failed(node: CacheNode, err: unknown, during: string): void {
+  if (!(err instanceof BudgetSpent)) node.fail(err, during);
+}
+
+async function ensureConnected(node: CacheNode, deadline: number): Promise<void> {
+  if (!(await before(node, deadline, () => node.connected()))) throw new Error(`not connected (${node.client.status})`);
+}
+
 /**
  * Read, fill, write and invalidate: where G1, G5 and R1–R8 are enforced, by the scripts in
  * scripts.ts. A failing node never fails a request: the caller is served from DynamoDB (G3).
@@ -66,31 +107,42 @@ export class CacheProtocol {
 
   async read(node: CacheNode | undefined, key: string, ttlMs: number, load: () => Promise<CacheEntry>): Promise<ReadOutcome> {
     if (node === undefined || !node.writable) return { entry: await load(), source: 'bypass' };
+    // One budget for everything the request asks of the node before it reads DynamoDB.
+    const deadline = Date.now() + this.settings.commandTimeoutMs;
     if (node.readable) {
       try {
-        const data = await node.client.hget(key, 'd');
+        const data = await before(node, deadline, () => node.client.hget(key, 'd'));
         if (data !== null) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
-        node.fail(err, 'read');
+        failed(node, err, 'read');
         return { entry: await load(), source: 'bypass' };
       }
     }
-    return this.missed(node, key, ttlMs, load);
+    return this.missed(node, key, ttlMs, load, deadline);
   }
 
   /** The miss path: a lease (one filler per key, G5), a consistent read, a fill only if the lease survived. */
-  private async missed(node: CacheNode, key: string, ttlMs: number, load: () => Promise<CacheEntry>): Promise<ReadOutcome> {
-    const { leaseMs, hooks } = this.settings;
+  private async missed(
+    node: CacheNode,
+    key: string,
+    ttlMs: number,
+    load: () => Promise<CacheEntry>,
+    budget: number,
+  ): Promise<ReadOutcome> {
+    const { leaseMs, hooks, commandTimeoutMs } = this.settings;
     const token = randomToken();
-    const deadline = Date.now() + leaseMs;
+    const waitUntil = Date.now() + leaseMs;
     let pause = 2;
+    // The first lease shares the request's budget; each poll after a pause gets its own (waiting for
+    // another reader's fill is not the node's cost).
+    let deadline = budget;
     for (;;) {
       let reply;
       try {
-        if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
-        reply = await node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0');
+        await ensureConnected(node, deadline);
+        reply = await before(node, deadline, () => node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0'));
       } catch (err) {
-        node.fail(err, 'lease');
+        failed(node, err, 'lease');
         return { entry: await load(), source: 'bypass' };
       }
       switch (reply[0]) {
@@ -101,10 +153,11 @@ export class CacheProtocol {
           return { entry: await load(), source: 'miss' };
         case 3: {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5).
-          const left = deadline - Date.now();
+          const left = waitUntil - Date.now();
           if (left <= 0) return { entry: await load(), source: 'miss' };
           await sleep(Math.min(pause, left, reply[1]));
           pause = Math.min(pause * 2, 25);
+          deadline = Date.now() + commandTimeoutMs;
           continue;
         }
         case 0: {
@@ -112,10 +165,10 @@ export class CacheProtocol {
           const entry = await load();
           await hooks?.beforeFill?.(key);
           try {
-            const stored = await node.client.wtFill(key, token, entry.data, entry.version, ttlMs);
+            const stored = await before(node, Date.now() + commandTimeoutMs, () => node.client.wtFill(key, token, entry.data, entry.version, ttlMs));
             await hooks?.afterFill?.(key, stored === 1);
           } catch (err) {
-            node.fail(err, 'fill');
+            failed(node, err, 'fill');
           }
           return { entry, source: 'miss' };
         }
@@ -135,14 +188,16 @@ export class CacheProtocol {
   ): Promise<ReadOutcome[]> {
     const out: (ReadOutcome | undefined)[] = new Array(targets.length);
     const sources: ReadSource[] = targets.map(() => 'bypass');
+    const { commandTimeoutMs } = this.settings;
+    const deadline = Date.now() + commandTimeoutMs;
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
         try {
-          const data = await node.client.hget(key, 'd');
+          const data = await before(node, deadline, () => node.client.hget(key, 'd'));
           if (data !== null) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {
-          node.fail(err, 'read');
+          failed(node, err, 'read');
         }
       }),
     );
@@ -151,16 +206,18 @@ export class CacheProtocol {
       targets.map(async ({ node, key }, i) => {
         if (out[i] !== undefined || node === undefined || !node.writable) return;
         try {
-          if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
+          await ensureConnected(node, deadline);
           const token = randomToken();
-          const reply = await node.client.wtLease(key, node.settleKeyFor(key), token, this.settings.leaseMs, node.readable ? '1' : '0');
+          const reply = await before(node, deadline, () =>
+            node.client.wtLease(key, node.settleKeyFor(key), token, this.settings.leaseMs, node.readable ? '1' : '0'),
+          );
           if (reply[0] === 1) out[i] = { entry: { data: reply[1], version: '' }, source: 'hit' };
           else {
             sources[i] = 'miss';
             if (reply[0] === 0) tokens.set(i, token);
           }
         } catch (err) {
-          node.fail(err, 'lease');
+          failed(node, err, 'lease');
         }
       }),
     );
@@ -170,16 +227,17 @@ export class CacheProtocol {
       pending.forEach((i, n) => {
         out[i] = { entry: loaded[n] as CacheEntry, source: sources[i] as ReadSource };
       });
+      const fillBy = Date.now() + commandTimeoutMs;
       await Promise.all(
         [...tokens].map(async ([i, token]) => {
           const t = targets[i] as { node: CacheNode; key: string };
           const entry = (out[i] as ReadOutcome).entry;
           try {
             await this.settings.hooks?.beforeFill?.(t.key);
-            const stored = await t.node.client.wtFill(t.key, token, entry.data, entry.version, ttlMs);
+            const stored = await before(t.node, fillBy, () => t.node.client.wtFill(t.key, token, entry.data, entry.version, ttlMs));
             await this.settings.hooks?.afterFill?.(t.key, stored === 1);
           } catch (err) {
-            t.node.fail(err, 'fill');
+            failed(t.node, err, 'fill');
           }
         }),
       );
@@ -206,14 +264,15 @@ export class CacheProtocol {
     let hint: VersionHint;
     let failure: unknown = new Error('node is down');
     if (node.writable) {
+      const deadline = Date.now() + this.settings.commandTimeoutMs;
       try {
-        if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
-        const cached = await node.client.wtBeginWrite(key, stamp, fenceMs);
+        await ensureConnected(node, deadline);
+        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs));
         hint = cached === '' ? undefined : Number(cached);
         begun = true;
       } catch (err) {
         failure = err;
-        node.fail(err, 'begin-write');
+        failed(node, err, 'begin-write');
       }
     }
     if (!begun) {
@@ -240,11 +299,13 @@ export class CacheProtocol {
 
   private async endWrite(node: CacheNode, key: string, stamp: string, entry: CacheEntry | undefined, ttlMs: number): Promise<void> {
     try {
-      await node.client.wtEndWrite(key, node.settleKeyFor(key), stamp, randomToken(), entry?.data ?? '', entry?.version ?? '', ttlMs);
+      await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
+        node.client.wtEndWrite(key, node.settleKeyFor(key), stamp, randomToken(), entry?.data ?? '', entry?.version ?? '', ttlMs),
+      );
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
       // the key is also repaired before the node is trusted again.
-      node.fail(err, 'end-write');
+      failed(node, err, 'end-write');
       node.dirty.add(key, `end-write: ${errorMessage(err)}`);
     }
   }
@@ -255,13 +316,14 @@ export class CacheProtocol {
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
+      const deadline = Date.now() + this.settings.commandTimeoutMs;
       try {
-        if (!(await node.connected())) throw new Error(`not connected (${node.client.status})`);
-        await node.client.wtInvalidate(key, randomToken());
+        await ensureConnected(node, deadline);
+        await before(node, deadline, () => node.client.wtInvalidate(key, randomToken()));
         return;
       } catch (err) {
         failure = err;
-        node.fail(err, 'invalidate');
+        failed(node, err, 'invalidate');
       }
     }
     node.dirty.add(key, `invalidate: ${errorMessage(failure)}`);
