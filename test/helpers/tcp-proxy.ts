@@ -1,11 +1,14 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy in front of a redis-server, to partition one client from a node that others still
- * reach. `cut()` blackholes traffic (bytes are dropped, nothing reaches the server: a partition);
- * `heal()` resets the connections that lived through the cut (as TCP does after a long partition)
- * and forwards again. A paused server cannot stand in for this: it executes what was buffered in its
- * socket once resumed.
+ * A TCP proxy in front of a redis-server, for faults no server signal can make:
+ *
+ * - `cut()` blackholes traffic (bytes are dropped, nothing reaches the server: a partition of one
+ *   client from a node others still reach); `heal()` resets the connections that lived through the
+ *   cut (as TCP does after a long partition) and forwards again. A paused server cannot stand in for
+ *   this: it executes what was buffered in its socket once resumed.
+ * - `moveTo(port)` re-points it and resets the live connections, as an ElastiCache primary
+ *   endpoint's DNS name moves to the promoted replica after a failover.
  */
 export class TcpProxy {
   private readonly server: net.Server;
@@ -13,7 +16,7 @@ export class TcpProxy {
   private blackholed = false;
   port = 0;
 
-  private constructor(private readonly targetPort: number) {
+  private constructor(private target: number) {
     this.server = net.createServer((client) => this.accept(client));
   }
 
@@ -28,8 +31,14 @@ export class TcpProxy {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  get targetPort(): number {
+    return this.target;
+  }
+
   private accept(client: net.Socket): void {
-    const upstream = net.connect(this.targetPort, '127.0.0.1');
+    client.setNoDelay(true);
+    const upstream = net.connect(this.target, '127.0.0.1');
+    upstream.setNoDelay(true);
     const pair: [net.Socket, net.Socket] = [client, upstream];
     this.pairs.add(pair);
     const close = (): void => {
@@ -47,21 +56,31 @@ export class TcpProxy {
     upstream.on('error', close).on('close', close);
   }
 
+  /** Points new connections at `port` and resets the existing ones. */
+  moveTo(port: number): void {
+    this.target = port;
+    this.resetConnections();
+  }
+
   cut(): void {
     this.blackholed = true;
   }
 
   heal(): void {
+    this.resetConnections();
+    this.blackholed = false;
+  }
+
+  resetConnections(): void {
     for (const [a, b] of this.pairs) {
       a.destroy();
       b.destroy();
     }
     this.pairs.clear();
-    this.blackholed = false;
   }
 
   async stop(): Promise<void> {
-    this.heal();
+    this.resetConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

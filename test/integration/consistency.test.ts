@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { check } from '../../consistency/checker.ts';
 import { runConsistency } from '../../consistency/harness.ts';
 import { ABSENT, ALL_FAULTS, type FaultWindow, type OpRecord } from '../../consistency/history.ts';
-import { MovableEndpoint } from '../../consistency/proxy.ts';
+import { TcpProxy as MovableEndpoint } from '../helpers/tcp-proxy.ts';
 import { formatReport } from '../../consistency/report.ts';
 import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
