@@ -3,6 +3,7 @@
  * writer and probe, the Streams consumer, the nemesis on a schedule; then the history is checked.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { dynamoClientFor } from '../lib/store.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -170,14 +171,7 @@ class ContainerThread {
 
 /** A DynamoDB client that times its calls (for the main thread's probe container). */
 function timedClient(config: Config, als: AsyncLocalStorage<{ dynamoMs: number; dynamoCalls: number }>): DynamoDBClient {
-  const s = config.store;
-  const client = new DynamoDBClient({
-    region: s.region,
-    endpoint: s.endpoint,
-    maxAttempts: s.maxAttempts,
-    requestHandler: { requestTimeout: s.timeoutMs, connectionTimeout: s.timeoutMs },
-    credentials: s.localCredentials,
-  });
+  const client = dynamoClientFor(config.store);
   client.middlewareStack.add(
     (next) => async (args) => {
       const t0 = now();

@@ -8,6 +8,7 @@
  * timeouts and latency, recording which into the operation's record.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { dynamoClientFor } from '../lib/store.ts';
 import { createWriteStream } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -93,14 +94,7 @@ class InjectedError extends Error {
 
 /** The client the library would build from the settings, plus the harness's middleware. */
 function dynamoClient(): DynamoDBClient {
-  const s = config.store;
-  const client = new DynamoDBClient({
-    region: s.region,
-    endpoint: s.endpoint,
-    maxAttempts: s.maxAttempts,
-    requestHandler: { requestTimeout: s.timeoutMs, connectionTimeout: s.timeoutMs },
-    credentials: s.localCredentials,
-  });
+  const client = dynamoClientFor(config.store);
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const ctx = als.getStore();

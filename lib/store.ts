@@ -41,6 +41,17 @@ function isConditionFailure(err: unknown): err is Error & { Item?: Attributes } 
   return err instanceof Error && err.name === 'ConditionalCheckFailedException';
 }
 
+/** The DynamoDB client the settings describe: region, endpoint, per-attempt timeout, attempts. */
+export function dynamoClientFor(config: StoreConfig): DynamoDBClient {
+  return new DynamoDBClient({
+    region: config.region,
+    endpoint: config.endpoint,
+    maxAttempts: config.maxAttempts,
+    requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
+    credentials: config.localCredentials,
+  });
+}
+
 /** One place maps DynamoDB's failures onto the library's errors. */
 export function mapStoreError(err: unknown): Error {
   if (err instanceof CacheLibraryError) return err;
@@ -70,15 +81,7 @@ export class ItemStore {
     private readonly tables: TableRegistry,
     client?: DynamoDBClient,
   ) {
-    this.client =
-      client ??
-      new DynamoDBClient({
-        region: config.region,
-        endpoint: config.endpoint,
-        maxAttempts: config.maxAttempts,
-        requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
-        credentials: config.localCredentials,
-      });
+    this.client = client ?? dynamoClientFor(config);
   }
 
   private name(table: TableDefinition): string {
