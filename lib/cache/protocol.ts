@@ -28,6 +28,8 @@ export interface ReadOutcome {
 export interface ProtocolHooks {
   /** A reader holds a lease and is about to read DynamoDB. */
   afterLease?(redisKey: string): Promise<void> | void;
+  /** A reader found another reader's lease and waits for its fill (once per poll). */
+  leaseWait?(redisKey: string): void;
   /** A reader has read DynamoDB and is about to fill. */
   beforeFill?(redisKey: string): Promise<void> | void;
   /** A reader's fill was answered: stored, or refused because its lease did not survive. */
@@ -155,14 +157,21 @@ export class CacheProtocol {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5).
           const left = waitUntil - Date.now();
           if (left <= 0) return { entry: await load(), source: 'miss' };
+          hooks?.leaseWait?.(key);
           await sleep(Math.min(pause, left, reply[1]));
           pause = Math.min(pause * 2, 25);
           deadline = Date.now() + commandTimeoutMs;
           continue;
         }
         case 0: {
-          await hooks?.afterLease?.(key);
-          const entry = await load();
+          let entry: CacheEntry;
+          try {
+            await hooks?.afterLease?.(key);
+            entry = await load();
+          } catch (err) {
+            await this.release(node, key, token);
+            throw err;
+          }
           await hooks?.beforeFill?.(key);
           try {
             const stored = await before(node, Date.now() + commandTimeoutMs, () => node.client.wtFill(key, token, entry.data, entry.version, ttlMs));
@@ -223,7 +232,13 @@ export class CacheProtocol {
     );
     const pending = targets.map((_, i) => i).filter((i) => out[i] === undefined);
     if (pending.length > 0) {
-      const loaded = await loadMany(pending);
+      let loaded: CacheEntry[];
+      try {
+        loaded = await loadMany(pending);
+      } catch (err) {
+        await Promise.all([...tokens].map(([i, token]) => this.release((targets[i] as { node: CacheNode }).node, (targets[i] as { key: string }).key, token)));
+        throw err;
+      }
       pending.forEach((i, n) => {
         out[i] = { entry: loaded[n] as CacheEntry, source: sources[i] as ReadSource };
       });
@@ -243,6 +258,15 @@ export class CacheProtocol {
       );
     }
     return out as ReadOutcome[];
+  }
+
+  /** Gives back a lease whose holder could not read DynamoDB (the request fails anyway: best effort). */
+  private async release(node: CacheNode, key: string, token: string): Promise<void> {
+    try {
+      await before(node, Date.now() + this.settings.commandTimeoutMs, () => node.client.wtRelease(key, token));
+    } catch (err) {
+      failed(node, err, 'release');
+    }
   }
 
   /**

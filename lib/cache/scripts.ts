@@ -62,6 +62,17 @@ return 1
 `;
 
 /**
+ * A reader's DynamoDB read failed: it gives its lease back (only its own), so readers waiting for its
+ * fill take the lease at their next poll instead of sitting out the lease time.
+ */
+const RELEASE = `
+local k = KEYS[1]
+if redis.call('HGET', k, 'l') ~= ARGV[1] then return 0 end
+redis.call('HDEL', k, 'l', 'lt')
+return 1
+`;
+
+/**
  * A writer is about to commit: drop the entry and every lease, stamp it, raise the fence for ARGV[2]
  * ms (its DynamoDB write must finish within that). Returns the cached version ('' unknown, '0' cached
  * as absent) as a hint for the writer's conditional put.
@@ -142,6 +153,7 @@ return n
 export const SCRIPTS = {
   wtLease: [LEASE, 2],
   wtFill: [FILL, 1],
+  wtRelease: [RELEASE, 1],
   wtBeginWrite: [BEGIN_WRITE, 1],
   wtEndWrite: [END_WRITE, 2],
   wtInvalidate: [INVALIDATE, 1],
@@ -154,6 +166,7 @@ export type LeaseReply = [0] | [1, string] | [2, number] | [3, number];
 export interface ScriptCommands {
   wtLease(key: string, settleKey: string, token: string, leaseMs: number, trustData: '0' | '1'): Promise<LeaseReply>;
   wtFill(key: string, token: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
+  wtRelease(key: string, token: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number): Promise<string>;
   wtEndWrite(key: string, settleKey: string, stamp: string, newStamp: string, data: string, version: string, ttlMs: number): Promise<0 | 1 | 2>;
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;

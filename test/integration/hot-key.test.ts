@@ -1,8 +1,8 @@
 /** G5: many concurrent misses on one key cost one DynamoDB read, not one per caller. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { faultyDynamoClient } from '../helpers/faults.ts';
+import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
+import { entryFields, faultyDynamoClient } from '../helpers/faults.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 
 describe('G5: one filler per hot key', () => {
@@ -41,5 +41,35 @@ describe('G5: one filler per hot key', () => {
     const results = await Promise.all(containers.flatMap((c) => Array.from({ length: 20 }, () => c.get('users', key))));
     assert.ok(results.every((r) => r.item?.v === 1));
     assert.ok(calls.filter((c) => c === 'GetItemCommand').length <= 2);
+  });
+
+  // Without the release the waiter sits out the 60 s lease, and the test's 20 s bound fails it.
+  test('a filler whose DynamoDB read fails gives its lease back: the reader waiting on it reads at once', { timeout: 20_000 }, async () => {
+    const failing = faultyDynamoClient();
+    const gate = new Gate();
+    // CACHE_LEASE_MS long enough that a waiter sitting out the lease would still be waiting when checked.
+    const filler = stack.cache({ CACHE_LEASE_MS: '60000' }, { dynamoClient: failing.client, hooks: { afterLease: () => gate.hold() } });
+    const waits: string[] = [];
+    const waiter = stack.cache({ CACHE_LEASE_MS: '60000' }, { hooks: { leaseWait: (k) => void waits.push(k) } });
+    const key = { userId: 'failed-filler' };
+    await waiter.put('users', { ...key, v: 'kept' });
+    const rk = waiter.resolve('users', key);
+    await waiter.nodeFor(rk)!.client.hdel(rk.redisKey, 'd');
+
+    failing.faults.before.push('GetItemCommand');
+    const failed = filler.get('users', key).then(
+      () => 'served',
+      (err: Error) => err.name,
+    );
+    await gate.reached; // the filler holds the lease
+    assert.ok((await entryFields(waiter, rk)).l, 'the filler holds a lease');
+    const read = waiter.get('users', key);
+    while (waits.length === 0) await new Promise((r) => setTimeout(r, 5));
+    gate.open();
+    assert.notEqual(await failed, 'served', "the filler's read failed");
+    const r = await read;
+    assert.equal(r.item?.v, 'kept');
+    assert.equal(r.cache, 'miss', 'the waiter took the released lease and read DynamoDB itself');
+    assert.equal((await entryFields(waiter, rk)).d !== undefined, true, "the waiter's fill is cached");
   });
 });
