@@ -5,12 +5,12 @@
  *
  *   raw      a plain ioredis client (auto-pipelined), HGET key d            — the floor
  *   client   the library's own node client (its options, its scripts), HGET key d
- *   parse    client + JSON.parse without a reviver + fromAttributes (what decoding costs when the
- *            entry holds no binary and is parsed without lib/codec.ts's reviver)
- *   decode   client + the library's decoding of the entry (decodeAttributes, fromAttributes)
+ *   parse    client + JSON.parse of the entry (what any caller of a raw client must at least do)
+ *   decode   client + the library's decoding of the entry (decodeEntry)
  *   lib      ItemCache.get (key checks and derivation, node state, HGET, decoding)
- *   fixed    ItemCache.get's hit path rebuilt from the library's parts with the change BENCHMARKS.md
- *            recommends first: no JSON.parse reviver unless the entry holds a "B"/"BS" key
+ *
+ * Entries are written as the library writes them (encodeEntry); `--form av` writes the
+ * attribute-value form instead (what items with sets, binary or inexact numbers are kept as).
  *
  *   node --import tsx bench/profile-hit.ts [--variant lib] [--c 1] [--n 100000] [--repeats 5]
  *
@@ -21,7 +21,8 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
-    variant: { type: 'string', default: 'raw,client,parse,decode,lib,fixed' },
+    variant: { type: 'string', default: 'raw,client,parse,decode,lib' },
+    form: { type: 'string', default: 'native' },
     c: { type: 'string', default: '1' },
     n: { type: 'string', default: '20000' },
     repeats: { type: 'string', default: '5' },
@@ -35,7 +36,7 @@ const { RedisServer } = await import('../test/helpers/redis-server.ts');
 const { ItemCache } = await import('../lib/item-cache.ts');
 const { loadConfig } = await import('../lib/config.ts');
 const { exampleTables } = await import('../lib/tables.ts');
-const { encodeAttributes, decodeAttributes, fromAttributes } = await import('../lib/codec.ts');
+const { encodeAttributes, encodeEntry, decodeEntry } = await import('../lib/codec.ts');
 const { userAttributes } = await import('./setup.ts');
 const { timedRun, medianStats, pairedRun, alternatingBlocks } = await import('./stats.ts');
 type RunStats = Awaited<ReturnType<typeof timedRun>>;
@@ -54,35 +55,18 @@ const rks = ids.map((userId) => cache.resolve('users', { userId }));
 const node = cache.nodeFor(rks[0]!)!;
 // After the node's epoch is sealed (sealing flushes whatever a new epoch finds).
 while (!node.readable) await new Promise((r) => setTimeout(r, 10));
-for (const [i, rk] of rks.entries()) await raw.hset(rk.redisKey, 'd', encodeAttributes(userAttributes(rk.key.userId as string, i)), 'v', '1');
+const encode = values.form === 'av' ? encodeAttributes : (av: Parameters<typeof encodeAttributes>[0]) => encodeEntry(av, '_version');
+for (const [i, rk] of rks.entries()) await raw.hset(rk.redisKey, 'd', encode(userAttributes(rk.key.userId as string, i)), 'v', '1');
 
 const variants: Record<string, (i: number) => Promise<unknown>> = {
   raw: (i) => raw.hget(rks[i % keyCount]!.redisKey, 'd'),
   client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
-  parse: async (i) => fromAttributes(JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!)),
-  decode: async (i) => fromAttributes(decodeAttributes((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!)),
+  parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!),
+  decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!, '_version'),
   lib: async (i) => {
     const r = await cache.get('users', { userId: ids[i % keyCount] });
     if (r.cache !== 'hit') throw new Error(`not a hit: ${r.cache}`);
   },
-};
- // The recommended decoding, as a prototype (lib/codec.ts's reviver only when binary may be present).
-function decodeFast(text: string): Record<string, unknown> {
-  // Binary sits under a "B" or "BS" key, which JSON.stringify writes as `"B":` / `"BS":` (a quote
-  // inside a string value is escaped, so a value cannot fake it; an attribute named B only costs
-  // the slow path).
-  return /"BS?":/.test(text) ? decodeAttributes(text) : (JSON.parse(text) as Record<string, unknown>);
-}
-variants.fixed = async (i) => {
-  const rk = cache.resolve('users', { userId: ids[i % keyCount] });
-  const n = cache.nodeFor(rk)!;
-  if (!n.readable) throw new Error('node not readable');
-  const d = await n.client.hget(rk.redisKey, 'd');
-  if (d === null) throw new Error('not a hit');
-  const av = decodeFast(d) as Parameters<typeof fromAttributes>[0];
-  const version = Number(av._version?.N ?? 0);
-  const { _version, ...rest } = av;
-  return { item: fromAttributes(rest), version, cache: 'hit' };
 };
 const chosen = values.variant!.split(',');
 const runs: Record<string, RunStats[]> = {};

@@ -1,6 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
-import { decodeAttributes, encodeAttributes, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { CacheLibraryError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
@@ -254,18 +254,19 @@ export class ItemCache {
 
 function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {
   if (av === undefined) return absentEntry;
-  return { data: encodeAttributes(av), version: String(versionOf(table, av)) };
+  return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)) };
 }
 
 function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {
   if (entry.data === ABSENT) return { item: undefined, version: undefined, cache };
-  const av = decodeAttributes(entry.data);
-  return { item: fromAttributes(av, table.versionAttribute), version: versionOf(table, av), cache };
+  const { item, version } = decodeEntry(entry.data, table.versionAttribute);
+  return { item, version, cache };
 }
 
 function toWriteResult(table: TableDefinition, av: Attributes): WriteResult {
-  // Through the cache's encoding, so binary comes back as plain Uint8Array, as every read returns it.
-  return { item: fromAttributes(decodeAttributes(encodeAttributes(av)), table.versionAttribute), version: versionOf(table, av) ?? 0 };
+  // Through the cache's encoding, so a write returns exactly what a read of the item will (binary as plain Uint8Array).
+  const { item, version } = decodeEntry(encodeEntry(av, table.versionAttribute), table.versionAttribute);
+  return { item, version };
 }
 
 function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {

@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import {
   decodeAttributes,
+  decodeEntry,
   decodeItem,
   encodeAttributes,
+  encodeEntry,
   encodeItem,
   fromAttributes,
   normalizeAttributes,
@@ -259,5 +261,66 @@ describe('toAttributes / fromAttributes: names that collide with Object.prototyp
       constructor: { S: 'c' },
       m: { M: { constructor: { N: '1' } } },
     });
+  });
+});
+
+describe('encodeEntry / decodeEntry', () => {
+  const V = '_version';
+  const round = (av: Record<string, AttributeValue>) => decodeEntry(encodeEntry(av, V), V);
+
+  test('an item of plain JSON values is kept as [version, native item]; the version is left out of the item', () => {
+    const av = toAttributes({ id: 'a', n: 1.5, big: 9007199254740991, t: true, z: null, l: ['x', [2]], m: { _version: 'nested stays', N: { S: 'x' } } });
+    const text = encodeEntry({ ...av, _version: { N: '7' } }, V);
+    assert.ok(text.startsWith('[7,{'), text);
+    assert.deepStrictEqual(decodeEntry(text, V), { item: fromAttributes(av), version: 7 });
+  });
+
+  test('an item without a version attribute decodes with version 0, in either form', () => {
+    assert.deepStrictEqual(round({ a: { S: 'x' } }), { item: { a: 'x' }, version: 0 });
+    assert.deepStrictEqual(round({ a: { SS: ['x'] } }), { item: { a: new Set(['x']) }, version: 0 });
+  });
+
+  test('sets, binary and numbers a double cannot hold exactly keep the attribute-value form', () => {
+    const cases: Record<string, AttributeValue>[] = [
+      { s: { SS: ['a'] } },
+      { s: { NS: ['1'] } },
+      { b: { B: bytes(1, 2) } },
+      { s: { BS: [bytes(1)] } },
+      { n: { N: '9007199254740993' } },
+      { n: { N: '0.0000001' } }, // JS would spell it 1e-7
+      { l: { L: [{ M: { n: { N: '12345678901234567890' } } }] } },
+    ];
+    for (const av of cases) {
+      const text = encodeEntry({ ...av, _version: { N: '2' } }, V);
+      assert.ok(text.startsWith('{'), text);
+      const back = decodeEntry(text, V);
+      assert.equal(back.version, 2);
+      assert.deepStrictEqual(back.item, fromAttributes(av));
+    }
+  });
+
+  test('a version attribute that is not a whole number keeps the attribute-value form (versionOf reads it)', () => {
+    assert.ok(encodeEntry({ a: { S: 'x' }, _version: { S: 'odd' } }, V).startsWith('{'));
+    assert.equal(round({ a: { S: 'x' }, _version: { S: 'odd' } }).version, 0);
+    assert.ok(encodeEntry({ a: { S: 'x' }, _version: { N: '1.5' } }, V).startsWith('{'));
+    assert.equal(round({ a: { S: 'x' }, _version: { N: '1.5' } }).version, 1.5);
+  });
+
+  test("an own '__proto__' attribute survives the native form as data", () => {
+    const av: Record<string, AttributeValue> = {};
+    Object.defineProperty(av, '__proto__', { value: { S: 'x' }, enumerable: true, writable: true, configurable: true });
+    av.k = { M: JSON.parse('{"__proto__":{"N":"1"}}') as Record<string, AttributeValue> };
+    const text = encodeEntry(av, V);
+    assert.ok(text.startsWith('['), text);
+    const { item } = decodeEntry(text, V);
+    assert.equal(Object.getPrototypeOf(item), Object.prototype);
+    assert.equal(Object.getOwnPropertyDescriptor(item, '__proto__')?.value, 'x');
+    assert.equal(Object.getOwnPropertyDescriptor(item.k, '__proto__')?.value, 1);
+  });
+
+  test('an entry in neither form throws (a faulty or tampered node), it is never served', () => {
+    for (const text of ['[1]', '[1,2]', '["1",{}]', '[1,[]]', '[1,null]', '[1.5,{}]', '[1,{},3]', '[1,{"a":', '5', 'null', '[]']) {
+      assert.throws(() => decodeEntry(text, V), Error, text);
+    }
   });
 });
