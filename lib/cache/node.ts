@@ -3,6 +3,7 @@ import { logger } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
 import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
+import { within } from './deadline.ts';
 
 export type NodeStatus = 'up' | 'down' | 'starting';
 
@@ -39,8 +40,9 @@ export function redactUrl(url: string): string {
 
 /**
  * Fail fast, always: a dead or hung node must cost a request at most the command timeout (G3).
- * No offline queue (a command while disconnected fails at once), a command timeout, reconnection in
- * the background (the health state machine, not the client, decides when the node is trusted).
+ * No offline queue (a command while disconnected fails at once), every call bounded by its caller's
+ * deadline (deadline.ts), reconnection in the background (the health state machine, not the
+ * client, decides when the node is trusted).
  */
 export function clientOptions(settings: NodeSettings): RedisOptions {
   return {
@@ -49,7 +51,6 @@ export function clientOptions(settings: NodeSettings): RedisOptions {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: settings.connectTimeoutMs,
-    commandTimeout: settings.commandTimeoutMs,
     retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     // One write per event-loop turn: concurrent requests share a round trip; a batch is one pipeline per node.
     enableAutoPipelining: true,
@@ -113,7 +114,6 @@ export class CacheNode {
         // its internal node queues on; setting them here breaks the slots refresh).
         redisOptions: {
           connectTimeout: opts.connectTimeout,
-          commandTimeout: opts.commandTimeout,
           username: u.username ? decodeURIComponent(u.username) : settings.authUser,
           password: u.password ? decodeURIComponent(u.password) : settings.authToken,
           tls: u.protocol === 'rediss:' ? (settings.tlsCa ? { ca: settings.tlsCa } : {}) : undefined,
@@ -208,7 +208,7 @@ export class CacheNode {
     }
     try {
       if (!(await this.connected())) throw new Error(`not connected (${this.client.status})`);
-      await this.client.ping();
+      await this.bounded(() => this.client.ping());
     } catch (err) {
       this.fail(err, 'health-check');
     }
@@ -279,14 +279,16 @@ export class CacheNode {
   private async verifyEpoch(): Promise<boolean> {
     try {
       if (this.isCluster) {
-        await this.client.ping();
+        await this.bounded(() => this.client.ping());
       } else {
-        const info = await (this.client as Redis).info('server');
+        const info = await this.bounded(() => (this.client as Redis).info('server'));
         const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
         if (!runId) throw new Error('INFO server carries no run_id');
         const previousRunId = this.runId;
         if (runId !== previousRunId) {
-          const flushed = await this.client.wtSeal(sealKey(runId), SETTLE_KEY, this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1');
+          const flushed = await this.bounded(() =>
+            this.client.wtSeal(sealKey(runId), SETTLE_KEY, this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1'),
+          );
           if (previousRunId !== undefined || flushed > 0) {
             logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, flushedKeys: Math.max(flushed, 0) });
           }
@@ -305,15 +307,21 @@ export class CacheNode {
   private async repairDirty(): Promise<void> {
     const todo = this.dirty.snapshot();
     if (todo.flush) {
-      if (this.client instanceof Cluster) await Promise.all(this.client.nodes('master').map((n) => n.flushdb()));
-      else await this.client.flushdb();
+      const client = this.client;
+      if (client instanceof Cluster) await this.bounded(() => Promise.all(client.nodes('master').map((n) => n.flushdb())));
+      else await this.bounded(() => client.flushdb());
     } else {
-      await Promise.all(todo.keys.map((k) => this.client.wtInvalidate(k, randomToken())));
+      await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken()))));
     }
     this.dirty.clear(todo);
     if (todo.keys.length > 0 || todo.flush) {
       logger.info('CACHE_DIRTY_REPAIRED', { cacheNode: this.address, keys: todo.keys.length, flushed: todo.flush });
     }
+  }
+
+  /** A call of the node's own (checks, epochs, repairs), bounded by the command timeout. */
+  private bounded<T>(op: () => Promise<T>): Promise<T> {
+    return within(this.address, Date.now() + this.settings.commandTimeoutMs, op);
   }
 
   private setState(next: NodeStatus): void {

@@ -2,6 +2,7 @@ import { CacheUnavailableError } from '../errors.ts';
 import type { WritePolicy } from '../config.ts';
 import { errorMessage, type CacheNode } from './node.ts';
 import { randomToken } from './tokens.ts';
+import { BudgetSpent, within } from './deadline.ts';
 
 /** What the cache holds for an item: DynamoDB's attribute values as JSON, or ABSENT (R8). */
 export interface CacheEntry {
@@ -61,34 +62,9 @@ export interface CommitOutcome<T> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The request's time for the cache ran out before a command could be sent: not the node's fault. */
-class BudgetSpent extends Error {
-  constructor() {
-    super('the request spent its time for the cache');
-  }
-}
-
-/**
- * `op`'s answer, or a rejection once `deadline` passes. ioredis starts a command's own timeout only
- * when it sends the command, and with auto-pipelining a command can wait unsent behind a pipeline a
- * hung node never answers: the deadline counts from when the request asked.
- */
+/** `op`'s answer, or a rejection once `deadline` passes (see within). */
 function before<T>(node: CacheNode, deadline: number, op: () => Promise<T>): Promise<T> {
-  const ms = deadline - Date.now();
-  if (ms <= 0) return Promise.reject(new BudgetSpent());
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer from ${node.address} within ${ms} ms`)), ms);
-    op().then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
+  return within(node.address, deadline, op);
 }
 
 /** Marks the node down for a real failure; a spent budget says nothing about the node. */
