@@ -25,6 +25,10 @@
  *   the strict policy while a cache fault (or its recovery) was on (counted as a refused write); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
+ * - **Latency budget**: an operation's *cache time* is its latency minus its own time in DynamoDB
+ *   calls minus, for a reader that waited on another reader's fill lease (G5), the filler's DynamoDB
+ *   read: the largest overlap of the operation with ONE read call of the same key made by another
+ *   operation (one DynamoDB call, never a sum). It is over budget above command timeout + slack.
  */
 import { ABSENT, CACHE_FAULTS, OOB_KINDS, WRITE_KINDS, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
 
@@ -98,11 +102,16 @@ export interface FaultLatency {
   p50: number;
   p99: number;
   max: number;
-  /** Largest latency minus the operation's own DynamoDB time: what the cache cost it. */
+  /**
+   * Largest cache time: latency minus the operation's own DynamoDB time minus, for a reader that
+   * waited on another reader's fill lease, the overlap with that filler's DynamoDB read (waitedMs).
+   */
   maxCacheMs: number;
-  /** Operations slower than command timeout + their DynamoDB time + slack. */
+  /** Operations whose cache time exceeded command timeout + slack. */
   overBudget: number;
-  worst?: { client: string; kind: string; key: string; latencyMs: number; dynamoMs: number; source?: string };
+  /** Operations credited with a wait on another operation's DynamoDB read of the same key (waitedMs > 0). */
+  waitedOnFill: number;
+  worst?: { client: string; kind: string; key: string; latencyMs: number; dynamoMs: number; waitedMs: number; source?: string };
 }
 
 export interface CheckResult {
@@ -212,6 +221,70 @@ function overlaps(rec: { start: number; end: number }, w: FaultWindow, graceMs: 
 
 function pickRead(r: OpRecord): StaleExample['read'] {
   return { client: r.client, op: r.op, kind: r.kind, value: r.value, start: r.start, end: r.end, source: r.source };
+}
+
+/** One DynamoDB read call of a key, by one operation (`client:op`). */
+interface ReadSpan {
+  start: number;
+  end: number;
+  owner: string;
+}
+
+/**
+ * Per operation that waited on another reader's fill lease (leaseWaits > 0), keyed `client:op`: the
+ * credit for that wait — the largest overlap of the operation's [start, end] with ONE DynamoDB read
+ * call of one of its keys made by a different operation (another client, or the same client's other
+ * operation: containers run several at once). One call, not a sum: the waiter waited for one fill.
+ * Operations that never waited get no entry (no credit). Spans are indexed once per key, sorted by
+ * start, with the key's longest span: each waiter looks only at spans that can reach it.
+ */
+export function waitedOnFill(records: readonly OpRecord[]): Map<string, number> {
+  const spans = new Map<string, ReadSpan[]>();
+  const waiters = new Map<string, { start: number; end: number; keys: Set<string> }>();
+  for (const r of records) {
+    const owner = `${r.client}:${r.op}`;
+    if (r.dynamoReadSpans?.length) {
+      let list = spans.get(r.key);
+      if (!list) spans.set(r.key, (list = []));
+      for (const [start, end] of r.dynamoReadSpans) list.push({ start, end, owner });
+    }
+    if ((r.leaseWaits ?? 0) > 0) {
+      let w = waiters.get(owner);
+      if (!w) waiters.set(owner, (w = { start: r.start, end: r.end, keys: new Set() }));
+      w.keys.add(r.key);
+    }
+  }
+  const out = new Map<string, number>();
+  if (waiters.size === 0) return out;
+  const index = new Map<string, { spans: ReadSpan[]; longest: number }>();
+  for (const [key, list] of spans) {
+    list.sort((a, b) => a.start - b.start);
+    index.set(key, { spans: list, longest: list.reduce((m, s) => Math.max(m, s.end - s.start), 0) });
+  }
+  for (const [owner, w] of waiters) {
+    let best = 0;
+    for (const key of w.keys) {
+      const ix = index.get(key);
+      if (!ix) continue;
+      // The first span starting after the operation ended; walk back to those that can still overlap it.
+      let lo = 0;
+      let hi = ix.spans.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((ix.spans[mid] as ReadSpan).start > w.end) hi = mid;
+        else lo = mid + 1;
+      }
+      for (let i = lo - 1; i >= 0; i--) {
+        const s = ix.spans[i] as ReadSpan;
+        if (s.start < w.start - ix.longest) break;
+        if (s.owner === owner) continue;
+        const overlap = Math.min(w.end, s.end) - Math.max(w.start, s.start);
+        if (overlap > best) best = overlap;
+      }
+    }
+    if (best > 0) out.set(owner, best);
+  }
+  return out;
 }
 
 export function check(records: readonly OpRecord[], faults: readonly FaultWindow[], oob: readonly OobSample[], options: Partial<CheckOptions> = {}): CheckResult {
@@ -402,6 +475,7 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
   }
 
   // --- latency during faults ----------------------------------------------------------------
+  const waited = waitedOnFill(records);
   const faultLatencyMs: CheckResult['faultLatencyMs'] = {};
   const timed = [...uniqueOps.values()].filter((r) => !r.sweep && !OOB_KINDS.has(r.kind));
   // An operation belongs to a fault's window when it overlaps the fault or the second after it.
@@ -411,12 +485,17 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
     const d = distribution(lat);
     let maxCacheMs = 0;
     let overBudget = 0;
+    let waitedOps = 0;
     let worst: OpRecord | undefined;
+    let worstWaitedMs = 0;
     for (const r of ops) {
-      const cacheMs = r.end - r.start - r.dynamoMs;
+      const waitedMs = waited.get(`${r.client}:${r.op}`) ?? 0;
+      if (waitedMs > 0) waitedOps++;
+      const cacheMs = r.end - r.start - r.dynamoMs - waitedMs;
       if (cacheMs > maxCacheMs) {
         maxCacheMs = cacheMs;
         worst = r;
+        worstWaitedMs = waitedMs;
       }
       if (cacheMs > o.commandTimeoutMs + o.latencySlackMs) overBudget++;
     }
@@ -428,7 +507,16 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
       max: d.max,
       maxCacheMs: round(maxCacheMs),
       overBudget,
-      worst: worst && { client: worst.client, kind: worst.kind, key: worst.key, latencyMs: round(worst.end - worst.start), dynamoMs: round(worst.dynamoMs), source: worst.source },
+      waitedOnFill: waitedOps,
+      worst: worst && {
+        client: worst.client,
+        kind: worst.kind,
+        key: worst.key,
+        latencyMs: round(worst.end - worst.start),
+        dynamoMs: round(worst.dynamoMs),
+        waitedMs: round(worstWaitedMs),
+        source: worst.source,
+      },
     };
   };
   const kinds = [...new Set(faults.map((w) => w.kind))];

@@ -17,7 +17,7 @@ import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } f
 import { check, type CheckResult, type Policy } from './checker.ts';
 import { faultDuration, Nemesis } from './faults.ts';
 import { ABSENT, ALL_FAULTS, OVERLAY_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
-import { defaultKeySpace, keySpace, type KeyRef, type KeySpaceOptions } from './keys.ts';
+import { defaultKeySpace, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
 import { Stack, TABLES } from './stack.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker.ts';
@@ -169,19 +169,35 @@ class ContainerThread {
   }
 }
 
-/** A DynamoDB client that times its calls (for the main thread's probe container). */
-function timedClient(config: Config, als: AsyncLocalStorage<{ dynamoMs: number; dynamoCalls: number }>): DynamoDBClient {
+/** What the probe records of one read: as a worker container's operation context (worker.ts). */
+interface ProbeContext {
+  dynamoMs: number;
+  dynamoCalls: number;
+  /** The [t0, t1] of each GetItem / BatchGetItem call, per item id it read. */
+  readSpans: Map<string, [number, number][]>;
+  /** Polls spent waiting for another reader's fill (the protocol's leaseWait hook). */
+  leaseWaits: number;
+}
+
+/** A DynamoDB client that times its calls and their item reads (for the main thread's probe container). */
+function timedClient(config: Config, als: AsyncLocalStorage<ProbeContext>): DynamoDBClient {
   const client = dynamoClientFor(config.store);
   client.middlewareStack.add(
-    (next) => async (args) => {
+    (next, context) => async (args) => {
       const t0 = now();
       try {
         return await next(args);
       } finally {
         const ctx = als.getStore();
         if (ctx) {
-          ctx.dynamoMs += now() - t0;
+          const t1 = now();
+          ctx.dynamoMs += t1 - t0;
           ctx.dynamoCalls++;
+          for (const id of new Set(readIdsOf(context.commandName ?? '', (args as { input: unknown }).input))) {
+            let spans = ctx.readSpans.get(id);
+            if (!spans) ctx.readSpans.set(id, (spans = []));
+            spans.push([t0, t1]);
+          }
         }
       }
     },
@@ -203,7 +219,7 @@ class OutOfBand {
   private seq = 0;
   private op = 0;
   private probeOp = 0;
-  private readonly als = new AsyncLocalStorage<{ dynamoMs: number; dynamoCalls: number }>();
+  private readonly als = new AsyncLocalStorage<ProbeContext>();
   readonly probe: ItemCache;
 
   constructor(
@@ -213,7 +229,11 @@ class OutOfBand {
     private readonly keys: { hot: KeyRef[]; cold: KeyRef[] },
     private readonly random: Rng,
   ) {
-    this.probe = new ItemCache({ config, tables: TABLES, dynamoClient: timedClient(config, this.als) });
+    const leaseWait = (): void => {
+      const ctx = this.als.getStore();
+      if (ctx) ctx.leaseWaits++;
+    };
+    this.probe = new ItemCache({ config, tables: TABLES, dynamoClient: timedClient(config, this.als), hooks: { leaseWait } });
   }
 
   stop(): void {
@@ -221,17 +241,21 @@ class OutOfBand {
   }
 
   private async read(ref: KeyRef): Promise<string | undefined> {
-    const ctx = { dynamoMs: 0, dynamoCalls: 0 };
+    const ctx: ProbeContext = { dynamoMs: 0, dynamoCalls: 0, readSpans: new Map(), leaseWaits: 0 };
     const start = now();
     const base = { op: ++this.probeOp, client: 'probe', kind: 'get' as const, key: ref.id, hot: ref.hot, start };
+    const waits = (): Pick<OpRecord, 'dynamoReadSpans' | 'leaseWaits'> => {
+      const spans = ctx.readSpans.get(ref.id);
+      return { ...(spans?.length ? { dynamoReadSpans: spans } : {}), ...(ctx.leaseWaits > 0 ? { leaseWaits: ctx.leaseWaits } : {}) };
+    };
     try {
       const r = await this.als.run(ctx, () => this.probe.get(ref.table, ref.key));
       const value = r.item === undefined ? ABSENT : typeof r.item.v === 'string' ? r.item.v : `?${JSON.stringify(r.item.v)}`;
-      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0 });
+      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waits() });
       return value;
     } catch (err) {
       const e = err as { code?: string; name?: string; message?: string };
-      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0 });
+      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waits() });
       return undefined;
     }
   }

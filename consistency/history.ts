@@ -56,6 +56,17 @@ export interface OpRecord {
   dynamoMs: number;
   dynamoCalls: number;
   dynamoReads: number;
+  /**
+   * The wall-clock span [t0, t1] of each GetItem / BatchGetItem call of this operation that read
+   * this record's key (SDK retries and injected latency included); absent when there was none.
+   * The checker uses other operations' spans to credit a reader that waited for their fill.
+   */
+  dynamoReadSpans?: [number, number][];
+  /**
+   * How many times the operation found another reader's live fill lease and slept before polling
+   * again (G5: one filler per key); absent when it never waited. Counted per operation.
+   */
+  leaseWaits?: number;
   /** Part of the final sweep (after the faults and the load stopped). */
   sweep?: boolean;
 }

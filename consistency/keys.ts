@@ -63,3 +63,20 @@ export function idOfAttributes(physicalTable: string, key: Record<string, { S?: 
   }
   return undefined;
 }
+
+/** The items a GetItem / BatchGetItem call reads (by the checker's names); none for other commands. */
+export function readIdsOf(command: string, input: unknown): string[] {
+  const ids: string[] = [];
+  const add = (table: string | undefined, key: unknown): void => {
+    const id = table && key ? idOfAttributes(table, key as Record<string, { S?: string }>) : undefined;
+    if (id) ids.push(id);
+  };
+  if (command === 'GetItemCommand') {
+    const i = input as { TableName?: string; Key?: unknown };
+    add(i.TableName, i.Key);
+  } else if (command === 'BatchGetItemCommand') {
+    const i = input as { RequestItems?: Record<string, { Keys?: unknown[] }> };
+    for (const [table, req] of Object.entries(i.RequestItems ?? {})) for (const k of req.Keys ?? []) add(table, k);
+  }
+  return ids;
+}

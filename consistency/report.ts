@@ -39,15 +39,17 @@ export function formatReport(r: RunResult): string {
     ]),
   );
   out.push('');
-  out.push(`(e) latency by fault window (ms; budget: command timeout ${o.commandTimeoutMs} + the operation's DynamoDB time + 100 slack)`);
+  out.push(
+    `(e) latency by fault window (ms; budget: command timeout ${o.commandTimeoutMs} + the operation's DynamoDB time + 100 slack; a reader that waited on another's fill is also credited that filler's one DynamoDB read: "waited")`,
+  );
   const rows: string[] = [];
-  rows.push(`  ${'fault'.padEnd(10)} ${'n'.padStart(3)} ${'ops'.padStart(7)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'max'.padStart(7)} ${'cache max'.padStart(9)} ${'over'.padStart(5)}  worst`);
+  rows.push(`  ${'fault'.padEnd(10)} ${'n'.padStart(3)} ${'ops'.padStart(7)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'max'.padStart(7)} ${'cache max'.padStart(9)} ${'over'.padStart(5)} ${'waited'.padStart(6)}  worst`);
   for (const [kind, l] of Object.entries(r.faultLatencyMs)) {
     if (!l) continue;
     const label = kind === 'none' ? 'no fault' : kind;
-    const worst = l.worst ? `${l.worst.client} ${l.worst.kind} ${l.worst.key} ${l.worst.latencyMs} ms (DynamoDB ${l.worst.dynamoMs}, ${l.worst.source ?? '-'})` : '';
+    const worst = l.worst ? `${l.worst.client} ${l.worst.kind} ${l.worst.key} ${l.worst.latencyMs} ms (DynamoDB ${l.worst.dynamoMs}, waited ${l.worst.waitedMs}, ${l.worst.source ?? '-'})` : '';
     rows.push(
-      `  ${label.padEnd(10)} ${String(r.faults[kind as FaultKind] ?? '-').padStart(3)} ${String(l.operations).padStart(7)} ${String(l.p50).padStart(7)} ${String(l.p99).padStart(7)} ${String(l.max).padStart(7)} ${String(l.maxCacheMs).padStart(9)} ${String(l.overBudget).padStart(5)}  ${worst}`,
+      `  ${label.padEnd(10)} ${String(r.faults[kind as FaultKind] ?? '-').padStart(3)} ${String(l.operations).padStart(7)} ${String(l.p50).padStart(7)} ${String(l.p99).padStart(7)} ${String(l.max).padStart(7)} ${String(l.maxCacheMs).padStart(9)} ${String(l.overBudget).padStart(5)} ${String(l.waitedOnFill).padStart(6)}  ${worst}`,
     );
   }
   out.push(rows.join('\n'));

@@ -3,9 +3,10 @@
  * health, running random operations over the key space and recording each one. Runs in a worker
  * thread (loaded by boot.mjs); talks to the harness by messages.
  *
- * DynamoDB calls go through an SDK middleware that times them, counts item reads, and — while the
- * harness says a DynamoDB fault is on — injects errors before sending or after the answer,
- * timeouts and latency, recording which into the operation's record.
+ * DynamoDB calls go through an SDK middleware that times them, counts item reads (with the wall-clock
+ * span of each read call, per item), and — while the harness says a DynamoDB fault is on — injects
+ * errors before sending or after the answer, timeouts and latency, recording which into the
+ * operation's record. A protocol hook counts the operation's waits on another reader's fill lease.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { dynamoClientFor } from '../lib/store.ts';
@@ -25,7 +26,7 @@ import {
   type NodeHealth,
 } from '../lib/index.ts';
 import { ABSENT, type DynamoFaultMode, type OpKind, type OpRecord, type Outcome } from './history.ts';
-import { idOfAttributes, idOfItem, keySpace, type KeyRef, type KeySpaceOptions } from './keys.ts';
+import { idOfItem, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, sleep, type Rng } from './rng.ts';
 
 export interface WorkerConfig {
@@ -54,6 +55,10 @@ interface OpContext {
   dynamoMs: number;
   dynamoCalls: number;
   reads: Map<string, number>;
+  /** Per item id: the [t0, t1] of each GetItem / BatchGetItem call that read it. */
+  readSpans: Map<string, [number, number][]>;
+  /** Polls spent waiting for another reader's fill (the protocol's leaseWait hook). */
+  leaseWaits: number;
   injected?: 'before' | 'after';
   delayMs: number;
   degraded: boolean;
@@ -99,8 +104,9 @@ function dynamoClient(): DynamoDBClient {
     (next, context) => async (args) => {
       const ctx = als.getStore();
       const t0 = now();
+      let readIds: string[] = [];
       try {
-        if (ctx) countReads(context.commandName ?? '', (args as { input: unknown }).input, ctx);
+        if (ctx) readIds = countReads(context.commandName ?? '', (args as { input: unknown }).input, ctx);
         if (ctx && dynamoFault === 'slow' && !ctx.sweep && faultRandom() < 0.4) {
           // Slow but healthy: the call succeeds after a latency spike (shorter than the SDK's timeout).
           const ms = Math.round(between(faultRandom, 100, 0.9 * timeoutMs));
@@ -137,8 +143,15 @@ function dynamoClient(): DynamoDBClient {
         return await next(args);
       } finally {
         if (ctx) {
-          ctx.dynamoMs += now() - t0;
+          const t1 = now();
+          ctx.dynamoMs += t1 - t0;
           ctx.dynamoCalls++;
+          // One span per call (its SDK retries and any injected latency included) for each item it read.
+          for (const id of new Set(readIds)) {
+            let spans = ctx.readSpans.get(id);
+            if (!spans) ctx.readSpans.set(id, (spans = []));
+            spans.push([t0, t1]);
+          }
         }
       }
     },
@@ -147,21 +160,20 @@ function dynamoClient(): DynamoDBClient {
   return client;
 }
 
-function countReads(command: string, input: unknown, ctx: OpContext): void {
-  const add = (table: string | undefined, key: unknown): void => {
-    const id = table && key ? idOfAttributes(table, key as Record<string, { S?: string }>) : undefined;
-    if (id) ctx.reads.set(id, (ctx.reads.get(id) ?? 0) + 1);
-  };
-  if (command === 'GetItemCommand') {
-    const i = input as { TableName?: string; Key?: unknown };
-    add(i.TableName, i.Key);
-  } else if (command === 'BatchGetItemCommand') {
-    const i = input as { RequestItems?: Record<string, { Keys?: unknown[] }> };
-    for (const [table, req] of Object.entries(i.RequestItems ?? {})) for (const k of req.Keys ?? []) add(table, k);
-  }
+/** Counts the item reads of a GetItem / BatchGetItem call into the context; returns their item ids. */
+function countReads(command: string, input: unknown, ctx: OpContext): string[] {
+  const ids = readIdsOf(command, input);
+  for (const id of ids) ctx.reads.set(id, (ctx.reads.get(id) ?? 0) + 1);
+  return ids;
 }
 
-const cache = new ItemCache({ config, tables: exampleTables, dynamoClient: dynamoClient() });
+/** A reader found another reader's live fill lease and is about to sleep before polling again (G5). */
+function leaseWait(): void {
+  const ctx = als.getStore();
+  if (ctx) ctx.leaseWaits++;
+}
+
+const cache = new ItemCache({ config, tables: exampleTables, dynamoClient: dynamoClient(), hooks: { leaseWait } });
 
 // Which writes could not reach their node: the library logs and keeps them as dirty keys (R6);
 // the harness attributes each to the operation that caused it.
@@ -259,7 +271,7 @@ async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ v
 }
 
 async function execute(p: Planned, sweep = false): Promise<void> {
-  const ctx: OpContext = { dynamoMs: 0, dynamoCalls: 0, reads: new Map(), delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
+  const ctx: OpContext = { dynamoMs: 0, dynamoCalls: 0, reads: new Map(), readSpans: new Map(), leaseWaits: 0, delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
   const op = ++opSeq;
   const start = now();
   let outcome: Outcome = 'ok';
@@ -274,6 +286,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
   const end = now();
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
+    const spans = ctx.readSpans.get(ref.id);
     buffer.push({
       op,
       client: cfg.client,
@@ -294,6 +307,8 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       dynamoMs: ctx.dynamoMs,
       dynamoCalls: ctx.dynamoCalls,
       dynamoReads: ctx.reads.get(ref.id) ?? 0,
+      ...(spans?.length ? { dynamoReadSpans: spans } : {}),
+      ...(ctx.leaseWaits > 0 ? { leaseWaits: ctx.leaseWaits } : {}),
       ...(sweep ? { sweep: true } : {}),
     });
   }

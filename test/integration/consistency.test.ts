@@ -105,6 +105,65 @@ describe('consistency checker', () => {
     assert.equal(r.failedRequests, 2);
     assert.deepEqual(r.failedByReason, { 'strict refusal outside any cache fault': 1, StoreUnavailable: 1 });
   });
+
+  describe('latency: a reader that waited on another reader\'s fill is credited that one DynamoDB read', () => {
+    // Command timeout 300 + slack 100: a cache time above 400 ms is over budget.
+    const budget = { commandTimeoutMs: 300, latencySlackMs: 100 };
+    // A filler (w2, a miss) whose DynamoDB read of u/k took 700 ms; a waiter (w1, a hit of its fill)
+    // that found its lease and took 705 ms, none of it in DynamoDB itself.
+    const filler = (more: Partial<OpRecord> = {}): OpRecord =>
+      get(ABSENT, 1000, 1710, { client: 'w2', source: 'miss', dynamoMs: 700, dynamoCalls: 1, dynamoReads: 1, dynamoReadSpans: [[1005, 1705]], ...more });
+    const waiter = (more: Partial<OpRecord> = {}): OpRecord => get(ABSENT, 1002, 1707, { client: 'w1', leaseWaits: 12, ...more });
+    const latency = (history: OpRecord[]) => check(history, [], [], budget).faultLatencyMs.none;
+
+    test('a hit that waited on a lease and is covered by another operation\'s read of the same key is not over budget', () => {
+      const l = latency([filler(), waiter()]);
+      assert.equal(l?.overBudget, 0);
+      assert.equal(l?.waitedOnFill, 1);
+      // The waiter's cache time: 705 - 0 - the overlap [1005, 1705] = 5 ms; the filler's 710 - 700 = 10.
+      assert.equal(l?.maxCacheMs, 10);
+    });
+
+    test('the same operation without leaseWaits gets no credit: over budget', () => {
+      const l = latency([filler(), waiter({ leaseWaits: undefined })]);
+      assert.equal(l?.overBudget, 1);
+      assert.equal(l?.waitedOnFill, 0);
+      assert.equal(l?.worst?.client, 'w1');
+      assert.equal(l?.worst?.waitedMs, 0);
+      assert.equal(l?.maxCacheMs, 705);
+    });
+
+    test('a span of the same operation gives no credit, a span of another operation of the same client does', () => {
+      // The span recorded by the waiter's own operation (same client, same op id).
+      const own = waiter();
+      const self = latency([own, filler({ client: own.client, op: own.op, start: own.start, end: own.end, dynamoMs: 0 })]);
+      assert.equal(self?.overBudget, 1);
+      assert.equal(self?.waitedOnFill, 0);
+      // Another operation of the same container (containers run several at once) is a different filler.
+      const sibling = latency([filler({ client: 'w1' }), waiter()]);
+      assert.equal(sibling?.overBudget, 0);
+      assert.equal(sibling?.waitedOnFill, 1);
+    });
+
+    test('a span of a different key gives no credit', () => {
+      const l = latency([filler({ key: 'u/other' }), waiter()]);
+      assert.equal(l?.overBudget, 1);
+      assert.equal(l?.waitedOnFill, 0);
+    });
+
+    test('the credit is one DynamoDB call (the largest overlap), not the sum of several', () => {
+      // Two fillers in turn (the first one's read failed, it gave its lease back), 400 ms each; the
+      // waiter waited for both: 805 ms, of which one call (400) is credited, leaving 405 > 400.
+      const first = filler({ start: 1000, end: 1400, dynamoMs: 400, dynamoReadSpans: [[1000, 1400]], outcome: 'error', error: 'StoreUnavailable' });
+      const second = filler({ client: 'w3', start: 1400, end: 1805, dynamoMs: 400, dynamoReadSpans: [[1402, 1802]] });
+      const l = latency([first, second, waiter({ start: 1000, end: 1805 })]);
+      assert.equal(l?.waitedOnFill, 1);
+      assert.equal(l?.overBudget, 1);
+      assert.equal(l?.worst?.client, 'w1');
+      assert.equal(l?.worst?.waitedMs, 400);
+      assert.equal(l?.maxCacheMs, 405);
+    });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
