@@ -110,6 +110,7 @@ export class CacheProtocol {
     const { leaseMs, hooks, commandTimeoutMs } = this.settings;
     const token = randomToken();
     const waitUntil = Date.now() + leaseMs;
+    let waitingOn: string | undefined;
     let pause = 2;
     // The first lease shares the request's budget; each poll after a pause gets its own (waiting for
     // another reader's fill is not the node's cost).
@@ -130,9 +131,12 @@ export class CacheProtocol {
           // Writers are in flight, or the node's epoch is settling: read around the cache, fill nothing.
           return { entry: await load(), source: 'miss' };
         case 3: {
-          // Another reader is filling: wait for its fill rather than read DynamoDB too (G5).
+          // Another reader is filling: wait for its fill rather than read DynamoDB too (G5). For one
+          // filler only: when its lease gives way to another's (an invalidation or a writer refused
+          // its fill), waiting again could cost a second DynamoDB read's time: read it ourselves.
           const left = waitUntil - Date.now();
-          if (left <= 0) return { entry: await load(), source: 'miss' };
+          waitingOn ??= reply[2];
+          if (left <= 0 || reply[2] !== waitingOn) return { entry: await load(), source: 'miss' };
           hooks?.leaseWait?.(key);
           await sleep(Math.min(pause, left, reply[1]));
           pause = Math.min(pause * 2, 25);

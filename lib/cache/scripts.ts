@@ -25,8 +25,8 @@ end
 
 /**
  * A reader missed. Returns {1, d} when an entry appeared meanwhile (only if ARGV[3] = 1: the node is
- * trusted for reads), {2, ms} while writers hold the fence or the node's epoch is settling, {3, ms}
- * while another reader holds a live lease, and {0} when the lease is granted to token ARGV[1] for
+ * trusted for reads), {2, ms} while writers hold the fence or the node's epoch is settling, {3, ms,
+ * holder's token} while another reader holds a live lease, and {0} when the lease is granted to token ARGV[1] for
  * ARGV[2] ms. KEYS[2] is the node's settle marker (KEYS[1] itself in cluster mode: none).
  */
 const LEASE = `${NOW}
@@ -41,7 +41,7 @@ local now = now_ms()
 local pd = tonumber(f[5] or '0')
 if tonumber(f[4] or '0') > 0 and pd > now then return {2, pd - now} end
 local lt = tonumber(f[3] or '0')
-if f[2] and lt > now then return {3, lt - now} end
+if f[2] and lt > now then return {3, lt - now, f[2]} end
 local lease = tonumber(ARGV[2])
 redis.call('HSET', k, 'l', ARGV[1], 'lt', now + lease)
 extend(k, lease * 2)
@@ -160,7 +160,7 @@ export const SCRIPTS = {
   wtSeal: [SEAL, 2],
 } as const;
 
-export type LeaseReply = [0] | [1, string] | [2, number] | [3, number];
+export type LeaseReply = [0] | [1, string] | [2, number] | [3, number, string];
 
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {

@@ -72,4 +72,32 @@ describe('G5: one filler per hot key', () => {
     assert.equal(r.cache, 'miss', 'the waiter took the released lease and read DynamoDB itself');
     assert.equal((await entryFields(waiter, rk)).d !== undefined, true, "the waiter's fill is cached");
   });
+
+  // Without the bound the waiter waits on the second lease (60 s), and the test's 20 s bound fails it.
+  test('a reader waits for one filler only: when the lease passes to another reader, it reads DynamoDB itself', { timeout: 20_000 }, async () => {
+    const gate = new Gate();
+    const filler = stack.cache({ CACHE_LEASE_MS: '60000' }, { hooks: { afterLease: () => gate.hold() } });
+    const waits: string[] = [];
+    const waiter = stack.cache({ CACHE_LEASE_MS: '60000' }, { hooks: { leaseWait: (k) => void waits.push(k) } });
+    const key = { userId: 'second-filler' };
+    await waiter.put('users', { ...key, v: 'one' });
+    const rk = waiter.resolve('users', key);
+    const redis = waiter.nodeFor(rk)!.client;
+    await redis.hdel(rk.redisKey, 'd');
+
+    const held = filler.get('users', key);
+    await gate.reached; // the first filler holds the lease and is "reading DynamoDB"
+    const read = waiter.get('users', key);
+    while (waits.length === 0) await new Promise((r) => setTimeout(r, 5));
+    // The first lease gives way to a second reader's (as after an invalidation and a new miss), in one step.
+    const { lt } = await entryFields(waiter, rk);
+    await redis.hset(rk.redisKey, 'l', 'another-readers-token', 'lt', String(Number(lt) + 1));
+    const r = await read; // while both fillers still hold on
+    assert.equal(r.item?.v, 'one');
+    assert.equal(r.cache, 'miss');
+    assert.equal((await entryFields(waiter, rk)).l, 'another-readers-token', 'the waiter neither took nor released the lease');
+    assert.equal((await entryFields(waiter, rk)).d, undefined, 'the waiter filled nothing');
+    gate.open();
+    await held;
+  });
 });
