@@ -23,8 +23,11 @@ export interface ResolvedKey {
 }
 
 /** Key parts may hold any character: escape the separator (and cluster hash-tag braces) so no two keys alias (G6). */
+const SPECIAL = /[%:{}]/;
+
 function escapePart(s: string): string {
-  return s.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  // Most keys hold none of these: test first, so the hit path allocates no replacement.
+  return SPECIAL.test(s) ? s.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`) : s;
 }
 
 /** Checks one key attribute's value; `text` is its escaped, canonical spelling in cache keys. */
@@ -34,7 +37,8 @@ export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string,
     case 'S': {
       if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
       if (value.length === 0) throw new ValidationError(field, 'must not be empty');
-      if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
+      // A UTF-16 unit is at most 3 UTF-8 bytes: only long strings need counting.
+      if (value.length * 3 > maxBytes && Buffer.byteLength(value, 'utf8') > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
       return { value, text: escapePart(value) };
     }
     case 'N': {
