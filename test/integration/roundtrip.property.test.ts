@@ -237,39 +237,25 @@ const sets = fc.oneof(
 
 const leaf = fc.oneof(shortString, anyNumber, binary, fc.boolean(), fc.constant(null), sets);
 
-const { value } = fc.letrec<{ value: unknown }>((tie) => ({
-  value: fc.oneof(
-    { maxDepth: 3, depthSize: 'small', withCrossShrink: true },
-    leaf,
-    fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(nestedName, tie('value'), { maxKeys: 4 }),
-  ),
-}));
+/** Items whose values are `leaf`s, or lists and maps of them up to three levels deep, with now and then a long string. */
+function itemsOf(leafArb: fc.Arbitrary<unknown>): fc.Arbitrary<Record<string, unknown>> {
+  const { value } = fc.letrec<{ value: unknown }>((tie) => ({
+    value: fc.oneof(
+      { maxDepth: 3, depthSize: 'small', withCrossShrink: true },
+      leafArb,
+      fc.array(tie('value'), { maxLength: 4 }),
+      fc.dictionary(nestedName, tie('value'), { maxKeys: 4 }),
+    ),
+  }));
+  return fc.dictionary(topName, fc.oneof({ weight: 12, arbitrary: value }, { weight: 1, arbitrary: longString }), { minKeys: 0, maxKeys: 8 });
+}
 
-const attributes = fc.dictionary(
-  topName,
-  fc.oneof({ weight: 12, arbitrary: value }, { weight: 1, arbitrary: longString }),
-  { minKeys: 0, maxKeys: 8 },
-);
-
+const attributes = itemsOf(leaf);
 /**
  * Items of only what plain JSON can carry (strings, JS numbers, booleans, null, lists, maps): the
  * cache keeps most of these in its native `[version,{…}]` form rather than as attribute values.
  */
-const plainLeaf = fc.oneof(shortString, jsNumber, fc.boolean(), fc.constant(null));
-const { plainValue } = fc.letrec<{ plainValue: unknown }>((tie) => ({
-  plainValue: fc.oneof(
-    { maxDepth: 3, depthSize: 'small', withCrossShrink: true },
-    plainLeaf,
-    fc.array(tie('plainValue'), { maxLength: 4 }),
-    fc.dictionary(nestedName, tie('plainValue'), { maxKeys: 4 }),
-  ),
-}));
-const plainAttributes = fc.dictionary(
-  topName,
-  fc.oneof({ weight: 12, arbitrary: plainValue }, { weight: 1, arbitrary: longString }),
-  { minKeys: 0, maxKeys: 8 },
-);
+const plainAttributes = itemsOf(fc.oneof(shortString, jsNumber, fc.boolean(), fc.constant(null)));
 
 // ---------------------------------------------------------------------------------------------
 
