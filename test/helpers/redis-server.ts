@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { freePort } from './ports.ts';
+import { hasExited, terminate, waitForExit } from '../../infra/local/processes.ts';
 
 const HOST = '127.0.0.1';
 const DEFAULT_START_TIMEOUT_MS = 15_000;
@@ -84,17 +85,6 @@ function installHooks(): void {
     };
     process.on(sig, onSignal);
   }
-}
-
-function hasExited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess): Promise<void> {
-  if (hasExited(child)) return Promise.resolve();
-  // Children are unref'd (see spawnProcess); keep the event loop alive while we wait.
-  child.ref();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 /**
@@ -400,15 +390,8 @@ export class RedisServer {
     if (this.stopped) return;
     this.stopped = true;
     const child = this.child;
-    if (!hasExited(child)) {
-      child.kill('SIGCONT'); // a paused process would not act on SIGTERM
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => {
-        if (!hasExited(child)) child.kill('SIGKILL');
-      }, 5000);
-      await waitForExit(child);
-      clearTimeout(timer);
-    }
+    if (!hasExited(child)) child.kill('SIGCONT'); // a paused process would not act on SIGTERM
+    await terminate(child);
     rmSync(this.dir, { recursive: true, force: true });
     liveDirs.delete(this.dir);
   }
