@@ -4,7 +4,7 @@ import { errorMessage, type CacheNode } from './node.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, within } from './deadline.ts';
 
-/** What the cache holds for an item: DynamoDB's attribute values as JSON, or ABSENT (R8). */
+/** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
 export interface CacheEntry {
   data: string;
   /** The item's version ('' when absent). */

@@ -2,7 +2,7 @@ import type { Cluster, Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
- *   d   the item as DynamoDB holds it (JSON of its attribute values), or "-" for not-found (R8)
+ *   d   the item as DynamoDB holds it (codec.ts encodeEntry), or "-" for not-found (R8)
  *   v   the item's version (the version attribute DynamoDB increments in every library write)
  *   l   the fill lease: a random token given to one missing reader (G5); gone = no fill allowed
  *   lt  when the lease may be taken over (ms, Redis clock), in case its holder died
@@ -26,8 +26,9 @@ end
 /**
  * A reader missed. Returns {1, d} when an entry appeared meanwhile (only if ARGV[3] = 1: the node is
  * trusted for reads), {2, ms} while writers hold the fence or the node's epoch is settling, {3, ms,
- * holder's token} while another reader holds a live lease, and {0} when the lease is granted to token ARGV[1] for
- * ARGV[2] ms. KEYS[2] is the node's settle marker (KEYS[1] itself in cluster mode: none).
+ * holder's token} while another reader holds a live lease, and {0} when the lease is granted to
+ * token ARGV[1] for ARGV[2] ms. KEYS[2] is the node's settle marker (KEYS[1] itself in cluster mode:
+ * none).
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
