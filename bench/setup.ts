@@ -123,24 +123,29 @@ export function userAttributes(userId: string, i: number): Attributes {
   return { ...toAttributes(userItem(userId, i)), _version: { N: '1' } };
 }
 
-/** Writes items straight to DynamoDB (BatchWriteItem, 25 a request, `concurrency` requests at a time). */
-export async function loadItems(dynamo: DynamoDBClient, table: string, items: Attributes[], concurrency = 8): Promise<void> {
+/** Runs `each` over consecutive chunks of `items`, `concurrency` chunks at a time. */
+export async function inChunks<T>(items: readonly T[], size: number, concurrency: number, each: (chunk: T[]) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
-    for (;;) {
-      const start = next;
-      next += 25;
-      if (start >= items.length) return;
-      let requests = items.slice(start, start + 25).map((Item) => ({ PutRequest: { Item } }));
-      for (let attempt = 0; requests.length > 0; attempt++) {
-        if (attempt > 10) throw new Error('BatchWriteItem left items unprocessed after 10 retries');
-        if (attempt > 0) await new Promise((r) => setTimeout(r, 20 * 2 ** Math.min(attempt, 5)));
-        const out = await dynamo.send(new BatchWriteItemCommand({ RequestItems: { [table]: requests } }));
-        requests = (out.UnprocessedItems?.[table] ?? []) as typeof requests;
-      }
+    for (let start = next; start < items.length; start = next) {
+      next += size;
+      await each(items.slice(start, start + size));
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** Writes items straight to DynamoDB (BatchWriteItem, 25 a request, `concurrency` requests at a time). */
+export async function loadItems(dynamo: DynamoDBClient, table: string, items: Attributes[], concurrency = 8): Promise<void> {
+  await inChunks(items, 25, concurrency, async (chunk) => {
+    let requests = chunk.map((Item) => ({ PutRequest: { Item } }));
+    for (let attempt = 0; requests.length > 0; attempt++) {
+      if (attempt > 10) throw new Error('BatchWriteItem left items unprocessed after 10 retries');
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 20 * 2 ** Math.min(attempt, 5)));
+      const out = await dynamo.send(new BatchWriteItemCommand({ RequestItems: { [table]: requests } }));
+      requests = (out.UnprocessedItems?.[table] ?? []) as typeof requests;
+    }
+  });
 }
 
 /** Read traffic a DynamoDB client sent, counted by a middleware (and the read units DynamoDB reported). */

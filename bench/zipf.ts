@@ -12,7 +12,7 @@
  * items. The run is cut into segments; the ratio figures are medians over segments.
  */
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { TABLE, countingDynamoClient, loadItems, ready, userAttributes, type BenchStack } from './setup.ts';
+import { TABLE, countingDynamoClient, inChunks, loadItems, ready, userAttributes, type BenchStack } from './setup.ts';
 import { median, prng, shuffle, timedRun, zipfSampler } from './stats.ts';
 
 export interface ZipfCounts {
@@ -71,18 +71,9 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
 
   // Warm-up: every key read once, 100 at a time.
   t = Date.now();
-  {
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (;;) {
-        const start = next;
-        next += 100;
-        if (start >= ids.length) return;
-        await cache.batchGet(TABLE, ids.slice(start, start + 100).map((userId) => ({ userId })));
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
-  }
+  await inChunks(ids, 100, 8, async (chunk) => {
+    await cache.batchGet(TABLE, chunk.map((userId) => ({ userId })));
+  });
   const warmupMs = Date.now() - t;
   log(`zipf: warm-up (every key read once) in ${(warmupMs / 1000).toFixed(1)} s`);
 
