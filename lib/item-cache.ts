@@ -160,12 +160,13 @@ export class ItemCache {
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async (hint) => {
       const written = await this.store.put(rk, attrs, { ...options, hint, budgetMs: this.putBudgetMs });
-      if (!hasNestedNumbers(written)) return { result: toWriteResult(def, written), entry: toEntry(def, written) };
+      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk);
       const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
-      return { result: toWriteResult(def, ours ? stored : written), entry: ours ? toEntry(def, stored) : undefined };
+      const outcome = writeOutcome(def, ours ? stored : written);
+      return { result: outcome.result, entry: ours ? outcome.entry : undefined };
     });
   }
 
@@ -186,7 +187,7 @@ export class ItemCache {
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
       const av = await this.store.update(rk, set, [...new Set(remove)], options);
-      return { result: toWriteResult(def, av), entry: toEntry(def, av) };
+      return writeOutcome(def, av);
     });
   }
 
@@ -263,10 +264,11 @@ function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSour
   return { item, version, cache };
 }
 
-function toWriteResult(table: TableDefinition, av: Attributes): WriteResult {
-  // Through the cache's encoding, so a write returns exactly what a read of the item will (binary as plain Uint8Array).
-  const { item, version } = decodeEntry(encodeEntry(av, table.versionAttribute), table.versionAttribute);
-  return { item, version };
+/** A write's answer and its entry, from one encoding: the answer is what a read of the entry returns (binary as plain Uint8Array). */
+function writeOutcome(table: TableDefinition, av: Attributes): { result: WriteResult; entry: CacheEntry } {
+  const entry = toEntry(table, av);
+  const { item, version } = decodeEntry(entry.data, table.versionAttribute);
+  return { result: { item, version }, entry };
 }
 
 function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {
