@@ -27,7 +27,7 @@ export interface WriteOptions {
   ifVersion?: number;
 }
 
-/** A put retries its version guess under contention for at most this long (see `putBudgetMs`). */
+/** BatchGetItem's limit on keys a request. */
 const BATCH_GET_LIMIT = 100;
 const UNPROCESSED_RETRIES = 8;
 
