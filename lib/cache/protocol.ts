@@ -216,7 +216,12 @@ export class CacheProtocol {
       try {
         loaded = await loadMany(pending);
       } catch (err) {
-        await Promise.all([...tokens].map(([i, token]) => this.release((targets[i] as { node: CacheNode }).node, (targets[i] as { key: string }).key, token)));
+        await Promise.all(
+          [...tokens].map(([i, token]) => {
+            const t = targets[i] as { node: CacheNode; key: string };
+            return this.release(t.node, t.key, token);
+          }),
+        );
         throw err;
       }
       pending.forEach((i, n) => {
