@@ -16,7 +16,7 @@ import { StreamFeed } from '../infra/local/stream-feed.ts';
 import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
 import { faultDuration, Nemesis } from './faults.ts';
-import { ABSENT, ALL_FAULTS, OVERLAY_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
+import { ABSENT, ALL_FAULTS, newCallAccount, OVERLAY_FAULTS, recordCall, waitFields, type CallAccount, type DynamoFaultMode, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
 import { defaultKeySpace, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
 import { Stack, TABLES } from './stack.ts';
@@ -169,18 +169,8 @@ class ContainerThread {
   }
 }
 
-/** What the probe records of one read: as a worker container's operation context (worker.ts). */
-interface ProbeContext {
-  dynamoMs: number;
-  dynamoCalls: number;
-  /** The [t0, t1] of each GetItem / BatchGetItem call, per item id it read. */
-  readSpans: Map<string, [number, number][]>;
-  /** Polls spent waiting for another reader's fill (the protocol's leaseWait hook). */
-  leaseWaits: number;
-}
-
 /** A DynamoDB client that times its calls and their item reads (for the main thread's probe container). */
-function timedClient(config: Config, als: AsyncLocalStorage<ProbeContext>): DynamoDBClient {
+function timedClient(config: Config, als: AsyncLocalStorage<CallAccount>): DynamoDBClient {
   const client = dynamoClientFor(config.store);
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -189,16 +179,7 @@ function timedClient(config: Config, als: AsyncLocalStorage<ProbeContext>): Dyna
         return await next(args);
       } finally {
         const ctx = als.getStore();
-        if (ctx) {
-          const t1 = now();
-          ctx.dynamoMs += t1 - t0;
-          ctx.dynamoCalls++;
-          for (const id of new Set(readIdsOf(context.commandName ?? '', (args as { input: unknown }).input))) {
-            let spans = ctx.readSpans.get(id);
-            if (!spans) ctx.readSpans.set(id, (spans = []));
-            spans.push([t0, t1]);
-          }
-        }
+        if (ctx) recordCall(ctx, readIdsOf(context.commandName ?? '', (args as { input: unknown }).input), t0, now());
       }
     },
     { step: 'initialize', name: 'timing' },
@@ -219,7 +200,7 @@ class OutOfBand {
   private seq = 0;
   private op = 0;
   private probeOp = 0;
-  private readonly als = new AsyncLocalStorage<ProbeContext>();
+  private readonly als = new AsyncLocalStorage<CallAccount>();
   readonly probe: ItemCache;
 
   constructor(
@@ -241,21 +222,17 @@ class OutOfBand {
   }
 
   private async read(ref: KeyRef): Promise<string | undefined> {
-    const ctx: ProbeContext = { dynamoMs: 0, dynamoCalls: 0, readSpans: new Map(), leaseWaits: 0 };
+    const ctx = newCallAccount();
     const start = now();
     const base = { op: ++this.probeOp, client: 'probe', kind: 'get' as const, key: ref.id, hot: ref.hot, start };
-    const waits = (): Pick<OpRecord, 'dynamoReadSpans' | 'leaseWaits'> => {
-      const spans = ctx.readSpans.get(ref.id);
-      return { ...(spans?.length ? { dynamoReadSpans: spans } : {}), ...(ctx.leaseWaits > 0 ? { leaseWaits: ctx.leaseWaits } : {}) };
-    };
     try {
       const r = await this.als.run(ctx, () => this.probe.get(ref.table, ref.key));
       const value = r.item === undefined ? ABSENT : typeof r.item.v === 'string' ? r.item.v : `?${JSON.stringify(r.item.v)}`;
-      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waits() });
+      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waitFields(ctx, ref.id) });
       return value;
     } catch (err) {
       const e = err as { code?: string; name?: string; message?: string };
-      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waits() });
+      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waitFields(ctx, ref.id) });
       return undefined;
     }
   }

@@ -115,3 +115,35 @@ export interface OobSample {
   seenAt?: number;
   outcome: 'seen' | 'superseded' | 'timeout' | 'error';
 }
+
+/**
+ * What one operation's DynamoDB calls cost it and how it waited, as the containers (worker.ts) and
+ * the probe (harness.ts) keep it while the operation runs.
+ */
+export interface CallAccount {
+  dynamoMs: number;
+  dynamoCalls: number;
+  /** Per item id: the [t0, t1] of each GetItem / BatchGetItem call that read it. */
+  readSpans: Map<string, [number, number][]>;
+  /** Polls spent waiting for another reader's fill (the protocol's leaseWait hook). */
+  leaseWaits: number;
+}
+
+export const newCallAccount = (): CallAccount => ({ dynamoMs: 0, dynamoCalls: 0, readSpans: new Map(), leaseWaits: 0 });
+
+/** One DynamoDB call from t0 to t1 (its SDK retries and any injected latency included), and the items it read. */
+export function recordCall(account: CallAccount, readIds: readonly string[], t0: number, t1: number): void {
+  account.dynamoMs += t1 - t0;
+  account.dynamoCalls++;
+  for (const id of new Set(readIds)) {
+    let spans = account.readSpans.get(id);
+    if (!spans) account.readSpans.set(id, (spans = []));
+    spans.push([t0, t1]);
+  }
+}
+
+/** A record's read spans of `id` and lease waits, each only when there are any. */
+export function waitFields(account: CallAccount, id: string): Pick<OpRecord, 'dynamoReadSpans' | 'leaseWaits'> {
+  const spans = account.readSpans.get(id);
+  return { ...(spans?.length ? { dynamoReadSpans: spans } : {}), ...(account.leaseWaits > 0 ? { leaseWaits: account.leaseWaits } : {}) };
+}

@@ -25,7 +25,7 @@ import {
   type Item,
   type NodeHealth,
 } from '../lib/index.ts';
-import { ABSENT, type DynamoFaultMode, type OpKind, type OpRecord, type Outcome } from './history.ts';
+import { ABSENT, newCallAccount, recordCall, waitFields, type CallAccount, type DynamoFaultMode, type OpKind, type OpRecord, type Outcome } from './history.ts';
 import { idOfItem, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, sleep, type Rng } from './rng.ts';
 
@@ -51,14 +51,8 @@ export type FromWorker =
   | { type: 'closed'; health: NodeHealth[]; eventLoopDelayMs: { p99: number; max: number } }
   | { type: 'failed'; message: string };
 
-interface OpContext {
-  dynamoMs: number;
-  dynamoCalls: number;
+interface OpContext extends CallAccount {
   reads: Map<string, number>;
-  /** Per item id: the [t0, t1] of each GetItem / BatchGetItem call that read it. */
-  readSpans: Map<string, [number, number][]>;
-  /** Polls spent waiting for another reader's fill (the protocol's leaseWait hook). */
-  leaseWaits: number;
   injected?: 'before' | 'after';
   delayMs: number;
   degraded: boolean;
@@ -142,17 +136,7 @@ function dynamoClient(): DynamoDBClient {
         }
         return await next(args);
       } finally {
-        if (ctx) {
-          const t1 = now();
-          ctx.dynamoMs += t1 - t0;
-          ctx.dynamoCalls++;
-          // One span per call (its SDK retries and any injected latency included) for each item it read.
-          for (const id of new Set(readIds)) {
-            let spans = ctx.readSpans.get(id);
-            if (!spans) ctx.readSpans.set(id, (spans = []));
-            spans.push([t0, t1]);
-          }
-        }
+        if (ctx) recordCall(ctx, readIds, t0, now());
       }
     },
     { step: 'initialize', name: 'consistencyHarness', priority: 'high' },
@@ -271,7 +255,7 @@ async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ v
 }
 
 async function execute(p: Planned, sweep = false): Promise<void> {
-  const ctx: OpContext = { dynamoMs: 0, dynamoCalls: 0, reads: new Map(), readSpans: new Map(), leaseWaits: 0, delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
+  const ctx: OpContext = { ...newCallAccount(), reads: new Map(), delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
   const op = ++opSeq;
   const start = now();
   let outcome: Outcome = 'ok';
@@ -286,7 +270,6 @@ async function execute(p: Planned, sweep = false): Promise<void> {
   const end = now();
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
-    const spans = ctx.readSpans.get(ref.id);
     buffer.push({
       op,
       client: cfg.client,
@@ -307,8 +290,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       dynamoMs: ctx.dynamoMs,
       dynamoCalls: ctx.dynamoCalls,
       dynamoReads: ctx.reads.get(ref.id) ?? 0,
-      ...(spans?.length ? { dynamoReadSpans: spans } : {}),
-      ...(ctx.leaseWaits > 0 ? { leaseWaits: ctx.leaseWaits } : {}),
+      ...waitFields(ctx, ref.id),
       ...(sweep ? { sweep: true } : {}),
     });
   }
