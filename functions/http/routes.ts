@@ -53,7 +53,7 @@ async function readItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const r = await cache.get(table.name, pathKey(req, table));
   req.responseHeaders['x-cache'] = r.cache;
   if (r.item === undefined) throw new ItemNotFoundError(`'${table.name}' has no item with that key`);
-  return { status: 200, body: itemToJson(r.item), headers: { ETag: etag(r.version ?? 0) } };
+  return itemReply({ item: r.item, version: r.version ?? 0 });
 }
 
 async function readPartition(req: HttpRequest, cache: ItemCache, table: TableDefinition): Promise<Reply> {
