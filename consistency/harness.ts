@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { DeleteItemCommand, DynamoDBClient, PutItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
 import { StreamFeed } from '../infra/local/stream-feed.ts';
+import { createReplayHandler } from '../functions/replay.ts';
 import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
 import { faultDuration, Nemesis } from './faults.ts';
@@ -72,7 +73,8 @@ export interface RunResult extends CheckResult {
   options: Omit<RunOptions, 'log' | 'dynamoEndpoint' | 'historyFile'> & { settings: Record<string, string> };
   faults: Partial<Record<FaultKind, number>>;
   faultLog: (FaultWindow & { relStartMs: number; durationMs: number })[];
-  stream: { batches: number; records: number; retries: number; hotInvalidations: number };
+  /** Feed totals (every subscription); replayed: parked invalidations applied; replayRetries: replayer batches retried. */
+  stream: { batches: number; records: number; retries: number; hotInvalidations: number; replayed: number; replayRetries: number };
   /** What each container's nodes looked like at the end. */
   endHealth: Record<string, { status: string; dirtyKeys: number }[]>;
   /**
@@ -338,6 +340,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     CACHE_NODES: stack.nodes(container),
     DYNAMODB_ENDPOINT: stack.endpoint,
     TABLE_PREFIX: stack.prefix,
+    STREAM_PARKING_TABLE: stack.parkingTable,
   });
   const keys = keySpace(o.keys);
   const containers: ContainerThread[] = [];
@@ -348,18 +351,22 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   let lagPoll: NodeJS.Timeout | undefined;
   let feed: StreamFeed | undefined;
   let consumer: ItemCache | undefined;
+  let replayer: ItemCache | undefined;
   let oob: OutOfBand | undefined;
-  const streamCounts = { hotInvalidations: 0 };
+  const streamCounts = { hotInvalidations: 0, replayed: 0, replayRetries: 0 };
   try {
     // The Streams consumer: its own container, fed as Lambda's event source mapping feeds it.
+    // It parks what it cannot apply; the replayer, a container of its own, applies that later.
     consumer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
     const consumerCache = consumer;
+    replayer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
+    const replay = createReplayHandler(replayer);
     feed = new StreamFeed({
       client: localDynamoClientConfig(stack.endpoint),
       tables: stack.physicalTables,
       pollMs: o.streamPollMs,
       handler: async (event) => {
-        const res = await invalidateStreamRecords(consumerCache, event.Records);
+        const res = await invalidateStreamRecords(consumerCache, event.Records, { parkingTable: stack.parkingTable });
         const failed = new Set(res.batchItemFailures.map((f) => f.itemIdentifier));
         for (const r of event.Records) {
           const id = (r.dynamodb?.Keys as Record<string, { S?: string }> | undefined)?.userId?.S;
@@ -367,6 +374,17 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
         }
         return res;
       },
+      subscriptions: [
+        {
+          table: stack.parkingTable,
+          handler: async (event) => {
+            const res = await replay(event);
+            streamCounts.replayRetries += res.batchItemFailures.length > 0 ? 1 : 0;
+            streamCounts.replayed += event.Records.filter((r) => r.eventName !== 'REMOVE').length - res.batchItemFailures.length;
+            return res;
+          },
+        },
+      ],
     });
     await feed.start();
 
@@ -480,7 +498,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       ...result,
       faults,
       faultLog: nemesis.windows.map((w) => ({ ...w, relStartMs: Math.round(w.start - t0), durationMs: Math.round(w.end - w.start) })),
-      stream: { ...feed.stats, hotInvalidations: streamCounts.hotInvalidations },
+      stream: { ...feed.stats, ...streamCounts },
       endHealth: Object.fromEntries(containers.map((c) => [c.name, c.health])),
       eventLoopDelayMs: {
         harness: { p99: Math.round(mainDelay.percentile(99) / 1e5) / 10, max: Math.round(mainDelay.max / 1e5) / 10 },
@@ -495,6 +513,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     await Promise.all(containers.map((c) => c.terminate().catch(() => {})));
     await feed?.stop().catch(() => {});
     await consumer?.close().catch(() => {});
+    await replayer?.close().catch(() => {});
     await oob?.probe.close().catch(() => {});
     await stack.stop();
     rmSync(historyDir, { recursive: true, force: true });

@@ -34,7 +34,7 @@ export function formatReport(r: RunResult): string {
       ['    during stream pauses (excluded)', dist(r.outOfBandLagDuringStreamPauseMs)],
       ['    reads older than an OOB write', `${r.outOfBandStaleReads.count}${r.outOfBandStaleReads.count ? `, age ${dist(r.outOfBandStaleReads.ageMs)} ms` : ''}`],
       ['(f) hot-key DynamoDB reads', `${r.hotKeys.dynamoReads} for ${r.hotKeys.invalidations} invalidations (${r.hotKeys.readsPerInvalidation}/invalidation, ${r.hotKeys.readsPerWrite}/write); outside faults ${r.hotKeys.readsPerInvalidationOutsideFaults}/invalidation`],
-      ['stream consumer', `${r.stream.records} records in ${r.stream.batches} batches, ${r.stream.retries} retries`],
+      ['stream consumer', `${r.stream.records} records in ${r.stream.batches} batches, ${r.stream.retries} retries; ${r.stream.replayed} parked invalidations replayed, ${r.stream.replayRetries} replay retries`],
       ['event-loop delay max ms', Object.entries(r.eventLoopDelayMs).map(([k, v]) => `${k} ${v.max}`).join(', ')],
     ]),
   );

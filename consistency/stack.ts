@@ -5,7 +5,8 @@
  * container from one shard.
  */
 import { randomBytes } from 'node:crypto';
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createTables } from '../infra/local/create-tables.ts';
 import { startDynamoDbLocal, localDynamoClientConfig, type DynamoDbLocal } from '../infra/local/dynamodb-local.ts';
 import { exampleTables, type TableDefinition } from '../lib/index.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -30,6 +31,8 @@ export interface ReplicatedShard {
 export class Stack {
   private dynamoLocal: DynamoDbLocal | undefined;
   readonly dynamo: DynamoDBClient;
+  /** Where the Streams consumer parks what it cannot apply (lib/stream-parking.ts). */
+  parkingTable = '';
 
   private constructor(
     readonly endpoint: string,
@@ -65,27 +68,9 @@ export class Stack {
     return stack;
   }
 
+  /** The tables the deploy declares (infra/tables.yml), and the parking table of the Streams consumer. */
   private async createTables(): Promise<void> {
-    for (const t of TABLES) {
-      const keys = [t.hashKey, ...(t.rangeKey ? [t.rangeKey] : [])];
-      await this.dynamo.send(
-        new CreateTableCommand({
-          TableName: this.prefix + t.name,
-          BillingMode: 'PAY_PER_REQUEST',
-          KeySchema: keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
-          AttributeDefinitions: keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
-          StreamSpecification: { StreamEnabled: true, StreamViewType: 'KEYS_ONLY' },
-        }),
-      );
-    }
-    for (const t of TABLES) {
-      for (let i = 0; ; i++) {
-        const d = await this.dynamo.send(new DescribeTableCommand({ TableName: this.prefix + t.name }));
-        if (d.Table?.TableStatus === 'ACTIVE') break;
-        if (i > 100) throw new Error(`table ${this.prefix + t.name} did not become active`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    this.parkingTable = (await createTables(this.dynamo, TABLES, this.prefix, { parking: true })).parkingTable as string;
   }
 
   get physicalTables(): string[] {

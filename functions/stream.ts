@@ -5,10 +5,12 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
 
 /**
  * The Streams consumer (one subscription per table; KEYS_ONLY is enough, every view carries Keys):
- * invalidates each record's entry and answers ReportBatchItemFailures by sequence number, so
- * Lambda retries only from the first record that failed. Never throws: a batch in which every
- * record failed reports every record, so Lambda retries it from its first record, as it would
- * after a thrown error, while the answer still says which records failed.
+ * invalidates each record's entry. A record whose node cannot be reached is parked in
+ * STREAM_PARKING_TABLE (functions/replay.ts applies it later) so the shard moves on; one that
+ * cannot be parked either is answered by sequence number (ReportBatchItemFailures), so Lambda
+ * retries from the first record that failed. Never throws: a batch in which every record failed
+ * reports every record, so Lambda retries it from its first record, as it would after a thrown
+ * error, while the answer still says which records failed.
  *
  * Not Powertools' BatchProcessor: invalidateStreamRecords already isolates each record's failure,
  * skips records that can never apply (another table, a malformed key) instead of blocking the
@@ -16,7 +18,7 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
  * throw FullBatchFailureError on a fully failed batch unless told not to.
  */
 export function createStreamHandler(cache: ItemCache): StreamHandler {
-  return async (event) => invalidateStreamRecords(cache, event?.Records ?? []);
+  return async (event) => invalidateStreamRecords(cache, event?.Records ?? [], { parkingTable: cache.config.stream.parkingTable });
 }
 
 /**

@@ -52,10 +52,19 @@ export interface HttpConfig {
   maxBodyBytes: number;
 }
 
+export interface StreamConfig {
+  /**
+   * Physical name of the table where the Streams consumer parks the invalidations it cannot apply
+   * (lib/stream-parking.ts); unset: such a record is retried where it stands, holding its shard.
+   */
+  parkingTable: string | undefined;
+}
+
 export interface Config {
   cache: CacheConfig;
   store: StoreConfig;
   http: HttpConfig;
+  stream: StreamConfig;
 }
 
 type Env = Record<string, string | undefined>;
@@ -166,7 +175,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (!/^[A-Za-z0-9_.-]*$/.test(tablePrefix)) {
     throw new ConfigError('TABLE_PREFIX', 'may hold only letters, digits, _ . and -');
   }
+  const parkingTable = env.STREAM_PARKING_TABLE?.trim() || undefined;
+  if (parkingTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(parkingTable)) {
+    throw new ConfigError('STREAM_PARKING_TABLE', `'${parkingTable}' is not a DynamoDB table name (3-255 letters, digits, _ . -)`);
+  }
   return {
+    stream: { parkingTable },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
     http: { maxBodyBytes: intVar(env, 'HTTP_MAX_BODY_BYTES', 1024 * 1024, 1024, 6 * 1024 * 1024) },
     cache: {

@@ -2,7 +2,7 @@
 export { ItemCache, sharedItemCache, MAX_BATCH_KEYS } from './item-cache.ts';
 export type { ItemCacheOptions, ReadResult, WriteResult, BatchGetResult, UpdateChanges } from './item-cache.ts';
 export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
-export type { Config, CacheConfig, StoreConfig, CacheMode, WritePolicy } from './config.ts';
+export type { Config, CacheConfig, StoreConfig, StreamConfig, CacheMode, WritePolicy } from './config.ts';
 export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } from './tables.ts';
 export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
 export { resolveKey, virtualShard } from './keys.ts';
@@ -11,7 +11,9 @@ export { normalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
 export { invalidateStreamRecords, tableNameFromArn } from './stream.ts';
-export type { StreamRecordLike, StreamBatchResult } from './stream.ts';
+export type { StreamRecordLike, StreamBatchResult, StreamConsumerOptions } from './stream.ts';
+export { PARKING_TABLE_NAME, replayParkedInvalidations } from './stream-parking.ts';
+export type { ParkedInvalidation, ParkingRecordLike } from './stream-parking.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
 export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
 export {

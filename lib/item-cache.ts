@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
-import { CacheLibraryError, ValidationError } from './errors.ts';
+import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
@@ -92,6 +92,16 @@ export class ItemCache {
   resolve(table: string | TableDefinition, key: unknown, field = 'key'): ResolvedKey {
     const def = typeof table === 'string' ? this.tables.get(table) : table;
     return resolveKey(def, this.tables.physicalName(def), key, field);
+  }
+
+  /**
+   * The key of a stream record's item: its table's physical name and its key attributes (binary as
+   * bytes). Throws when the table is not declared or the key does not fit it.
+   */
+  keyFromStream(physicalTable: string, keys: Attributes): ResolvedKey {
+    const def = this.tables.fromPhysicalName(physicalTable);
+    if (def === undefined) throw new UnknownTableError(physicalTable);
+    return this.resolve(def, fromAttributes(keys), 'Keys');
   }
 
   /** The node holding an item's entry; undefined when the table or the cache is off. */

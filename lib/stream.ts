@@ -1,8 +1,9 @@
-import { decodeAttributes, encodeAttributes, fromAttributes } from './codec.ts';
+import { decodeAttributes, encodeAttributes, type Attributes } from './codec.ts';
 import type { ItemCache } from './item-cache.ts';
 import type { ResolvedKey } from './keys.ts';
 import { logger, loggedKey } from './log.ts';
 import { errorMessage } from './cache/node.ts';
+import { compareSequence, parkInvalidation } from './stream-parking.ts';
 
 /**
  * The part of a DynamoDB Streams record the consumer needs, in Lambda's event shape (binary as
@@ -28,30 +29,58 @@ export function tableNameFromArn(arn: string | undefined): string | undefined {
   return arn === undefined ? undefined : /:table\/([^/]+)/.exec(arn)?.[1];
 }
 
+export interface StreamConsumerOptions {
+  /**
+   * Physical name of the parking table (lib/stream-parking.ts). With it, a record whose node
+   * cannot be reached is parked there and the shard moves on; without it, or when parking fails,
+   * the record is reported failed and the shard waits on it.
+   */
+  parkingTable?: string | undefined;
+}
+
 /**
  * Invalidates the entry of every record's item (G2, R5). An invalidation is idempotent, so repeated
- * and out-of-order records are harmless; a record whose node cannot be reached is reported as a
- * failure (and its key kept dirty), so Lambda retries it until it is applied. A record that can
- * never apply (not one of our tables, a malformed key) is logged and skipped: retrying it would
- * only block the shard.
+ * and out-of-order records are harmless. A record whose node cannot be reached keeps its key dirty
+ * in this container and is parked (see StreamConsumerOptions) or reported as a failure, so that it
+ * is retried until applied (R6). A record that can never apply (not one of our tables, a malformed
+ * key) is logged and skipped: retrying it would only block the shard.
  */
-export async function invalidateStreamRecords(cache: ItemCache, records: readonly StreamRecordLike[]): Promise<StreamBatchResult> {
+export async function invalidateStreamRecords(
+  cache: ItemCache,
+  records: readonly StreamRecordLike[],
+  options: StreamConsumerOptions = {},
+): Promise<StreamBatchResult> {
   const failures: { itemIdentifier: string }[] = [];
   await Promise.all(
     records.map(async (record, i) => {
       const id = record.dynamodb?.SequenceNumber ?? record.eventID ?? String(i);
+      let physical: string;
+      let keys: Attributes;
       let rk: ResolvedKey;
       try {
-        rk = recordKey(cache, record);
+        ({ physical, keys } = recordKey(record));
+        rk = cache.keyFromStream(physical, keys);
       } catch (err) {
         logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
         return;
       }
+      const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
       try {
         await cache.invalidate(rk);
+        return;
       } catch (err) {
+        const node = cache.nodeFor(rk)?.address ?? '';
+        if (options.parkingTable !== undefined) {
+          try {
+            await parkInvalidation(cache, options.parkingTable, record, physical, keys, node, errorMessage(err));
+            logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason: errorMessage(err) });
+            return;
+          } catch (parkErr) {
+            logger.error('STREAM_RECORD_NOT_PARKED', { record: id, itemKey, reason: errorMessage(parkErr) });
+          }
+        }
         failures.push({ itemIdentifier: id });
-        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
+        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason: errorMessage(err) });
       }
     }),
   );
@@ -60,19 +89,12 @@ export async function invalidateStreamRecords(cache: ItemCache, records: readonl
   return { batchItemFailures: failures };
 }
 
-function recordKey(cache: ItemCache, record: StreamRecordLike): ResolvedKey {
+/** A record's table (physical name) and key attributes, binary as bytes. */
+function recordKey(record: StreamRecordLike): { physical: string; keys: Attributes } {
   const physical = tableNameFromArn(record.eventSourceARN);
   if (physical === undefined) throw new Error('record has no table ARN');
-  const table = cache.tables.fromPhysicalName(physical);
-  if (table === undefined) throw new Error(`table '${physical}' is not declared`);
   const keys = record.dynamodb?.Keys;
   if (keys === undefined) throw new Error('record has no Keys');
   // Round trip through the codec: base64 strings and byte arrays both come out as bytes.
-  const av = decodeAttributes(encodeAttributes(keys as Parameters<typeof encodeAttributes>[0]));
-  return cache.resolve(table, fromAttributes(av), 'Keys');
-}
-
-function compareSequence(a: string, b: string): number {
-  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
-  return a < b ? -1 : a > b ? 1 : 0;
+  return { physical, keys: decodeAttributes(encodeAttributes(keys as Attributes)) };
 }

@@ -1,6 +1,7 @@
 import { CreateTableCommand, DescribeTableCommand, ResourceInUseException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KeyAttribute, TableDefinition } from '../../lib/tables.ts';
-import { readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
+import { PARKING_TABLE_NAME } from '../../lib/stream-parking.ts';
+import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
 
 /** infra/tables.yml, read once: the tables the deploy creates. */
 let template: readonly TemplateTable[] | undefined;
@@ -40,21 +41,40 @@ export function createTableInput(table: TableDefinition, physicalName: string) {
   return templateCreateTableInput({ ...first, logicalId: '', name: table.name, hashKey: table.hashKey, rangeKey: table.rangeKey }, physicalName);
 }
 
-/** Creates the tables that do not exist yet and waits until they are active. */
-export async function createTables(client: DynamoDBClient, tables: readonly TableDefinition[], prefix: string): Promise<void> {
-  for (const t of tables) {
+/** CreateTable input for the parking table, as infra/parking.yml declares it. */
+export function parkingTableInput(physicalName: string) {
+  const parking = readTableTemplate(PARKING_TEMPLATE).find((t) => t.name === PARKING_TABLE_NAME);
+  if (parking === undefined) throw new Error(`infra/parking.yml declares no table '${PARKING_TABLE_NAME}'`);
+  return templateCreateTableInput(parking, physicalName);
+}
+
+/**
+ * Creates the tables that do not exist yet and waits until they are active; with `parking`, the
+ * parking table too (physical name prefix + PARKING_TABLE_NAME, returned).
+ */
+export async function createTables(
+  client: DynamoDBClient,
+  tables: readonly TableDefinition[],
+  prefix: string,
+  opts: { parking?: boolean } = {},
+): Promise<{ parkingTable: string | undefined }> {
+  const inputs = tables.map((t) => createTableInput(t, prefix + t.name));
+  const parkingTable = opts.parking ? prefix + PARKING_TABLE_NAME : undefined;
+  if (parkingTable !== undefined) inputs.push(parkingTableInput(parkingTable));
+  for (const input of inputs) {
     try {
-      await client.send(new CreateTableCommand(createTableInput(t, prefix + t.name)));
+      await client.send(new CreateTableCommand(input));
     } catch (err) {
       if (!(err instanceof ResourceInUseException)) throw err;
     }
   }
-  for (const t of tables) {
+  for (const { TableName: name } of inputs) {
     for (let i = 0; ; i++) {
-      const d = await client.send(new DescribeTableCommand({ TableName: prefix + t.name }));
+      const d = await client.send(new DescribeTableCommand({ TableName: name }));
       if (d.Table?.TableStatus === 'ACTIVE') break;
-      if (i > 100) throw new Error(`table ${prefix + t.name} did not become active`);
+      if (i > 100) throw new Error(`table ${name} did not become active`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  return { parkingTable };
 }

@@ -2,9 +2,11 @@
  * `npm start`: the whole stack on this machine, on embedded defaults.
  *   DynamoDB Local (in memory)        DYNAMODB_PORT (8000), or an existing DYNAMODB_ENDPOINT
  *   one redis-server per port          REDIS_PORTS (6380,6381,6382); REDIS_TLS=1 for TLS + AUTH
- *   the tables, from infra/tables.yml  prefix dynamo-redis-cache-<STAGE>- (STAGE: local)
+ *   the tables, from infra/tables.yml  prefix dynamo-redis-cache-<STAGE>- (STAGE: local), and the
+ *     parking table (infra/parking.yml)
  *   the HTTP API from serverless.yml   PORT (3000), served by serverless-offline; LAMBDA_PORT (3002)
- *   the Streams consumer               fed from DynamoDB Local's stream as Lambda would
+ *   the Streams consumer               fed from DynamoDB Local's streams as Lambda would, and the
+ *     replayer of the invalidations it parks
  * CACHE_* variables pass through to the handlers. Ctrl-C (SIGINT/SIGTERM) stops all of it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -116,9 +118,9 @@ async function main(): Promise<void> {
 
   // Tables
   const client = new DynamoDBClient(localDynamoClientConfig(endpoint));
-  await createTables(client, exampleTables, prefix);
+  const { parkingTable } = await createTables(client, exampleTables, prefix, { parking: true });
   client.destroy();
-  say(`Tables             ${exampleTables.map((t) => prefix + t.name).join(', ')}`);
+  say(`Tables             ${exampleTables.map((t) => prefix + t.name).join(', ')}, ${parkingTable} (parked invalidations)`);
 
   // What the handlers see (serverless.yml's params win over the environment for the ones it sets).
   const handlerEnv: Record<string, string> = {
@@ -129,6 +131,7 @@ async function main(): Promise<void> {
     CACHE_NODES: cacheNodes,
     DYNAMODB_ENDPOINT: endpoint,
     TABLE_PREFIX: prefix,
+    STREAM_PARKING_TABLE: parkingTable as string,
     ...(token ? { CACHE_AUTH_TOKEN: token } : {}),
     ...(tlsMaterial ? { CACHE_TLS_CA_FILE: tlsMaterial.caFile } : {}),
   };
@@ -184,17 +187,20 @@ async function main(): Promise<void> {
   server.stderr?.pipe(process.stderr);
   say(`HTTP API           http://127.0.0.1:${settings.httpPort}  (GET /health, /tables/{table}/items/…)`);
 
-  // The Streams consumer, as Lambda would invoke it (one module, kept warm)
+  // The Streams consumer and the replayer of what it parks, as Lambda would invoke them (each one
+  // module, kept warm)
   Object.assign(process.env, handlerEnv);
   const { handler } = await import('../../functions/stream.ts');
+  const { handler: replay } = await import('../../functions/replay.ts');
   feed = new StreamFeed({
     client: localDynamoClientConfig(endpoint),
     tables: exampleTables.map((t) => prefix + t.name),
     handler,
+    subscriptions: [{ table: parkingTable as string, handler: replay }],
     log: (m) => say(m),
   });
   await feed.start();
-  say('Streams consumer   polling every table’s stream');
+  say('Streams consumer   polling every table’s stream; the replayer the parking table’s');
   say('ready — Ctrl-C stops everything');
 }
 

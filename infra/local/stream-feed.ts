@@ -13,9 +13,11 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
 
 export interface StreamFeedOptions {
   client: DynamoDBClientConfig;
-  /** Physical names of the tables whose streams to feed. */
+  /** Physical names of the tables whose streams to feed to `handler`. */
   tables: string[];
   handler: StreamHandler;
+  /** More subscriptions, each with its own function (the parking table's replayer). */
+  subscriptions?: { table: string; handler: StreamHandler }[];
   /** How often an idle shard is polled (Lambda polls a DynamoDB stream about 4 times a second). */
   pollMs?: number;
   batchSize?: number;
@@ -56,11 +58,15 @@ export class StreamFeed {
 
   async start(): Promise<void> {
     this.running = true;
-    for (const table of this.options.tables) {
+    const subscriptions = [
+      ...this.options.tables.map((table) => ({ table, handler: this.options.handler })),
+      ...(this.options.subscriptions ?? []),
+    ];
+    for (const { table, handler } of subscriptions) {
       const d = await this.dynamo.send(new DescribeTableCommand({ TableName: table }));
       const arn = d.Table?.LatestStreamArn;
       if (!arn) throw new Error(`table ${table} has no stream`);
-      this.loops.push(this.watchStream(arn));
+      this.loops.push(this.watchStream(arn, handler));
     }
   }
 
@@ -92,7 +98,7 @@ export class StreamFeed {
   }
 
   /** Finds shards as they appear and starts each once its parent is done (per-item order). */
-  private async watchStream(arn: string): Promise<void> {
+  private async watchStream(arn: string, handler: StreamHandler): Promise<void> {
     while (this.running) {
       try {
         for (const shard of await this.listShards(arn)) {
@@ -101,7 +107,7 @@ export class StreamFeed {
           const parent = shard.ParentShardId;
           if (parent && this.started.has(parent) && !this.finished.has(parent)) continue;
           this.started.add(id);
-          this.loops.push(this.feedShard(arn, id));
+          this.loops.push(this.feedShard(arn, id, handler));
         }
       } catch (err) {
         this.options.log?.(`stream feed: listing shards of ${arn} failed: ${String(err)}`);
@@ -121,7 +127,7 @@ export class StreamFeed {
     return out.ShardIterator;
   }
 
-  private async feedShard(arn: string, shardId: string): Promise<void> {
+  private async feedShard(arn: string, shardId: string, handler: StreamHandler): Promise<void> {
     const { pollMs = 250, batchSize = 100 } = this.options;
     let delivered: string | undefined; // the last sequence number applied
     let iterator: string | undefined = await this.iterator(arn, shardId, undefined);
@@ -155,7 +161,7 @@ export class StreamFeed {
           continue;
         }
       }
-      const failedFrom = await this.deliver(arn, pending);
+      const failedFrom = await this.deliver(arn, pending, handler);
       if (failedFrom === undefined) {
         this.stats.batches++;
         this.stats.records += pending.length;
@@ -173,10 +179,10 @@ export class StreamFeed {
   }
 
   /** Invokes the handler; returns the sequence number to retry from, or undefined when all applied. */
-  private async deliver(arn: string, records: StreamRecord[]): Promise<string | undefined> {
+  private async deliver(arn: string, records: StreamRecord[], handler: StreamHandler): Promise<string | undefined> {
     const first = records[0]?.dynamodb?.SequenceNumber ?? '0';
     try {
-      const res = await this.options.handler({ Records: records.map((r) => toLambdaRecord(arn, r)) });
+      const res = await handler({ Records: records.map((r) => toLambdaRecord(arn, r)) });
       const failed = (res?.batchItemFailures ?? []).map((f) => f.itemIdentifier).filter((s): s is string => !!s);
       if (failed.length === 0) return undefined;
       return failed.reduce((lo, s) => (seqLess(s, lo) ? s : lo));

@@ -31,7 +31,9 @@ export interface TestStack {
   servers: RedisServer[];
   tables: readonly TableDefinition[];
   dynamo: DynamoDBClient;
-  env: { CACHE_NODES: string; DYNAMODB_ENDPOINT: string; TABLE_PREFIX: string; CACHE_COMMAND_TIMEOUT_MS: string };
+  env: { CACHE_NODES: string; DYNAMODB_ENDPOINT: string; TABLE_PREFIX: string; CACHE_COMMAND_TIMEOUT_MS: string; STREAM_PARKING_TABLE?: string };
+  /** The parking table's physical name (STREAM_PARKING_TABLE of `env`), when asked for. */
+  parkingTable: string | undefined;
   /** A new, independent library instance (its own clients and node health), as a Lambda container has. */
   cache(overrides?: Record<string, string>, options?: Omit<ItemCacheOptions, 'config' | 'tables'>): ItemCache;
   config(overrides?: Record<string, string>): Config;
@@ -41,18 +43,21 @@ export interface TestStack {
 }
 
 /** Redis shards spawned for the test, tables created under a fresh prefix in DynamoDB Local. */
-export async function startStack(opts: { shards?: number; tables?: readonly TableDefinition[]; redis?: Parameters<typeof RedisServer.start>[0] } = {}): Promise<TestStack> {
+export async function startStack(
+  opts: { shards?: number; tables?: readonly TableDefinition[]; redis?: Parameters<typeof RedisServer.start>[0]; parking?: boolean } = {},
+): Promise<TestStack> {
   const prefix = freshPrefix();
   const tables = opts.tables ?? exampleTables;
   const dynamo = rawDynamoClient();
   const servers = await Promise.all(Array.from({ length: opts.shards ?? 3 }, () => RedisServer.start(opts.redis)));
-  await createTables(dynamo, tables, prefix);
+  const { parkingTable } = await createTables(dynamo, tables, prefix, { parking: opts.parking });
   const env = {
     CACHE_NODES: servers.map((s) => s.url).join(','),
     DYNAMODB_ENDPOINT: dynamoEndpoint(),
     TABLE_PREFIX: prefix,
     // Generous for a shared 2-core machine: a starved test process must not look like a dead node.
     CACHE_COMMAND_TIMEOUT_MS: '500',
+    ...(parkingTable !== undefined ? { STREAM_PARKING_TABLE: parkingTable } : {}),
   };
   const caches: ItemCache[] = [];
   const config = (overrides: Record<string, string> = {}): Config => loadConfig({ ...env, ...overrides });
@@ -62,6 +67,7 @@ export async function startStack(opts: { shards?: number; tables?: readonly Tabl
     tables,
     dynamo,
     env,
+    parkingTable,
     config,
     cache(overrides = {}, options = {}) {
       const c = new ItemCache({ ...options, config: config(overrides), tables });

@@ -23,6 +23,10 @@ const tableArns = TABLES.map((t) => ({ 'Fn::GetAtt': [t, 'Arn'] }));
 const streamArns = TABLES.map((t) => ({ 'Fn::GetAtt': [t, 'StreamArn'] }));
 /** Every stream of each table: what ListStreams, which names a table and not a stream, is authorized on. */
 const tableStreams = TABLES.map((t) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [t, 'Arn'] }, '/stream/*']] }));
+/** Where the Streams consumer parks what it cannot apply (infra/parking.yml). */
+const PARKING = 'ParkedInvalidationsTable';
+const parkingArn = [{ 'Fn::GetAtt': [PARKING, 'Arn'] }];
+const parkingStream = [{ 'Fn::GetAtt': [PARKING, 'StreamArn'] }];
 
 /** Each function: its bundle, its role, and every action its role may take, on what. */
 const FUNCTIONS = {
@@ -45,6 +49,18 @@ const FUNCTIONS = {
       'dynamodb:GetRecords': streamArns,
       'dynamodb:GetShardIterator': streamArns,
       'dynamodb:ListStreams': tableStreams,
+      'dynamodb:PutItem': parkingArn,
+    },
+  },
+  replay: {
+    entry: 'functions/replay.mjs',
+    role: 'ReplayFunctionRole',
+    grants: {
+      'dynamodb:DescribeStream': parkingStream,
+      'dynamodb:GetRecords': parkingStream,
+      'dynamodb:GetShardIterator': parkingStream,
+      'dynamodb:ListStreams': [{ 'Fn::Join': ['', [{ 'Fn::GetAtt': [PARKING, 'Arn'] }, '/stream/*']] }],
+      'dynamodb:DeleteItem': parkingArn,
     },
   },
 } as const;
@@ -128,7 +144,7 @@ const key = (v: unknown) => JSON.stringify(v);
 const LOAD_BUNDLE = `
 const m = await import(process.argv[1]);
 if (typeof m.handler !== 'function') { console.error('exports no handler'); process.exit(3); }
-if (process.argv[2] === 'stream') {
+if (process.argv[2] === 'stream' || process.argv[2] === 'replay') {
   const answer = JSON.stringify(await m.handler({ Records: [] }));
   if (answer !== '{"batchItemFailures":[]}') { console.error('empty batch answered ' + answer); process.exit(4); }
 }
@@ -169,7 +185,7 @@ describe('npm run package: the zips', () => {
     });
   }
 
-  test('every bundle loads on this Node and exports a handler; the stream bundle answers an empty batch', () => {
+  test('every bundle loads on this Node and exports a handler; the stream bundles answer an empty batch', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bundles-'));
     try {
       for (const [fn, spec] of Object.entries(FUNCTIONS)) {
@@ -179,7 +195,12 @@ describe('npm run package: the zips', () => {
         const check = spawnSync(process.execPath, ['--input-type=module', '-e', LOAD_BUNDLE, pathToFileURL(file).href, fn], {
           encoding: 'utf8',
           timeout: 60_000,
-          env: { ...process.env, CACHE_MODE: 'off', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+          env: {
+            ...process.env,
+            CACHE_MODE: 'off',
+            STREAM_PARKING_TABLE: 'dynamo-redis-cache-dev-parked-invalidations',
+            AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          },
         });
         assert.equal(check.status, 0, `${fn}: ${check.stderr}`);
       }
@@ -214,7 +235,7 @@ describe('npm run package: the CloudFormation template', () => {
         if (/^dynamodb:/.test(action)) {
           // Only on our tables, or on their streams: never '*', nor any ARN pattern of our own making.
           for (const r of list(s.Resource)) {
-            assert.match(resourceText(r), /^\$\{(UsersTable|OrdersTable|ReadingsTable)\.(Arn|StreamArn)\}(\/stream\/\*)?$/, key(s));
+            assert.match(resourceText(r), /^\$\{(UsersTable|OrdersTable|ReadingsTable|ParkedInvalidationsTable)\.(Arn|StreamArn)\}(\/stream\/\*)?$/, key(s));
           }
         }
       }
@@ -261,12 +282,16 @@ describe('npm run package: the CloudFormation template', () => {
     }
   });
 
-  test("stream consumer: each table's stream, per-record failures, retried until the record cannot matter", () => {
+  test("stream consumer and replayer: each table's stream, the parking table's, per-record failures, retried until the record cannot matter", () => {
     const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, m]) => m.Properties);
-    assert.deepEqual(mappings.map((m) => key(m.EventSourceArn)).sort(), streamArns.map(key).sort());
+    assert.deepEqual(mappings.map((m) => key(m.EventSourceArn)).sort(), [...streamArns, ...parkingStream].map(key).sort());
     const ttl = Number(resources.StreamLambdaFunction.Properties.Environment.Variables.CACHE_TTL_SECONDS);
+    for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction']) {
+      assert.deepEqual(resources[fn].Properties.Environment.Variables.STREAM_PARKING_TABLE, { Ref: PARKING }, fn);
+    }
     for (const m of mappings) {
-      assert.deepEqual(m.FunctionName, { 'Fn::GetAtt': ['StreamLambdaFunction', 'Arn'] });
+      const replayer = key(m.EventSourceArn) === key(parkingStream[0]);
+      assert.deepEqual(m.FunctionName, { 'Fn::GetAtt': [replayer ? 'ReplayLambdaFunction' : 'StreamLambdaFunction', 'Arn'] });
       assert.equal(m.StartingPosition, 'LATEST');
       assert.deepEqual(m.FunctionResponseTypes, ['ReportBatchItemFailures']);
       assert.equal(m.BisectBatchOnFunctionError, true);
@@ -288,6 +313,12 @@ describe('npm run package: the CloudFormation template', () => {
       assert.equal(p.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled, true);
       assert.ok(template.Outputs[`${id}StreamArn`]);
     }
+    // The parking table: the replayer reads what was parked from its stream; TTL removes what it gave up.
+    const parking = resources[PARKING].Properties;
+    assert.equal(parking.TableName, `${prefix}parked-invalidations`);
+    assert.equal(parking.BillingMode, 'PAY_PER_REQUEST');
+    assert.equal(parking.StreamSpecification.StreamViewType, 'NEW_IMAGE');
+    assert.deepEqual(parking.TimeToLiveSpecification, { AttributeName: 'expiresAt', Enabled: true });
   });
 
   test('cache: TLS and AUTH, the token a dynamic reference and in no literal', () => {

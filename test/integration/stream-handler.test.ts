@@ -1,43 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, type TestStack } from '../helpers/stack.ts';
+import { batch, streamRecord } from '../helpers/stream-records.ts';
 import type { RedisServer } from '../helpers/redis-server.ts';
 import { defineTable, exampleTables, sharedItemCache, type ItemCache, type ResolvedKey } from '../../lib/index.ts';
 import { createStreamHandler, type StreamHandler } from '../../functions/stream.ts';
-
-type Image = NonNullable<NonNullable<DynamoDBRecord['dynamodb']>['Keys']>;
-
-/** One record as Lambda delivers it from a table's stream (binary as base64, numbers as strings). */
-function streamRecord(
-  stack: TestStack,
-  table: string,
-  keys: Image,
-  seq: string,
-  view: 'KEYS_ONLY' | 'NEW_AND_OLD_IMAGES' = 'KEYS_ONLY',
-  images: { NewImage?: Image; OldImage?: Image } = {},
-): DynamoDBRecord {
-  return {
-    eventID: `event-${seq}`,
-    eventName: 'MODIFY',
-    eventVersion: '1.1',
-    eventSource: 'aws:dynamodb',
-    awsRegion: 'us-east-1',
-    dynamodb: {
-      ApproximateCreationDateTime: 1767225600,
-      Keys: keys,
-      ...(view === 'NEW_AND_OLD_IMAGES' ? images : {}),
-      SequenceNumber: seq,
-      SizeBytes: 64,
-      StreamViewType: view,
-    },
-    eventSourceARN: `arn:aws:dynamodb:us-east-1:000000000000:table/${stack.prefix}${table}/stream/2026-01-01T00:00:00.000`,
-  };
-}
-
-const batch = (...records: DynamoDBRecord[]): DynamoDBStreamEvent => ({ Records: records });
 
 describe('the Streams consumer', () => {
   let stack: TestStack;

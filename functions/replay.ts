@@ -1,0 +1,24 @@
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import { ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
+
+export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+
+/**
+ * The replayer, subscribed to the parking table's stream (NEW_IMAGE): applies each invalidation the
+ * Streams consumer parked, and answers ReportBatchItemFailures for those whose node is still
+ * unreachable, so Lambda retries them from there until they apply. Only parked records wait on
+ * such a retry; the application tables' streams have moved on.
+ */
+export function createReplayHandler(cache: ItemCache): ReplayHandler {
+  const table = cache.config.stream.parkingTable;
+  if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the replayer: the table whose stream it reads');
+  return async (event) => replayParkedInvalidations(cache, table, event?.Records ?? []);
+}
+
+let replay: ReplayHandler | undefined;
+
+/** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
+export const handler: ReplayHandler = async (event) => {
+  replay ??= createReplayHandler(sharedItemCache());
+  return replay(event);
+};

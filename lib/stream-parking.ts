@@ -1,0 +1,155 @@
+import { DeleteItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { decodeAttributes, encodeAttributes, type Attributes } from './codec.ts';
+import type { ItemCache } from './item-cache.ts';
+import type { ResolvedKey } from './keys.ts';
+import { logger, loggedKey } from './log.ts';
+import { errorMessage } from './cache/node.ts';
+import type { StreamBatchResult, StreamRecordLike } from './stream.ts';
+
+/**
+ * Parked invalidations (R6 without a blocked shard). A stream shard delivers in order: a record
+ * whose node is unreachable, retried where it stands, holds back every later record of the shard,
+ * those of items on healthy nodes included, for as long as the node is away. Instead the consumer
+ * writes such a record's key to this table and lets the shard move on; the table's own stream
+ * (NEW_IMAGE) feeds the replayer, which invalidates the key and is retried until the node takes
+ * it. The parked item is the durable copy: it survives the consumer's container, and its stream
+ * record is retried for as long as the application streams' records would have been.
+ *
+ * Logical name; the physical name is TABLE_PREFIX + this (infra/parking.yml declares the table).
+ */
+export const PARKING_TABLE_NAME = 'parked-invalidations';
+
+/** What a parked item holds, by attribute name. */
+export interface ParkedInvalidation {
+  /** The stream record's eventID (a re-delivered record overwrites its own parking). */
+  id: string;
+  /** Physical name of the table the item belongs to. */
+  table: string;
+  /** The item's key attributes, as encodeAttributes writes them. */
+  keys: string;
+  /** Where it could not be applied, and why: for operators reading the table. */
+  node: string;
+  reason: string;
+  parkedAt: number;
+  /** Epoch seconds past which nothing can still need the invalidation (the table's TTL attribute). */
+  expiresAt: number;
+}
+
+/** The part of a parking table stream record the replayer reads (Lambda's shape or the SDK's). */
+export interface ParkingRecordLike {
+  eventID?: string;
+  eventName?: string;
+  dynamodb?: { NewImage?: Record<string, unknown>; SequenceNumber?: string };
+}
+
+/**
+ * Writes one record's invalidation to the parking table. `keepSeconds`: how long it can still
+ * matter (the entry TTL plus a margin: an older entry has expired by itself).
+ */
+export async function parkInvalidation(
+  cache: ItemCache,
+  parkingTable: string,
+  record: StreamRecordLike,
+  physicalTable: string,
+  keys: Attributes,
+  node: string,
+  reason: string,
+): Promise<void> {
+  const now = Date.now();
+  const keepSeconds = cache.config.cache.ttlSeconds + PARKING_MARGIN_SECONDS;
+  await cache.store.client.send(
+    new PutItemCommand({
+      TableName: parkingTable,
+      Item: {
+        id: { S: record.eventID || randomUUID() },
+        table: { S: physicalTable },
+        keys: { S: encodeAttributes(keys) },
+        node: { S: node },
+        reason: { S: reason.slice(0, 1000) },
+        parkedAt: { N: String(now) },
+        expiresAt: { N: String(Math.ceil(now / 1000) + keepSeconds) },
+      },
+    }),
+  );
+}
+
+/** A fill that read an item before its write may store it this long after (lease, then fill). */
+const PARKING_MARGIN_SECONDS = 300;
+
+/**
+ * The replayer: invalidates each parked key, and deletes the parked item once applied (a failed
+ * delete only leaves an item for the TTL to remove). A key whose node still cannot be reached is
+ * reported failed, so Lambda retries from it; only parked records wait there, never the
+ * application tables' streams. REMOVE records (the replayer's own deletes, TTL) carry nothing to do.
+ */
+export async function replayParkedInvalidations(
+  cache: ItemCache,
+  parkingTable: string,
+  records: readonly ParkingRecordLike[],
+): Promise<StreamBatchResult> {
+  const failures: { itemIdentifier: string }[] = [];
+  await Promise.all(
+    records.map(async (record, i) => {
+      const seq = record.dynamodb?.SequenceNumber ?? record.eventID ?? String(i);
+      const image = record.dynamodb?.NewImage;
+      if (record.eventName === 'REMOVE' || image === undefined) return;
+      let parked: Pick<ParkedInvalidation, 'id' | 'table' | 'keys'>;
+      let rk: ResolvedKey;
+      try {
+        parked = readParked(image);
+        rk = cache.keyFromStream(parked.table, decodeAttributes(parked.keys));
+      } catch (err) {
+        logger.warn('PARKED_INVALIDATION_SKIPPED', { record: seq, reason: errorMessage(err) });
+        return;
+      }
+      try {
+        await cache.invalidate(rk);
+      } catch (err) {
+        failures.push({ itemIdentifier: seq });
+        logger.warn('PARKED_INVALIDATION_FAILED', { record: seq, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
+        return;
+      }
+      await cache.store.client
+        .send(
+          new DeleteItemCommand({
+            TableName: parkingTable,
+            Key: { id: { S: parked.id } },
+            // Not a newer parking of the same record that arrived meanwhile.
+            ConditionExpression: 'parkedAt = :at',
+            ExpressionAttributeValues: { ':at': imageNumber(image, 'parkedAt') },
+          }),
+        )
+        .catch((err: unknown) => {
+          if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') {
+            logger.warn('PARKED_INVALIDATION_NOT_DELETED', { record: seq, reason: errorMessage(err) });
+          }
+        });
+    }),
+  );
+  return { batchItemFailures: failures.sort((a, b) => compareSequence(a.itemIdentifier, b.itemIdentifier)) };
+}
+
+/** A NewImage attribute's string; Lambda and the SDK both spell a string as `{ S: … }`. */
+function imageString(image: Record<string, unknown>, name: string): string {
+  const v = (image[name] as { S?: unknown } | undefined)?.S;
+  if (typeof v !== 'string') throw new Error(`parked item has no string '${name}'`);
+  return v;
+}
+
+function imageNumber(image: Record<string, unknown>, name: string): { N: string } {
+  const v = (image[name] as { N?: unknown } | undefined)?.N;
+  if (typeof v !== 'string') throw new Error(`parked item has no number '${name}'`);
+  return { N: v };
+}
+
+function readParked(image: Record<string, unknown>): Pick<ParkedInvalidation, 'id' | 'table' | 'keys'> {
+  imageNumber(image, 'parkedAt');
+  return { id: imageString(image, 'id'), table: imageString(image, 'table'), keys: imageString(image, 'keys') };
+}
+
+/** Stream order of two sequence numbers (decimal strings of varying length). */
+export function compareSequence(a: string, b: string): number {
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+  return a < b ? -1 : a > b ? 1 : 0;
+}
