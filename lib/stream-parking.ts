@@ -43,39 +43,44 @@ export interface ParkingRecordLike {
   dynamodb?: { NewImage?: Record<string, unknown>; SequenceNumber?: string };
 }
 
+/** What the consumer knows of a record it could not apply. */
+export interface Unapplied {
+  /** The stream record's eventID, when it has one. */
+  eventID: string | undefined;
+  rk: ResolvedKey;
+  /** The record's table (physical name) and key attributes, as the record gave them. */
+  physicalTable: string;
+  keys: Attributes;
+  /** The node that could not be reached, and why. */
+  node: string;
+  reason: string;
+}
+
 /**
- * Writes one record's invalidation to the parking table. `keepSeconds`: how long it can still
- * matter (the entry TTL plus a margin: an older entry has expired by itself).
+ * A fill that read an item before its write may still store it this long after the write (its
+ * lease, then the fill): the parked invalidation must outlive the entry TTL by that much.
  */
-export async function parkInvalidation(
-  cache: ItemCache,
-  parkingTable: string,
-  record: StreamRecordLike,
-  physicalTable: string,
-  keys: Attributes,
-  node: string,
-  reason: string,
-): Promise<void> {
+const PARKING_MARGIN_SECONDS = 300;
+
+/** Writes one record's invalidation to the parking table. */
+export async function parkInvalidation(cache: ItemCache, parkingTable: string, u: Unapplied): Promise<void> {
   const now = Date.now();
-  const keepSeconds = cache.config.cache.ttlSeconds + PARKING_MARGIN_SECONDS;
+  const keepSeconds = (u.rk.table.ttlSeconds ?? cache.config.cache.ttlSeconds) + PARKING_MARGIN_SECONDS;
   await cache.store.client.send(
     new PutItemCommand({
       TableName: parkingTable,
       Item: {
-        id: { S: record.eventID || randomUUID() },
-        table: { S: physicalTable },
-        keys: { S: encodeAttributes(keys) },
-        node: { S: node },
-        reason: { S: reason.slice(0, 1000) },
+        id: { S: u.eventID || randomUUID() },
+        table: { S: u.physicalTable },
+        keys: { S: encodeAttributes(u.keys) },
+        node: { S: u.node },
+        reason: { S: u.reason.slice(0, 1000) },
         parkedAt: { N: String(now) },
         expiresAt: { N: String(Math.ceil(now / 1000) + keepSeconds) },
       },
     }),
   );
 }
-
-/** A fill that read an item before its write may store it this long after (lease, then fill). */
-const PARKING_MARGIN_SECONDS = 300;
 
 /**
  * The replayer: invalidates each parked key, and deletes the parked item once applied (a failed

@@ -64,23 +64,24 @@ export async function invalidateStreamRecords(
         logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
         return;
       }
-      const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
       try {
         await cache.invalidate(rk);
         return;
       } catch (err) {
-        const node = cache.nodeFor(rk)?.address ?? '';
+        const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
+        const reason = errorMessage(err);
         if (options.parkingTable !== undefined) {
+          const node = cache.nodeFor(rk)?.address ?? '';
           try {
-            await parkInvalidation(cache, options.parkingTable, record, physical, keys, node, errorMessage(err));
-            logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason: errorMessage(err) });
+            await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
+            logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason });
             return;
           } catch (parkErr) {
             logger.error('STREAM_RECORD_NOT_PARKED', { record: id, itemKey, reason: errorMessage(parkErr) });
           }
         }
         failures.push({ itemIdentifier: id });
-        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason: errorMessage(err) });
+        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason });
       }
     }),
   );
