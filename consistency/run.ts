@@ -11,6 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { defaultRunOptions, runConsistency, type RunOptions } from './harness.ts';
 import { ALL_FAULTS, type FaultKind } from './history.ts';
 import { formatReport } from './report.ts';
@@ -24,68 +25,59 @@ function usage(message?: string): never {
   process.exit(2);
 }
 
+const INT_FLAGS = {
+  seconds: { option: 'seconds', min: 5 },
+  seed: { option: 'seed', min: 0 },
+  workers: { option: 'workers', min: 1 },
+  concurrency: { option: 'concurrency', min: 1 },
+  'command-timeout': { option: 'commandTimeoutMs', min: 10 },
+  'stream-poll': { option: 'streamPollMs', min: 10 },
+} as const satisfies Record<string, { option: keyof RunOptions; min: number }>;
+
 function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        ...(Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' }])) as Record<keyof typeof INT_FLAGS, { type: 'string' }>),
+        policy: { type: 'string' },
+        faults: { type: 'string' },
+        history: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  if (values.help) usage();
   const options: Partial<RunOptions> = {};
-  let out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
-  const int = (name: string, raw: string | undefined, min: number): number => {
-    if (raw === undefined || !/^\d+$/.test(raw) || Number(raw) < min) usage(`${name} needs a whole number ≥ ${min}`);
-    return Number(raw);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    const [flag, inline] = arg.includes('=') ? (arg.split(/=(.*)/s, 2) as [string, string]) : [arg, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    switch (flag) {
-      case '--seconds':
-        options.seconds = int('--seconds', value(), 5);
-        break;
-      case '--seed':
-        options.seed = int('--seed', value(), 0);
-        break;
-      case '--workers':
-        options.workers = int('--workers', value(), 1);
-        break;
-      case '--concurrency':
-        options.concurrency = int('--concurrency', value(), 1);
-        break;
-      case '--command-timeout':
-        options.commandTimeoutMs = int('--command-timeout', value(), 10);
-        break;
-      case '--stream-poll':
-        options.streamPollMs = int('--stream-poll', value(), 10);
-        break;
-      case '--policy': {
-        const p = value();
-        if (p !== 'strict' && p !== 'available') usage('--policy is strict or available');
-        options.policy = p;
-        break;
-      }
-      case '--faults': {
-        const list = (value() ?? '').trim();
-        if (list === 'all' || list === '') options.faults = [...ALL_FAULTS];
-        else if (list === 'none') options.faults = [];
-        else {
-          const kinds = list.split(',').map((s) => s.trim());
-          const bad = kinds.filter((k) => !ALL_FAULTS.includes(k as FaultKind));
-          if (bad.length) usage(`unknown fault(s) ${bad.join(', ')}; known: ${ALL_FAULTS.join(', ')}`);
-          options.faults = kinds as FaultKind[];
-        }
-        break;
-      }
-      case '--history':
-        options.historyFile = value() ?? usage('--history needs a file');
-        break;
-      case '--out':
-        out = value() ?? usage('--out needs a file');
-        break;
-      case '--help':
-      case '-h':
-        usage();
-      default:
-        usage(`unknown argument ${arg}`);
+  for (const [flag, { option, min }] of Object.entries(INT_FLAGS)) {
+    const raw = values[flag as keyof typeof INT_FLAGS];
+    if (raw === undefined) continue;
+    if (!/^\d+$/.test(raw) || Number(raw) < min) usage(`--${flag} needs a whole number ≥ ${min}`);
+    options[option] = Number(raw);
+  }
+  if (values.policy !== undefined) {
+    if (values.policy !== 'strict' && values.policy !== 'available') usage('--policy is strict or available');
+    options.policy = values.policy;
+  }
+  if (values.faults !== undefined) {
+    const list = values.faults.trim();
+    if (list === 'all' || list === '') options.faults = [...ALL_FAULTS];
+    else if (list === 'none') options.faults = [];
+    else {
+      const kinds = list.split(',').map((k) => k.trim());
+      const bad = kinds.filter((k) => !ALL_FAULTS.includes(k as FaultKind));
+      if (bad.length) usage(`unknown fault(s) ${bad.join(', ')}; known: ${ALL_FAULTS.join(', ')}`);
+      options.faults = kinds as FaultKind[];
     }
   }
-  return { options, out };
+  if (values.history !== undefined) options.historyFile = values.history;
+  return { options, out: values.out ?? join(dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json') };
 }
 
 const { options, out } = parse(process.argv.slice(2));
