@@ -1,9 +1,9 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { logger } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
 import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
-import { within } from './deadline.ts';
+import { BudgetSpent, DeadlineQueue, within } from './deadline.ts';
 
 export type NodeStatus = 'up' | 'down' | 'starting';
 
@@ -87,6 +87,10 @@ export class CacheNode {
   private verifying: Promise<boolean> | undefined;
   /** The probe in flight, if any; tests await it. */
   probing: Promise<boolean> | undefined;
+  /** The hit path's reads in flight and their deadlines (see read). */
+  private readonly reads: DeadlineQueue;
+  /** The socket held corked until the end of this event-loop turn (see read), if any. */
+  private corked: { uncork(): void } | undefined;
 
   constructor(id: string, urls: string[], settings: NodeSettings, kind: 'node' | 'cluster' = 'node') {
     this.id = id;
@@ -96,6 +100,7 @@ export class CacheNode {
     this.isCluster = kind === 'cluster';
     this.address = urls.map(redactUrl).join(',');
     this.dirty = new DirtyKeys(this.address, settings.dirtyKeysMax, settings.logKeys ?? 'plain');
+    this.reads = new DeadlineQueue(this.address);
     const first = urls[0];
     if (first === undefined) throw new Error('a cache node needs a URL');
     let client: Redis | Cluster;
@@ -319,6 +324,38 @@ export class CacheNode {
     }
   }
 
+  /**
+   * HGET `key` `field`, bounded by `deadline` (G3): the hit path, so the cheapest way ioredis offers.
+   * On a single node the command goes straight to the connection (no auto-pipeline: no pipeline,
+   * no promise and callback around each command), and the socket is corked until the end of this
+   * event-loop turn, so the reads of concurrent requests still leave in one write, as auto-pipelining
+   * sends them. The deadline is kept by the node's DeadlineQueue (one timer for all reads in flight,
+   * not one per call). As with any command: no offline queue (a read while disconnected fails at
+   * once). A Cluster routes by slot itself: its reads go through `within`.
+   */
+  read(key: string, field: string, deadline: number): Promise<string | null> {
+    const client = this.client;
+    if (client instanceof Cluster) return within(this.address, deadline, () => client.hget(key, field));
+    const ms = deadline - Date.now();
+    if (ms <= 0) return Promise.reject(new BudgetSpent());
+    const stream = client.stream as Redis['stream'] | undefined;
+    if (this.corked === undefined && stream !== undefined && client.status === 'ready') {
+      stream.cork();
+      this.corked = stream;
+      setImmediate(this.uncork);
+    }
+    const command = new Command('hget', [key, field], { replyEncoding: 'utf8' });
+    client.sendCommand(command);
+    this.reads.add(command, deadline, ms);
+    return command.promise as Promise<string | null>;
+  }
+
+  private readonly uncork = (): void => {
+    const stream = this.corked;
+    this.corked = undefined;
+    stream?.uncork();
+  };
+
   /** A call of the node's own (checks, epochs, repairs), bounded by the command timeout. */
   private bounded<T>(op: () => Promise<T>): Promise<T> {
     return within(this.address, Date.now() + this.settings.commandTimeoutMs, op);
@@ -333,6 +370,7 @@ export class CacheNode {
 
   async close(): Promise<void> {
     this.client.disconnect();
+    this.reads.close();
   }
 }
 

@@ -89,7 +89,7 @@ export class CacheProtocol {
     const deadline = Date.now() + this.settings.commandTimeoutMs;
     if (node.readable) {
       try {
-        const data = await before(node, deadline, () => node.client.hget(key, 'd'));
+        const data = await node.read(key, 'd', deadline);
         if (data !== null) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
@@ -183,7 +183,7 @@ export class CacheProtocol {
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
         try {
-          const data = await before(node, deadline, () => node.client.hget(key, 'd'));
+          const data = await node.read(key, 'd', deadline);
           if (data !== null) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {
           failed(node, err, 'read');
