@@ -50,6 +50,8 @@ export interface LatencyResult {
     throughputVsRaw: number[];
     hitVsRawParsedP50: number[];
     throughputVsRawParsed: number[];
+    throughputVsRawDefaults: number[];
+    throughputVsOwnRead: number[];
     hitSpeedupVsDynamo: number[];
     hitSpeedupVsDynamoInterleaved: number[];
     handlerVsLibraryP50: number[];
@@ -144,6 +146,21 @@ export async function runLatency(
     if (d === null) anomaly('raw: no entry');
     else JSON.parse(d);
   };
+  // Supplementary floors at c64: an ioredis client with its defaults (each command written at once,
+  // no auto-pipelining), and the library's own hit-path read alone (CacheNode.read: no decoding,
+  // no protocol), which sends faster than either plain client.
+  const rawDefaultsHit: Op = async (i) => {
+    const h = hitAt(i);
+    const d = await (stack.rawDefaults[h.node] as (typeof stack.rawDefaults)[number]).hget(h.redisKey, 'd');
+    if (d === null) anomaly('raw defaults: no entry');
+  };
+  const hitNodes = hit.map((h) => cache.nodeFor(cache.resolve(TABLE, h.key)));
+  const libRead: Op = async (i) => {
+    const h = hitAt(i);
+    const node = hitNodes[order[i % order.length] as number];
+    const d = await node?.read(h.redisKey, 'd', Date.now() + 2000);
+    if (d == null) anomaly('library read: no entry');
+  };
   const libHit: Op = async (i) => {
     const r = await cache.get(TABLE, hitAt(i).key);
     if (r.cache !== 'hit') anomaly(`library get-hit: ${r.cache}`);
@@ -223,6 +240,8 @@ export async function runLatency(
     { name: 'raw.hget.c64', op: rawHit },
     { name: 'library.get-hit.c64', op: libHit },
     { name: 'raw.hget-parse.c64', op: rawHitParsed },
+    { name: 'raw.hget-defaults.c64', op: rawDefaultsHit },
+    { name: 'library.read.c64', op: libRead },
   ];
   const batchC1Ops: PairedOp[] = [
     { name: 'library.batch-get-100.c1', op: libBatch },
@@ -325,6 +344,8 @@ export async function runLatency(
     throughputVsRaw: per('library.get-hit.c64', 'raw.hget.c64', (l, r) => l.opsPerSec / r.opsPerSec),
     hitVsRawParsedP50: per('library.get-hit.c1', 'raw.hget-parse.c1', (l, r) => l.p50Us / r.p50Us),
     throughputVsRawParsed: per('library.get-hit.c64', 'raw.hget-parse.c64', (l, r) => l.opsPerSec / r.opsPerSec),
+    throughputVsRawDefaults: per('library.get-hit.c64', 'raw.hget-defaults.c64', (l, r) => l.opsPerSec / r.opsPerSec),
+    throughputVsOwnRead: per('library.get-hit.c64', 'library.read.c64', (l, r) => l.opsPerSec / r.opsPerSec),
     hitSpeedupVsDynamo: per('dynamo.getitem.c1', 'library.get-hit.c1.loop', (d, l) => d.p50Us / l.p50Us),
     hitSpeedupVsDynamoInterleaved: per('dynamo.getitem.c1.interleaved', 'library.get-hit.c1', (d, l) => d.p50Us / l.p50Us),
     handlerVsLibraryP50: per('handler.get-hit.c1', 'library.get-hit.c1', (h, l) => h.p50Us / l.p50Us),

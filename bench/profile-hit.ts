@@ -4,7 +4,11 @@
  * then `n` operations of one variant at concurrency `c`:
  *
  *   raw      a plain ioredis client (auto-pipelined), HGET key d            — the floor
+ *   plain    an ioredis client with its defaults (no auto-pipelining), HGET key d
  *   client   the library's own node client (its options, its scripts), HGET key d
+ *   read     the library's hit-path read (CacheNode.read: sent at once, socket corked per turn,
+ *            bounded by the node's deadline queue), HGET key d
+ *   readparse  read + JSON.parse of the entry
  *   parse    client + JSON.parse of the entry (what any caller of a raw client must at least do)
  *   decode   client + the library's decoding of the entry (decodeEntry)
  *   lib      ItemCache.get (key checks and derivation, node state, HGET, decoding)
@@ -47,6 +51,7 @@ const cache = new ItemCache({
   tables: exampleTables,
 });
 const raw = server.client({ enableAutoPipelining: true });
+const plain = server.client({});
 const n = Number(values.n);
 const c = Number(values.c);
 const keyCount = Number(values.keys);
@@ -60,7 +65,10 @@ for (const [i, rk] of rks.entries()) await raw.hset(rk.redisKey, 'd', encode(use
 
 const variants: Record<string, (i: number) => Promise<unknown>> = {
   raw: (i) => raw.hget(rks[i % keyCount]!.redisKey, 'd'),
+  plain: (i) => plain.hget(rks[i % keyCount]!.redisKey, 'd'),
   client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
+  read: (i) => node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000),
+  readparse: async (i) => JSON.parse((await node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000))!),
   parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!),
   decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!, '_version'),
   lib: async (i) => {
@@ -82,5 +90,6 @@ for (const v of chosen) {
 }
 await cache.close();
 raw.disconnect();
+plain.disconnect();
 await server.stop();
 process.exit(0);

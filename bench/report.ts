@@ -46,6 +46,8 @@ function rate(v: number | undefined): string {
 const OPERATIONS: [string, string][] = [
   ['raw.hget', 'raw ioredis `HGET key d` (floor)'],
   ['raw.hget-parse', 'raw `HGET key d` + `JSON.parse`'],
+  ['raw.hget-defaults', 'ioredis with its defaults (not auto-pipelined) `HGET key d`'],
+  ['library.read', "library's hit-path read alone (`CacheNode.read`, no decoding)"],
   ['library.get-hit', 'library get, hit'],
   ['handler.get-hit', 'GET handler (in-process), hit'],
   ['library.get-miss', 'library get, miss + fill'],
@@ -86,6 +88,8 @@ export function markdown(input: {
       ['hitVsRawP99', 'library hit p99 / raw p99 (c1)'],
       ['hitVsRawParsedP50', 'library hit p50 / (raw HGET + JSON.parse) p50 (c1)'],
       ['throughputVsRawParsed', 'library hit throughput / (raw HGET + JSON.parse) throughput (c64)'],
+      ['throughputVsRawDefaults', 'library hit throughput / HGET throughput of an ioredis client with its defaults, not auto-pipelined (c64)'],
+      ['throughputVsOwnRead', "library hit throughput / the library's hit-path read alone, no decoding (c64)"],
       ['hitSpeedupVsDynamoInterleaved', 'GetItem p50 / library hit p50, GetItems sampled one in n between hits'],
       ['handlerVsLibraryP50', 'handler hit p50 / library hit p50'],
       ['batchSpeedupVsDynamo', 'BatchGetItem p50 / library batchGet p50 (100 keys)'],

@@ -29,6 +29,8 @@ export interface BenchStack {
   dynamo: DynamoDBClient;
   /** Plain ioredis clients, one per shard, auto-pipelined (the floor). */
   raw: Redis[];
+  /** ioredis clients with the library's defaults untouched (no auto-pipelining), one per shard. */
+  rawDefaults: Redis[];
   physicalTable: string;
   config(overrides?: Record<string, string>): Config;
   /** A new library instance (a container of its own: clients, scripts, node health). */
@@ -69,6 +71,7 @@ export async function startStack(log: (m: string) => void, dynamoEndpoint?: stri
     CACHE_COMMAND_TIMEOUT_MS: '2000',
   };
   const raw = servers.map((s) => s.client({ enableAutoPipelining: true }));
+  const rawDefaults = servers.map((s) => s.client({}));
   const caches: ItemCache[] = [];
   const config = (overrides: Record<string, string> = {}): Config => loadConfig({ ...env, ...overrides });
   return {
@@ -78,6 +81,7 @@ export async function startStack(log: (m: string) => void, dynamoEndpoint?: stri
     env,
     dynamo,
     raw,
+    rawDefaults,
     physicalTable: prefix + TABLE,
     config,
     cache(overrides = {}, options = {}) {
@@ -87,7 +91,7 @@ export async function startStack(log: (m: string) => void, dynamoEndpoint?: stri
     },
     async stop() {
       await Promise.all(caches.map((c) => c.close().catch(() => {})));
-      raw.forEach((c) => c.disconnect());
+      [...raw, ...rawDefaults].forEach((c) => c.disconnect());
       dynamo.destroy();
       await Promise.all(servers.map((s) => s.stop()));
       await local?.stop();
