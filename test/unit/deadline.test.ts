@@ -29,7 +29,8 @@ function bound(q: DeadlineQueue, ms: number): Call {
   return c;
 }
 
-// Timers fire no earlier than asked; a busy shared machine may fire them late, hence the slack.
+// Timers fire no earlier than asked, and in the order they are due; a busy machine may fire them
+// late, so a check waits this much past a deadline (a timer due later fires after the queue's).
 const SLACK = 150;
 
 describe('DeadlineQueue', () => {
@@ -41,7 +42,8 @@ describe('DeadlineQueue', () => {
     assert.equal(c.rejectedAt, undefined, 'not before its deadline');
     await sleep(100 + SLACK);
     assert.ok(c.rejectedAt !== undefined, 'rejected');
-    assert.ok(c.rejectedAt - t0 >= 80 && c.rejectedAt - t0 < 80 + SLACK, `at ${c.rejectedAt - t0} ms`);
+    // By the time a later timer fired: how late depends on the machine, not on the queue.
+    assert.ok(c.rejectedAt - t0 >= 80, `at ${c.rejectedAt - t0} ms`);
     assert.match(c.error!.message, /no answer from redis:\/\/node:1 within 80 ms/);
     q.close();
   });
