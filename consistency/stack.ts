@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createTables } from '../infra/local/create-tables.ts';
+import { createParkingTable, createTables } from '../infra/local/create-tables.ts';
 import { startDynamoDbLocal, localDynamoClientConfig, type DynamoDbLocal } from '../infra/local/dynamodb-local.ts';
 import { exampleTables, type TableDefinition } from '../lib/index.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -70,7 +70,8 @@ export class Stack {
 
   /** The tables the deploy declares (infra/tables.yml), and the parking table of the Streams consumer. */
   private async createTables(): Promise<void> {
-    this.parkingTable = (await createTables(this.dynamo, TABLES, this.prefix, { parking: true })).parkingTable as string;
+    await createTables(this.dynamo, TABLES, this.prefix);
+    this.parkingTable = await createParkingTable(this.dynamo, this.prefix);
   }
 
   get physicalTables(): string[] {

@@ -1,4 +1,4 @@
-import { CreateTableCommand, DescribeTableCommand, ResourceInUseException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, ResourceInUseException, type CreateTableCommandInput, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KeyAttribute, TableDefinition } from '../../lib/tables.ts';
 import { PARKING_TABLE_NAME } from '../../lib/stream-parking.ts';
 import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
@@ -48,19 +48,19 @@ export function parkingTableInput(physicalName: string) {
   return templateCreateTableInput(parking, physicalName);
 }
 
-/**
- * Creates the tables that do not exist yet and waits until they are active; with `parking`, the
- * parking table too (physical name prefix + PARKING_TABLE_NAME, returned).
- */
-export async function createTables(
-  client: DynamoDBClient,
-  tables: readonly TableDefinition[],
-  prefix: string,
-  opts: { parking?: boolean } = {},
-): Promise<{ parkingTable: string | undefined }> {
-  const inputs = tables.map((t) => createTableInput(t, prefix + t.name));
-  const parkingTable = opts.parking ? prefix + PARKING_TABLE_NAME : undefined;
-  if (parkingTable !== undefined) inputs.push(parkingTableInput(parkingTable));
+/** Creates the tables that do not exist yet and waits until they are active. */
+export async function createTables(client: DynamoDBClient, tables: readonly TableDefinition[], prefix: string): Promise<void> {
+  await createAndWait(client, tables.map((t) => createTableInput(t, prefix + t.name)));
+}
+
+/** Creates the parking table (prefix + PARKING_TABLE_NAME) unless it exists; returns its name. */
+export async function createParkingTable(client: DynamoDBClient, prefix: string): Promise<string> {
+  const name = prefix + PARKING_TABLE_NAME;
+  await createAndWait(client, [parkingTableInput(name)]);
+  return name;
+}
+
+async function createAndWait(client: DynamoDBClient, inputs: CreateTableCommandInput[]): Promise<void> {
   for (const input of inputs) {
     try {
       await client.send(new CreateTableCommand(input));
@@ -76,5 +76,4 @@ export async function createTables(
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { parkingTable };
 }

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
 import { exampleTables } from '../../lib/tables.ts';
-import { createTables } from './create-tables.ts';
+import { createParkingTable, createTables } from './create-tables.ts';
 import { localDynamoClientConfig, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.ts';
 import { StreamFeed } from './stream-feed.ts';
 import { generateTlsMaterial, redisTlsArgs, type TlsMaterial } from './tls.ts';
@@ -118,7 +118,8 @@ async function main(): Promise<void> {
 
   // Tables
   const client = new DynamoDBClient(localDynamoClientConfig(endpoint));
-  const { parkingTable } = await createTables(client, exampleTables, prefix, { parking: true });
+  await createTables(client, exampleTables, prefix);
+  const parkingTable = await createParkingTable(client, prefix);
   client.destroy();
   say(`Tables             ${exampleTables.map((t) => prefix + t.name).join(', ')}, ${parkingTable} (parked invalidations)`);
 
@@ -131,7 +132,7 @@ async function main(): Promise<void> {
     CACHE_NODES: cacheNodes,
     DYNAMODB_ENDPOINT: endpoint,
     TABLE_PREFIX: prefix,
-    STREAM_PARKING_TABLE: parkingTable as string,
+    STREAM_PARKING_TABLE: parkingTable,
     ...(token ? { CACHE_AUTH_TOKEN: token } : {}),
     ...(tlsMaterial ? { CACHE_TLS_CA_FILE: tlsMaterial.caFile } : {}),
   };
@@ -196,7 +197,7 @@ async function main(): Promise<void> {
     client: localDynamoClientConfig(endpoint),
     tables: exampleTables.map((t) => prefix + t.name),
     handler,
-    subscriptions: [{ table: parkingTable as string, handler: replay }],
+    subscriptions: [{ table: parkingTable, handler: replay }],
     log: (m) => say(m),
   });
   await feed.start();

@@ -4,7 +4,7 @@ import { loadConfig, type Config } from '../../lib/config.ts';
 import { ItemCache, type ItemCacheOptions } from '../../lib/item-cache.ts';
 import type { ResolvedKey } from '../../lib/keys.ts';
 import { exampleTables, type TableDefinition } from '../../lib/tables.ts';
-import { createTables } from '../../infra/local/create-tables.ts';
+import { createParkingTable, createTables } from '../../infra/local/create-tables.ts';
 import { RedisServer } from './redis-server.ts';
 
 export function dynamoEndpoint(): string {
@@ -50,7 +50,8 @@ export async function startStack(
   const tables = opts.tables ?? exampleTables;
   const dynamo = rawDynamoClient();
   const servers = await Promise.all(Array.from({ length: opts.shards ?? 3 }, () => RedisServer.start(opts.redis)));
-  const { parkingTable } = await createTables(dynamo, tables, prefix, { parking: opts.parking });
+  await createTables(dynamo, tables, prefix);
+  const parkingTable = opts.parking ? await createParkingTable(dynamo, prefix) : undefined;
   const env = {
     CACHE_NODES: servers.map((s) => s.url).join(','),
     DYNAMODB_ENDPOINT: dynamoEndpoint(),
