@@ -39,6 +39,8 @@ export interface TestStack {
   config(overrides?: Record<string, string>): Config;
   /** The redis-server that holds an item's entry for this cache. */
   serverOf(cache: ItemCache, rk: ResolvedKey): RedisServer;
+  /** `count` users (`<tag>-<n>`) whose entries live on different redis-servers, with their servers. */
+  usersOnDistinctServers(cache: ItemCache, tag: string, count?: number): { key: { userId: string }; server: RedisServer }[];
   stop(): Promise<void>;
 }
 
@@ -62,6 +64,12 @@ export async function startStack(
   };
   const caches: ItemCache[] = [];
   const config = (overrides: Record<string, string> = {}): Config => loadConfig({ ...env, ...overrides });
+  const serverOf = (cache: ItemCache, rk: ResolvedKey): RedisServer => {
+    const node = cache.nodeFor(rk);
+    const server = servers.find((s) => node?.address.endsWith(`:${s.port}`));
+    if (!server) throw new Error(`no server of this stack holds ${rk.redisKey}`);
+    return server;
+  };
   return {
     prefix,
     servers,
@@ -75,11 +83,16 @@ export async function startStack(
       caches.push(c);
       return c;
     },
-    serverOf(cache, rk) {
-      const node = cache.nodeFor(rk);
-      const server = servers.find((s) => node?.address.endsWith(`:${s.port}`));
-      if (!server) throw new Error(`no server of this stack holds ${rk.redisKey}`);
-      return server;
+    serverOf,
+    usersOnDistinctServers(cache, tag, count = 2) {
+      if (count > servers.length) throw new Error(`${count} users on distinct servers, but the stack has ${servers.length}`);
+      const found: { key: { userId: string }; server: RedisServer }[] = [];
+      for (let i = 0; found.length < count; i++) {
+        const key = { userId: `${tag}-${i}` };
+        const server = serverOf(cache, cache.resolve('users', key));
+        if (!found.some((f) => f.server === server)) found.push({ key, server });
+      }
+      return found;
     },
     async stop() {
       await Promise.all(caches.map((c) => c.close()));
@@ -111,6 +124,12 @@ export class Gate {
   open(): void {
     this.release();
   }
+}
+
+/** A hand-driven clock for the node state machines (ItemCacheOptions.clock). */
+export function manualClock(): { now: () => number; advance: (ms: number) => void } {
+  let t = Date.now();
+  return { now: () => t, advance: (ms) => void (t += ms) };
 }
 
 /** Polls `check` until it holds; the bound only keeps a broken system from hanging the run. */

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
+import { Gate, manualClock, startStack, type TestStack } from '../helpers/stack.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
@@ -14,12 +14,6 @@ import { CacheUnavailableError, invalidateStreamRecords } from '../../lib/index.
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { CacheNode } from '../../lib/cache/node.ts';
 import type { ResolvedKey } from '../../lib/keys.ts';
-
-/** A hand-driven clock for the node state machines. */
-function manualClock(): { now: () => number; advance: (ms: number) => void } {
-  let t = Date.now();
-  return { now: () => t, advance: (ms) => void (t += ms) };
-}
 
 /** Lines the library logged while `fn` ran (Powertools writes JSON lines, errors to stderr). */
 async function captureLogs<T>(fn: () => Promise<T>): Promise<{ result: T; logs: Record<string, unknown>[] }> {

@@ -6,14 +6,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, type TestStack } from '../helpers/stack.ts';
+import { manualClock, startStack, type TestStack } from '../helpers/stack.ts';
 
 const TIMEOUT_MS = 400;
-
-function manualClock(): { now: () => number; advance: (ms: number) => void } {
-  let t = Date.now();
-  return { now: () => t, advance: (ms) => void (t += ms) };
-}
 
 describe('hung node, hit path', () => {
   let stack: TestStack;

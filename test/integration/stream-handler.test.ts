@@ -4,8 +4,7 @@ import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/c
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { batch, streamRecord } from '../helpers/stream-records.ts';
-import type { RedisServer } from '../helpers/redis-server.ts';
-import { defineTable, exampleTables, sharedItemCache, type ItemCache, type ResolvedKey } from '../../lib/index.ts';
+import { defineTable, exampleTables, sharedItemCache, type ItemCache } from '../../lib/index.ts';
 import { createStreamHandler, type StreamHandler } from '../../functions/stream.ts';
 
 describe('the Streams consumer', () => {
@@ -20,8 +19,6 @@ describe('the Streams consumer', () => {
     handler = createStreamHandler(consumer);
   });
   after(async () => stack.stop());
-
-  const serverOf = (cache: ItemCache, rk: ResolvedKey): RedisServer => stack.serverOf(cache, rk);
 
   /** A write that bypasses the cache, as another writer (or the console) would make: only the stream tells the cache. */
   async function writeAround(table: string, item: Record<string, { S: string } | { N: string }>): Promise<void> {
@@ -108,17 +105,10 @@ describe('the Streams consumer', () => {
 
   test('a node that cannot be reached: its records are reported by sequence number, the others apply; the retry succeeds', async () => {
     // Two items on different nodes.
-    const keys: { userId: string }[] = [];
-    const servers = new Set<RedisServer>();
-    for (let i = 0; keys.length < 2; i++) {
-      const key = { userId: `node-${i}` };
-      const server = serverOf(consumer, consumer.resolve('users', key));
-      if (servers.has(server)) continue;
-      servers.add(server);
-      keys.push(key);
-    }
+    const found = stack.usersOnDistinctServers(consumer, 'node');
+    const keys = found.map((f) => f.key);
     const [onDead, onLive] = keys as [{ userId: string }, { userId: string }];
-    const dead = serverOf(consumer, consumer.resolve('users', onDead));
+    const dead = (found[0] as (typeof found)[number]).server;
     for (const k of keys) {
       await writer.put('users', { ...k, v: 'old' });
       await writeAround('users', { userId: { S: k.userId }, v: { S: 'new' }, _version: { N: '2' } });

@@ -25,16 +25,10 @@ describe('parked invalidations', () => {
   });
   after(async () => stack.stop());
 
-  /** Two users whose entries live on different redis-servers. */
+  /** Two users whose entries live on different redis-servers, and the first one's server. */
   function usersOnTwoServers(cache: ItemCache, tag: string): { onA: { userId: string }; onB: { userId: string }; a: RedisServer } {
-    const found: { key: { userId: string }; server: RedisServer }[] = [];
-    for (let i = 0; found.length < 2; i++) {
-      const key = { userId: `${tag}-${i}` };
-      const server = stack.serverOf(cache, cache.resolve('users', key));
-      if (!found.some((f) => f.server === server)) found.push({ key, server });
-    }
-    const [a, b] = found as [(typeof found)[0], (typeof found)[0]];
-    return { onA: a.key, onB: b.key, a: a.server };
+    const [a, b] = stack.usersOnDistinctServers(cache, tag);
+    return { onA: a!.key, onB: b!.key, a: a!.server };
   }
 
   async function writeAround(userId: string, v: string): Promise<void> {
