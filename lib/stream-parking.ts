@@ -5,7 +5,8 @@ import type { ItemCache } from './item-cache.ts';
 import type { ResolvedKey } from './keys.ts';
 import { logger, loggedKey } from './log.ts';
 import { errorMessage } from './cache/node.ts';
-import type { StreamBatchResult, StreamRecordLike } from './stream.ts';
+import type { StreamRecordLike } from './stream.ts';
+import { eachRecord, type StreamBatchResult } from './stream-batch.ts';
 
 /**
  * Parked invalidations (R6 without a blocked shard). A stream shard delivers in order: a record
@@ -93,46 +94,41 @@ export async function replayParkedInvalidations(
   parkingTable: string,
   records: readonly ParkingRecordLike[],
 ): Promise<StreamBatchResult> {
-  const failures: { itemIdentifier: string }[] = [];
-  await Promise.all(
-    records.map(async (record, i) => {
-      const seq = record.dynamodb?.SequenceNumber ?? record.eventID ?? String(i);
-      const image = record.dynamodb?.NewImage;
-      if (record.eventName === 'REMOVE' || image === undefined) return;
-      let parked: Pick<ParkedInvalidation, 'id' | 'table' | 'keys'>;
-      let rk: ResolvedKey;
-      try {
-        parked = readParked(image);
-        rk = cache.keyFromStream(parked.table, decodeAttributes(parked.keys));
-      } catch (err) {
-        logger.warn('PARKED_INVALIDATION_SKIPPED', { record: seq, reason: errorMessage(err) });
-        return;
-      }
-      try {
-        await cache.invalidate(rk);
-      } catch (err) {
-        failures.push({ itemIdentifier: seq });
-        logger.warn('PARKED_INVALIDATION_FAILED', { record: seq, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
-        return;
-      }
-      await cache.store.client
-        .send(
-          new DeleteItemCommand({
-            TableName: parkingTable,
-            Key: { id: { S: parked.id } },
-            // Not a newer parking of the same record that arrived meanwhile.
-            ConditionExpression: 'parkedAt = :at',
-            ExpressionAttributeValues: { ':at': imageNumber(image, 'parkedAt') },
-          }),
-        )
-        .catch((err: unknown) => {
-          if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') {
-            logger.warn('PARKED_INVALIDATION_NOT_DELETED', { record: seq, reason: errorMessage(err) });
-          }
-        });
-    }),
-  );
-  return { batchItemFailures: failures.sort((a, b) => compareSequence(a.itemIdentifier, b.itemIdentifier)) };
+  return eachRecord(records, async (record, seq) => {
+    const image = record.dynamodb?.NewImage;
+    if (record.eventName === 'REMOVE' || image === undefined) return true;
+    let parked: Pick<ParkedInvalidation, 'id' | 'table' | 'keys'>;
+    let rk: ResolvedKey;
+    try {
+      parked = readParked(image);
+      rk = cache.keyFromStream(parked.table, decodeAttributes(parked.keys));
+    } catch (err) {
+      logger.warn('PARKED_INVALIDATION_SKIPPED', { record: seq, reason: errorMessage(err) });
+      return true;
+    }
+    try {
+      await cache.invalidate(rk);
+    } catch (err) {
+      logger.warn('PARKED_INVALIDATION_FAILED', { record: seq, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
+      return false;
+    }
+    await cache.store.client
+      .send(
+        new DeleteItemCommand({
+          TableName: parkingTable,
+          Key: { id: { S: parked.id } },
+          // Not a newer parking of the same record that arrived meanwhile.
+          ConditionExpression: 'parkedAt = :at',
+          ExpressionAttributeValues: { ':at': imageNumber(image, 'parkedAt') },
+        }),
+      )
+      .catch((err: unknown) => {
+        if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') {
+          logger.warn('PARKED_INVALIDATION_NOT_DELETED', { record: seq, reason: errorMessage(err) });
+        }
+      });
+    return true;
+  });
 }
 
 /** A NewImage attribute's string; Lambda and the SDK both spell a string as `{ S: … }`. */
@@ -153,8 +149,3 @@ function readParked(image: Record<string, unknown>): Pick<ParkedInvalidation, 'i
   return { id: imageString(image, 'id'), table: imageString(image, 'table'), keys: imageString(image, 'keys') };
 }
 
-/** Stream order of two sequence numbers (decimal strings of varying length). */
-export function compareSequence(a: string, b: string): number {
-  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -3,7 +3,8 @@ import type { ItemCache } from './item-cache.ts';
 import type { ResolvedKey } from './keys.ts';
 import { logger, loggedKey } from './log.ts';
 import { errorMessage } from './cache/node.ts';
-import { compareSequence, parkInvalidation } from './stream-parking.ts';
+import { parkInvalidation } from './stream-parking.ts';
+import { eachRecord, type StreamBatchResult } from './stream-batch.ts';
 
 /**
  * The part of a DynamoDB Streams record the consumer needs, in Lambda's event shape (binary as
@@ -17,11 +18,6 @@ export interface StreamRecordLike {
     Keys?: Record<string, unknown>;
     SequenceNumber?: string;
   };
-}
-
-export interface StreamBatchResult {
-  /** Lambda's ReportBatchItemFailures answer: the records to retry, by sequence number. */
-  batchItemFailures: { itemIdentifier: string }[];
 }
 
 /** `arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>` → `<name>`. */
@@ -50,44 +46,37 @@ export async function invalidateStreamRecords(
   records: readonly StreamRecordLike[],
   options: StreamConsumerOptions = {},
 ): Promise<StreamBatchResult> {
-  const failures: { itemIdentifier: string }[] = [];
-  await Promise.all(
-    records.map(async (record, i) => {
-      const id = record.dynamodb?.SequenceNumber ?? record.eventID ?? String(i);
-      let physical: string;
-      let keys: Attributes;
-      let rk: ResolvedKey;
-      try {
-        ({ physical, keys } = recordKey(record));
-        rk = cache.keyFromStream(physical, keys);
-      } catch (err) {
-        logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
-        return;
-      }
-      try {
-        await cache.invalidate(rk);
-        return;
-      } catch (err) {
-        const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
-        const reason = errorMessage(err);
-        if (options.parkingTable !== undefined) {
-          const node = cache.nodeFor(rk)?.address ?? '';
-          try {
-            await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
-            logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason });
-            return;
-          } catch (parkErr) {
-            logger.error('STREAM_RECORD_NOT_PARKED', { record: id, itemKey, reason: errorMessage(parkErr) });
-          }
+  return eachRecord(records, async (record, id) => {
+    let physical: string;
+    let keys: Attributes;
+    let rk: ResolvedKey;
+    try {
+      ({ physical, keys } = recordKey(record));
+      rk = cache.keyFromStream(physical, keys);
+    } catch (err) {
+      logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
+      return true;
+    }
+    try {
+      await cache.invalidate(rk);
+      return true;
+    } catch (err) {
+      const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
+      const reason = errorMessage(err);
+      if (options.parkingTable !== undefined) {
+        const node = cache.nodeFor(rk)?.address ?? '';
+        try {
+          await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
+          logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason });
+          return true;
+        } catch (parkErr) {
+          logger.error('STREAM_RECORD_NOT_PARKED', { record: id, itemKey, reason: errorMessage(parkErr) });
         }
-        failures.push({ itemIdentifier: id });
-        logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason });
       }
-    }),
-  );
-  // Lambda retries from the lowest failed sequence number; report in stream order.
-  failures.sort((a, b) => compareSequence(a.itemIdentifier, b.itemIdentifier));
-  return { batchItemFailures: failures };
+      logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason });
+      return false;
+    }
+  });
 }
 
 /** A record's table (physical name) and key attributes, binary as bytes. */

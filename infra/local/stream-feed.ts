@@ -8,6 +8,7 @@ import {
   type Shard,
 } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { compareSequence } from '../../lib/stream-batch.ts';
 
 export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse | void>;
 
@@ -32,8 +33,7 @@ export interface StreamFeedStats {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Compare DynamoDB sequence numbers (decimal strings of varying length). */
-const seqLess = (a: string, b: string): boolean => BigInt(a) < BigInt(b);
+const seqLess = (a: string, b: string): boolean => compareSequence(a, b) < 0;
 
 /**
  * Reads DynamoDB Local's Streams API and invokes the stream handler the way Lambda's event source
