@@ -102,7 +102,7 @@ export async function runLatency(
     const rk = cache.resolve(TABLE, { userId });
     const node = cache.nodeFor(rk);
     if (node === undefined) throw new Error('cache is off');
-    return { userId, key: { userId }, redisKey: rk.redisKey, node: Number(node.id), dynamoKey: { userId: { S: userId } } as Attributes };
+    return { userId, key: { userId }, redisKey: rk.redisKey, node: Number(node.id), cacheNode: node, dynamoKey: { userId: { S: userId } } as Attributes };
   });
   const missKeys = missIds.map((userId) => ({ key: { userId }, redisKey: cache.resolve(TABLE, { userId }).redisKey, node: Number(cache.nodeFor(cache.resolve(TABLE, { userId }))?.id) }));
   // A fixed random order over the hit keys, so consecutive operations land on different shards.
@@ -154,12 +154,10 @@ export async function runLatency(
     const d = await (stack.rawDefaults[h.node] as (typeof stack.rawDefaults)[number]).hget(h.redisKey, 'd');
     if (d === null) anomaly('raw defaults: no entry');
   };
-  const hitNodes = hit.map((h) => cache.nodeFor(cache.resolve(TABLE, h.key)));
   const libRead: Op = async (i) => {
     const h = hitAt(i);
-    const node = hitNodes[order[i % order.length] as number];
-    const d = await node?.read(h.redisKey, 'd', Date.now() + 2000);
-    if (d == null) anomaly('library read: no entry');
+    const d = await h.cacheNode.read(h.redisKey, 'd', Date.now() + 2000);
+    if (d === null) anomaly('library read: no entry');
   };
   const libHit: Op = async (i) => {
     const r = await cache.get(TABLE, hitAt(i).key);
