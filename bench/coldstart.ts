@@ -118,7 +118,9 @@ export async function runColdStart(
     const largest = bundles.reduce((a, b) => (b.kib > a.kib ? b : a));
     const slowest = bundles.reduce((a, b) => (b.initMedianMs > a.initMedianMs ? b : a));
     for (const b of [...bundles, figure(bareCandidate)]) {
-      log(`cold start: ${b.name}: ${b.kib.toFixed(1)} KiB, init median ${b.initMedianMs.toFixed(1)} ms (${b.sinceStartMedianMs.toFixed(1)} ms since process start)`);
+      log(
+        `cold start: ${b.name}: ${b.kib.toFixed(1)} KiB, init median ${b.initMedianMs.toFixed(1)} ms (${b.sinceStartMedianMs.toFixed(1)} ms since process start)`,
+      );
     }
     return {
       source,
@@ -140,7 +142,9 @@ const HANDLER_MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
 /** The functions in `.serverless/`: from serverless-state.json when it is there, else every zip's JS entry points. */
 function serverlessCandidates(dir: string): Candidate[] {
   if (!existsSync(dir)) return [];
-  const zips = readdirSync(dir).filter((f) => f.endsWith('.zip')).map((f) => join(dir, f));
+  const zips = readdirSync(dir)
+    .filter((f) => f.endsWith('.zip'))
+    .map((f) => join(dir, f));
   if (zips.length === 0) return [];
   const out: Candidate[] = [];
   const statePath = join(dir, 'serverless-state.json');
@@ -158,13 +162,22 @@ function serverlessCandidates(dir: string): Candidate[] {
     const serviceZip = state.package?.artifact ? join(dir, basename(state.package.artifact)) : zips.length === 1 ? zips[0] : undefined;
     for (const [name, fn] of Object.entries(state.service?.functions ?? {})) {
       if (!fn.handler) continue;
-      const artifact = fn.package?.artifact ? join(dir, basename(fn.package.artifact)) : (zips.find((z) => basename(z, '.zip') === name) ?? serviceZip);
+      const artifact = fn.package?.artifact
+        ? join(dir, basename(fn.package.artifact))
+        : (zips.find((z) => basename(z, '.zip') === name) ?? serviceZip);
       if (!artifact || !existsSync(artifact)) continue;
       const dot = fn.handler.lastIndexOf('.');
       const base = fn.handler.slice(0, dot);
       const module = HANDLER_MODULE_EXTENSIONS.map((ext) => base + ext).find((m) => entries(artifact).includes(m));
       if (!module) continue;
-      out.push({ name, zipPath: artifact, zipBytes: readFileSync(artifact), module, exportName: fn.handler.slice(dot + 1), stream: /stream/i.test(name + fn.handler) });
+      out.push({
+        name,
+        zipPath: artifact,
+        zipBytes: readFileSync(artifact),
+        module,
+        exportName: fn.handler.slice(dot + 1),
+        stream: /stream/i.test(name + fn.handler),
+      });
     }
     if (out.length > 0) return out;
   }
@@ -190,14 +203,24 @@ async function proxyCandidates(repoRoot: string, work: string): Promise<Candidat
   if (!existsSync(functionsDir)) throw new Error('no functions/ to bundle');
   const files = (readdirSync(functionsDir, { recursive: true, encoding: 'utf8' }) as string[])
     .map((f) => join(functionsDir, f))
-    .filter((f) => f.endsWith('.ts') && statSync(f).isFile() && /export\s+(const|async function|function)\s+handler\b/.test(readFileSync(f, 'utf8')));
+    .filter(
+      (f) =>
+        f.endsWith('.ts') && statSync(f).isFile() && /export\s+(const|async function|function)\s+handler\b/.test(readFileSync(f, 'utf8')),
+    );
   const out: Candidate[] = [];
   for (const file of files.sort()) {
     const rel = relative(repoRoot, file).split(sep).join('/');
     const module = rel.replace(/\.ts$/, '.mjs');
     const code = await esbuildBundle({ entryPoints: [file] }, repoRoot);
     const zipPath = join(work, `${rel.replace(/\//g, '-').replace(/\.ts$/, '')}.zip`);
-    out.push({ name: rel.replace(/^functions\//, '').replace(/\.ts$/, ''), zipPath, zipBytes: writeZip([{ name: module, data: code }]), module, exportName: 'handler', stream: /stream/i.test(rel) });
+    out.push({
+      name: rel.replace(/^functions\//, '').replace(/\.ts$/, ''),
+      zipPath,
+      zipBytes: writeZip([{ name: module, data: code }]),
+      module,
+      exportName: 'handler',
+      stream: /stream/i.test(rel),
+    });
   }
   return out;
 }
@@ -217,12 +240,25 @@ export const handler = async () => ({ statusCode: 200, body: String(CRC32.str('x
 
 /** The issue's yardstick: just the clients the library needs, minified, each constructed at module scope. */
 async function bareBundle(repoRoot: string, work: string): Promise<Candidate> {
-  const code = await esbuildBundle({ stdin: { contents: BARE_SOURCE, resolveDir: repoRoot, sourcefile: 'bare.ts', loader: 'ts' } }, repoRoot);
+  const code = await esbuildBundle(
+    { stdin: { contents: BARE_SOURCE, resolveDir: repoRoot, sourcefile: 'bare.ts', loader: 'ts' } },
+    repoRoot,
+  );
   const entries: ZipEntry[] = [{ name: 'bare.mjs', data: code }];
-  return { name: 'bare (clients only)', zipPath: join(work, 'bare.zip'), zipBytes: writeZip(entries), module: 'bare.mjs', exportName: 'handler', stream: false };
+  return {
+    name: 'bare (clients only)',
+    zipPath: join(work, 'bare.zip'),
+    zipBytes: writeZip(entries),
+    module: 'bare.mjs',
+    exportName: 'handler',
+    stream: false,
+  };
 }
 
-async function esbuildBundle(input: { entryPoints: string[] } | { stdin: { contents: string; resolveDir: string; sourcefile: string; loader: 'ts' } }, repoRoot: string): Promise<Buffer> {
+async function esbuildBundle(
+  input: { entryPoints: string[] } | { stdin: { contents: string; resolveDir: string; sourcefile: string; loader: 'ts' } },
+  repoRoot: string,
+): Promise<Buffer> {
   const esbuild = await import('esbuild');
   const result = await esbuild.build({
     ...input,
@@ -263,7 +299,13 @@ import(pathToFileURL(file).href).then(async (m) => {
 }).catch((e) => { console.error(e && e.stack || String(e)); process.exit(1); });
 `;
 
-function initOnce(root: string, file: string, exportName: string, stream: boolean, env: Record<string, string>): Promise<{ initMs: number; sinceStartMs: number }> {
+function initOnce(
+  root: string,
+  file: string,
+  exportName: string,
+  stream: boolean,
+  env: Record<string, string>,
+): Promise<{ initMs: number; sinceStartMs: number }> {
   const childEnv: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',

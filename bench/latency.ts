@@ -95,25 +95,51 @@ export async function runLatency(
   const updateIds = writerIds('q');
   const all = [...hitIds, ...missIds, ...putIds.flat(), ...updateIds.flat()];
   const t0 = Date.now();
-  await loadItems(stack.dynamo, table, all.map((id, i) => userAttributes(id, i)));
+  await loadItems(
+    stack.dynamo,
+    table,
+    all.map((id, i) => userAttributes(id, i)),
+  );
   log(`latency: ${all.length} items loaded in ${Date.now() - t0} ms`);
 
   const hit = hitIds.map((userId) => {
     const rk = cache.resolve(TABLE, { userId });
     const node = cache.nodeFor(rk);
     if (node === undefined) throw new Error('cache is off');
-    return { userId, key: { userId }, redisKey: rk.redisKey, node: Number(node.id), cacheNode: node, dynamoKey: { userId: { S: userId } } as Attributes };
+    return {
+      userId,
+      key: { userId },
+      redisKey: rk.redisKey,
+      node: Number(node.id),
+      cacheNode: node,
+      dynamoKey: { userId: { S: userId } } as Attributes,
+    };
   });
-  const missKeys = missIds.map((userId) => ({ key: { userId }, redisKey: cache.resolve(TABLE, { userId }).redisKey, node: Number(cache.nodeFor(cache.resolve(TABLE, { userId }))?.id) }));
+  const missKeys = missIds.map((userId) => ({
+    key: { userId },
+    redisKey: cache.resolve(TABLE, { userId }).redisKey,
+    node: Number(cache.nodeFor(cache.resolve(TABLE, { userId }))?.id),
+  }));
   // A fixed random order over the hit keys, so consecutive operations land on different shards.
-  const order = shuffle(Array.from({ length: Math.max(counts.hitC64, counts.hitKeys) }, (_, i) => i % counts.hitKeys), random);
+  const order = shuffle(
+    Array.from({ length: Math.max(counts.hitC64, counts.hitKeys) }, (_, i) => i % counts.hitKeys),
+    random,
+  );
   const hitAt = (i: number) => hit[order[i % order.length] as number] as (typeof hit)[number];
   const batches = Array.from({ length: 50 }, () => shuffle([...hit], random).slice(0, Math.min(100, hit.length)));
 
   // Every hit key cached (through the library, as a reader would).
-  for (let i = 0; i < hit.length; i += 100) await cache.batchGet(TABLE, hit.slice(i, i + 100).map((h) => h.key));
+  for (let i = 0; i < hit.length; i += 100)
+    await cache.batchGet(
+      TABLE,
+      hit.slice(i, i + 100).map((h) => h.key),
+    );
   for (const ids of [putIds.flat(), updateIds.flat()]) {
-    for (let i = 0; i < ids.length; i += 100) await cache.batchGet(TABLE, ids.slice(i, i + 100).map((userId) => ({ userId })));
+    for (let i = 0; i < ids.length; i += 100)
+      await cache.batchGet(
+        TABLE,
+        ids.slice(i, i + 100).map((userId) => ({ userId })),
+      );
   }
 
   // --- the handler, built the way Lambda builds it: from the environment, at module scope -------
@@ -166,7 +192,8 @@ export async function runLatency(
   const handlerHit: Op = async (i) => {
     const n = order[i % order.length] as number;
     const res = await (handler as HttpHandler)(events[n] as APIGatewayProxyEventV2);
-    if (res.statusCode !== 200 || res.headers?.['x-cache'] !== 'hit') anomaly(`handler: ${res.statusCode} ${String(res.headers?.['x-cache'])}`);
+    if (res.statusCode !== 200 || res.headers?.['x-cache'] !== 'hit')
+      anomaly(`handler: ${res.statusCode} ${String(res.headers?.['x-cache'])}`);
   };
   const dynamoGet: Op = async (i) => {
     const out = await stack.dynamo.send(new GetItemCommand({ TableName: table, Key: hitAt(i).dynamoKey, ConsistentRead: true }));
@@ -177,14 +204,19 @@ export async function runLatency(
     let keys: Attributes[] | undefined = batch.map((h) => h.dynamoKey);
     let found = 0;
     while (keys && keys.length > 0) {
-      const out: BatchGetItemCommandOutput = await stack.dynamo.send(new BatchGetItemCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: true } } }));
+      const out: BatchGetItemCommandOutput = await stack.dynamo.send(
+        new BatchGetItemCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: true } } }),
+      );
       found += out.Responses?.[table]?.length ?? 0;
       keys = out.UnprocessedKeys?.[table]?.Keys;
     }
     if (found !== batch.length) anomaly('dynamo BatchGetItem: items missing');
   };
   const libBatch: Op = async (i) => {
-    const r = await cache.batchGet(TABLE, (batches[i % batches.length] as typeof hit).map((h) => h.key));
+    const r = await cache.batchGet(
+      TABLE,
+      (batches[i % batches.length] as typeof hit).map((h) => h.key),
+    );
     if (r.sources.some((s) => s !== 'hit')) anomaly('library batch-get: not all hits');
   };
   const libMiss: Op = async (i) => {
@@ -208,7 +240,11 @@ export async function runLatency(
   });
   const reloadDeleted = async (): Promise<void> => {
     // Out of band, so drop their entries too (the stream consumer's job in production).
-    await loadItems(stack.dynamo, table, deleteIds.map((id, i) => userAttributes(id, i)));
+    await loadItems(
+      stack.dynamo,
+      table,
+      deleteIds.map((id, i) => userAttributes(id, i)),
+    );
     await Promise.all(deleteKeys.map((k) => (stack.raw[k.node] as (typeof stack.raw)[number]).del(k.redisKey)));
   };
   const libDelete: Op = async (i) => {
@@ -249,7 +285,13 @@ export async function runLatency(
     { name: 'library.batch-get-100.c64', op: libBatch },
     { name: 'dynamo.batchgetitem-100.c64', op: dynamoBatch },
   ];
-  const m = (name: string, concurrency: number, ops: number, op: Op, prepare?: () => Promise<void>): Measurement => ({ name, concurrency, ops, op, prepare });
+  const m = (name: string, concurrency: number, ops: number, op: Op, prepare?: () => Promise<void>): Measurement => ({
+    name,
+    concurrency,
+    ops,
+    op,
+    prepare,
+  });
   const dynamoBound: Measurement[] = [
     m('library.get-miss.c1', 1, counts.dynC1, libMiss, dropMissEntries),
     m('library.get-miss.c64', HIGH, counts.dynC64, libMiss, dropMissEntries),

@@ -85,13 +85,21 @@ export async function main(opts: MainOptions): Promise<void> {
     if (only('zipf')) zipf = await runZipf(stack, counts.zipf, log);
     if (only('cold')) {
       // A container's environment: the stack's nodes and tables, as the deployed functions get them.
-      cold = await runColdStart(repoRoot, opts.serverlessDir ? resolve(opts.serverlessDir) : join(repoRoot, '.serverless'), { ...stack.env, POWERTOOLS_SERVICE_NAME: 'bench' }, counts.coldRuns, log);
+      cold = await runColdStart(
+        repoRoot,
+        opts.serverlessDir ? resolve(opts.serverlessDir) : join(repoRoot, '.serverless'),
+        { ...stack.env, POWERTOOLS_SERVICE_NAME: 'bench' },
+        counts.coldRuns,
+        log,
+      );
     }
   } finally {
     await stack.stop();
     if (latency?.handlerNote === undefined && only('handler')) {
       const { sharedItemCache } = await import('../lib/item-cache.ts');
-      await sharedItemCache().close().catch(() => {});
+      await sharedItemCache()
+        .close()
+        .catch(() => {});
     }
   }
 
@@ -155,7 +163,9 @@ export async function main(opts: MainOptions): Promise<void> {
   const header = [
     `## Bench (${opts.mode}) — ${new Date().toISOString()}`,
     '',
-    `\`${command}\` · ${machine.nproc} × ${machine.cpu}, ${machine.memoryGiB.toFixed(1)} GiB · Node ${process.version} · ${machine.redis} · load ${loadStart.map((x) => x.toFixed(2)).join('/')} → ${loadavg().map((x) => x.toFixed(2)).join('/')} · ${durationS.toFixed(0)} s`,
+    `\`${command}\` · ${machine.nproc} × ${machine.cpu}, ${machine.memoryGiB.toFixed(1)} GiB · Node ${process.version} · ${machine.redis} · load ${loadStart.map((x) => x.toFixed(2)).join('/')} → ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join('/')} · ${durationS.toFixed(0)} s`,
   ].join('\n');
   const table = markdown({ figures, stats, storm, zipf, cold, header, warnings });
 
@@ -168,7 +178,10 @@ export async function main(opts: MainOptions): Promise<void> {
     counts,
     figures,
     targets: Object.fromEntries(
-      NAMED_FIGURES.map((n) => [n, { ...TARGETS[n], measured: figures[n] ?? null, met: figures[n] === undefined ? null : (meets(n, figures[n] as number) ?? null) }]),
+      NAMED_FIGURES.map((n) => [
+        n,
+        { ...TARGETS[n], measured: figures[n] ?? null, met: figures[n] === undefined ? null : (meets(n, figures[n] as number) ?? null) },
+      ]),
     ),
     details: { stats, ratios: latency?.ratios, storm, zipf, cold },
     warnings,

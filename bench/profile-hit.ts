@@ -47,7 +47,12 @@ type RunStats = Awaited<ReturnType<typeof timedRun>>;
 
 const server = await RedisServer.start();
 const cache = new ItemCache({
-  config: loadConfig({ CACHE_NODES: server.url, DYNAMODB_ENDPOINT: 'http://127.0.0.1:9', TABLE_PREFIX: 'p-', CACHE_COMMAND_TIMEOUT_MS: '2000' }),
+  config: loadConfig({
+    CACHE_NODES: server.url,
+    DYNAMODB_ENDPOINT: 'http://127.0.0.1:9',
+    TABLE_PREFIX: 'p-',
+    CACHE_COMMAND_TIMEOUT_MS: '2000',
+  }),
   tables: exampleTables,
 });
 const raw = server.client({ enableAutoPipelining: true });
@@ -86,7 +91,9 @@ for (let r = 0; r < Number(values.repeats); r++) {
 }
 for (const v of chosen) {
   const s = medianStats(runs[v]!);
-  console.log(`${v.padEnd(8)} c${c}: p50 ${s.p50Us.toFixed(1)} µs  p99 ${s.p99Us.toFixed(1)} µs  mean ${s.meanUs.toFixed(1)} µs  ${Math.round(s.opsPerSec)} ops/s`);
+  console.log(
+    `${v.padEnd(8)} c${c}: p50 ${s.p50Us.toFixed(1)} µs  p99 ${s.p99Us.toFixed(1)} µs  mean ${s.meanUs.toFixed(1)} µs  ${Math.round(s.opsPerSec)} ops/s`,
+  );
 }
 await cache.close();
 raw.disconnect();

@@ -74,7 +74,9 @@ export function markdown(input: {
   for (const [name, t] of Object.entries(TARGETS)) {
     const v = figures[name];
     const ok = v === undefined ? undefined : meets(name, v);
-    lines.push(`| \`${name}\` — ${t.what} | ${fmt(v)} | ${t.op === '<=' ? '≤' : '≥'} ${t.value} | ${ok === undefined ? 'not measured' : ok ? 'met' : '**missed**'} |`);
+    lines.push(
+      `| \`${name}\` — ${t.what} | ${fmt(v)} | ${t.op === '<=' ? '≤' : '≥'} ${t.value} | ${ok === undefined ? 'not measured' : ok ? 'met' : '**missed**'} |`,
+    );
   }
   if (Object.keys(stats).length > 0) {
     lines.push('', '| operation | c1 p50 | c1 p99 | c1 ops/s | c64 p50 | c64 p99 | c64 ops/s |', '|---|---:|---:|---:|---:|---:|---:|');
@@ -82,13 +84,18 @@ export function markdown(input: {
       const a = stats[`${key}.c1`];
       const b = stats[`${key}.c64`];
       if (!a && !b) continue;
-      lines.push(`| ${label} | ${us(a?.p50Us)} | ${us(a?.p99Us)} | ${rate(a?.opsPerSec)} | ${us(b?.p50Us)} | ${us(b?.p99Us)} | ${rate(b?.opsPerSec)} |`);
+      lines.push(
+        `| ${label} | ${us(a?.p50Us)} | ${us(a?.p99Us)} | ${rate(a?.opsPerSec)} | ${us(b?.p50Us)} | ${us(b?.p99Us)} | ${rate(b?.opsPerSec)} |`,
+      );
     }
     const extra = [
       ['hitVsRawP99', 'library hit p99 / raw p99 (c1)'],
       ['hitVsRawParsedP50', 'library hit p50 / (raw HGET + JSON.parse) p50 (c1)'],
       ['throughputVsRawParsed', 'library hit throughput / (raw HGET + JSON.parse) throughput (c64)'],
-      ['throughputVsRawDefaults', 'library hit throughput / HGET throughput of an ioredis client with its defaults, not auto-pipelined (c64)'],
+      [
+        'throughputVsRawDefaults',
+        'library hit throughput / HGET throughput of an ioredis client with its defaults, not auto-pipelined (c64)',
+      ],
       ['throughputVsOwnRead', "library hit throughput / the library's hit-path read alone, no decoding (c64)"],
       ['hitSpeedupVsDynamoInterleaved', 'GetItem p50 / library hit p50, GetItems sampled one in n between hits'],
       ['handlerVsLibraryP50', 'handler hit p50 / library hit p50'],
@@ -98,7 +105,14 @@ export function markdown(input: {
     for (const [k, label] of extra) lines.push(`| \`${k}\` — ${label} | ${fmt(figures[k])} |`);
   }
   if (storm) {
-    lines.push('', `Hot-key storm: DynamoDB reads per round ${storm.reads.join(', ')} (median ${fmt(storm.median, 1)}, max ${storm.max}); answers ${Object.entries(storm.sources).map(([k, n]) => `${k} ${n}`).join(', ')}; wrong answers ${storm.wrongAnswers}.`);
+    lines.push(
+      '',
+      `Hot-key storm: DynamoDB reads per round ${storm.reads.join(', ')} (median ${fmt(storm.median, 1)}, max ${storm.max}); answers ${Object.entries(
+        storm.sources,
+      )
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}; wrong answers ${storm.wrongAnswers}.`,
+    );
   }
   if (zipf) {
     lines.push(
@@ -107,7 +121,13 @@ export function markdown(input: {
     );
   }
   if (cold) {
-    lines.push('', `Cold start (${cold.source}${cold.note ? `: ${cold.note}` : ''}):`, '', '| bundle | zip | init median | since process start |', '|---|---:|---:|---:|');
+    lines.push(
+      '',
+      `Cold start (${cold.source}${cold.note ? `: ${cold.note}` : ''}):`,
+      '',
+      '| bundle | zip | init median | since process start |',
+      '|---|---:|---:|---:|',
+    );
     for (const b of [...cold.bundles, ...(cold.bare ? [cold.bare] : [])]) {
       lines.push(`| ${b.name} | ${b.kib.toFixed(1)} KiB | ${b.initMedianMs.toFixed(1)} ms | ${b.sinceStartMedianMs.toFixed(1)} ms |`);
     }

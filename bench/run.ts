@@ -36,7 +36,12 @@ try {
   await main({
     mode,
     out: values.out,
-    only: values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    only: values.only
+      ? values.only
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : undefined,
     dynamoEndpoint: values['dynamodb-endpoint'],
     serverlessDir: values['serverless-dir'],
     argv: process.argv.slice(2),

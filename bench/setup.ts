@@ -50,7 +50,9 @@ export async function startStack(log: (m: string) => void, dynamoEndpoint?: stri
       endpoint = local.endpoint;
     }
     servers.push(...(await redisStarting));
-    log(`services up in ${Date.now() - t0} ms: DynamoDB ${endpoint}${local ? ' (started here)' : ''}, redis ${servers.map((s) => s.port).join(', ')}`);
+    log(
+      `services up in ${Date.now() - t0} ms: DynamoDB ${endpoint}${local ? ' (started here)' : ''}, redis ${servers.map((s) => s.port).join(', ')}`,
+    );
   } catch (err) {
     await Promise.all(servers.map((s) => s.stop()));
     await local?.stop();
@@ -128,7 +130,12 @@ export function userAttributes(userId: string, i: number): Attributes {
 }
 
 /** Runs `each` over consecutive chunks of `items`, `concurrency` chunks at a time. */
-export async function inChunks<T>(items: readonly T[], size: number, concurrency: number, each: (chunk: T[]) => Promise<void>): Promise<void> {
+export async function inChunks<T>(
+  items: readonly T[],
+  size: number,
+  concurrency: number,
+  each: (chunk: T[]) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     for (let start = next; start < items.length; start = next) {

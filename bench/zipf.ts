@@ -56,7 +56,12 @@ export interface ZipfResult {
 export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: string) => void): Promise<ZipfResult> {
   const ids = Array.from({ length: counts.keys }, (_, i) => `z${i}`);
   let t = Date.now();
-  await loadItems(stack.dynamo, stack.physicalTable, ids.map((id, i) => userAttributes(id, i)), 16);
+  await loadItems(
+    stack.dynamo,
+    stack.physicalTable,
+    ids.map((id, i) => userAttributes(id, i)),
+    16,
+  );
   const loadMs = Date.now() - t;
   log(`zipf: ${counts.keys} items loaded in ${(loadMs / 1000).toFixed(1)} s`);
 
@@ -72,7 +77,10 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
   // Warm-up: every key read once, 100 at a time.
   t = Date.now();
   await inChunks(ids, 100, 8, async (chunk) => {
-    await cache.batchGet(TABLE, chunk.map((userId) => ({ userId })));
+    await cache.batchGet(
+      TABLE,
+      chunk.map((userId) => ({ userId })),
+    );
   });
   const warmupMs = Date.now() - t;
   log(`zipf: warm-up (every key read once) in ${(warmupMs / 1000).toFixed(1)} s`);
@@ -81,13 +89,22 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
   counter.reset();
   const sample = Math.min(50, ids.length);
   for (let i = 0; i < sample; i++) {
-    await client.send(new GetItemCommand({ TableName: stack.physicalTable, Key: { userId: { S: ids[(i * 7919) % ids.length] as string } }, ConsistentRead: true }));
+    await client.send(
+      new GetItemCommand({
+        TableName: stack.physicalTable,
+        Key: { userId: { S: ids[(i * 7919) % ids.length] as string } },
+        ConsistentRead: true,
+      }),
+    );
   }
   const unitsPerConsistentRead = counter.readUnits / sample;
 
   // The workload, fixed in advance.
   const random = prng(1_000_003);
-  const rankToKey = shuffle(Array.from({ length: counts.keys }, (_, i) => i), random);
+  const rankToKey = shuffle(
+    Array.from({ length: counts.keys }, (_, i) => i),
+    random,
+  );
   const sampleRank = zipfSampler(counts.keys, counts.exponent, random);
   const keyOf = new Int32Array(counts.ops);
   const isWrite = new Uint8Array(counts.ops);
@@ -138,7 +155,9 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
       readUnitsWithout: reads * unitsPerConsistentRead,
       opsPerSec: run.opsPerSec,
     });
-    log(`zipf: segment ${s + 1}/${counts.segments}: hit ratio ${(hits / reads).toFixed(4)} (${reads - hits} misses: ${refills} refills, ${reads - hits - refills} read around a writer's fence), ${writes} writes, ${Math.round(run.opsPerSec)} ops/s, write p50 ${(median(writeUs) / 1000).toFixed(1)} ms`);
+    log(
+      `zipf: segment ${s + 1}/${counts.segments}: hit ratio ${(hits / reads).toFixed(4)} (${reads - hits} misses: ${refills} refills, ${reads - hits - refills} read around a writer's fence), ${writes} writes, ${Math.round(run.opsPerSec)} ops/s, write p50 ${(median(writeUs) / 1000).toFixed(1)} ms`,
+    );
   }
   const sum = (f: (x: ZipfSegment) => number): number => segments.reduce((n, x) => n + f(x), 0);
   return {

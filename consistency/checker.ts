@@ -30,7 +30,16 @@
  *   read: the largest overlap of the operation with ONE read call of the same key made by another
  *   operation (one DynamoDB call, never a sum). It is over budget above command timeout + slack.
  */
-import { ABSENT, CACHE_FAULTS, OOB_KINDS, WRITE_KINDS, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
+import {
+  ABSENT,
+  CACHE_FAULTS,
+  OOB_KINDS,
+  WRITE_KINDS,
+  type FaultKind,
+  type FaultWindow,
+  type OobSample,
+  type OpRecord,
+} from './history.ts';
 
 export type Policy = 'strict' | 'available';
 
@@ -130,7 +139,14 @@ export interface CheckResult {
   refusedWrites: number;
   /** Errors not counted as failures because DynamoDB itself was failing (injected or inside a DynamoDB fault). */
   dynamoFaultErrors: number;
-  writes: { acknowledged: number; notCommitted: number; uncertain: number; committedUnacknowledged: number; degraded: number; endLost: number };
+  writes: {
+    acknowledged: number;
+    notCommitted: number;
+    uncertain: number;
+    committedUnacknowledged: number;
+    degraded: number;
+    endLost: number;
+  };
   outOfBandStaleReads: { count: number; ageMs: Distribution };
   outOfBandLagMs: Distribution & { samples: number; superseded: number; timeouts: number };
   outOfBandLagDuringStreamPauseMs: Distribution;
@@ -138,7 +154,16 @@ export interface CheckResult {
   outOfBandLagHealthyMs: Distribution;
   outOfBandLagDuringCacheFaultsMs: Distribution;
   faultLatencyMs: Partial<Record<FaultKind | 'none', FaultLatency>>;
-  hotKeys: { dynamoReads: number; invalidations: number; writes: number; readsPerInvalidation: number; readsPerWrite: number; dynamoReadsOutsideFaults: number; invalidationsOutsideFaults: number; readsPerInvalidationOutsideFaults: number };
+  hotKeys: {
+    dynamoReads: number;
+    invalidations: number;
+    writes: number;
+    readsPerInvalidation: number;
+    readsPerWrite: number;
+    dynamoReadsOutsideFaults: number;
+    invalidationsOutsideFaults: number;
+    readsPerInvalidationOutsideFaults: number;
+  };
 }
 
 export function distribution(values: number[]): Distribution {
@@ -210,7 +235,8 @@ interface KeyIndex {
 function classifyWrite(rec: OpRecord): WriteInfo {
   const oob = OOB_KINDS.has(rec.kind);
   if (rec.outcome === 'ok') return { rec, committed: 'yes', acknowledged: true, effectiveEnd: rec.end, oob };
-  if (rec.outcome === 'rejected' || rec.injected === 'before') return { rec, committed: 'no', acknowledged: false, effectiveEnd: rec.end, oob };
+  if (rec.outcome === 'rejected' || rec.injected === 'before')
+    return { rec, committed: 'no', acknowledged: false, effectiveEnd: rec.end, oob };
   if (rec.injected === 'after') return { rec, committed: 'yes', acknowledged: false, effectiveEnd: rec.end, oob };
   return { rec, committed: 'maybe', acknowledged: false, effectiveEnd: Infinity, oob };
 }
@@ -287,7 +313,12 @@ export function waitedOnFill(records: readonly OpRecord[]): Map<string, number> 
   return out;
 }
 
-export function check(records: readonly OpRecord[], faults: readonly FaultWindow[], oob: readonly OobSample[], options: Partial<CheckOptions> = {}): CheckResult {
+export function check(
+  records: readonly OpRecord[],
+  faults: readonly FaultWindow[],
+  oob: readonly OobSample[],
+  options: Partial<CheckOptions> = {},
+): CheckResult {
   const o: CheckOptions = { ...defaultCheckOptions, ...options };
   const eps = o.epsilonMs;
 
@@ -398,8 +429,19 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
     const example = (s: WriteInfo): StaleExample => ({
       key: r.key,
       read: pickRead(r),
-      readWrite: own ? { client: own.rec.client, op: own.rec.op, kind: own.rec.kind, start: own.rec.start, end: own.rec.end, outcome: own.rec.outcome } : undefined,
-      superseding: { client: s.rec.client, op: s.rec.op, kind: s.rec.kind, value: s.rec.value, start: s.rec.start, end: s.rec.end, degraded: s.rec.degraded, endLost: s.rec.endLost },
+      readWrite: own
+        ? { client: own.rec.client, op: own.rec.op, kind: own.rec.kind, start: own.rec.start, end: own.rec.end, outcome: own.rec.outcome }
+        : undefined,
+      superseding: {
+        client: s.rec.client,
+        op: s.rec.op,
+        kind: s.rec.kind,
+        value: s.rec.value,
+        start: s.rec.start,
+        end: s.rec.end,
+        degraded: s.rec.degraded,
+        endLost: s.rec.endLost,
+      },
       ageMs: round(r.start - s.rec.end),
       faults: faultsAround(s.rec, r),
     });
@@ -441,13 +483,25 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
       dynamoFaultErrors++;
       continue;
     } else {
-      const what = /changed under every attempt/.test(r.message ?? '') ? 'StoreUnavailable (put gave up: version conflicts on every attempt)' : (r.error ?? 'Error');
+      const what = /changed under every attempt/.test(r.message ?? '')
+        ? 'StoreUnavailable (put gave up: version conflicts on every attempt)'
+        : (r.error ?? 'Error');
       reason = `${what}${cacheFaults.some((w) => overlaps(r, w, o.recoveryGraceMs)) ? ' during a cache fault' : ''}`;
     }
     failedRequests++;
     failedByReason[reason] = (failedByReason[reason] ?? 0) + 1;
     if (failedExamples.length < 20) {
-      failedExamples.push({ client: r.client, op: r.op, kind: r.kind, key: r.key, start: r.start, end: r.end, error: r.error ?? '?', message: r.message ?? '', reason });
+      failedExamples.push({
+        client: r.client,
+        op: r.op,
+        kind: r.kind,
+        key: r.key,
+        start: r.start,
+        end: r.end,
+        error: r.error ?? '?',
+        message: r.message ?? '',
+        reason,
+      });
     }
   }
 
@@ -522,9 +576,15 @@ export function check(records: readonly OpRecord[], faults: readonly FaultWindow
   const kinds = [...new Set(faults.map((w) => w.kind))];
   for (const kind of kinds) {
     const ws = faults.filter((w) => w.kind === kind);
-    faultLatencyMs[kind] = latencyOf(timed.filter((r) => ws.some((w) => inWindow(r, w))), ws.length);
+    faultLatencyMs[kind] = latencyOf(
+      timed.filter((r) => ws.some((w) => inWindow(r, w))),
+      ws.length,
+    );
   }
-  faultLatencyMs.none = latencyOf(timed.filter((r) => !faults.some((w) => inWindow(r, w))), 0);
+  faultLatencyMs.none = latencyOf(
+    timed.filter((r) => !faults.some((w) => inWindow(r, w))),
+    0,
+  );
 
   // --- DynamoDB reads per hot-key invalidation ----------------------------------------------
   let hotReads = 0;

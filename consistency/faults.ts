@@ -142,7 +142,9 @@ export class Nemesis {
       }
     }
     this.windows.push(w);
-    this.d.log(`fault ${w.kind.padEnd(9)} ${w.target.padEnd(16)} ${Math.round(w.end - w.start)} ms${w.detail ? ` ${JSON.stringify(w.detail)}` : ''}`);
+    this.d.log(
+      `fault ${w.kind.padEnd(9)} ${w.target.padEnd(16)} ${Math.round(w.end - w.start)} ms${w.detail ? ` ${JSON.stringify(w.detail)}` : ''}`,
+    );
     return w;
   }
 
@@ -182,4 +184,3 @@ export function faultDuration(kind: FaultKind, slotMs: number, random: Rng): num
   const base = between(random, 0.3, 0.5) * slotMs;
   return kind === 'failover' ? Math.min(base, 500) : base;
 }
-

@@ -17,7 +17,20 @@ import { createReplayHandler } from '../functions/replay.ts';
 import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
 import { faultDuration, Nemesis } from './faults.ts';
-import { ABSENT, ALL_FAULTS, newCallAccount, OVERLAY_FAULTS, recordCall, waitFields, type CallAccount, type DynamoFaultMode, type FaultKind, type FaultWindow, type OobSample, type OpRecord } from './history.ts';
+import {
+  ABSENT,
+  ALL_FAULTS,
+  newCallAccount,
+  OVERLAY_FAULTS,
+  recordCall,
+  waitFields,
+  type CallAccount,
+  type DynamoFaultMode,
+  type FaultKind,
+  type FaultWindow,
+  type OobSample,
+  type OpRecord,
+} from './history.ts';
 import { defaultKeySpace, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
 import { Stack, TABLES } from './stack.ts';
@@ -230,11 +243,32 @@ class OutOfBand {
     try {
       const r = await this.als.run(ctx, () => this.probe.get(ref.table, ref.key));
       const value = r.item === undefined ? ABSENT : typeof r.item.v === 'string' ? r.item.v : `?${JSON.stringify(r.item.v)}`;
-      this.records.push({ ...base, value, end: now(), outcome: 'ok', source: r.cache, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waitFields(ctx, ref.id) });
+      this.records.push({
+        ...base,
+        value,
+        end: now(),
+        outcome: 'ok',
+        source: r.cache,
+        dynamoMs: ctx.dynamoMs,
+        dynamoCalls: ctx.dynamoCalls,
+        dynamoReads: 0,
+        ...waitFields(ctx, ref.id),
+      });
       return value;
     } catch (err) {
       const e = err as { code?: string; name?: string; message?: string };
-      this.records.push({ ...base, value: '', end: now(), outcome: 'error', error: e.code ?? e.name ?? 'Error', message: e.message, dynamoMs: ctx.dynamoMs, dynamoCalls: ctx.dynamoCalls, dynamoReads: 0, ...waitFields(ctx, ref.id) });
+      this.records.push({
+        ...base,
+        value: '',
+        end: now(),
+        outcome: 'error',
+        error: e.code ?? e.name ?? 'Error',
+        message: e.message,
+        dynamoMs: ctx.dynamoMs,
+        dynamoCalls: ctx.dynamoCalls,
+        dynamoReads: 0,
+        ...waitFields(ctx, ref.id),
+      });
       return undefined;
     }
   }
@@ -242,9 +276,25 @@ class OutOfBand {
   private async write(ref: KeyRef, del: boolean): Promise<OpRecord> {
     const value = del ? ABSENT : `oob-${++this.seq}`;
     const table = this.prefix + ref.table;
-    const key: Record<string, AttributeValue> = ref.table === 'users' ? { userId: { S: String(ref.key.userId) } } : { customerId: { S: String(ref.key.customerId) }, orderId: { S: String(ref.key.orderId) } };
+    const key: Record<string, AttributeValue> =
+      ref.table === 'users'
+        ? { userId: { S: String(ref.key.userId) } }
+        : { customerId: { S: String(ref.key.customerId) }, orderId: { S: String(ref.key.orderId) } };
     const start = now();
-    const rec: OpRecord = { op: ++this.op, client: 'oob', kind: del ? 'oobDelete' : 'oobPut', key: ref.id, hot: ref.hot, value, start, end: start, outcome: 'ok', dynamoMs: 0, dynamoCalls: 1, dynamoReads: 0 };
+    const rec: OpRecord = {
+      op: ++this.op,
+      client: 'oob',
+      kind: del ? 'oobDelete' : 'oobPut',
+      key: ref.id,
+      hot: ref.hot,
+      value,
+      start,
+      end: start,
+      outcome: 'ok',
+      dynamoMs: 0,
+      dynamoCalls: 1,
+      dynamoReads: 0,
+    };
     try {
       if (del) await this.raw.send(new DeleteItemCommand({ TableName: table, Key: key }));
       else await this.raw.send(new PutItemCommand({ TableName: table, Item: { ...key, v: { S: value }, pad: { S: 'o'.repeat(200) } } }));
@@ -318,7 +368,9 @@ function machine(): RunResult['machine'] {
 function revision(): RunResult['revision'] {
   const git = (...args: string[]): string => {
     try {
-      return execFileSync('git', args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+      return execFileSync('git', args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim();
     } catch {
       return '';
     }
@@ -333,7 +385,12 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   const startedAt = new Date();
   logger.setLogLevel('SILENT');
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const stack = await Stack.start({ shards: o.shards, containers: o.workers, dynamoEndpoint: o.dynamoEndpoint ?? process.env.DYNAMODB_ENDPOINT, log });
+  const stack = await Stack.start({
+    shards: o.shards,
+    containers: o.workers,
+    dynamoEndpoint: o.dynamoEndpoint ?? process.env.DYNAMODB_ENDPOINT,
+    log,
+  });
   log(stack.describe());
   const env = (container: number): Record<string, string> => ({
     ...settings(o),
@@ -422,10 +479,15 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     // Load.
     const t0 = now();
     const endAt = t0 + o.seconds * 1000;
-    log(`run: ${o.seconds} s, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`);
+    log(
+      `run: ${o.seconds} s, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`,
+    );
     for (const c of containers) c.send({ type: 'start' });
     lagPoll = setInterval(() => {
-      void stack.network.lag().then((l) => (networkLagMs = Math.max(networkLagMs, l)), () => {});
+      void stack.network.lag().then(
+        (l) => (networkLagMs = Math.max(networkLagMs, l)),
+        () => {},
+      );
     }, 1000);
     const oobDone = oob.run();
     const warmupMs = Math.min(3000, o.seconds * 50);
@@ -467,7 +529,11 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       }
     }
     if (o.historyFile) {
-      const lines = [...nemesis.windows.map((w) => JSON.stringify({ fault: w })), ...oob.samples.map((s) => JSON.stringify({ oob: s })), ...records.map((r) => JSON.stringify(r))];
+      const lines = [
+        ...nemesis.windows.map((w) => JSON.stringify({ fault: w })),
+        ...oob.samples.map((s) => JSON.stringify({ oob: s })),
+        ...records.map((r) => JSON.stringify(r)),
+      ];
       writeFileSync(o.historyFile, `${lines.join('\n')}\n`);
       log(`history: ${o.historyFile} (${records.length} records)`);
     }

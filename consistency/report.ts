@@ -13,29 +13,63 @@ function table(rows: [string, string][]): string {
 export function formatReport(r: RunResult): string {
   const out: string[] = [];
   const o = r.options;
-  out.push(`Consistency run: ${r.durationSeconds} s, policy ${o.policy}, seed ${o.seed}, ${o.workers} containers × ${o.concurrency}, command timeout ${o.commandTimeoutMs} ms, stream poll ${o.streamPollMs} ms`);
-  out.push(`Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB, node ${r.machine.node}, redis ${r.machine.redis}; ${r.startedAt}`);
-  out.push(`Library: ${r.revision.commit.slice(0, 12)}${r.revision.libChanges.length ? ` + uncommitted changes in ${r.revision.libChanges.length} lib/ file(s)` : ''}`);
+  out.push(
+    `Consistency run: ${r.durationSeconds} s, policy ${o.policy}, seed ${o.seed}, ${o.workers} containers × ${o.concurrency}, command timeout ${o.commandTimeoutMs} ms, stream poll ${o.streamPollMs} ms`,
+  );
+  out.push(
+    `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB, node ${r.machine.node}, redis ${r.machine.redis}; ${r.startedAt}`,
+  );
+  out.push(
+    `Library: ${r.revision.commit.slice(0, 12)}${r.revision.libChanges.length ? ` + uncommitted changes in ${r.revision.libChanges.length} lib/ file(s)` : ''}`,
+  );
   out.push('');
   out.push(
     table([
-      ['operations', `${r.operations.total} (${Object.entries(r.operations.byKind).map(([k, n]) => `${k} ${n}`).join(', ')})`],
+      [
+        'operations',
+        `${r.operations.total} (${Object.entries(r.operations.byKind)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')})`,
+      ],
       ['reads checked', `${r.reads.checked} (hit ${r.reads.hits}, miss ${r.reads.misses}, bypass ${r.reads.bypasses})`],
-      ['writes', `acknowledged ${r.writes.acknowledged}, not committed ${r.writes.notCommitted}, committed unacknowledged ${r.writes.committedUnacknowledged}, uncertain ${r.writes.uncertain}; begin-write unreachable ${r.writes.degraded}, end-write lost ${r.writes.endLost}`],
+      [
+        'writes',
+        `acknowledged ${r.writes.acknowledged}, not committed ${r.writes.notCommitted}, committed unacknowledged ${r.writes.committedUnacknowledged}, uncertain ${r.writes.uncertain}; begin-write unreachable ${r.writes.degraded}, end-write lost ${r.writes.endLost}`,
+      ],
       ['(a) stale reads', String(r.staleReads)],
       ['(b) phantom reads', String(r.phantomReads)],
       ['(c) failed requests', `${r.failedRequests}${r.failedRequests ? ` ${JSON.stringify(r.failedByReason)}` : ''}`],
       ['    strict refusals in cache faults', String(r.refusedWrites)],
       ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
-      ['    stale within R6 bound (available)', `${r.boundedStaleReads.count}${r.boundedStaleReads.count ? `, age ${dist(r.boundedStaleReads.ageMs)} ms, beyond bound ${r.boundedStaleReads.beyondBound}` : ''}`],
-      ['(d) out-of-band lag ms', `${dist(r.outOfBandLagMs)}; superseded ${r.outOfBandLagMs.superseded}, unseen ${r.outOfBandLagMs.timeouts}`],
+      [
+        '    stale within R6 bound (available)',
+        `${r.boundedStaleReads.count}${r.boundedStaleReads.count ? `, age ${dist(r.boundedStaleReads.ageMs)} ms, beyond bound ${r.boundedStaleReads.beyondBound}` : ''}`,
+      ],
+      [
+        '(d) out-of-band lag ms',
+        `${dist(r.outOfBandLagMs)}; superseded ${r.outOfBandLagMs.superseded}, unseen ${r.outOfBandLagMs.timeouts}`,
+      ],
       ['    no fault around', dist(r.outOfBandLagHealthyMs)],
       ['    during cache faults', dist(r.outOfBandLagDuringCacheFaultsMs)],
       ['    during stream pauses (excluded)', dist(r.outOfBandLagDuringStreamPauseMs)],
-      ['    reads older than an OOB write', `${r.outOfBandStaleReads.count}${r.outOfBandStaleReads.count ? `, age ${dist(r.outOfBandStaleReads.ageMs)} ms` : ''}`],
-      ['(f) hot-key DynamoDB reads', `${r.hotKeys.dynamoReads} for ${r.hotKeys.invalidations} invalidations (${r.hotKeys.readsPerInvalidation}/invalidation, ${r.hotKeys.readsPerWrite}/write); outside faults ${r.hotKeys.readsPerInvalidationOutsideFaults}/invalidation`],
-      ['stream consumer', `${r.stream.records} records in ${r.stream.batches} batches, ${r.stream.retries} retries; ${r.stream.replayed} parked invalidations replayed, ${r.stream.replayRetries} replay retries`],
-      ['event-loop delay max ms', Object.entries(r.eventLoopDelayMs).map(([k, v]) => `${k} ${v.max}`).join(', ')],
+      [
+        '    reads older than an OOB write',
+        `${r.outOfBandStaleReads.count}${r.outOfBandStaleReads.count ? `, age ${dist(r.outOfBandStaleReads.ageMs)} ms` : ''}`,
+      ],
+      [
+        '(f) hot-key DynamoDB reads',
+        `${r.hotKeys.dynamoReads} for ${r.hotKeys.invalidations} invalidations (${r.hotKeys.readsPerInvalidation}/invalidation, ${r.hotKeys.readsPerWrite}/write); outside faults ${r.hotKeys.readsPerInvalidationOutsideFaults}/invalidation`,
+      ],
+      [
+        'stream consumer',
+        `${r.stream.records} records in ${r.stream.batches} batches, ${r.stream.retries} retries; ${r.stream.replayed} parked invalidations replayed, ${r.stream.replayRetries} replay retries`,
+      ],
+      [
+        'event-loop delay max ms',
+        Object.entries(r.eventLoopDelayMs)
+          .map(([k, v]) => `${k} ${v.max}`)
+          .join(', '),
+      ],
     ]),
   );
   out.push('');
@@ -43,11 +77,15 @@ export function formatReport(r: RunResult): string {
     `(e) latency by fault window (ms; budget: command timeout ${o.commandTimeoutMs} + the operation's DynamoDB time + 100 slack; a reader that waited on another's fill is also credited that filler's one DynamoDB read: "waited")`,
   );
   const rows: string[] = [];
-  rows.push(`  ${'fault'.padEnd(10)} ${'n'.padStart(3)} ${'ops'.padStart(7)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'max'.padStart(7)} ${'cache max'.padStart(9)} ${'over'.padStart(5)} ${'waited'.padStart(6)}  worst`);
+  rows.push(
+    `  ${'fault'.padEnd(10)} ${'n'.padStart(3)} ${'ops'.padStart(7)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'max'.padStart(7)} ${'cache max'.padStart(9)} ${'over'.padStart(5)} ${'waited'.padStart(6)}  worst`,
+  );
   for (const [kind, l] of Object.entries(r.faultLatencyMs)) {
     if (!l) continue;
     const label = kind === 'none' ? 'no fault' : kind;
-    const worst = l.worst ? `${l.worst.client} ${l.worst.kind} ${l.worst.key} ${l.worst.latencyMs} ms (DynamoDB ${l.worst.dynamoMs}, waited ${l.worst.waitedMs}, ${l.worst.source ?? '-'})` : '';
+    const worst = l.worst
+      ? `${l.worst.client} ${l.worst.kind} ${l.worst.key} ${l.worst.latencyMs} ms (DynamoDB ${l.worst.dynamoMs}, waited ${l.worst.waitedMs}, ${l.worst.source ?? '-'})`
+      : '';
     rows.push(
       `  ${label.padEnd(10)} ${String(r.faults[kind as FaultKind] ?? '-').padStart(3)} ${String(l.operations).padStart(7)} ${String(l.p50).padStart(7)} ${String(l.p99).padStart(7)} ${String(l.max).padStart(7)} ${String(l.maxCacheMs).padStart(9)} ${String(l.overBudget).padStart(5)} ${String(l.waitedOnFill).padStart(6)}  ${worst}`,
     );
@@ -67,6 +105,10 @@ export function formatReport(r: RunResult): string {
     for (const e of list.slice(0, 5)) out.push(`  ${JSON.stringify(e)}`);
   }
   out.push('');
-  out.push(r.verdict.ok ? `OK: the ${r.verdict.policy} policy's claims held` : `VIOLATED (${r.verdict.policy}): ${r.verdict.violations.join('; ')}`);
+  out.push(
+    r.verdict.ok
+      ? `OK: the ${r.verdict.policy} policy's claims held`
+      : `VIOLATED (${r.verdict.policy}): ${r.verdict.violations.join('; ')}`,
+  );
   return out.join('\n');
 }

@@ -19,7 +19,9 @@ import { formatReport } from './report.ts';
 function usage(message?: string): never {
   if (message) console.error(`consistency: ${message}`);
   console.error(
-    'usage: npm run consistency -- --seconds N [--faults ' + ALL_FAULTS.join(',') + '|all|none] [--seed S] [--policy strict|available]\n' +
+    'usage: npm run consistency -- --seconds N [--faults ' +
+      ALL_FAULTS.join(',') +
+      '|all|none] [--seed S] [--policy strict|available]\n' +
       '       [--workers N] [--concurrency N] [--command-timeout MS] [--stream-poll MS] [--out FILE] [--history FILE]',
   );
   process.exit(2);
@@ -42,7 +44,10 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
       strict: true,
       allowPositionals: false,
       options: {
-        ...(Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' }])) as Record<keyof typeof INT_FLAGS, { type: 'string' }>),
+        ...(Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' }])) as Record<
+          keyof typeof INT_FLAGS,
+          { type: 'string' }
+        >),
         policy: { type: 'string' },
         faults: { type: 'string' },
         history: { type: 'string' },

@@ -120,7 +120,13 @@ async function startReplicated(network: Network, endpoints: number): Promise<Rep
  * container). A new replica of the new primary is started for the next failover. Returns when every
  * endpoint has moved.
  */
-export async function failover(network: Network, shard: ReplicatedShard, lagMs: number, skewMs: number, random: () => number): Promise<{ movedAt: number; newPrimary: number }> {
+export async function failover(
+  network: Network,
+  shard: ReplicatedShard,
+  lagMs: number,
+  skewMs: number,
+  random: () => number,
+): Promise<{ movedAt: number; newPrimary: number }> {
   await shard.link.cut();
   await new Promise((r) => setTimeout(r, lagMs));
   await shard.primary.kill();

@@ -25,7 +25,17 @@ import {
   type Item,
   type NodeHealth,
 } from '../lib/index.ts';
-import { ABSENT, newCallAccount, recordCall, waitFields, type CallAccount, type DynamoFaultMode, type OpKind, type OpRecord, type Outcome } from './history.ts';
+import {
+  ABSENT,
+  newCallAccount,
+  recordCall,
+  waitFields,
+  type CallAccount,
+  type DynamoFaultMode,
+  type OpKind,
+  type OpRecord,
+  type Outcome,
+} from './history.ts';
 import { idOfItem, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, sleep, type Rng } from './rng.ts';
 
@@ -43,7 +53,12 @@ export interface WorkerConfig {
   historyFile: string;
 }
 
-export type ToWorker = { type: 'start' } | { type: 'dynamoFault'; mode: DynamoFaultMode } | { type: 'stop' } | { type: 'sweep' } | { type: 'close' };
+export type ToWorker =
+  | { type: 'start' }
+  | { type: 'dynamoFault'; mode: DynamoFaultMode }
+  | { type: 'stop' }
+  | { type: 'sweep' }
+  | { type: 'close' };
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'stopped'; ops: number }
@@ -245,7 +260,10 @@ function plan(): Planned {
 }
 
 async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ values: Map<string, { value: string; source: string }> }> {
-  const res = await cache.batchGet(table, refs.map((k) => k.key));
+  const res = await cache.batchGet(
+    table,
+    refs.map((k) => k.key),
+  );
   const found = new Map<string, string>();
   for (const item of res.items) {
     const id = idOfItem(table, item);

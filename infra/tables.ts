@@ -41,14 +41,30 @@ export class TableTemplateError extends Error {
   }
 }
 
-
-
 /**
  * CloudFormation's short-form intrinsics (`!Ref X`, `!GetAtt X.Y`, `!Sub …`), read as their long
  * forms, so a fragment may use either.
  */
-const INTRINSICS = ['Base64', 'Cidr', 'FindInMap', 'GetAtt', 'GetAZs', 'ImportValue', 'Join', 'Select', 'Split', 'Sub',
-  'Transform', 'And', 'Equals', 'If', 'Not', 'Or', 'Condition', 'Ref'];
+const INTRINSICS = [
+  'Base64',
+  'Cidr',
+  'FindInMap',
+  'GetAtt',
+  'GetAZs',
+  'ImportValue',
+  'Join',
+  'Select',
+  'Split',
+  'Sub',
+  'Transform',
+  'And',
+  'Equals',
+  'If',
+  'Not',
+  'Or',
+  'Condition',
+  'Ref',
+];
 
 const CLOUDFORMATION_SCHEMA = yaml.DEFAULT_SCHEMA.extend(
   INTRINSICS.flatMap((name) => {
@@ -58,7 +74,8 @@ const CLOUDFORMATION_SCHEMA = yaml.DEFAULT_SCHEMA.extend(
         new yaml.Type(`!${name}`, {
           kind,
           construct: (data) => ({
-            [key]: name === 'GetAtt' && typeof data === 'string' ? [data.slice(0, data.indexOf('.')), data.slice(data.indexOf('.') + 1)] : data,
+            [key]:
+              name === 'GetAtt' && typeof data === 'string' ? [data.slice(0, data.indexOf('.')), data.slice(data.indexOf('.') + 1)] : data,
           }),
         }),
     );

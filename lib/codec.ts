@@ -114,7 +114,8 @@ export function fromAttributes(av: Attributes, omit?: string): Item {
     // The SDK's deserialiser can leave a name with no value behind (it loses "__proto__"): nothing to carry.
     if (value === undefined) continue;
     // Plain assignment of "__proto__" would set the prototype instead of an attribute.
-    if (name === '__proto__') Object.defineProperty(out, name, { value: fromAttributeValue(value), enumerable: true, writable: true, configurable: true });
+    if (name === '__proto__')
+      Object.defineProperty(out, name, { value: fromAttributeValue(value), enumerable: true, writable: true, configurable: true });
     else out[name] = fromAttributeValue(value);
   }
   return out;

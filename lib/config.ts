@@ -206,8 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
       tablePrefix,
       timeoutMs,
       maxAttempts,
-      localCredentials:
-        endpoint !== undefined && !env.AWS_ACCESS_KEY_ID ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
+      localCredentials: endpoint !== undefined && !env.AWS_ACCESS_KEY_ID ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
     },
   };
 }

@@ -148,7 +148,13 @@ export class ItemCache {
     const outcomes = await this.protocol.readMany(
       rks.map((rk) => ({ node: this.nodeFor(rk), key: rk.redisKey })),
       this.ttlMs(def),
-      async (indexes) => (await this.store.getMany(def, indexes.map((i) => rks[i] as ResolvedKey))).map((av) => toEntry(def, av)),
+      async (indexes) =>
+        (
+          await this.store.getMany(
+            def,
+            indexes.map((i) => rks[i] as ResolvedKey),
+          )
+        ).map((av) => toEntry(def, av)),
     );
     const items: Item[] = [];
     const missing: ItemKey[] = [];

@@ -38,7 +38,8 @@ export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string,
       if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
       if (value.length === 0) throw new ValidationError(field, 'must not be empty');
       // A UTF-16 unit is at most 3 UTF-8 bytes: only long strings need counting.
-      if (value.length * 3 > maxBytes && Buffer.byteLength(value, 'utf8') > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
+      if (value.length * 3 > maxBytes && Buffer.byteLength(value, 'utf8') > maxBytes)
+        throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
       return { value, text: escapePart(value) };
     }
     case 'N': {

@@ -111,9 +111,7 @@ export class ItemStore {
         if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(25 * 2 ** attempt, 1000)));
         let out;
         try {
-          out = await this.client.send(
-            new BatchGetItemCommand({ RequestItems: { [physical]: { Keys: keys, ConsistentRead: true } } }),
-          );
+          out = await this.client.send(new BatchGetItemCommand({ RequestItems: { [physical]: { Keys: keys, ConsistentRead: true } } }));
         } catch (err) {
           throw mapStoreError(err);
         }

@@ -109,7 +109,11 @@ export async function replayParkedInvalidations(
     try {
       await cache.invalidate(rk);
     } catch (err) {
-      logger.warn('PARKED_INVALIDATION_FAILED', { record: seq, itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys), reason: errorMessage(err) });
+      logger.warn('PARKED_INVALIDATION_FAILED', {
+        record: seq,
+        itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys),
+        reason: errorMessage(err),
+      });
       return false;
     }
     await cache.store.client
@@ -148,4 +152,3 @@ function readParked(image: Record<string, unknown>): Pick<ParkedInvalidation, 'i
   imageNumber(image, 'parkedAt');
   return { id: imageString(image, 'id'), table: imageString(image, 'table'), keys: imageString(image, 'keys') };
 }
-

@@ -41,7 +41,10 @@ export function defineTable(decl: TableDeclaration): TableDefinition {
   if (!TABLE_NAME.test(decl.name)) {
     throw new ValidationError('table.name', `'${decl.name}' must be 3-200 characters of letters, digits, _ . -`);
   }
-  for (const [field, key] of [['hashKey', decl.hashKey], ['rangeKey', decl.rangeKey]] as const) {
+  for (const [field, key] of [
+    ['hashKey', decl.hashKey],
+    ['rangeKey', decl.rangeKey],
+  ] as const) {
     if (key === undefined) continue;
     if (!key.name) throw new ValidationError(`${decl.name}.${field}`, 'needs a name');
     if (!['S', 'N', 'B'].includes(key.type)) {

@@ -74,13 +74,7 @@ async function main(): Promise<void> {
     process.exit(signalExitCode(receivedSignal));
   }
 
-  const args = [
-    '--import', 'tsx',
-    '--test',
-    '--test-concurrency=1',
-    '--test-reporter=spec',
-    ...files,
-  ];
+  const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files];
   child = spawn(process.execPath, args, {
     stdio: 'inherit',
     env: { ...process.env, DYNAMODB_ENDPOINT: dynamo.endpoint },

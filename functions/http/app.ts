@@ -92,10 +92,14 @@ export function toErrorReply(err: unknown): Reply {
   if (err instanceof VersionMismatchError) {
     // Said from the item's side: under `If-Match: *` the version the library was asked for was a guess.
     const current = err.currentVersion;
-    return errorReply(412, err.code, current === undefined ? 'precondition failed: the item does not exist' : `precondition failed: the item is at version ${current}`);
+    return errorReply(
+      412,
+      err.code,
+      current === undefined ? 'precondition failed: the item does not exist' : `precondition failed: the item is at version ${current}`,
+    );
   }
   if (err instanceof ItemTooLargeError) {
-    return errorReply(413, err.code, 'the item exceeds DynamoDB\'s 400 KB item size limit');
+    return errorReply(413, err.code, "the item exceeds DynamoDB's 400 KB item size limit");
   }
   if (err instanceof StoreUnavailableError || err instanceof CacheUnavailableError) {
     // The library's message may name endpoints or IAM principals: the caller gets a fixed one.
@@ -147,9 +151,17 @@ export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpH
         return toResult(errorReply(405, 'MethodNotAllowed', `${method} is not allowed here; allowed: ${allow}`, { Allow: allow }), {});
       }
       // serverless-offline (and some proxies) send null for no body.
-      const bodyBytes = event.body === undefined || event.body === null ? 0 : event.isBase64Encoded ? Math.floor((event.body.length * 3) / 4) : Buffer.byteLength(event.body);
+      const bodyBytes =
+        event.body === undefined || event.body === null
+          ? 0
+          : event.isBase64Encoded
+            ? Math.floor((event.body.length * 3) / 4)
+            : Buffer.byteLength(event.body);
       if (bodyBytes > cache.config.http.maxBodyBytes) {
-        return toResult(errorReply(413, 'PayloadTooLarge', `the body is over ${cache.config.http.maxBodyBytes} bytes (HTTP_MAX_BODY_BYTES)`), {});
+        return toResult(
+          errorReply(413, 'PayloadTooLarge', `the body is over ${cache.config.http.maxBodyBytes} bytes (HTTP_MAX_BODY_BYTES)`),
+          {},
+        );
       }
       const req: HttpRequest = {
         method,

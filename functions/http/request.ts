@@ -73,11 +73,17 @@ export function keyFromPath(table: TableDefinition, hash: string, range: string 
   const key: ItemKey = { [table.hashKey.name]: keyValueFromPath(table.hashKey, hash, `key.${table.hashKey.name}`) };
   if (table.rangeKey) {
     if (range === undefined) {
-      throw new ValidationError(`key.${table.rangeKey.name}`, `is required: '${table.name}' items live at /tables/${table.name}/items/{${table.hashKey.name}}/{${table.rangeKey.name}}`);
+      throw new ValidationError(
+        `key.${table.rangeKey.name}`,
+        `is required: '${table.name}' items live at /tables/${table.name}/items/{${table.hashKey.name}}/{${table.rangeKey.name}}`,
+      );
     }
     key[table.rangeKey.name] = keyValueFromPath(table.rangeKey, range, `key.${table.rangeKey.name}`);
   } else if (range !== undefined) {
-    throw new ValidationError('key', `'${table.name}' has no range key: its items live at /tables/${table.name}/items/{${table.hashKey.name}}`);
+    throw new ValidationError(
+      'key',
+      `'${table.name}' has no range key: its items live at /tables/${table.name}/items/{${table.hashKey.name}}`,
+    );
   }
   return key;
 }

@@ -71,7 +71,10 @@ async function batchGet(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
   // Checked before decoding, so an oversized request costs nothing.
   if (keys.length > MAX_BATCH_KEYS) throw new ValidationError('keys', `at most ${MAX_BATCH_KEYS} keys, got ${keys.length}`);
-  const r = await cache.batchGet(table.name, keys.map((k, i) => itemFromJson(k, `keys[${i}]`)));
+  const r = await cache.batchGet(
+    table.name,
+    keys.map((k, i) => itemFromJson(k, `keys[${i}]`)),
+  );
   return { status: 200, body: { items: r.items.map(itemToJson), missing: r.missing.map(itemToJson) } };
 }
 

@@ -1,4 +1,10 @@
-import { CreateTableCommand, DescribeTableCommand, ResourceInUseException, type CreateTableCommandInput, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  ResourceInUseException,
+  type CreateTableCommandInput,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
 import type { KeyAttribute, TableDefinition } from '../../lib/tables.ts';
 import { PARKING_TABLE_NAME } from '../../lib/stream-parking.ts';
 import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
@@ -15,7 +21,10 @@ function sameKey(a: KeyAttribute | undefined, b: KeyAttribute | undefined): bool
 }
 
 function describeKeys(t: { hashKey: KeyAttribute; rangeKey?: KeyAttribute | undefined }): string {
-  return [t.hashKey, t.rangeKey].filter((k) => k !== undefined).map((k) => `${k.name} ${k.type}`).join(', ');
+  return [t.hashKey, t.rangeKey]
+    .filter((k) => k !== undefined)
+    .map((k) => `${k.name} ${k.type}`)
+    .join(', ');
 }
 
 /**
@@ -38,7 +47,10 @@ export function createTableInput(table: TableDefinition, physicalName: string) {
   if (first === undefined || rest.some((t) => t.billingMode !== first.billingMode || t.streamViewType !== first.streamViewType)) {
     throw new Error(`table '${table.name}' is not in infra/tables.yml, and its tables share no settings to copy`);
   }
-  return templateCreateTableInput({ ...first, logicalId: '', name: table.name, hashKey: table.hashKey, rangeKey: table.rangeKey }, physicalName);
+  return templateCreateTableInput(
+    { ...first, logicalId: '', name: table.name, hashKey: table.hashKey, rangeKey: table.rangeKey },
+    physicalName,
+  );
 }
 
 /** CreateTable input for the parking table, as infra/parking.yml declares it. */
@@ -50,7 +62,10 @@ export function parkingTableInput(physicalName: string) {
 
 /** Creates the tables that do not exist yet and waits until they are active. */
 export async function createTables(client: DynamoDBClient, tables: readonly TableDefinition[], prefix: string): Promise<void> {
-  await createAndWait(client, tables.map((t) => createTableInput(t, prefix + t.name)));
+  await createAndWait(
+    client,
+    tables.map((t) => createTableInput(t, prefix + t.name)),
+  );
 }
 
 /** Creates the parking table (prefix + PARKING_TABLE_NAME) unless it exists; returns its name. */

@@ -84,9 +84,7 @@ export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
       if (hasExited(child)) {
-        throw new Error(
-          `DynamoDB Local exited early (code ${child.exitCode}, signal ${child.signalCode}):\n${output}`,
-        );
+        throw new Error(`DynamoDB Local exited early (code ${child.exitCode}, signal ${child.signalCode}):\n${output}`);
       }
       try {
         await client.send(new ListTablesCommand({}), { abortSignal: AbortSignal.timeout(2000) });

@@ -24,11 +24,38 @@ export function generateTlsMaterial(): TlsMaterial {
   openssl('req', '-x509', ...ec, '-days', '1', '-subj', '/CN=local-redis-ca', '-keyout', f('ca.key'), '-out', f('ca.crt'));
   openssl('req', ...ec, '-subj', '/CN=localhost', '-keyout', f('server.key'), '-out', f('server.csr'));
   writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', f('san.ext'), '-out', f('server.crt'));
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    f('san.ext'),
+    '-out',
+    f('server.crt'),
+  );
   return { dir, caFile: f('ca.crt'), certFile: f('server.crt'), keyFile: f('server.key') };
 }
 
 /** redis-server arguments for a TLS port with this material (clients need not present certificates). */
 export function redisTlsArgs(tls: TlsMaterial, tlsPort: number): string[] {
-  return ['--tls-port', String(tlsPort), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no'];
+  return [
+    '--tls-port',
+    String(tlsPort),
+    '--tls-cert-file',
+    tls.certFile,
+    '--tls-key-file',
+    tls.keyFile,
+    '--tls-ca-cert-file',
+    tls.caFile,
+    '--tls-auth-clients',
+    'no',
+  ];
 }

@@ -100,13 +100,7 @@ export class CacheProtocol {
   }
 
   /** The miss path: a lease (one filler per key, G5), a consistent read, a fill only if the lease survived. */
-  private async missed(
-    node: CacheNode,
-    key: string,
-    ttlMs: number,
-    load: () => Promise<CacheEntry>,
-    budget: number,
-  ): Promise<ReadOutcome> {
+  private async missed(node: CacheNode, key: string, ttlMs: number, load: () => Promise<CacheEntry>, budget: number): Promise<ReadOutcome> {
     const { leaseMs, hooks, commandTimeoutMs } = this.settings;
     const token = randomToken();
     const waitUntil = Date.now() + leaseMs;
@@ -119,7 +113,9 @@ export class CacheProtocol {
       let reply;
       try {
         await ensureConnected(node, deadline);
-        reply = await before(node, deadline, () => node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0'));
+        reply = await before(node, deadline, () =>
+          node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0'),
+        );
       } catch (err) {
         failed(node, err, 'lease');
         return { entry: await load(), source: 'bypass' };
@@ -154,7 +150,9 @@ export class CacheProtocol {
           }
           await hooks?.beforeFill?.(key);
           try {
-            const stored = await before(node, Date.now() + commandTimeoutMs, () => node.client.wtFill(key, token, entry.data, entry.version, ttlMs));
+            const stored = await before(node, Date.now() + commandTimeoutMs, () =>
+              node.client.wtFill(key, token, entry.data, entry.version, ttlMs),
+            );
             await hooks?.afterFill?.(key, stored === 1);
           } catch (err) {
             failed(node, err, 'fill');
@@ -286,9 +284,12 @@ export class CacheProtocol {
     }
     if (!begun) {
       if (writePolicy === 'strict') {
-        throw new CacheUnavailableError(`cache node ${node.address} cannot be invalidated (${errorMessage(failure)}); nothing was written`, {
-          cause: failure,
-        });
+        throw new CacheUnavailableError(
+          `cache node ${node.address} cannot be invalidated (${errorMessage(failure)}); nothing was written`,
+          {
+            cause: failure,
+          },
+        );
       }
       node.dirty.add(key, `begin-write: ${errorMessage(failure)}`);
     }

@@ -169,7 +169,15 @@ export interface ScriptCommands {
   wtFill(key: string, token: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
   wtRelease(key: string, token: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number): Promise<string>;
-  wtEndWrite(key: string, settleKey: string, stamp: string, newStamp: string, data: string, version: string, ttlMs: number): Promise<0 | 1 | 2>;
+  wtEndWrite(
+    key: string,
+    settleKey: string,
+    stamp: string,
+    newStamp: string,
+    data: string,
+    version: string,
+    ttlMs: number,
+  ): Promise<0 | 1 | 2>;
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
   wtSeal(markerKey: string, settleKey: string, settleMs: number, knewPrevious: '0' | '1'): Promise<number>;
 }

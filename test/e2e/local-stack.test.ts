@@ -78,7 +78,10 @@ async function req(s: Stack, method: string, path: string, body?: unknown, heade
  * enough: it may come before the record is applied.
  */
 async function afterOwnStreamRecord(s: Stack, path: string): Promise<void> {
-  await eventually(`the stream record of the write to ${path} is applied`, async () => (await req(s, 'GET', path)).headers.get('x-cache') === 'miss');
+  await eventually(
+    `the stream record of the write to ${path} is applied`,
+    async () => (await req(s, 'GET', path)).headers.get('x-cache') === 'miss',
+  );
 }
 
 describe('local stack (npm start) over HTTP', () => {
@@ -108,11 +111,22 @@ describe('local stack (npm start) over HTTP', () => {
     const page = await req(s, 'GET', '/tables/readings/items/s1?limit=2');
     assert.equal(page.status, 200);
     assert.equal(page.headers.get('x-cache'), 'bypass');
-    assert.deepEqual(page.json.items.map((i: { ts: number }) => i.ts), [1, 2]);
+    assert.deepEqual(
+      page.json.items.map((i: { ts: number }) => i.ts),
+      [1, 2],
+    );
     const rest = await req(s, 'GET', `/tables/readings/items/s1?limit=2&cursor=${encodeURIComponent(page.json.next)}`);
-    assert.deepEqual(rest.json.items.map((i: { ts: number }) => i.ts), [3]);
+    assert.deepEqual(
+      rest.json.items.map((i: { ts: number }) => i.ts),
+      [3],
+    );
 
-    const batch = await req(s, 'POST', '/tables/readings/batch-get', { keys: [{ sensorId: 's1', ts: 1 }, { sensorId: 's1', ts: 9 }] });
+    const batch = await req(s, 'POST', '/tables/readings/batch-get', {
+      keys: [
+        { sensorId: 's1', ts: 1 },
+        { sensorId: 's1', ts: 9 },
+      ],
+    });
     assert.equal(batch.status, 200);
     assert.deepEqual(batch.json.items, [{ sensorId: 's1', ts: 1, v: 10 }]);
     assert.deepEqual(batch.json.missing, [{ sensorId: 's1', ts: 9 }]);
@@ -123,7 +137,10 @@ describe('local stack (npm start) over HTTP', () => {
 
     const health = await req(s, 'GET', '/health');
     assert.equal(health.status, 200);
-    assert.deepEqual(health.json.nodes.map((n: { status: string }) => n.status), ['up', 'up', 'up']);
+    assert.deepEqual(
+      health.json.nodes.map((n: { status: string }) => n.status),
+      ['up', 'up', 'up'],
+    );
   });
 
   test('errors: unknown table 404, wrong key type 400, malformed JSON 400, key disagreement 400, JSON error shape', async () => {
@@ -154,7 +171,10 @@ describe('local stack (npm start) over HTTP', () => {
       }),
     );
     dynamo.destroy();
-    await eventually('the direct write is read through the API', async () => (await req(s, 'GET', '/tables/orders/items/c1/o1')).json?.total === 7);
+    await eventually(
+      'the direct write is read through the API',
+      async () => (await req(s, 'GET', '/tables/orders/items/c1/o1')).json?.total === 7,
+    );
   });
 
   test('a killed shard costs no failed request', async () => {
@@ -173,7 +193,10 @@ describe('local stack (npm start) over HTTP', () => {
       assert.equal(w.status, 200, `PUT ${k}: ${w.text}`);
     }
     const health = await req(s, 'GET', '/health');
-    assert.ok(health.json.nodes.some((n: { status: string }) => n.status === 'down'), JSON.stringify(health.json));
+    assert.ok(
+      health.json.nodes.some((n: { status: string }) => n.status === 'down'),
+      JSON.stringify(health.json),
+    );
   });
 });
 
@@ -192,7 +215,10 @@ describe('local stack with REDIS_TLS=1', () => {
     assert.equal(hit.headers.get('x-cache'), 'hit');
     assert.deepEqual(hit.json, { userId: 't1', v: 1 });
     const health = await req(s, 'GET', '/health');
-    assert.deepEqual(health.json.nodes.map((n: { status: string }) => n.status), ['up', 'up', 'up']);
+    assert.deepEqual(
+      health.json.nodes.map((n: { status: string }) => n.status),
+      ['up', 'up', 'up'],
+    );
     assert.ok(health.json.nodes.every((n: { address: string }) => n.address.startsWith('rediss://')));
   });
 });

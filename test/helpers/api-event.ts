@@ -15,7 +15,11 @@ export function apiEvent(method: string, path: string, opts: RequestOptions = {}
   const query = rawQueryString ? Object.fromEntries(new URLSearchParams(rawQueryString)) : undefined;
   let body = opts.body === undefined || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
   if (opts.base64 && body !== undefined) body = Buffer.from(body, 'utf8').toString('base64');
-  const headers: Record<string, string> = { host: 'api.example.com', 'user-agent': 'test', ...(body !== undefined ? { 'content-type': 'application/json' } : {}) };
+  const headers: Record<string, string> = {
+    host: 'api.example.com',
+    'user-agent': 'test',
+    ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+  };
   for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = v;
   return {
     version: '2.0',
@@ -48,7 +52,12 @@ export interface Answer {
   json: any;
 }
 
-export async function call(app: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>, method: string, path: string, opts: RequestOptions = {}): Promise<Answer> {
+export async function call(
+  app: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>,
+  method: string,
+  path: string,
+  opts: RequestOptions = {},
+): Promise<Answer> {
   const res: APIGatewayProxyStructuredResultV2 = await app(apiEvent(method, path, opts));
   const text = res.body;
   return { status: res.statusCode ?? 0, headers: res.headers ?? {}, text, json: text === undefined ? undefined : JSON.parse(text) };
@@ -60,4 +69,3 @@ export function assertError(res: Answer, status: number, code?: string): void {
   assert.equal(typeof res.json?.error?.message, 'string');
   if (code !== undefined) assert.equal(res.json.error.code, code);
 }
-

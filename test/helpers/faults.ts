@@ -21,7 +21,10 @@ export function faultyDynamoClient(): { client: DynamoDBClient; faults: { before
       const i = faults.before.indexOf(command);
       if (i !== -1) {
         faults.before.splice(i, 1);
-        throw Object.assign(new Error(`injected ${command} failure before sending`), { name: 'InternalServerError', $metadata: { httpStatusCode: 500 } });
+        throw Object.assign(new Error(`injected ${command} failure before sending`), {
+          name: 'InternalServerError',
+          $metadata: { httpStatusCode: 500 },
+        });
       }
       const out = await next(args);
       const j = faults.after.indexOf(command);
@@ -37,9 +40,16 @@ export function faultyDynamoClient(): { client: DynamoDBClient; faults: { before
 }
 
 /** A stream record in Lambda's event shape for an item's key. */
-export function streamRecord(cache: ItemCache, rk: ResolvedKey, seq: string, view: 'KEYS_ONLY' | 'NEW_IMAGE' = 'KEYS_ONLY'): StreamRecordLike {
+export function streamRecord(
+  cache: ItemCache,
+  rk: ResolvedKey,
+  seq: string,
+  view: 'KEYS_ONLY' | 'NEW_IMAGE' = 'KEYS_ONLY',
+): StreamRecordLike {
   const physical = cache.tables.physicalName(rk.table);
-  const keys = JSON.parse(JSON.stringify(toAttributes(rk.key), (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v)));
+  const keys = JSON.parse(
+    JSON.stringify(toAttributes(rk.key), (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v)),
+  );
   return {
     eventID: `e${seq}`,
     eventName: 'MODIFY',

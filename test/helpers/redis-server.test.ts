@@ -118,7 +118,10 @@ describe('RedisServer helper', () => {
       rc.disconnect();
     }
     const sizes = await Promise.all(cluster.servers.map((s) => s.dbsize()));
-    assert.equal(sizes.reduce((a, b) => a + b, 0), 20);
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      20,
+    );
     assert.ok(sizes.filter((n) => n > 0).length > 1, `keys spread over several nodes: ${sizes.join(',')}`);
   });
 });

@@ -138,12 +138,7 @@ function infoField(info: string, field: string): string | undefined {
   return m?.[1]?.trim();
 }
 
-async function waitUntil(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<boolean>,
-  intervalMs = 50,
-): Promise<void> {
+async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
@@ -229,22 +224,21 @@ export class RedisServer {
         const busPort = await freePort();
         servers.push(
           await RedisServer.startWith(opts, (dir) => [
-            '--cluster-enabled', 'yes',
-            '--cluster-config-file', join(dir, 'nodes.conf'),
-            '--cluster-node-timeout', '2000',
-            '--cluster-port', String(busPort),
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(dir, 'nodes.conf'),
+            '--cluster-node-timeout',
+            '2000',
+            '--cluster-port',
+            String(busPort),
           ]),
         );
       }
       await new Promise<void>((resolve, reject) => {
         execFile(
           'redis-cli',
-          [
-            '--cluster', 'create',
-            ...servers.map((s) => `${HOST}:${s.port}`),
-            '--cluster-replicas', '0',
-            '--cluster-yes',
-          ],
+          ['--cluster', 'create', ...servers.map((s) => `${HOST}:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'],
           { timeout: 60_000 },
           (err, stdout, stderr) => {
             if (err) reject(new Error(`redis-cli --cluster create failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -254,8 +248,10 @@ export class RedisServer {
       });
       await Promise.all(
         servers.map((s) =>
-          waitUntil(`cluster_state:ok on ${s.url}`, 30_000, () =>
-            withProbe(s.port, async (c) => infoField(String(await c.call('CLUSTER', 'INFO')), 'cluster_state') === 'ok'),
+          waitUntil(
+            `cluster_state:ok on ${s.url}`,
+            30_000,
+            () => withProbe(s.port, async (c) => infoField(String(await c.call('CLUSTER', 'INFO')), 'cluster_state') === 'ok'),
             100,
           ),
         ),
@@ -272,10 +268,7 @@ export class RedisServer {
     };
   }
 
-  private static async startWith(
-    opts: RedisServerOptions,
-    roleArgs: string[] | ((dir: string) => string[]),
-  ): Promise<RedisServer> {
+  private static async startWith(opts: RedisServerOptions, roleArgs: string[] | ((dir: string) => string[])): Promise<RedisServer> {
     installHooks();
     const args: string[] = [];
     if (opts.maxmemory !== undefined) args.push('--maxmemory', opts.maxmemory);
@@ -308,16 +301,25 @@ export class RedisServer {
 
   private spawnProcess(): ChildProcess {
     const args = [
-      '--port', String(this.port),
-      '--bind', HOST,
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', this.dir,
-      '--dbfilename', 'dump.rdb',
-      '--daemonize', 'no',
-      '--protected-mode', 'no',
+      '--port',
+      String(this.port),
+      '--bind',
+      HOST,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dir,
+      '--dbfilename',
+      'dump.rdb',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
       // Default is 5 s, which makes every replica's first sync take 5 s.
-      '--repl-diskless-sync-delay', '0',
+      '--repl-diskless-sync-delay',
+      '0',
       ...this.extraArgs,
     ];
     this.output = '';

@@ -31,7 +31,13 @@ export interface TestStack {
   servers: RedisServer[];
   tables: readonly TableDefinition[];
   dynamo: DynamoDBClient;
-  env: { CACHE_NODES: string; DYNAMODB_ENDPOINT: string; TABLE_PREFIX: string; CACHE_COMMAND_TIMEOUT_MS: string; STREAM_PARKING_TABLE?: string };
+  env: {
+    CACHE_NODES: string;
+    DYNAMODB_ENDPOINT: string;
+    TABLE_PREFIX: string;
+    CACHE_COMMAND_TIMEOUT_MS: string;
+    STREAM_PARKING_TABLE?: string;
+  };
   /** The parking table's physical name (STREAM_PARKING_TABLE of `env`), when asked for. */
   parkingTable: string | undefined;
   /** A new, independent library instance (its own clients and node health), as a Lambda container has. */

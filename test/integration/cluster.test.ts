@@ -35,7 +35,10 @@ describe('cluster mode', () => {
     // Entries really are spread over the primaries.
     const sizes = await Promise.all(cluster.servers.map((s) => s.dbsize()));
     assert.ok(sizes.filter((n) => n > 0).length >= 2, `entries per node: ${sizes.join(',')}`);
-    assert.deepEqual(cache.health().map((h) => h.status), ['up']);
+    assert.deepEqual(
+      cache.health().map((h) => h.status),
+      ['up'],
+    );
   });
 
   test('stream invalidation and a miss-then-hit through the cluster', async () => {

@@ -23,7 +23,8 @@ let opSeq = 0;
 function rec(r: Partial<OpRecord> & Pick<OpRecord, 'kind' | 'value' | 'start' | 'end'>): OpRecord {
   return { op: ++opSeq, client: 'w0', key: 'u/k', hot: true, outcome: 'ok', dynamoMs: 0, dynamoCalls: 0, dynamoReads: 0, ...r };
 }
-const put = (value: string, start: number, end: number, more: Partial<OpRecord> = {}): OpRecord => rec({ kind: 'put', value, start, end, ...more });
+const put = (value: string, start: number, end: number, more: Partial<OpRecord> = {}): OpRecord =>
+  rec({ kind: 'put', value, start, end, ...more });
 const get = (value: string, start: number, end: number, more: Partial<OpRecord> = {}): OpRecord =>
   rec({ kind: 'get', value, start, end, client: 'w1', source: 'hit', ...more });
 
@@ -43,7 +44,10 @@ describe('consistency checker', () => {
 
   test('not found after an acknowledged put is stale; after a delete it is not', () => {
     assert.equal(check([put('a', 0, 10), get(ABSENT, 20, 21)], [], []).staleReads, 1);
-    assert.equal(check([put('a', 0, 10), rec({ kind: 'delete', value: ABSENT, start: 12, end: 15 }), get(ABSENT, 20, 21)], [], []).staleReads, 0);
+    assert.equal(
+      check([put('a', 0, 10), rec({ kind: 'delete', value: ABSENT, start: 12, end: 15 }), get(ABSENT, 20, 21)], [], []).staleReads,
+      0,
+    );
     assert.equal(check([get(ABSENT, 0, 1)], [], []).staleReads, 0, 'the initial absence');
   });
 
@@ -106,17 +110,25 @@ describe('consistency checker', () => {
     assert.deepEqual(r.failedByReason, { 'strict refusal outside any cache fault': 1, StoreUnavailable: 1 });
   });
 
-  describe('latency: a reader that waited on another reader\'s fill is credited that one DynamoDB read', () => {
+  describe("latency: a reader that waited on another reader's fill is credited that one DynamoDB read", () => {
     // Command timeout 300 + slack 100: a cache time above 400 ms is over budget.
     const budget = { commandTimeoutMs: 300, latencySlackMs: 100 };
     // A filler (w2, a miss) whose DynamoDB read of u/k took 700 ms; a waiter (w1, a hit of its fill)
     // that found its lease and took 705 ms, none of it in DynamoDB itself.
     const filler = (more: Partial<OpRecord> = {}): OpRecord =>
-      get(ABSENT, 1000, 1710, { client: 'w2', source: 'miss', dynamoMs: 700, dynamoCalls: 1, dynamoReads: 1, dynamoReadSpans: [[1005, 1705]], ...more });
+      get(ABSENT, 1000, 1710, {
+        client: 'w2',
+        source: 'miss',
+        dynamoMs: 700,
+        dynamoCalls: 1,
+        dynamoReads: 1,
+        dynamoReadSpans: [[1005, 1705]],
+        ...more,
+      });
     const waiter = (more: Partial<OpRecord> = {}): OpRecord => get(ABSENT, 1002, 1707, { client: 'w1', leaseWaits: 12, ...more });
     const latency = (history: OpRecord[]) => check(history, [], [], budget).faultLatencyMs.none;
 
-    test('a hit that waited on a lease and is covered by another operation\'s read of the same key is not over budget', () => {
+    test("a hit that waited on a lease and is covered by another operation's read of the same key is not over budget", () => {
       const l = latency([filler(), waiter()]);
       assert.equal(l?.overBudget, 0);
       assert.equal(l?.waitedOnFill, 1);
@@ -154,7 +166,14 @@ describe('consistency checker', () => {
     test('the credit is one DynamoDB call (the largest overlap), not the sum of several', () => {
       // Two fillers in turn (the first one's read failed, it gave its lease back), 400 ms each; the
       // waiter waited for both: 805 ms, of which one call (400) is credited, leaving 405 > 400.
-      const first = filler({ start: 1000, end: 1400, dynamoMs: 400, dynamoReadSpans: [[1000, 1400]], outcome: 'error', error: 'StoreUnavailable' });
+      const first = filler({
+        start: 1000,
+        end: 1400,
+        dynamoMs: 400,
+        dynamoReadSpans: [[1000, 1400]],
+        outcome: 'error',
+        error: 'StoreUnavailable',
+      });
       const second = filler({ client: 'w3', start: 1400, end: 1805, dynamoMs: 400, dynamoReadSpans: [[1402, 1802]] });
       const l = latency([first, second, waiter({ start: 1000, end: 1805 })]);
       assert.equal(l?.waitedOnFill, 1);
@@ -173,7 +192,14 @@ describe('consistency checker', () => {
 describe('consistency run', () => {
   test('30 s, strict policy, every fault once: no stale read, no phantom read, no failed request', { timeout: 120_000 }, async () => {
     // 500 ms command timeout: on a shared CI machine a starved container is not a dead node.
-    const result = await runConsistency({ seconds: 30, seed: 42, policy: 'strict', faults: [...ALL_FAULTS], commandTimeoutMs: 500, log: () => {} });
+    const result = await runConsistency({
+      seconds: 30,
+      seed: 42,
+      policy: 'strict',
+      faults: [...ALL_FAULTS],
+      commandTimeoutMs: 500,
+      log: () => {},
+    });
     console.log(formatReport(result));
     for (const kind of ALL_FAULTS) assert.ok((result.faults[kind] ?? 0) >= 1, `fault ${kind} was injected`);
     assert.ok(result.operations.total > 1000, `enough operations: ${result.operations.total}`);
@@ -262,7 +288,9 @@ describe('violations found by the consistency runs', () => {
 
   test('(c) concurrent puts to one item from several containers all succeed while DynamoDB is healthy', async () => {
     const containers = Array.from({ length: 8 }, () => stack.cache());
-    const settled = await Promise.allSettled(containers.flatMap((c, i) => [0, 1].map((j) => c.put('users', { userId: 'contended', v: `${i}-${j}` }))));
+    const settled = await Promise.allSettled(
+      containers.flatMap((c, i) => [0, 1].map((j) => c.put('users', { userId: 'contended', v: `${i}-${j}` }))),
+    );
     const failed = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
     assert.equal(failed.length, 0, `${failed.length} of ${settled.length} puts failed: ${String(failed[0]?.reason)}`);
   });

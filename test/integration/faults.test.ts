@@ -200,7 +200,9 @@ describe('node faults', () => {
     } finally {
       server.resume();
     }
-    const raw = await stack.dynamo.send(new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: 'strict' } }, ConsistentRead: true }));
+    const raw = await stack.dynamo.send(
+      new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: 'strict' } }, ConsistentRead: true }),
+    );
     assert.equal(raw.Item?.v?.S, 'before');
     assert.equal(raw.Item?._version?.N, '1');
   });

@@ -60,15 +60,46 @@ describe('fuzzed HTTP API', () => {
   const segment = fc.oneof(
     fc.string({ maxLength: 10 }).map(encodeURIComponent),
     fc.uint8Array({ maxLength: 12 }).map((b) => [...b].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('')),
-    fc.constantFrom('..', '.', '', '%', '%zz', '%2e%2e', 'items', 'tables', 'batch-get', 'users', 'readings', 'orders', 'u1', '1', '-0', '1e400', 'NaN'),
+    fc.constantFrom(
+      '..',
+      '.',
+      '',
+      '%',
+      '%zz',
+      '%2e%2e',
+      'items',
+      'tables',
+      'batch-get',
+      'users',
+      'readings',
+      'orders',
+      'u1',
+      '1',
+      '-0',
+      '1e400',
+      'NaN',
+    ),
     fc.integer({ min: 1000, max: 5000 }).map((n) => 'x'.repeat(n)),
   );
   const path = fc.oneof(
     fc.array(segment, { maxLength: 6 }).map((s) => `/${s.join('/')}`),
-    fc.tuple(fc.constantFrom('users', 'orders', 'readings', 'nope'), fc.array(segment, { minLength: 1, maxLength: 3 })).map(([t, k]) => `/tables/${t}/items/${k.join('/')}`),
-    fc.constantFrom('/tables/users/batch-get', '/tables/readings/batch-get', '/health', '/tables/users/items/u1', '/tables/readings/items/s/1'),
+    fc
+      .tuple(fc.constantFrom('users', 'orders', 'readings', 'nope'), fc.array(segment, { minLength: 1, maxLength: 3 }))
+      .map(([t, k]) => `/tables/${t}/items/${k.join('/')}`),
+    fc.constantFrom(
+      '/tables/users/batch-get',
+      '/tables/readings/batch-get',
+      '/health',
+      '/tables/users/items/u1',
+      '/tables/readings/items/s/1',
+    ),
   );
-  const query = fc.option(fc.array(fc.tuple(fc.constantFrom('limit', 'cursor', 'x'), fc.string({ maxLength: 12 })), { maxLength: 3 }).map((kv) => `?${kv.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')}`), { nil: '' });
+  const query = fc.option(
+    fc
+      .array(fc.tuple(fc.constantFrom('limit', 'cursor', 'x'), fc.string({ maxLength: 12 })), { maxLength: 3 })
+      .map((kv) => `?${kv.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')}`),
+    { nil: '' },
+  );
   const hostileJson = fc.constantFrom(
     '{"userId":"other"}',
     '{"_version":5}',
@@ -87,8 +118,19 @@ describe('fuzzed HTTP API', () => {
     '{',
     '',
   );
-  const body = fc.option(fc.oneof(hostileJson, fc.json({ maxDepth: 3 }), fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b).toString('latin1'))), { nil: undefined });
-  const headers = fc.option(fc.record({ 'If-Match': fc.oneof(fc.constantFrom('*', '"1"', '"99"', 'W/"1"', '"x"', ''), fc.string({ maxLength: 6 })) }), { nil: undefined });
+  const body = fc.option(
+    fc.oneof(
+      hostileJson,
+      fc.json({ maxDepth: 3 }),
+      fc.string({ maxLength: 40 }),
+      fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b).toString('latin1')),
+    ),
+    { nil: undefined },
+  );
+  const headers = fc.option(
+    fc.record({ 'If-Match': fc.oneof(fc.constantFrom('*', '"1"', '"99"', 'W/"1"', '"x"', ''), fc.string({ maxLength: 6 })) }),
+    { nil: undefined },
+  );
   const method = fc.constantFrom('GET', 'PUT', 'PATCH', 'DELETE', 'POST', 'HEAD', 'OPTIONS', 'TRACE');
 
   test('property: no 5xx, no escaping exception, JSON errors, and rejected requests change nothing', async () => {

@@ -19,7 +19,10 @@ describe('hung node, hit path', () => {
 
   test('concurrent reads of a hung node are each bounded by the command timeout; answers stay matched after it wakes', async () => {
     const clock = manualClock();
-    const c = stack.cache({ CACHE_COMMAND_TIMEOUT_MS: String(TIMEOUT_MS), CACHE_CHECK_INTERVAL_SECONDS: '10', CACHE_START_CYCLES: '0' }, { clock: clock.now });
+    const c = stack.cache(
+      { CACHE_COMMAND_TIMEOUT_MS: String(TIMEOUT_MS), CACHE_CHECK_INTERVAL_SECONDS: '10', CACHE_START_CYCLES: '0' },
+      { clock: clock.now },
+    );
     const keys = Array.from({ length: 40 }, (_, i) => ({ userId: `hang${i}` }));
     for (const [i, key] of keys.entries()) await c.put('users', { ...key, n: i });
     for (const key of keys) assert.equal((await c.get('users', key)).cache, 'hit');
@@ -41,7 +44,10 @@ describe('hung node, hit path', () => {
         assert.ok(ms < TIMEOUT_MS + 1500, `read ${i} bounded (${ms} ms)`);
       }
       const batch = await second;
-      assert.deepEqual(batch.r.items.map((x) => x.n).sort((a, b) => Number(a) - Number(b)), keys.slice(20).map((_, i) => 20 + i));
+      assert.deepEqual(
+        batch.r.items.map((x) => x.n).sort((a, b) => Number(a) - Number(b)),
+        keys.slice(20).map((_, i) => 20 + i),
+      );
       assert.ok(batch.ms >= TIMEOUT_MS - 5, `the batch's reads had their own bound, not the first reads' (${batch.ms} ms)`);
       assert.ok(batch.ms < TIMEOUT_MS + 1500, `batch bounded (${batch.ms} ms)`);
       assert.equal(node.status, 'down');

@@ -74,7 +74,9 @@ describe('G5: one filler per hot key', () => {
   });
 
   // Without the bound the waiter waits on the second lease (60 s), and the test's 20 s bound fails it.
-  test('a reader waits for one filler only: when the lease passes to another reader, it reads DynamoDB itself', { timeout: 20_000 }, async () => {
+  test('a reader waits for one filler only: when the lease passes to another reader, it reads DynamoDB itself', {
+    timeout: 20_000,
+  }, async () => {
     const gate = new Gate();
     const filler = stack.cache({ CACHE_LEASE_MS: '60000' }, { hooks: { afterLease: () => gate.hold() } });
     const waits: string[] = [];

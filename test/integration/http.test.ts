@@ -126,7 +126,22 @@ describe('HTTP API', () => {
 
   test('PUT: malformed JSON, bad bodies, wrong key types and reserved attributes are 400', async () => {
     const path = item('users', 'bad');
-    for (const body of ['', '   ', '{', '{"a":1,}', "{'a':1}", 'null', '[]', '[{"a":1}]', '"text"', '12', 'true', '{"a":1} x', '\uFEFF{"a":1}', '{"a":NaN}']) {
+    for (const body of [
+      '',
+      '   ',
+      '{',
+      '{"a":1,}',
+      "{'a':1}",
+      'null',
+      '[]',
+      '[{"a":1}]',
+      '"text"',
+      '12',
+      'true',
+      '{"a":1} x',
+      '\uFEFF{"a":1}',
+      '{"a":NaN}',
+    ]) {
       assertError(await call(app, 'PUT', path, { body }), 400, 'ValidationError');
     }
     assertError(await call(app, 'PUT', path), 400, 'ValidationError');
@@ -234,14 +249,27 @@ describe('HTTP API', () => {
   test('POST batch-get: items and missing keys; at most 100 keys', async () => {
     for (const ts of [1, 2, 3]) await call(app, 'PUT', item('readings', 'bg', ts), { body: { v: ts * 10 } });
     const r = await call(app, 'POST', '/tables/readings/batch-get', {
-      body: { keys: [{ sensorId: 'bg', ts: 1 }, { sensorId: 'bg', ts: 3 }, { sensorId: 'bg', ts: 4 }, { sensorId: 'other', ts: 1 }] },
+      body: {
+        keys: [
+          { sensorId: 'bg', ts: 1 },
+          { sensorId: 'bg', ts: 3 },
+          { sensorId: 'bg', ts: 4 },
+          { sensorId: 'other', ts: 1 },
+        ],
+      },
     });
     assert.equal(r.status, 200);
     assert.deepEqual(
       r.json.items.sort((a: { ts: number }, b: { ts: number }) => a.ts - b.ts),
-      [{ sensorId: 'bg', ts: 1, v: 10 }, { sensorId: 'bg', ts: 3, v: 30 }],
+      [
+        { sensorId: 'bg', ts: 1, v: 10 },
+        { sensorId: 'bg', ts: 3, v: 30 },
+      ],
     );
-    assert.deepEqual(r.json.missing, [{ sensorId: 'bg', ts: 4 }, { sensorId: 'other', ts: 1 }]);
+    assert.deepEqual(r.json.missing, [
+      { sensorId: 'bg', ts: 4 },
+      { sensorId: 'other', ts: 1 },
+    ]);
     const empty = await call(app, 'POST', '/tables/readings/batch-get', { body: { keys: [] } });
     assert.deepEqual(empty.json, { items: [], missing: [] });
     const hundred = Array.from({ length: 100 }, (_, i) => ({ sensorId: 'bg', ts: i }));
@@ -318,7 +346,9 @@ describe('HTTP API', () => {
     }
     assert.deepEqual(parseJsonExact(get.text!), { ...(parseJsonExact(body) as object), userId: 'nums' });
     // And DynamoDB itself holds the exact digits.
-    const raw = await stack.dynamo.send(new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: 'nums' } }, ConsistentRead: true }));
+    const raw = await stack.dynamo.send(
+      new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: 'nums' } }, ConsistentRead: true }),
+    );
     assert.equal(raw.Item?.big?.N, '123456789012345678901234567890');
     assert.equal(raw.Item?.beyond53?.N, '9007199254740993');
     assert.equal(raw.Item?.tiny?.N, '0.000000000000000000000000000001234');
@@ -408,7 +438,9 @@ describe('HTTP API', () => {
       ['-5', '-0.000000000000000000000000000000001', '0.001', 'first', '123456789012345678901234567890'],
       'in numeric order',
     );
-    const batch = await call(app, 'POST', '/tables/readings/batch-get', { body: '{"keys": [{"sensorId": "num", "ts": 123456789012345678901234567890}]}' });
+    const batch = await call(app, 'POST', '/tables/readings/batch-get', {
+      body: '{"keys": [{"sensorId": "num", "ts": 123456789012345678901234567890}]}',
+    });
     assert.ok(batch.text!.includes('"ts":123456789012345678901234567890'), batch.text);
     assert.equal(batch.json.missing.length, 0);
   });
@@ -421,12 +453,14 @@ describe('HTTP API', () => {
     assert.equal(put.status, 200, put.text);
     assert.deepEqual(put.json, { id: { $base64: std }, v: 1 });
     assert.equal((await call(app, 'GET', item('blobs', url))).json.v, 1);
-    const batch = await call(app, 'POST', '/tables/blobs/batch-get', { body: { keys: [{ id: { $base64: std } }, { id: { $base64: 'AA==' } }] } });
+    const batch = await call(app, 'POST', '/tables/blobs/batch-get', {
+      body: { keys: [{ id: { $base64: std } }, { id: { $base64: 'AA==' } }] },
+    });
     assert.deepEqual(batch.json, { items: [{ id: { $base64: std }, v: 1 }], missing: [{ id: { $base64: 'AA==' } }] });
     assertError(await call(app, 'PUT', item('blobs', std), { body: { id: { $base64: 'AA==' } } }), 400);
   });
 
-  test('413: an item just over DynamoDB\'s 400 KB is refused; one just under is stored', async () => {
+  test("413: an item just over DynamoDB's 400 KB is refused; one just under is stored", async () => {
     const limit = 400 * 1024;
     // Item size = attribute names + values (UTF-8): userId(6) + 'big'(2) + big(3) + the string.
     const under = await call(app, 'PUT', item('users', 'big'), { body: { big: 'x'.repeat(limit - 1000) } });
@@ -467,7 +501,11 @@ describe('HTTP API', () => {
     const small = createHttpApp(stack.cache({ HTTP_MAX_BODY_BYTES: '2048' }), allRoutes);
     const res = await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) } });
     assertError(res, 413, 'PayloadTooLarge');
-    assertError(await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) }, base64: true }), 413, 'PayloadTooLarge');
+    assertError(
+      await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(3000) }, base64: true }),
+      413,
+      'PayloadTooLarge',
+    );
     assert.equal((await call(small, 'PUT', item('users', 'huge'), { body: { blob: 'x'.repeat(1000) } })).status, 200);
   });
 
@@ -538,10 +576,18 @@ describe('HTTP API', () => {
     for (const [method, path, opts] of nasty) {
       const res = await call(app, method, path, opts);
       const shown = typeof opts?.body === 'string' ? opts.body : JSON.stringify(opts?.body ?? '');
-      assert.ok(res.status >= 200 && res.status < 500, `${method} ${path.slice(0, 80)} ${shown.slice(0, 80)} → ${res.status} ${res.text?.slice(0, 300)}`);
+      assert.ok(
+        res.status >= 200 && res.status < 500,
+        `${method} ${path.slice(0, 80)} ${shown.slice(0, 80)} → ${res.status} ${res.text?.slice(0, 300)}`,
+      );
     }
     // Events missing what API Gateway always sends must not crash the handler either.
-    for (const ev of [{}, { rawPath: '/health' }, { requestContext: {} }, { rawPath: item('users', 'x'), requestContext: { http: { method: 'PUT' } }, body: '{}' }]) {
+    for (const ev of [
+      {},
+      { rawPath: '/health' },
+      { requestContext: {} },
+      { rawPath: item('users', 'x'), requestContext: { http: { method: 'PUT' } }, body: '{}' },
+    ]) {
       const res = await app(ev as APIGatewayProxyEventV2);
       assert.ok((res.statusCode ?? 0) < 500, JSON.stringify(res));
     }
@@ -555,13 +601,18 @@ describe('HTTP API', () => {
     );
     const keyText = fc.oneof(
       { weight: 4, arbitrary: fc.string({ minLength: 1, maxLength: 12 }) },
-      { weight: 3, arbitrary: fc.oneof(fc.integer(), fc.double({ noNaN: true }), fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n })).map(String) },
+      {
+        weight: 3,
+        arbitrary: fc.oneof(fc.integer(), fc.double({ noNaN: true }), fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n })).map(String),
+      },
       { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b).toString('base64')) },
     );
     const segment = fc.oneof({ weight: 6, arbitrary: keyText.map(encodeURIComponent) }, { weight: 1, arbitrary: junk });
     const table = fc.constantFrom('users', 'orders', 'readings', 'blobs', 'users', 'readings', 'nosuch');
     const word = fc.string({ minLength: 1, maxLength: 12 });
-    const numeric = fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n })).map(String);
+    const numeric = fc
+      .oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }))
+      .map(String);
     const wellKeyed = fc.oneof(
       word.map((h) => ['users', h]),
       fc.tuple(word, word).map(([h, r]) => ['orders', h, r]),
@@ -571,15 +622,26 @@ describe('HTTP API', () => {
     );
     const path = fc.oneof(
       { weight: 8, arbitrary: wellKeyed.map(([t, ...k]) => `/tables/${t}/items/${k.map(encodeURIComponent).join('/')}`) },
-      { weight: 3, arbitrary: fc.tuple(table, fc.array(segment, { minLength: 1, maxLength: 2 })).map(([t, k]) => `/tables/${t}/items/${k.join('/')}`) },
+      {
+        weight: 3,
+        arbitrary: fc.tuple(table, fc.array(segment, { minLength: 1, maxLength: 2 })).map(([t, k]) => `/tables/${t}/items/${k.join('/')}`),
+      },
       { weight: 2, arbitrary: table.map((t) => `/tables/${t}/batch-get`) },
       { weight: 1, arbitrary: fc.array(junk, { maxLength: 5 }).map((s) => `/${s.join('/')}`) },
     );
-    const sometimes = <T,>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: arb });
+    const sometimes = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+      fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: arb });
     const query = sometimes(
-      fc.tuple(fc.constantFrom('limit', 'cursor'), fc.oneof(fc.nat(200).map(String), fc.string({ maxLength: 10 }), fc.string({ maxLength: 30 }).map((v) => Buffer.from(v).toString('base64url')))).map(
-        ([k, v]) => `?${k}=${encodeURIComponent(v)}`,
-      ),
+      fc
+        .tuple(
+          fc.constantFrom('limit', 'cursor'),
+          fc.oneof(
+            fc.nat(200).map(String),
+            fc.string({ maxLength: 10 }),
+            fc.string({ maxLength: 30 }).map((v) => Buffer.from(v).toString('base64url')),
+          ),
+        )
+        .map(([k, v]) => `?${k}=${encodeURIComponent(v)}`),
     ).map((q) => q ?? '');
     const tagged: fc.Arbitrary<unknown> = fc.oneof(
       fc.uint8Array({ maxLength: 6 }).map((b) => ({ $base64: Buffer.from(b).toString('base64') })),
@@ -588,7 +650,10 @@ describe('HTTP API', () => {
       fc.jsonValue({ maxDepth: 1 }).map((v) => ({ $base64: v })),
     );
     const attrName = fc.oneof(
-      { weight: 1, arbitrary: fc.constantFrom('userId', 'customerId', 'orderId', 'sensorId', 'ts', 'id', '_version', 'constructor', '__proto__', '') },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom('userId', 'customerId', 'orderId', 'sensorId', 'ts', 'id', '_version', 'constructor', '__proto__', ''),
+      },
       { weight: 5, arbitrary: fc.string({ maxLength: 8 }) },
     );
     const lookupKey = fc.oneof(
@@ -599,18 +664,26 @@ describe('HTTP API', () => {
     );
     const attrValue = fc.oneof({ weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: tagged });
     // Raw text, so bodies can hold numbers no double can (JSON.stringify cannot write them).
-    const bigNumber = fc.oneof(fc.bigInt({ min: -(10n ** 45n), max: 10n ** 45n }).map(String), fc.tuple(fc.bigInt({ min: 0n, max: 10n ** 30n }), fc.integer({ min: -140, max: 140 })).map(([d, e]) => `${d}.5e${e}`));
+    const bigNumber = fc.oneof(
+      fc.bigInt({ min: -(10n ** 45n), max: 10n ** 45n }).map(String),
+      fc.tuple(fc.bigInt({ min: 0n, max: 10n ** 30n }), fc.integer({ min: -140, max: 140 })).map(([d, e]) => `${d}.5e${e}`),
+    );
     const body = fc.option(
       fc.oneof(
         { weight: 6, arbitrary: fc.dictionary(attrName, attrValue, { maxKeys: 5 }).map((v) => JSON.stringify(v)) },
-        { weight: 2, arbitrary: fc.tuple(attrName, bigNumber).map(([k, n]) => `{${JSON.stringify(k)}: ${n}, "list": [${n}, {"m": ${n}}]}`) },
+        {
+          weight: 2,
+          arbitrary: fc.tuple(attrName, bigNumber).map(([k, n]) => `{${JSON.stringify(k)}: ${n}, "list": [${n}, {"m": ${n}}]}`),
+        },
         { weight: 2, arbitrary: fc.array(lookupKey, { maxLength: 4 }).map((keys) => JSON.stringify({ keys })) },
         { weight: 1, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
         { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
       ),
       { nil: undefined },
     );
-    const headers = sometimes(fc.record({ 'If-Match': fc.oneof(fc.constantFrom('*', '"1"', '1', '"2"', 'W/"1"'), fc.string({ maxLength: 8 })) }));
+    const headers = sometimes(
+      fc.record({ 'If-Match': fc.oneof(fc.constantFrom('*', '"1"', '1', '"2"', 'W/"1"'), fc.string({ maxLength: 8 })) }),
+    );
     const method = fc.constantFrom('GET', 'PUT', 'PATCH', 'DELETE', 'POST', 'GET', 'PUT', 'HEAD');
     const statuses = new Map<string, number>();
     await fc.assert(

@@ -38,7 +38,12 @@ const FUNCTIONS = {
   write: {
     entry: 'functions/http/write.mjs',
     role: 'WriteFunctionRole',
-    grants: { 'dynamodb:PutItem': tableArns, 'dynamodb:UpdateItem': tableArns, 'dynamodb:DeleteItem': tableArns, 'dynamodb:GetItem': tableArns },
+    grants: {
+      'dynamodb:PutItem': tableArns,
+      'dynamodb:UpdateItem': tableArns,
+      'dynamodb:DeleteItem': tableArns,
+      'dynamodb:GetItem': tableArns,
+    },
   },
   health: { entry: 'functions/http/health.mjs', role: 'HealthFunctionRole', grants: {} },
   stream: {
@@ -165,8 +170,15 @@ before(() => {
 
 describe('npm run package: the zips', () => {
   test('one zip per function, nothing else', () => {
-    const zips = readdirSync(OUT).filter((f) => f.endsWith('.zip')).sort();
-    assert.deepEqual(zips, Object.keys(FUNCTIONS).map((f) => `${f}.zip`).sort());
+    const zips = readdirSync(OUT)
+      .filter((f) => f.endsWith('.zip'))
+      .sort();
+    assert.deepEqual(
+      zips,
+      Object.keys(FUNCTIONS)
+        .map((f) => `${f}.zip`)
+        .sort(),
+    );
   });
 
   for (const [fn, spec] of Object.entries(FUNCTIONS)) {
@@ -212,7 +224,9 @@ describe('npm run package: the zips', () => {
 
 describe('npm run package: the CloudFormation template', () => {
   test('the functions: Node 22 on arm64, in the VPC, each with its own role', () => {
-    const fns = ofType('AWS::Lambda::Function').map(([id]) => id).sort();
+    const fns = ofType('AWS::Lambda::Function')
+      .map(([id]) => id)
+      .sort();
     assert.deepEqual(fns, Object.keys(FUNCTIONS).map(logicalId).sort());
     for (const [fn, spec] of Object.entries(FUNCTIONS)) {
       const p = resources[logicalId(fn)].Properties;
@@ -235,7 +249,11 @@ describe('npm run package: the CloudFormation template', () => {
         if (/^dynamodb:/.test(action)) {
           // Only on our tables, or on their streams: never '*', nor any ARN pattern of our own making.
           for (const r of list(s.Resource)) {
-            assert.match(resourceText(r), /^\$\{(UsersTable|OrdersTable|ReadingsTable|ParkedInvalidationsTable)\.(Arn|StreamArn)\}(\/stream\/\*)?$/, key(s));
+            assert.match(
+              resourceText(r),
+              /^\$\{(UsersTable|OrdersTable|ReadingsTable|ParkedInvalidationsTable)\.(Arn|StreamArn)\}(\/stream\/\*)?$/,
+              key(s),
+            );
           }
         }
       }
@@ -245,8 +263,15 @@ describe('npm run package: the CloudFormation template', () => {
   });
 
   test("least privilege: each function's role grants exactly its actions, on its tables or streams", () => {
-    const roles = ofType('AWS::IAM::Role').map(([id]) => id).sort();
-    assert.deepEqual(roles, Object.values(FUNCTIONS).map((f) => f.role).sort());
+    const roles = ofType('AWS::IAM::Role')
+      .map(([id]) => id)
+      .sort();
+    assert.deepEqual(
+      roles,
+      Object.values(FUNCTIONS)
+        .map((f) => f.role)
+        .sort(),
+    );
     assert.deepEqual(ofType('AWS::IAM::Policy'), []);
     assert.deepEqual(ofType('AWS::IAM::ManagedPolicy'), []);
     for (const [fn, spec] of Object.entries(FUNCTIONS)) {

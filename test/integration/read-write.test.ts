@@ -60,7 +60,11 @@ describe('reads and writes through the cache', () => {
     assert.deepEqual(r.item, { ...key, total: 12 });
     assert.equal(r.version, 3);
     const raw = await stack.dynamo.send(
-      new GetItemCommand({ TableName: `${stack.prefix}orders`, Key: { customerId: { S: 'c1' }, orderId: { S: 'o1' } }, ConsistentRead: true }),
+      new GetItemCommand({
+        TableName: `${stack.prefix}orders`,
+        Key: { customerId: { S: 'c1' }, orderId: { S: 'o1' } },
+        ConsistentRead: true,
+      }),
     );
     assert.equal(raw.Item?._version?.N, '3');
   });
@@ -103,9 +107,18 @@ describe('reads and writes through the cache', () => {
 
   test('bad input is a ValidationError naming the field, before any I/O', async () => {
     await assert.rejects(cache.get('users', { userId: 5 }), (e: unknown) => e instanceof ValidationError && e.field === 'key.userId');
-    await assert.rejects(cache.get('readings', { sensorId: 's', ts: 'x' }), (e: unknown) => e instanceof ValidationError && e.field === 'key.ts');
-    await assert.rejects(cache.put('users', { userId: 'x', _version: 3 }), (e: unknown) => e instanceof ValidationError && e.field === 'item._version');
-    await assert.rejects(cache.update('users', { userId: 'x' }, { set: { userId: 'y' } }), (e: unknown) => e instanceof ValidationError && e.field === 'set.userId');
+    await assert.rejects(
+      cache.get('readings', { sensorId: 's', ts: 'x' }),
+      (e: unknown) => e instanceof ValidationError && e.field === 'key.ts',
+    );
+    await assert.rejects(
+      cache.put('users', { userId: 'x', _version: 3 }),
+      (e: unknown) => e instanceof ValidationError && e.field === 'item._version',
+    );
+    await assert.rejects(
+      cache.update('users', { userId: 'x' }, { set: { userId: 'y' } }),
+      (e: unknown) => e instanceof ValidationError && e.field === 'set.userId',
+    );
     await assert.rejects(cache.put('users', { userId: 'x', bad: Number.NaN }), ValidationError);
     await assert.rejects(cache.get('nope', { id: 1 }), /unknown table/);
   });
@@ -142,7 +155,10 @@ describe('a faulty or tampered node', () => {
     assert.equal(await cache.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null, 'the bad entry was dropped');
     await cache.nodeFor(rk)!.client.hset(rk.redisKey, 'd', 'not json at all');
     const batch = await cache.batchGet('users', [{ userId: 'garbled' }, { userId: 'fine' }]);
-    assert.deepEqual(batch.items, [{ userId: 'garbled', v: 1 }, { userId: 'fine', v: 2 }]);
+    assert.deepEqual(batch.items, [
+      { userId: 'garbled', v: 1 },
+      { userId: 'fine', v: 2 },
+    ]);
     assert.deepEqual(batch.sources, ['bypass', 'hit']);
   });
 });

@@ -139,9 +139,42 @@ function assertOutputShape(v: unknown, path: string, topLevel = false, isItem = 
 
 /** Names, biased towards ones that collide with type tags, cache hash fields, separators and Object.prototype. */
 const specialNames = [
-  ':', '{', '}', '{a}', 'a:b', '%3A', '_wv', '_rv', 'd', 'v', 't', 'B', 'BS', 'N', 'NS', 'S', 'SS', 'M', 'L', 'NULL',
-  'BOOL', '$unknown', 'toJSON', 'toString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf', 'a.b', '#x', ':x', ' ', 'é😀',
-  '0', '-1', 'prototype', '__defineGetter__',
+  ':',
+  '{',
+  '}',
+  '{a}',
+  'a:b',
+  '%3A',
+  '_wv',
+  '_rv',
+  'd',
+  'v',
+  't',
+  'B',
+  'BS',
+  'N',
+  'NS',
+  'S',
+  'SS',
+  'M',
+  'L',
+  'NULL',
+  'BOOL',
+  '$unknown',
+  'toJSON',
+  'toString',
+  'valueOf',
+  'hasOwnProperty',
+  'isPrototypeOf',
+  'a.b',
+  '#x',
+  ':x',
+  ' ',
+  'é😀',
+  '0',
+  '-1',
+  'prototype',
+  '__defineGetter__',
 ];
 const EXCLUDED_NAMES = new Set(['__proto__', 'constructor']);
 const nestedName = fc
@@ -166,11 +199,13 @@ const shortDecimal = fc
 const anyDouble = fc
   .double({ min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, noNaN: true })
   .filter((x) => x === 0 || Math.abs(x) >= 1e-120);
-const jsNumber = fc.oneof(safeInteger, shortDecimal, anyDouble, fc.constantFrom(0, -0, 0.1, 0.30000000000000004, 1e-7, 5e-7, 123e20 / 1e20, 2 ** 53 - 1, -(2 ** 53 - 1)));
-const bigInteger = fc.oneof(
-  fc.bigInt({ min: -(10n ** 38n) + 1n, max: 10n ** 38n - 1n }),
-  fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }),
+const jsNumber = fc.oneof(
+  safeInteger,
+  shortDecimal,
+  anyDouble,
+  fc.constantFrom(0, -0, 0.1, 0.30000000000000004, 1e-7, 5e-7, 123e20 / 1e20, 2 ** 53 - 1, -(2 ** 53 - 1)),
 );
+const bigInteger = fc.oneof(fc.bigInt({ min: -(10n ** 38n) + 1n, max: 10n ** 38n - 1n }), fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }));
 
 /** A NumberValue: 1–38 significant digits at any exponent DynamoDB accepts, in one of many spellings. */
 const numberValue = fc
@@ -202,17 +237,37 @@ const numberValue = fc
       default: {
         if (e >= 0) return `${sign}${ds}${'0'.repeat(e)}`;
         const k = -e;
-        return k < ds.length ? `${sign}${ds.slice(0, ds.length - k)}.${ds.slice(ds.length - k)}` : `${sign}0.${'0'.repeat(k - ds.length)}${ds}`;
+        return k < ds.length
+          ? `${sign}${ds.slice(0, ds.length - k)}.${ds.slice(ds.length - k)}`
+          : `${sign}0.${'0'.repeat(k - ds.length)}${ds}`;
       }
     }
   })
   .map((s) => new NumberValue(s));
 const specialNumberValues = fc
   .constantFrom(
-    '0', '-0', '0.000', '0e5', '9007199254740993', '-9007199254740993', '18446744073709551616', '0.1', '1.0', '1.50',
-    '3.1415926535897932384626433832795028841', '12345678901234567890123456789012345678', `1e-130`, '-1e-130',
-    '9.9999999999999999999999999999999999999e125', '-9.9999999999999999999999999999999999999e125', '1e125', '.5', '5.',
-    '0.1000000000000000055511151231257827', '1e-7', '123456789.123456789123456789',
+    '0',
+    '-0',
+    '0.000',
+    '0e5',
+    '9007199254740993',
+    '-9007199254740993',
+    '18446744073709551616',
+    '0.1',
+    '1.0',
+    '1.50',
+    '3.1415926535897932384626433832795028841',
+    '12345678901234567890123456789012345678',
+    `1e-130`,
+    '-1e-130',
+    '9.9999999999999999999999999999999999999e125',
+    '-9.9999999999999999999999999999999999999e125',
+    '1e125',
+    '.5',
+    '5.',
+    '0.1000000000000000055511151231257827',
+    '1e-7',
+    '123456789.123456789123456789',
   )
   .map((s) => new NumberValue(s));
 const anyNumber = fc.oneof(jsNumber, bigInteger, numberValue, specialNumberValues);
@@ -247,7 +302,10 @@ function itemsOf(leafArb: fc.Arbitrary<unknown>): fc.Arbitrary<Record<string, un
       fc.dictionary(nestedName, tie('value'), { maxKeys: 4 }),
     ),
   }));
-  return fc.dictionary(topName, fc.oneof({ weight: 12, arbitrary: value }, { weight: 1, arbitrary: longString }), { minKeys: 0, maxKeys: 8 });
+  return fc.dictionary(topName, fc.oneof({ weight: 12, arbitrary: value }, { weight: 1, arbitrary: longString }), {
+    minKeys: 0,
+    maxKeys: 8,
+  });
 }
 
 const attributes = itemsOf(leaf);
@@ -391,12 +449,46 @@ describe('G4: every DynamoDB type round-trips exactly through put, DynamoDB, hit
     // library then writes the trimmed number, so nothing is lost — and non-ASCII digits, which
     // DynamoDB Local accepts and real DynamoDB does not.)
     const spellings = [
-      '1.50', '1E2', '-0', '0.000', '1e-5', '+5', '.5', '5.', '-1.2300e-3', '0e999', '0.0e-999', '1e+2', '00012',
-      '12345678901234567890123456789012345678', '123456789012345678901234567890123456789',
-      '1234567890123456789012345678901234567800000', '1.2345678901234567890123456789012345678e-130',
-      '1.23456789012345678901234567890123456789e-130', '1e125', '9.9999999999999999999999999999999999999e125',
-      '9.99999999999999999999999999999999999999e125', '1e126', '10e125', '1e-130', '1.2e-130', '0.1e-129', '9.9e-131',
-      '1e-131', '-1e-130', 'abc', '', '.', '1e', 'e1', 'Infinity', 'NaN', '0x10', '1_000', '1,5', '--1',
+      '1.50',
+      '1E2',
+      '-0',
+      '0.000',
+      '1e-5',
+      '+5',
+      '.5',
+      '5.',
+      '-1.2300e-3',
+      '0e999',
+      '0.0e-999',
+      '1e+2',
+      '00012',
+      '12345678901234567890123456789012345678',
+      '123456789012345678901234567890123456789',
+      '1234567890123456789012345678901234567800000',
+      '1.2345678901234567890123456789012345678e-130',
+      '1.23456789012345678901234567890123456789e-130',
+      '1e125',
+      '9.9999999999999999999999999999999999999e125',
+      '9.99999999999999999999999999999999999999e125',
+      '1e126',
+      '10e125',
+      '1e-130',
+      '1.2e-130',
+      '0.1e-129',
+      '9.9e-131',
+      '1e-131',
+      '-1e-130',
+      'abc',
+      '',
+      '.',
+      '1e',
+      'e1',
+      'Infinity',
+      'NaN',
+      '0x10',
+      '1_000',
+      '1,5',
+      '--1',
     ];
     const table = `${stack.prefix}${TABLE}`;
     const mismatches: string[] = [];
@@ -406,7 +498,9 @@ describe('G4: every DynamoDB type round-trips exactly through put, DynamoDB, hit
         let dynamo: string;
         try {
           await stack.dynamo.send(new PutItemCommand({ TableName: table, Item: { userId: { S: userId }, n: { N: text } } }));
-          const out = await stack.dynamo.send(new GetItemCommand({ TableName: table, Key: { userId: { S: userId } }, ConsistentRead: true }));
+          const out = await stack.dynamo.send(
+            new GetItemCommand({ TableName: table, Key: { userId: { S: userId } }, ConsistentRead: true }),
+          );
           dynamo = `accepted as ${out.Item?.n?.N}`;
         } catch (e) {
           dynamo = 'refused';

@@ -8,7 +8,6 @@ import { StreamFeed, type StreamHandler } from '../../infra/local/stream-feed.ts
 import { invalidateStreamRecords } from '../../lib/index.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 
-
 describe('stream feed from DynamoDB Local', () => {
   let stack: TestStack;
   let cache: ItemCache;

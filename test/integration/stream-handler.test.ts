@@ -68,7 +68,9 @@ describe('the Streams consumer', () => {
   test('binary keys arrive base64-encoded, as Lambda delivers them', async () => {
     const id = Uint8Array.from([0, 255, 16, 32]);
     await writer.put('blobs', { id, v: 'old' });
-    await stack.dynamo.send(new PutItemCommand({ TableName: `${stack.prefix}blobs`, Item: { id: { B: id }, v: { S: 'new' }, _version: { N: '2' } } }));
+    await stack.dynamo.send(
+      new PutItemCommand({ TableName: `${stack.prefix}blobs`, Item: { id: { B: id }, v: { S: 'new' }, _version: { N: '2' } } }),
+    );
     assert.equal((await writer.get('blobs', { id })).item?.v, 'old');
     const res = await handler(batch(streamRecord(stack, 'blobs', { id: { B: Buffer.from(id).toString('base64') } }, '250')));
     assert.deepEqual(res.batchItemFailures, []);
@@ -145,7 +147,12 @@ describe('the Streams consumer', () => {
       const records = ['9', '10', '11', '8'].map((seq) => streamRecord(lone, 'users', { userId: { S: `all-${seq}` } }, seq));
       await lone.servers[0]!.kill();
       const res = await h(batch(...records));
-      assert.deepEqual(res.batchItemFailures, [{ itemIdentifier: '8' }, { itemIdentifier: '9' }, { itemIdentifier: '10' }, { itemIdentifier: '11' }]);
+      assert.deepEqual(res.batchItemFailures, [
+        { itemIdentifier: '8' },
+        { itemIdentifier: '9' },
+        { itemIdentifier: '10' },
+        { itemIdentifier: '11' },
+      ]);
     } finally {
       await lone.stop();
     }

@@ -33,7 +33,10 @@ describe('parked invalidations', () => {
 
   async function writeAround(userId: string, v: string): Promise<void> {
     await stack.dynamo.send(
-      new PutItemCommand({ TableName: `${stack.prefix}users`, Item: { userId: { S: userId }, v: { S: v }, _version: { N: String(Date.now()) } } }),
+      new PutItemCommand({
+        TableName: `${stack.prefix}users`,
+        Item: { userId: { S: userId }, v: { S: v }, _version: { N: String(Date.now()) } },
+      }),
     );
   }
 
@@ -137,11 +140,7 @@ describe('parked invalidations', () => {
       eventName,
       dynamodb: { SequenceNumber: seq, ...(NewImage ? { NewImage } : {}) } as DynamoDBRecord['dynamodb'],
     });
-    const event = batch(
-      record('10', 'REMOVE'),
-      record('11', 'INSERT', { id: { S: 'broken' } }),
-      record('12', 'INSERT', image),
-    );
+    const event = batch(record('10', 'REMOVE'), record('11', 'INSERT', { id: { S: 'broken' } }), record('12', 'INSERT', image));
     a.pause();
     try {
       assert.deepEqual(await replay(event), { batchItemFailures: [{ itemIdentifier: '12' }] });

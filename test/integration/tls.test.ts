@@ -34,7 +34,11 @@ describe('Redis TLS and AUTH', () => {
     const r = await c.get('users', { userId: 'tls' });
     assert.equal(r.cache, 'hit');
     assert.equal(r.item?.v, 1);
-    assert.deepEqual(c.health().map((h) => [h.address, h.status]), [[`rediss://127.0.0.1:${tlsPort}`, 'up']], 'no credentials in health');
+    assert.deepEqual(
+      c.health().map((h) => [h.address, h.status]),
+      [[`rediss://127.0.0.1:${tlsPort}`, 'up']],
+      'no credentials in health',
+    );
     // The entry really is on the TLS server.
     const admin = server.client();
     assert.equal(await admin.exists(c.resolve('users', { userId: 'tls' }).redisKey), 1);
@@ -42,10 +46,19 @@ describe('Redis TLS and AUTH', () => {
   });
 
   test('the AUTH token from CACHE_AUTH_TOKEN and an ACL user from CACHE_AUTH_USER', async () => {
-    const byToken = stack.cache({ CACHE_NODES: `rediss://127.0.0.1:${tlsPort}`, CACHE_TLS_CA_FILE: tls.caFile, CACHE_AUTH_TOKEN: 's3cret' });
+    const byToken = stack.cache({
+      CACHE_NODES: `rediss://127.0.0.1:${tlsPort}`,
+      CACHE_TLS_CA_FILE: tls.caFile,
+      CACHE_AUTH_TOKEN: 's3cret',
+    });
     await byToken.put('users', { userId: 'tok', v: 2 });
     assert.equal((await byToken.get('users', { userId: 'tok' })).cache, 'hit');
-    const byUser = stack.cache({ CACHE_NODES: `rediss://127.0.0.1:${tlsPort}`, CACHE_TLS_CA_FILE: tls.caFile, CACHE_AUTH_USER: 'app', CACHE_AUTH_TOKEN: 'app-pass' });
+    const byUser = stack.cache({
+      CACHE_NODES: `rediss://127.0.0.1:${tlsPort}`,
+      CACHE_TLS_CA_FILE: tls.caFile,
+      CACHE_AUTH_USER: 'app',
+      CACHE_AUTH_TOKEN: 'app-pass',
+    });
     assert.equal((await byUser.get('users', { userId: 'tok' })).cache, 'hit');
   });
 
@@ -63,7 +76,13 @@ describe('Redis TLS and AUTH', () => {
   });
 
   test('CACHE_TLS_CA_FILE must be a readable PEM file', () => {
-    assert.throws(() => loadConfig({ ...stack.env, CACHE_TLS_CA_FILE: '/nonexistent/ca.pem' }), (e: unknown) => e instanceof ConfigError && e.variable === 'CACHE_TLS_CA_FILE');
-    assert.throws(() => loadConfig({ ...stack.env, CACHE_TLS_CA_FILE: tls.keyFile }), (e: unknown) => e instanceof ConfigError && e.variable === 'CACHE_TLS_CA_FILE');
+    assert.throws(
+      () => loadConfig({ ...stack.env, CACHE_TLS_CA_FILE: '/nonexistent/ca.pem' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'CACHE_TLS_CA_FILE',
+    );
+    assert.throws(
+      () => loadConfig({ ...stack.env, CACHE_TLS_CA_FILE: tls.keyFile }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'CACHE_TLS_CA_FILE',
+    );
   });
 });

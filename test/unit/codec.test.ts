@@ -79,7 +79,27 @@ describe('encodeAttributes / decodeAttributes', () => {
   });
 
   test('attribute names that look like type tags or cache fields', () => {
-    const names = ['B', 'BS', 'N', 'NS', 'S', 'SS', 'M', 'L', 'NULL', 'BOOL', '_wv', '_rv', 'd', 'v', '_version', '$unknown', 'toJSON', '__proto__', ''];
+    const names = [
+      'B',
+      'BS',
+      'N',
+      'NS',
+      'S',
+      'SS',
+      'M',
+      'L',
+      'NULL',
+      'BOOL',
+      '_wv',
+      '_rv',
+      'd',
+      'v',
+      '_version',
+      '$unknown',
+      'toJSON',
+      '__proto__',
+      '',
+    ];
     const av: Record<string, AttributeValue> = {};
     for (const name of names) {
       // Each name holds a value of a type whose tag may clash with it: strings under B/BS, lists under BS.
@@ -245,7 +265,10 @@ describe('toAttributes / fromAttributes: names that collide with Object.prototyp
   test("'__proto__' is refused by name at any depth, never silently dropped", () => {
     for (const body of ['{"__proto__":{"a":1}}', '{"m":{"__proto__":"x"}}']) {
       const item = JSON.parse(body) as Record<string, unknown>;
-      assert.throws(() => toAttributes(item), (e: unknown) => e instanceof ValidationError && e.field.endsWith('__proto__'));
+      assert.throws(
+        () => toAttributes(item),
+        (e: unknown) => e instanceof ValidationError && e.field.endsWith('__proto__'),
+      );
     }
   });
 
@@ -269,7 +292,15 @@ describe('encodeEntry / decodeEntry', () => {
   const round = (av: Record<string, AttributeValue>) => decodeEntry(encodeEntry(av, V), V);
 
   test('an item of plain JSON values is kept as [version, native item]; the version is left out of the item', () => {
-    const av = toAttributes({ id: 'a', n: 1.5, big: 9007199254740991, t: true, z: null, l: ['x', [2]], m: { _version: 'nested stays', N: { S: 'x' } } });
+    const av = toAttributes({
+      id: 'a',
+      n: 1.5,
+      big: 9007199254740991,
+      t: true,
+      z: null,
+      l: ['x', [2]],
+      m: { _version: 'nested stays', N: { S: 'x' } },
+    });
     const text = encodeEntry({ ...av, _version: { N: '7' } }, V);
     assert.ok(text.startsWith('[7,{'), text);
     assert.deepStrictEqual(decodeEntry(text, V), { item: fromAttributes(av), version: 7 });

@@ -126,7 +126,10 @@ describe('infra/tables.ts: what the parser refuses', () => {
   const refuses = (props: Obj, message: RegExp) => {
     const path = templateWith(props);
     try {
-      assert.throws(() => readTableTemplate(path), (e: unknown) => e instanceof TableTemplateError && message.test(e.message));
+      assert.throws(
+        () => readTableTemplate(path),
+        (e: unknown) => e instanceof TableTemplateError && message.test(e.message),
+      );
     } finally {
       rmSync(join(path, '..'), { recursive: true, force: true });
     }
@@ -140,7 +143,12 @@ describe('infra/tables.ts: what the parser refuses', () => {
   test('a key without an attribute definition, and a definition that is no key', () => {
     refuses({ KeySchema: [{ AttributeName: 'other', KeyType: 'HASH' }] }, /'other' has no AttributeDefinition/);
     refuses(
-      { AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }, { AttributeName: 'extra', AttributeType: 'S' }] },
+      {
+        AttributeDefinitions: [
+          { AttributeName: 'id', AttributeType: 'S' },
+          { AttributeName: 'extra', AttributeType: 'S' },
+        ],
+      },
       /exactly the key attributes/,
     );
   });

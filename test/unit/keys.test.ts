@@ -13,11 +13,14 @@ const blobs = defineTable({ name: 'blobs', hashKey: { name: 'id', type: 'B' } })
 const blobParts = defineTable({ name: 'blob-parts', hashKey: { name: 'id', type: 'B' }, rangeKey: { name: 'part', type: 'B' } });
 
 const rkUser = (userId: unknown, physical = 'users') => resolveKey(users, physical, { userId });
-const rkOrder = (customerId: unknown, orderId: unknown, physical = 'orders') =>
-  resolveKey(orders, physical, { customerId, orderId });
+const rkOrder = (customerId: unknown, orderId: unknown, physical = 'orders') => resolveKey(orders, physical, { customerId, orderId });
 
 // Strings over an alphabet that makes escape collisions likely, and over all of Unicode.
-const tricky = fc.string({ unit: fc.constantFrom(':', '%', '3', 'A', 'a', '{', '}', '7', 'B', 'D', '2', '5', 't'), minLength: 1, maxLength: 8 });
+const tricky = fc.string({
+  unit: fc.constantFrom(':', '%', '3', 'A', 'a', '{', '}', '7', 'B', 'D', '2', '5', 't'),
+  minLength: 1,
+  maxLength: 8,
+});
 const anyText = fc.string({ unit: 'binary', minLength: 1, maxLength: 12 });
 const part = fc.oneof(tricky, anyText);
 
@@ -92,7 +95,16 @@ describe('resolveKey: G6, no two keys alias', () => {
   });
 
   test('numbers: 1, 1.0, 1e0 and 1n are one key (DynamoDB keys numbers by value)', () => {
-    const spellings: unknown[] = [1, 1.0, new NumberValue('1.0'), new NumberValue('1e0'), new NumberValue('1'), 1n, new NumberValue('0.1e1'), new NumberValue('+1.000')];
+    const spellings: unknown[] = [
+      1,
+      1.0,
+      new NumberValue('1.0'),
+      new NumberValue('1e0'),
+      new NumberValue('1'),
+      1n,
+      new NumberValue('0.1e1'),
+      new NumberValue('+1.000'),
+    ];
     const hashKeys = new Set(spellings.map((n) => resolveKey(counters, 'counters', { n }).redisKey));
     assert.deepEqual([...hashKeys], ['counters:1:t']);
     const rangeKeys = new Set(spellings.map((ts) => resolveKey(readings, 'readings', { sensorId: 's', ts }).redisKey));
@@ -114,7 +126,10 @@ describe('resolveKey: G6, no two keys alias', () => {
     ];
     const keys = vals.map((n) => resolveKey(counters, 'counters', { n }).redisKey);
     assert.equal(new Set(keys).size, vals.length);
-    assert.equal(resolveKey(counters, 'counters', { n: 9007199254740993n }).redisKey, resolveKey(counters, 'counters', { n: new NumberValue('9007199254740993') }).redisKey);
+    assert.equal(
+      resolveKey(counters, 'counters', { n: 9007199254740993n }).redisKey,
+      resolveKey(counters, 'counters', { n: new NumberValue('9007199254740993') }).redisKey,
+    );
     assert.equal(resolveKey(counters, 'counters', { n: -0 }).redisKey, resolveKey(counters, 'counters', { n: 0 }).redisKey);
   });
 
@@ -236,7 +251,8 @@ describe('resolveKey: ValidationError names the field', () => {
   });
 
   test('wrong types', () => {
-    for (const bad of [5, 5n, true, {}, ['a'], new Uint8Array([1]), new NumberValue('5')]) throwsValidation(() => rkUser(bad), 'key.userId');
+    for (const bad of [5, 5n, true, {}, ['a'], new Uint8Array([1]), new NumberValue('5')])
+      throwsValidation(() => rkUser(bad), 'key.userId');
     for (const bad of ['1', true, {}, [1], new Uint8Array([1])]) {
       throwsValidation(() => resolveKey(readings, 'readings', { sensorId: 's', ts: bad }), 'key.ts');
     }
@@ -283,7 +299,10 @@ describe('resolveKey: ValidationError names the field', () => {
   test('binary keys longer than 2048 bytes (1024 for a sort key)', () => {
     assert.doesNotThrow(() => resolveKey(blobs, 'blobs', { id: new Uint8Array(2048).fill(1) }));
     throwsValidation(() => resolveKey(blobs, 'blobs', { id: new Uint8Array(2049).fill(1) }), 'key.id');
-    throwsValidation(() => resolveKey(blobParts, 'blob-parts', { id: new Uint8Array([1]), part: new Uint8Array(1025).fill(1) }), 'key.part');
+    throwsValidation(
+      () => resolveKey(blobParts, 'blob-parts', { id: new Uint8Array([1]), part: new Uint8Array(1025).fill(1) }),
+      'key.part',
+    );
   });
 });
 
