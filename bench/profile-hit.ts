@@ -36,7 +36,7 @@ const { values } = parseArgs({
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const { RedisServer } = await import('../test/helpers/redis-server.ts');
+const { RedisServer } = await import('../infra/local/redis-server.ts');
 const { ItemCache } = await import('../lib/item-cache.ts');
 const { loadConfig } = await import('../lib/config.ts');
 const { exampleTables } = await import('../lib/tables.ts');

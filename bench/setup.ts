@@ -8,8 +8,8 @@ import { BatchWriteItemCommand, DynamoDBClient, type AttributeValue } from '@aws
 import { Redis } from 'ioredis';
 import { startDynamoDbLocal, localDynamoClientConfig, type DynamoDbLocal } from '../infra/local/dynamodb-local.ts';
 import { createTables } from '../infra/local/create-tables.ts';
-import { RedisServer } from '../test/helpers/redis-server.ts';
-import { freePort } from '../test/helpers/ports.ts';
+import { RedisServer } from '../infra/local/redis-server.ts';
+import { freePort } from '../infra/local/ports.ts';
 import { loadConfig, type Config } from '../lib/config.ts';
 import { ItemCache, type ItemCacheOptions } from '../lib/item-cache.ts';
 import { exampleTables } from '../lib/tables.ts';

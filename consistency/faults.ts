@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { StreamFeed } from '../infra/local/stream-feed.ts';
-import type { RedisServer } from '../test/helpers/redis-server.ts';
+import type { RedisServer } from '../infra/local/redis-server.ts';
 import { failover, type Stack } from './stack.ts';
 import { CACHE_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow } from './history.ts';
 import { between, now, sleep, type Rng } from './rng.ts';

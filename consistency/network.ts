@@ -6,7 +6,7 @@
  * its handle in the harness.
  */
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { TcpProxy as MovableEndpoint } from '../test/helpers/tcp-proxy.ts';
+import { TcpProxy as MovableEndpoint } from '../infra/local/tcp-proxy.ts';
 
 type Request =
   | { id: number; op: 'start'; target: number }

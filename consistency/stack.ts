@@ -9,8 +9,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createParkingTable, createTables } from '../infra/local/create-tables.ts';
 import { startDynamoDbLocal, localDynamoClientConfig, type DynamoDbLocal } from '../infra/local/dynamodb-local.ts';
 import { exampleTables, type TableDefinition } from '../lib/index.ts';
-import { freePort } from '../test/helpers/ports.ts';
-import { RedisServer } from '../test/helpers/redis-server.ts';
+import { freePort } from '../infra/local/ports.ts';
+import { RedisServer } from '../infra/local/redis-server.ts';
 import { Network, type RemoteProxy } from './network.ts';
 
 export const TABLES: readonly TableDefinition[] = exampleTables.filter((t) => t.name === 'users' || t.name === 'orders');
@@ -31,7 +31,7 @@ export interface ReplicatedShard {
 export class Stack {
   private dynamoLocal: DynamoDbLocal | undefined;
   readonly dynamo: DynamoDBClient;
-  /** Where the Streams consumer parks what it cannot apply (lib/stream-parking.ts). */
+  /** Where the Streams consumer parks what it cannot apply (lib/stream/parking.ts). */
   parkingTable = '';
 
   private constructor(

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { KeyAttribute, KeyType } from '../lib/tables.ts';
 
 export const TABLES_TEMPLATE = fileURLToPath(new URL('./tables.yml', import.meta.url));
-/** The parking table of the Streams consumer (lib/stream-parking.ts), declared apart from the application's. */
+/** The parking table of the Streams consumer (lib/stream/parking.ts), declared apart from the application's. */
 export const PARKING_TEMPLATE = fileURLToPath(new URL('./parking.yml', import.meta.url));
 
 /**

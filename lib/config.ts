@@ -55,7 +55,7 @@ export interface HttpConfig {
 export interface StreamConfig {
   /**
    * Physical name of the table where the Streams consumer parks the invalidations it cannot apply
-   * (lib/stream-parking.ts); unset: such a record is retried where it stands, holding its shard.
+   * (lib/stream/parking.ts); unset: such a record is retried where it stands, holding its shard.
    */
   parkingTable: string | undefined;
 }

@@ -86,3 +86,8 @@ export class CacheUnavailableError extends CacheLibraryError {
     this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
   }
 }
+
+/** An error's message, or the thrown value spelled as a string (for logs and wrapped messages). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -10,11 +10,13 @@ export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
 export { normalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
-export { invalidateStreamRecords, tableNameFromArn } from './stream.ts';
-export type { StreamRecordLike, StreamConsumerOptions } from './stream.ts';
-export type { StreamBatchResult } from './stream-batch.ts';
-export { PARKING_TABLE_NAME, replayParkedInvalidations } from './stream-parking.ts';
-export type { ParkedInvalidation, ParkingRecordLike } from './stream-parking.ts';
+export { invalidateStreamRecords, tableNameFromArn } from './stream/consumer.ts';
+export type { StreamRecordLike, StreamConsumerOptions } from './stream/consumer.ts';
+export type { StreamBatchResult } from './stream/batch.ts';
+export { PARKING_TABLE_NAME } from './stream/parking.ts';
+export type { ParkedInvalidation } from './stream/parking.ts';
+export { replayParkedInvalidations } from './stream/replayer.ts';
+export type { ParkingRecordLike } from './stream/replayer.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
 export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
 export {

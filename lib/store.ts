@@ -227,6 +227,30 @@ export class ItemStore {
     }
   }
 
+  /** Writes a parked invalidation (lib/stream/parking.ts) to the parking table. */
+  async park(parkingTable: string, item: Attributes): Promise<void> {
+    await this.client.send(new PutItemCommand({ TableName: parkingTable, Item: item }));
+  }
+
+  /**
+   * Deletes a parked invalidation once applied, unless a newer parking of the same record arrived
+   * meanwhile (another `parkedAt`: then nothing is deleted).
+   */
+  async unpark(parkingTable: string, id: string, parkedAt: { N: string }): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: parkingTable,
+          Key: { id: { S: id } },
+          ConditionExpression: 'parkedAt = :at',
+          ExpressionAttributeValues: { ':at': parkedAt },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+    }
+  }
+
   /** One page of a partition, in range-key order; served from DynamoDB. */
   async queryPartition(
     table: TableDefinition,

@@ -6,7 +6,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import type { KeyAttribute, TableDefinition } from '../../lib/tables.ts';
-import { PARKING_TABLE_NAME } from '../../lib/stream-parking.ts';
+import { PARKING_TABLE_NAME } from '../../lib/stream/parking.ts';
 import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
 
 /** infra/tables.yml, read once: the tables the deploy creates. */

@@ -1,4 +1,5 @@
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
+import { errorMessage } from '../errors.ts';
 import { logger } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
 import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
@@ -372,8 +373,4 @@ export class CacheNode {
     this.client.disconnect();
     this.reads.close();
   }
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,6 +1,6 @@
-import { CacheUnavailableError } from '../errors.ts';
+import { CacheUnavailableError, errorMessage } from '../errors.ts';
 import type { WritePolicy } from '../config.ts';
-import { errorMessage, type CacheNode } from './node.ts';
+import type { CacheNode } from './node.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, within } from './deadline.ts';
 

@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { ResolvedKey } from '../../lib/keys.ts';
-import type { StreamRecordLike } from '../../lib/stream.ts';
+import type { StreamRecordLike } from '../../lib/stream/consumer.ts';
 import { toAttributes } from '../../lib/codec.ts';
 import { rawDynamoClient } from './stack.ts';
 

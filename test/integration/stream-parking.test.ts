@@ -1,5 +1,5 @@
 /**
- * Parked invalidations (lib/stream-parking.ts): a record whose node is unreachable no longer holds
+ * Parked invalidations (lib/stream/parking.ts): a record whose node is unreachable no longer holds
  * its stream shard. It is parked in a DynamoDB table, the shard moves on, and the replayer (fed by
  * the parking table's own stream) applies it once the node answers again.
  */

@@ -45,7 +45,7 @@ describe('infra/tables.yml: the one declaration of the tables', () => {
   test('every table is on-demand, streams its keys, and has point-in-time recovery', () => {
     for (const t of template) {
       assert.equal(t.billingMode, 'PAY_PER_REQUEST', t.name);
-      // Every view type carries Keys, which is all the consumer reads (lib/stream.ts).
+      // Every view type carries Keys, which is all the consumer reads (lib/stream/consumer.ts).
       assert.ok(t.streamViewType !== undefined, `${t.name} has no stream`);
       assert.ok(['KEYS_ONLY', 'NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES'].includes(t.streamViewType), t.name);
       assert.equal(t.pointInTimeRecovery, true, t.name);

@@ -1,10 +1,10 @@
-import { decodeAttributes, encodeAttributes, type Attributes } from './codec.ts';
-import type { ItemCache } from './item-cache.ts';
-import type { ResolvedKey } from './keys.ts';
-import { logger, loggedKey } from './log.ts';
-import { errorMessage } from './cache/node.ts';
-import { parkInvalidation } from './stream-parking.ts';
-import { eachRecord, type StreamBatchResult } from './stream-batch.ts';
+import { decodeAttributes, encodeAttributes, type Attributes } from '../codec.ts';
+import { errorMessage } from '../errors.ts';
+import type { ItemCache } from '../item-cache.ts';
+import type { ResolvedKey } from '../keys.ts';
+import { logger, loggedKey } from '../log.ts';
+import { eachRecord, type StreamBatchResult } from './batch.ts';
+import { parkInvalidation } from './parking.ts';
 
 /**
  * The part of a DynamoDB Streams record the consumer needs, in Lambda's event shape (binary as
@@ -27,7 +27,7 @@ export function tableNameFromArn(arn: string | undefined): string | undefined {
 
 export interface StreamConsumerOptions {
   /**
-   * Physical name of the parking table (lib/stream-parking.ts). With it, a record whose node
+   * Physical name of the parking table (parking.ts). With it, a record whose node
    * cannot be reached is parked there and the shard moves on; without it, or when parking fails,
    * the record is reported failed and the shard waits on it.
    */

@@ -1,13 +1,13 @@
 /**
- * Self-test for the test helpers (RedisServer, DynamoDB Local wiring).
+ * Self-test of the local services the tests start (RedisServer, DynamoDB Local wiring).
  * Run with: node --import tsx test/run.ts redis-server
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from 'ioredis';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { RedisServer } from './redis-server.ts';
-import { localDynamoClientConfig } from './dynamodb-local.ts';
+import { RedisServer } from '../helpers/redis-server.ts';
+import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 
 describe('RedisServer helper', () => {
   const cleanups: (() => Promise<void>)[] = [];
