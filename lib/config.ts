@@ -40,9 +40,14 @@ export interface StoreConfig {
   region: string;
   /** Physical table name = tablePrefix + logical name (stage prefix). */
   tablePrefix: string;
-  /** Per-attempt timeout of a DynamoDB request. */
+  /** Per-attempt timeout of a DynamoDB request (enforced by the SDK's HTTP handler). */
   timeoutMs: number;
   maxAttempts: number;
+  /**
+   * Most time one library operation spends in DynamoDB, every call, attempt and back-off together (a
+   * write's whole commit); the SDK is stopped at it. Writers' fences and settles rest on this bound.
+   */
+  deadlineMs: number;
   /** Placeholder credentials for DynamoDB Local when the environment has none; AWS uses its own chain. */
   localCredentials: { accessKeyId: string; secretAccessKey: string } | undefined;
 }
@@ -157,8 +162,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('CACHE_NODES', `required when CACHE_MODE is '${mode}' (set CACHE_MODE=off to run without a cache)`);
   }
   const shardMap = mode === 'shards' ? parseShardMap(env.CACHE_SHARD_MAP, nodes.length) : undefined;
-  const timeoutMs = intVar(env, 'DYNAMODB_TIMEOUT_MS', 3000, 100, 60_000);
+  // DynamoDB answers in single-digit milliseconds at p99: a second per attempt and three seconds in all
+  // leave room for retries and throttling back-off while keeping fences (and settles) short.
+  const timeoutMs = intVar(env, 'DYNAMODB_TIMEOUT_MS', 1000, 100, 60_000);
   const maxAttempts = intVar(env, 'DYNAMODB_MAX_ATTEMPTS', 3, 1, 10);
+  const deadlineMs = intVar(env, 'DYNAMODB_DEADLINE_MS', 3000, 100, 60_000);
   const endpoint = env.DYNAMODB_ENDPOINT?.trim() || undefined;
   if (endpoint !== undefined) {
     let protocol = '';
@@ -206,6 +214,7 @@ export function loadConfig(env: Env = process.env): Config {
       tablePrefix,
       timeoutMs,
       maxAttempts,
+      deadlineMs,
       localCredentials: endpoint !== undefined && !env.AWS_ACCESS_KEY_ID ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
     },
   };

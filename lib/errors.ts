@@ -4,11 +4,22 @@
  */
 export class CacheLibraryError extends Error {
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  /**
+   * True when the request certainly changed nothing in DynamoDB (it was refused before or by DynamoDB,
+   * on its first attempt); false when it may have been applied (a timeout, a retried attempt).
+   */
+  readonly nothingWritten: boolean;
+  constructor(code: string, message: string, options?: { cause?: unknown; nothingWritten?: boolean }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+    this.nothingWritten = options?.nothingWritten ?? false;
   }
+}
+
+/** A write that DynamoDB definitely did not apply (see CacheLibraryError.nothingWritten). */
+export function refusedForSure(err: unknown): boolean {
+  return err instanceof CacheLibraryError && err.nothingWritten;
 }
 
 /** A setting read from the environment is missing or malformed; raised at start-up. */
@@ -24,7 +35,7 @@ export class ConfigError extends CacheLibraryError {
 export class ValidationError extends CacheLibraryError {
   readonly field: string;
   constructor(field: string, message: string) {
-    super('ValidationError', `${field}: ${message}`);
+    super('ValidationError', `${field}: ${message}`, { nothingWritten: true });
     this.field = field;
   }
 }
@@ -40,20 +51,22 @@ export class UnknownTableError extends CacheLibraryError {
 
 /** The item a request needs to exist does not (update of a missing item). */
 export class ItemNotFoundError extends CacheLibraryError {
-  constructor(message = 'item not found') {
-    super('ItemNotFound', message);
+  constructor(message = 'item not found', options?: { nothingWritten?: boolean }) {
+    super('ItemNotFound', message, { nothingWritten: options?.nothingWritten ?? true });
   }
 }
 
 /** An `ifVersion` (HTTP If-Match) condition did not hold; nothing was written. */
 export class VersionMismatchError extends CacheLibraryError {
   readonly currentVersion: number | undefined;
-  constructor(expected: number, current: number | undefined) {
+  /** `nothingWritten` false: an earlier attempt whose answer was lost may have been applied (see README). */
+  constructor(expected: number, current: number | undefined, options?: { nothingWritten?: boolean }) {
     super(
       'VersionMismatch',
       current === undefined
         ? `expected version ${expected}, but the item does not exist`
         : `expected version ${expected}, but the item is at version ${current}`,
+      { nothingWritten: options?.nothingWritten ?? true },
     );
     this.currentVersion = current;
   }
@@ -62,7 +75,7 @@ export class VersionMismatchError extends CacheLibraryError {
 /** DynamoDB refused the item for its size (400 KB limit). Nothing was written. */
 export class ItemTooLargeError extends CacheLibraryError {
   constructor(message: string) {
-    super('ItemTooLarge', message);
+    super('ItemTooLarge', message, { nothingWritten: true });
   }
 }
 

@@ -61,23 +61,22 @@ export class ItemCache {
   readonly store: ItemStore;
   readonly shards: ShardMap;
   private readonly protocol: CacheProtocol;
-  /** How long a put may keep retrying its version under contention: within its fence. */
-  private readonly putBudgetMs: number;
 
   constructor(options: ItemCacheOptions = {}) {
     this.config = options.config ?? loadConfig();
     this.tables = new TableRegistry(options.tables ?? exampleTables, this.config.store.tablePrefix);
     this.store = new ItemStore(this.config.store, this.tables, options.dynamoClient);
-    const { timeoutMs, maxAttempts } = this.config.store;
-    // A write makes at most a few DynamoDB calls (a put may retry its version guess), each bounded by
-    // the SDK's attempts × timeout plus backoff; the fence must outlast all of them.
-    const perCallMs = maxAttempts * timeoutMs + 100 * 2 ** maxAttempts;
-    this.putBudgetMs = 2 * perCallMs;
-    const fenceMs = 4 * perCallMs + 1000;
+    // A write's DynamoDB calls (a put may retry its version guess and read the item back) are all over
+    // by its commit deadline (the store stops the SDK there); the fence raised before the commit
+    // outlasts it by the begin's own travel (at most the command timeout) and a margin. A new epoch
+    // settles for the same time: the longest a writer from before it can still be in flight.
+    const commitMs = this.config.store.deadlineMs;
+    const fenceMs = fenceTimeMs(this.config);
     this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
     this.protocol = new CacheProtocol({
       commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
+      commitMs,
       fenceMs,
       writePolicy: this.config.cache.writePolicy,
       hooks: options.hooks,
@@ -174,12 +173,12 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async (hint) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, budgetMs: this.putBudgetMs });
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ hint, deadline }) => {
+      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
       if (!hasNestedNumbers(written)) return writeOutcome(def, written);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
-      const stored = await this.store.get(rk);
+      const stored = await this.store.get(rk, deadline);
       const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
       const outcome = writeOutcome(def, ours ? stored : written);
       return { result: outcome.result, entry: ours ? outcome.entry : undefined };
@@ -201,8 +200,8 @@ export class ItemCache {
       if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(`remove.${name}`, 'is also being set');
     }
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
-      const av = await this.store.update(rk, set, [...new Set(remove)], options);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
+      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
       return writeOutcome(def, av);
     });
   }
@@ -212,8 +211,8 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
-      const old = await this.store.delete(rk, options);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
+      const old = await this.store.delete(rk, { ...options, deadline });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
     });
   }
@@ -267,6 +266,14 @@ export class ItemCache {
     await this.shards.close();
     this.store.client.destroy();
   }
+}
+
+/**
+ * How long a writer's fence holds, and a new epoch settles: the commit deadline, the begin's own
+ * travel (at most the command timeout), and a second of margin for clocks and scheduling.
+ */
+export function fenceTimeMs(config: Config): number {
+  return config.store.deadlineMs + config.cache.commandTimeoutMs + 1000;
 }
 
 function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {

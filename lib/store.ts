@@ -41,13 +41,29 @@ function isConditionFailure(err: unknown): err is Error & { Item?: Attributes } 
   return err instanceof Error && err.name === 'ConditionalCheckFailedException';
 }
 
-/** The DynamoDB client the settings describe: region, endpoint, per-attempt timeout, attempts. */
+/** The SDK's attempts for a failed request: past the first, an earlier attempt whose answer was lost may have been applied. */
+function attemptsOf(err: unknown): number {
+  return (err as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1;
+}
+
+/**
+ * What bounds one library operation's DynamoDB calls, all attempts and back-off together: the SDK
+ * stops waiting at `deadline` (ms since the epoch). A writer's fence rests on this bound (G1).
+ */
+function until(deadline: number): { abortSignal: AbortSignal } {
+  return { abortSignal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) };
+}
+
+/**
+ * The DynamoDB client the settings describe: region, endpoint, per-attempt timeout (enforced: the
+ * HTTP handler only warns past `requestTimeout` unless told to throw), attempts.
+ */
 export function dynamoClientFor(config: StoreConfig): DynamoDBClient {
   return new DynamoDBClient({
     region: config.region,
     endpoint: config.endpoint,
     maxAttempts: config.maxAttempts,
-    requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs },
+    requestHandler: { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs, throwOnRequestTimeout: true },
     credentials: config.localCredentials,
   });
 }
@@ -57,6 +73,12 @@ export function mapStoreError(err: unknown): Error {
   if (err instanceof CacheLibraryError) return err;
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
   const message = e.message ?? String(err);
+  if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+    return new StoreUnavailableError(
+      'DynamoDB did not answer in time (DYNAMODB_DEADLINE_MS, DYNAMODB_TIMEOUT_MS); a write may or may not have been applied',
+      { cause: err },
+    );
+  }
   if (e.name === 'ValidationException') {
     if (/item size/i.test(message) || /size has exceeded/i.test(message)) return new ItemTooLargeError(message);
     return new ValidationError('item', message);
@@ -77,7 +99,7 @@ export class ItemStore {
   readonly client: DynamoDBClient;
 
   constructor(
-    config: StoreConfig,
+    private readonly config: StoreConfig,
     private readonly tables: TableRegistry,
     client?: DynamoDBClient,
   ) {
@@ -88,10 +110,16 @@ export class ItemStore {
     return this.tables.physicalName(table);
   }
 
-  async get(rk: ResolvedKey): Promise<Attributes | undefined> {
+  /** When an operation that was given no deadline must be over. */
+  private deadline(): number {
+    return Date.now() + this.config.deadlineMs;
+  }
+
+  async get(rk: ResolvedKey, deadline = this.deadline()): Promise<Attributes | undefined> {
     try {
       const out = await this.client.send(
         new GetItemCommand({ TableName: this.name(rk.table), Key: toAttributes(rk.key), ConsistentRead: true }),
+        until(deadline),
       );
       return out.Item;
     } catch (err) {
@@ -100,7 +128,7 @@ export class ItemStore {
   }
 
   /** BatchGetItem (consistent), 100 keys a request, retrying UnprocessedKeys with backoff. */
-  async getMany(table: TableDefinition, rks: ResolvedKey[]): Promise<(Attributes | undefined)[]> {
+  async getMany(table: TableDefinition, rks: ResolvedKey[], deadline = this.deadline()): Promise<(Attributes | undefined)[]> {
     const physical = this.name(table);
     const found = new Map<string, Attributes>();
     const unique = [...new Map(rks.map((rk) => [rk.redisKey, rk])).values()];
@@ -111,7 +139,10 @@ export class ItemStore {
         if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(25 * 2 ** attempt, 1000)));
         let out;
         try {
-          out = await this.client.send(new BatchGetItemCommand({ RequestItems: { [physical]: { Keys: keys, ConsistentRead: true } } }));
+          out = await this.client.send(
+            new BatchGetItemCommand({ RequestItems: { [physical]: { Keys: keys, ConsistentRead: true } } }),
+            until(deadline),
+          );
         } catch (err) {
           throw mapStoreError(err);
         }
@@ -129,11 +160,11 @@ export class ItemStore {
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
    * failed condition returns the current item).
    */
-  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; budgetMs: number }): Promise<Attributes> {
+  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; deadline: number }): Promise<Attributes> {
     const table = rk.table;
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
-    // contention keep trying (with a little jitter) within the budget the writer's fence allows.
-    const deadline = Date.now() + opts.budgetMs;
+    // contention keep trying (with a little jitter) until the deadline the writer's fence allows.
+    const deadline = opts.deadline;
     let expected = opts.ifVersion ?? opts.hint ?? 0;
     for (let attempt = 1; ; attempt++) {
       const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
@@ -146,12 +177,16 @@ export class ItemStore {
             ...condition,
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
+          until(deadline),
         );
         return item;
       } catch (err) {
         if (!isConditionFailure(err)) throw mapStoreError(err);
+        // An earlier attempt whose answer was lost may have written this very item: then it is ours.
+        if (attemptsOf(err) > 1 && sameAttributes(err.Item, item)) return item;
         const current = versionOf(table, err.Item);
-        if (opts.ifVersion !== undefined) throw new VersionMismatchError(opts.ifVersion, current);
+        if (opts.ifVersion !== undefined)
+          throw new VersionMismatchError(opts.ifVersion, current, { nothingWritten: attemptsOf(err) === 1 });
         if (Date.now() > deadline) throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
         expected = current ?? 0;
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 20)));
@@ -160,7 +195,7 @@ export class ItemStore {
   }
 
   /** Sets and removes top-level attributes of an existing item; increments its version. */
-  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions): Promise<Attributes> {
+  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions & { deadline: number }): Promise<Attributes> {
     const table = rk.table;
     const names: Record<string, string> = { '#ver': table.versionAttribute, '#hk': table.hashKey.name };
     const values: Attributes = { ':one': { N: '1' } };
@@ -197,17 +232,19 @@ export class ItemStore {
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
+        until(opts.deadline),
       );
       return out.Attributes as Attributes;
     } catch (err) {
       if (!isConditionFailure(err)) throw mapStoreError(err);
-      if (err.Item === undefined) throw new ItemNotFoundError();
-      throw new VersionMismatchError(opts.ifVersion ?? 0, versionOf(table, err.Item));
+      const nothingWritten = attemptsOf(err) === 1;
+      if (err.Item === undefined) throw new ItemNotFoundError(undefined, { nothingWritten });
+      throw new VersionMismatchError(opts.ifVersion ?? 0, versionOf(table, err.Item), { nothingWritten });
     }
   }
 
   /** Deletes the item; returns what was there (undefined when nothing was). */
-  async delete(rk: ResolvedKey, opts: WriteOptions): Promise<Attributes | undefined> {
+  async delete(rk: ResolvedKey, opts: WriteOptions & { deadline: number }): Promise<Attributes | undefined> {
     const table = rk.table;
     const condition = opts.ifVersion === undefined ? {} : versionCondition(table, opts.ifVersion, true);
     try {
@@ -219,11 +256,12 @@ export class ItemStore {
           ...condition,
           ReturnValuesOnConditionCheckFailure: opts.ifVersion === undefined ? undefined : 'ALL_OLD',
         }),
+        until(opts.deadline),
       );
       return out.Attributes;
     } catch (err) {
       if (!isConditionFailure(err)) throw mapStoreError(err);
-      throw new VersionMismatchError(opts.ifVersion ?? 0, versionOf(table, err.Item));
+      throw new VersionMismatchError(opts.ifVersion ?? 0, versionOf(table, err.Item), { nothingWritten: attemptsOf(err) === 1 });
     }
   }
 
@@ -269,12 +307,32 @@ export class ItemStore {
           ExclusiveStartKey: cursor,
           ConsistentRead: true,
         }),
+        until(this.deadline()),
       );
       return { items: out.Items ?? [], next: out.LastEvaluatedKey };
     } catch (err) {
       throw mapStoreError(err);
     }
   }
+}
+
+/** The same attributes, whatever their order (a put's item against the one DynamoDB returned). */
+function sameAttributes(a: Attributes | undefined, b: Attributes): boolean {
+  if (a === undefined) return false;
+  const canonical = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) return { $b: Buffer.from(v).toString('base64') };
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.keys(o)
+          .sort()
+          .map((k) => [k, canonical(o[k])]),
+      );
+    }
+    return v;
+  };
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 }
 
 function versionCondition(

@@ -6,6 +6,26 @@ export class BudgetSpent extends Error {
 }
 
 /**
+ * The node did not answer a command within the request's deadline. A suspicion, not a verdict: a node
+ * that stalled for a moment (or a process starved of CPU) answers the next command (node.ts re-probes
+ * it at once, with back-off), unlike a refused or closed connection.
+ */
+export class NoAnswer extends Error {
+  constructor(address: string, ms: number) {
+    super(`no answer from ${address} within ${ms} ms`);
+  }
+}
+
+/**
+ * Runs `fn` after the I/O callbacks of this event-loop turn: a timer fires in the timers phase, before
+ * the poll phase reads the sockets, so a reply that arrived while the process was starved of CPU would
+ * otherwise be rejected although it is already there.
+ */
+const afterIo = (fn: () => void): void => {
+  setImmediate(fn);
+};
+
+/**
  * `op`'s answer, or a rejection once `deadline` (ms since the epoch) passes. Every Redis call the
  * library makes goes through here (the hit path's reads through DeadlineQueue below, the same bound
  * without a timer per call), so none outlives its caller's budget (G3). ioredis's own
@@ -17,7 +37,7 @@ export function within<T>(address: string, deadline: number, op: () => Promise<T
   const ms = deadline - Date.now();
   if (ms <= 0) return Promise.reject(new BudgetSpent());
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer from ${address} within ${ms} ms`)), ms);
+    const timer = setTimeout(() => afterIo(() => reject(new NoAnswer(address, ms))), ms);
     op().then(
       (v) => {
         clearTimeout(timer);
@@ -103,8 +123,11 @@ export class DeadlineQueue {
 
   private readonly fire = (): void => {
     this.timer = undefined;
-    this.firesAt = Infinity;
-    this.expire(Date.now());
+    // firesAt stays until the sweep runs, so a call added meanwhile with a later deadline does not re-arm.
+    afterIo(() => {
+      this.firesAt = Infinity;
+      this.expire(Date.now());
+    });
   };
 
   /** Rejects the pending calls whose deadline is `now` or earlier; re-arms for the next one. */
@@ -121,7 +144,7 @@ export class DeadlineQueue {
           this.arm(deadline, deadline - Date.now());
           return;
         }
-        call.reject(new Error(why ?? `no answer from ${this.address} within ${this.budgets[head]} ms`));
+        call.reject(why === undefined ? new NoAnswer(this.address, this.budgets[head] as number) : new Error(why));
       }
       calls[head++] = undefined;
     }

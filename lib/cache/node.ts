@@ -2,11 +2,15 @@ import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
-import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
+import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
-import { BudgetSpent, DeadlineQueue, within } from './deadline.ts';
+import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 
-export type NodeStatus = 'up' | 'down' | 'starting';
+/**
+ * The state machine's states; `settling` is how /health shows an `up` node whose new epoch takes no
+ * fills yet (scripts.ts SEAL).
+ */
+export type NodeStatus = 'up' | 'down' | 'starting' | 'settling';
 
 export interface NodeSettings {
   checkIntervalMs: number;
@@ -67,10 +71,21 @@ function clusterSeeds(urls: string[]): { host: string; port: number }[] {
   });
 }
 
+/** A node that did not answer is re-probed this soon at first, then twice as late each time. */
+const FIRST_REPROBE_MS = 100;
+/** Probes in a row that get no answer before the connection is given up for a new one (a black hole). */
+const SILENT_PROBES_BEFORE_RECONNECT = 3;
+/** Rounds of dirty-key repair a probe makes while keys keep going dirty under it. */
+const REPAIR_ROUNDS = 3;
+
 /**
- * One Redis node (or one Redis Cluster) and the seed's health state machine:
- * up → down on any error → probed once per check interval → starting (write-only) for
- * startCycles × checkInterval → up. Lives in module scope, so it survives warm invocations.
+ * One Redis node (or one Redis Cluster) and its health state machine (ARCHITECTURE.md, "Nodes and their
+ * health"): up → down on any failure. A node that did not answer in time is only suspected: it is
+ * re-probed at once, with back-off, and trusted again as soon as it answers on the same connection with
+ * the same run_id and this container owes it no invalidation. A node whose connection failed, was
+ * replaced or came back under a new run_id is probed once per check interval and goes through
+ * starting (write-only) for startCycles × checkInterval. Lives in module scope, so it survives warm
+ * invocations.
  */
 export class CacheNode {
   readonly id: string;
@@ -80,10 +95,23 @@ export class CacheNode {
   readonly isCluster: boolean;
   private readonly settings: NodeSettings;
   private readonly clock: () => number;
-  private state: NodeStatus = 'up';
+  private state: Exclude<NodeStatus, 'settling'> = 'up';
   private since: number;
   private lastCheck = 0;
+  /** When the next probe of a down node is due (state machine clock). */
+  private nextProbeAt = 0;
+  /** Down only because a command got no answer in time (NoAnswer): re-probed with back-off. */
+  private suspect = false;
+  private reprobeMs = FIRST_REPROBE_MS;
+  private silentProbes = 0;
+  /** Counts the connection's closes: a probe can tell whether the node kept its connection since it failed. */
+  private connection = 0;
+  private failedOnConnection = 0;
   private runId: string | undefined;
+  /** The current epoch's tag (scripts.ts): prefixes every entry and lease this client writes; '' in cluster mode. */
+  private tag = '';
+  /** Until when (state machine clock) the epoch settles, as far as this client learnt it. */
+  private settleUntil = 0;
   private verified = false;
   private verifying: Promise<boolean> | undefined;
   /** The probe in flight, if any; tests await it. */
@@ -138,19 +166,35 @@ export class CacheNode {
     });
     this.client.on('close', () => {
       this.verified = false;
+      this.connection++;
     });
     // Errors surface on the commands that hit them; an unhandled 'error' event would crash the process.
     this.client.on('error', () => {});
   }
 
-  /** The settle marker scripts check for `key`: the node's, or none (the key itself) in cluster mode. */
-  settleKeyFor(key: string): string {
-    return this.isCluster ? key : SETTLE_KEY;
+  /** The seal scripts check for `key`: the current epoch's, or none (the key itself) in cluster mode. */
+  sealKeyFor(key: string): string {
+    return this.isCluster || this.runId === undefined ? key : sealKey(this.runId);
   }
 
-  get status(): NodeStatus {
+  /** The tag of the epoch this client verified ('' in cluster mode, where epochs are not checked). */
+  get epochTag(): string {
+    return this.tag;
+  }
+
+  /** The state machine's state (`settling` shows only in health()). */
+  get status(): Exclude<NodeStatus, 'settling'> {
     this.refresh();
     return this.state;
+  }
+
+  /**
+   * LEASE found the epoch's seal gone (evicted, or flushed by hand): verify again, which seals the
+   * epoch anew and settles it. Until then reads take the lease path and fill nothing.
+   */
+  unsealed(): void {
+    this.verified = false;
+    void this.verify();
   }
 
   /** Reads may trust the node's entries now. Synchronous, so the hit path pays no extra await. */
@@ -194,12 +238,21 @@ export class CacheNode {
     return this.readyWait;
   }
 
-  /** Any failed command: the node is down until a probe says otherwise. */
+  /**
+   * Any failed command: the node is down until a probe says otherwise. No answer in time (NoAnswer) is
+   * a suspicion, re-probed at once with back-off; any other failure (refused, closed, an error reply)
+   * waits for the check interval.
+   */
   fail(err: unknown, during: string): void {
     if (this.state === 'down') return;
+    const now = this.clock();
     this.setState('down');
-    this.lastCheck = this.clock();
-    logger.error('CACHE_NODE_DOWN', { cacheNode: this.address, during, error: errorMessage(err) });
+    this.lastCheck = now;
+    this.failedOnConnection = this.connection;
+    this.suspect = err instanceof NoAnswer;
+    this.reprobeMs = FIRST_REPROBE_MS;
+    this.nextProbeAt = now + (this.suspect ? this.reprobeMs : this.settings.checkIntervalMs);
+    logger.error('CACHE_NODE_DOWN', { cacheNode: this.address, during, error: errorMessage(err), suspect: this.suspect });
   }
 
   /**
@@ -221,7 +274,8 @@ export class CacheNode {
   }
 
   health(): NodeHealth {
-    const status = this.status;
+    let status: NodeStatus = this.status;
+    if (status === 'up' && this.clock() < this.settleUntil) status = 'settling';
     return { id: this.id, address: this.address, status, since: new Date(this.since).toISOString(), dirtyKeys: this.dirty.size };
   }
 
@@ -230,49 +284,80 @@ export class CacheNode {
     const now = this.clock();
     if (this.state === 'starting') {
       if (now - this.since >= this.settings.startCycles * this.settings.checkIntervalMs) this.setState('up');
-    } else if (this.state === 'down' && this.probing === undefined && now - this.lastCheck >= this.settings.checkIntervalMs) {
-      this.probing = this.probe().finally(() => {
-        this.probing = undefined;
-      });
+    } else if (this.state === 'down' && this.probing === undefined && now >= this.nextProbeAt) {
+      this.startProbe();
     }
   }
 
   /**
-   * For paths that must deliver (stream invalidations, retried by Lambda): probe a down node now
-   * instead of after the check interval, at most once a second.
+   * For paths that would rather ask than give up (writes, stream invalidations): probe a down node now
+   * instead of when its probe is due, at most once a second. Bounded by the command timeout.
    */
   async probeNow(): Promise<void> {
     if (this.state !== 'down') return;
-    if (this.probing === undefined && this.clock() - this.lastCheck >= Math.min(1000, this.settings.checkIntervalMs)) {
-      this.probing = this.probe().finally(() => {
-        this.probing = undefined;
-      });
-    }
+    const now = this.clock();
+    if (this.probing === undefined && now >= Math.min(this.nextProbeAt, this.lastCheck + 1000)) this.startProbe();
     await this.probing;
   }
 
+  private startProbe(): void {
+    this.probing = this.probe().finally(() => {
+      this.probing = undefined;
+    });
+  }
+
   /**
-   * The check of a down node: reachable, epoch verified (R9), its dirty keys repaired (R6), then
-   * `starting`. Any failure leaves it down until the next interval.
+   * The check of a down node: reachable, epoch verified (R9), the invalidations this container owes it
+   * delivered (R6), then trusted again: at once (`up`) when it had only stalled (same connection, same
+   * run_id), else `starting`. A failure leaves it down until the next probe: soon for a node that still
+   * does not answer (and, after a few silent probes, on a new connection: a black-holed socket never
+   * answers), after the check interval for any other failure.
    */
   async probe(): Promise<boolean> {
     this.lastCheck = this.clock();
+    const runIdBefore = this.runId;
     try {
       if (this.client.status !== 'ready') throw new Error(`not connected (${this.client.status})`);
-      if (!(await this.verify())) return false;
+      if (!(await this.verify())) throw this.lastVerifyError ?? new Error('epoch not verified');
       await this.repairDirty();
-      this.setState(this.settings.startCycles > 0 ? 'starting' : 'up');
+      // Nothing may go dirty between this check and the transition (no await between them).
+      if (this.dirty.size > 0 || this.dirty.needsFlush) throw new Error('keys went dirty during the repair');
+      const stalledOnly = this.suspect && this.connection === this.failedOnConnection && this.runId === runIdBefore;
+      this.silentProbes = 0;
+      this.setState(stalledOnly || this.settings.startCycles === 0 ? 'up' : 'starting');
       return true;
     } catch (err) {
-      logger.warn('CACHE_NODE_PROBE_FAILED', { cacheNode: this.address, error: errorMessage(err) });
+      this.afterFailedProbe(err);
       return false;
     }
   }
 
+  private afterFailedProbe(err: unknown): void {
+    const noAnswer = err instanceof NoAnswer;
+    if (noAnswer && ++this.silentProbes >= SILENT_PROBES_BEFORE_RECONNECT) {
+      // A silent network drop leaves the socket open and mute until TCP gives up (many minutes): a new
+      // connection may reach the node now. The node then goes through starting, as after any reconnect.
+      this.silentProbes = 0;
+      this.client.disconnect(true);
+    }
+    if (this.suspect && noAnswer) {
+      this.reprobeMs = Math.min(this.reprobeMs * 2, this.settings.checkIntervalMs);
+      this.nextProbeAt = this.lastCheck + this.reprobeMs;
+    } else {
+      this.suspect = false;
+      this.nextProbeAt = this.lastCheck + this.settings.checkIntervalMs;
+    }
+    logger.warn('CACHE_NODE_PROBE_FAILED', { cacheNode: this.address, error: errorMessage(err) });
+  }
+
+  /** Why the last verification failed, for the probe that asked for it. */
+  private lastVerifyError: unknown;
+
   /**
-   * Learns the server's run_id; a run_id this client has not verified is sealed (SEAL script): if
-   * nobody sealed that epoch yet, whatever data the node came up with is flushed. Cluster mode
-   * relies on ElastiCache's own failover handling (see ARCHITECTURE.md).
+   * Learns the server's run_id and seals its epoch (SEAL script): from then on this client tags what
+   * it writes with the epoch and trusts only entries of it, so data the node came up with (a dump, a
+   * promotion) is never trusted, and nothing is flushed. Cluster mode relies on ElastiCache's own
+   * failover handling (see ARCHITECTURE.md).
    */
   private verify(): Promise<boolean> {
     // One verification at a time: a probe and a reconnection may both ask for one.
@@ -291,36 +376,51 @@ export class CacheNode {
         const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
         if (!runId) throw new Error('INFO server carries no run_id');
         const previousRunId = this.runId;
-        if (runId !== previousRunId) {
-          const flushed = await this.bounded(() =>
-            this.client.wtSeal(sealKey(runId), SETTLE_KEY, this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1'),
-          );
-          if (previousRunId !== undefined || flushed > 0) {
-            logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, flushedKeys: Math.max(flushed, 0) });
-          }
-          this.runId = runId;
+        // Always asked (one call per connection or probe): the seal may have been evicted since, and
+        // a client that knew any epoch of this node settles a new one (or a resealed one).
+        const [keys, settleMs] = await this.bounded(() =>
+          this.client.wtSeal(sealKey(runId), this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1'),
+        );
+        this.runId = runId;
+        this.tag = epochTag(runId);
+        this.settleUntil = this.clock() + settleMs;
+        if (keys >= 0 && (previousRunId !== undefined || settleMs > 0)) {
+          logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, keys, settleMs });
         }
       }
       this.verified = true;
+      this.lastVerifyError = undefined;
       return true;
     } catch (err) {
       this.verified = false;
+      this.lastVerifyError = err;
       this.fail(err, 'verify');
       return false;
     }
   }
 
+  /**
+   * Delivers what this container owes the node (R6): each dirty key invalidated, or past the limit the
+   * node emptied and settled (FLUSH script: the same settle rule as a new epoch). Repeats while keys
+   * go dirty under it, a few rounds at most.
+   */
   private async repairDirty(): Promise<void> {
-    const todo = this.dirty.snapshot();
-    if (todo.flush) {
-      const client = this.client;
-      if (client instanceof Cluster) await this.bounded(() => Promise.all(client.nodes('master').map((n) => n.flushdb())));
-      else await this.bounded(() => client.flushdb());
-    } else {
-      await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken()))));
-    }
-    this.dirty.clear(todo);
-    if (todo.keys.length > 0 || todo.flush) {
+    for (let round = 0; round < REPAIR_ROUNDS; round++) {
+      const todo = this.dirty.snapshot();
+      if (!todo.flush && todo.keys.length === 0) return;
+      if (todo.flush) {
+        const client = this.client;
+        const settleMs = this.settings.settleMs ?? 60_000;
+        if (client instanceof Cluster) await this.bounded(() => Promise.all(client.nodes('master').map((n) => n.flushdb('ASYNC'))));
+        else if (this.runId !== undefined) {
+          const runId = this.runId;
+          await this.bounded(() => this.client.wtFlush(sealKey(runId), settleMs));
+          this.settleUntil = this.clock() + settleMs;
+        } else throw new Error('the node has no verified epoch to flush');
+      } else {
+        await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken()))));
+      }
+      this.dirty.clear(todo);
       logger.info('CACHE_DIRTY_REPAIRED', { cacheNode: this.address, keys: todo.keys.length, flushed: todo.flush });
     }
   }
@@ -362,7 +462,7 @@ export class CacheNode {
     return within(this.address, Date.now() + this.settings.commandTimeoutMs, op);
   }
 
-  private setState(next: NodeStatus): void {
+  private setState(next: Exclude<NodeStatus, 'settling'>): void {
     if (next === this.state) return;
     this.state = next;
     this.since = this.clock();

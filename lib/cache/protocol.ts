@@ -1,8 +1,9 @@
-import { CacheUnavailableError, errorMessage } from '../errors.ts';
 import type { WritePolicy } from '../config.ts';
-import type { CacheNode } from './node.ts';
-import { randomToken } from './tokens.ts';
+import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
 import { BudgetSpent, within } from './deadline.ts';
+import type { CacheNode } from './node.ts';
+import { LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
+import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
 export interface CacheEntry {
@@ -25,6 +26,7 @@ export interface ReadOutcome {
 /**
  * Seams for tests that force an interleaving (R1–R9): each is awaited at its point of the protocol,
  * so a test can hold one client there while others run.
+ * @internal
  */
 export interface ProtocolHooks {
   /** A reader holds a lease and is about to read DynamoDB. */
@@ -45,7 +47,9 @@ export interface ProtocolSettings {
   /** What the cache may cost a request before it is served around the node (G3). */
   commandTimeoutMs: number;
   leaseMs: number;
-  /** How long a writer's fence holds: longer than any DynamoDB write the store can make. */
+  /** How long a writer's DynamoDB work may take, all calls together; the store enforces it. */
+  commitMs: number;
+  /** How long a writer's fence holds: its commit time, plus the begin's own travel, plus a margin. */
   fenceMs: number;
   writePolicy: WritePolicy;
   hooks?: ProtocolHooks;
@@ -53,6 +57,12 @@ export interface ProtocolSettings {
 
 /** The hint a writer's begin returns: the cached version (0 = cached as absent), if known. */
 export type VersionHint = number | undefined;
+
+/** What a writer's commit is given: the cached version as a hint, and when it must be over (ms since the epoch). */
+export interface CommitContext {
+  hint: VersionHint;
+  deadline: number;
+}
 
 export interface CommitOutcome<T> {
   result: T;
@@ -76,6 +86,20 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
   if (!(await before(node, deadline, () => node.connected()))) throw new Error(`not connected (${node.client.status})`);
 }
 
+/** An entry as read from the node: its payload when it carries the epoch's tag, else undefined (R9). */
+function ofEpoch(raw: string | null, tag: string): string | undefined {
+  return raw !== null && raw.startsWith(tag) ? raw.slice(tag.length) : undefined;
+}
+
+/** A lease this reader holds: the tagged value FILL and RELEASE compare with. */
+interface Lease {
+  node: CacheNode;
+  key: string;
+  value: string;
+  /** The epoch's tag when the lease was granted: the fill is tagged with it. */
+  tag: string;
+}
+
 /**
  * Read, fill, write and invalidate: where G1, G5 and R1–R8 are enforced, by the scripts in
  * scripts.ts. A failing node never fails a request: the caller is served from DynamoDB (G3).
@@ -88,9 +112,10 @@ export class CacheProtocol {
     // One budget for everything the request asks of the node before it reads DynamoDB.
     const deadline = Date.now() + this.settings.commandTimeoutMs;
     if (node.readable) {
+      const tag = node.epochTag;
       try {
-        const data = await node.read(key, 'd', deadline);
-        if (data !== null) return { entry: { data, version: '' }, source: 'hit' };
+        const data = ofEpoch(await node.read(key, 'd', deadline), tag);
+        if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
         return { entry: await load(), source: 'bypass' };
@@ -110,23 +135,23 @@ export class CacheProtocol {
     // another reader's fill is not the node's cost).
     let deadline = budget;
     for (;;) {
-      let reply;
+      let asked: { reply: LeaseReply; lease: Lease };
       try {
-        await ensureConnected(node, deadline);
-        reply = await before(node, deadline, () =>
-          node.client.wtLease(key, node.settleKeyFor(key), token, leaseMs, node.readable ? '1' : '0'),
-        );
+        asked = await this.lease(node, key, token, deadline);
       } catch (err) {
         failed(node, err, 'lease');
         return { entry: await load(), source: 'bypass' };
       }
+      const { reply, lease } = asked;
       switch (reply[0]) {
-        case 1:
-          return { entry: { data: reply[1], version: '' }, source: 'hit' };
-        case 2:
-          // Writers are in flight, or the node's epoch is settling: read around the cache, fill nothing.
+        case LEASE_REPLY.entry:
+          return { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
+        case LEASE_REPLY.fenced:
+        case LEASE_REPLY.unsealed:
+          // Writers are in flight, the node's epoch is settling, or its seal is gone (the node is being
+          // sealed again): read around the cache, fill nothing.
           return { entry: await load(), source: 'miss' };
-        case 3: {
+        case LEASE_REPLY.leased: {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5). For one
           // filler only: when its lease gives way to another's (an invalidation or a writer refused
           // its fill), waiting again could cost a second DynamoDB read's time: read it ourselves.
@@ -139,27 +164,44 @@ export class CacheProtocol {
           deadline = Date.now() + commandTimeoutMs;
           continue;
         }
-        case 0: {
+        case LEASE_REPLY.granted: {
           let entry: CacheEntry;
           try {
             await hooks?.afterLease?.(key);
             entry = await load();
           } catch (err) {
-            await this.release(node, key, token);
+            await this.release(lease);
             throw err;
           }
-          await hooks?.beforeFill?.(key);
-          try {
-            const stored = await before(node, Date.now() + commandTimeoutMs, () =>
-              node.client.wtFill(key, token, entry.data, entry.version, ttlMs),
-            );
-            await hooks?.afterFill?.(key, stored === 1);
-          } catch (err) {
-            failed(node, err, 'fill');
-          }
+          await this.fill(lease, entry, ttlMs, Date.now() + commandTimeoutMs);
           return { entry, source: 'miss' };
         }
       }
+    }
+  }
+
+  /** LEASE for one key (the miss path's first step, for read and readMany alike). */
+  private async lease(node: CacheNode, key: string, token: string, deadline: number): Promise<{ reply: LeaseReply; lease: Lease }> {
+    await ensureConnected(node, deadline);
+    const tag = node.epochTag;
+    const trusted = node.readable ? '1' : '0';
+    const reply = await before(node, deadline, () =>
+      node.client.wtLease(key, node.sealKeyFor(key), token, this.settings.leaseMs, trusted, tag),
+    );
+    if (reply[0] === LEASE_REPLY.unsealed) node.unsealed();
+    return { reply, lease: { node, key, value: tag + token, tag } };
+  }
+
+  /** FILL under a lease (the miss path's last step): stored only if the lease survived; a failure is the node's. */
+  private async fill(lease: Lease, entry: CacheEntry, ttlMs: number, deadline: number): Promise<void> {
+    const { node, key } = lease;
+    const hooks = this.settings.hooks;
+    try {
+      await hooks?.beforeFill?.(key);
+      const stored = await before(node, deadline, () => node.client.wtFill(key, lease.value, lease.tag + entry.data, entry.version, ttlMs));
+      await hooks?.afterFill?.(key, stored === 1);
+    } catch (err) {
+      failed(node, err, 'fill');
     }
   }
 
@@ -180,28 +222,25 @@ export class CacheProtocol {
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
+        const tag = node.epochTag;
         try {
-          const data = await node.read(key, 'd', deadline);
-          if (data !== null) out[i] = { entry: { data, version: '' }, source: 'hit' };
+          const data = ofEpoch(await node.read(key, 'd', deadline), tag);
+          if (data !== undefined) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {
           failed(node, err, 'read');
         }
       }),
     );
-    const tokens = new Map<number, string>();
+    const leases = new Map<number, Lease>();
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
         if (out[i] !== undefined || node === undefined || !node.writable) return;
         try {
-          await ensureConnected(node, deadline);
-          const token = randomToken();
-          const reply = await before(node, deadline, () =>
-            node.client.wtLease(key, node.settleKeyFor(key), token, this.settings.leaseMs, node.readable ? '1' : '0'),
-          );
-          if (reply[0] === 1) out[i] = { entry: { data: reply[1], version: '' }, source: 'hit' };
+          const { reply, lease } = await this.lease(node, key, randomToken(), deadline);
+          if (reply[0] === LEASE_REPLY.entry) out[i] = { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
           else {
             sources[i] = 'miss';
-            if (reply[0] === 0) tokens.set(i, token);
+            if (reply[0] === LEASE_REPLY.granted) leases.set(i, lease);
           }
         } catch (err) {
           failed(node, err, 'lease');
@@ -214,67 +253,56 @@ export class CacheProtocol {
       try {
         loaded = await loadMany(pending);
       } catch (err) {
-        await Promise.all(
-          [...tokens].map(([i, token]) => {
-            const t = targets[i] as { node: CacheNode; key: string };
-            return this.release(t.node, t.key, token);
-          }),
-        );
+        await Promise.all([...leases.values()].map((lease) => this.release(lease)));
         throw err;
       }
       pending.forEach((i, n) => {
         out[i] = { entry: loaded[n] as CacheEntry, source: sources[i] as ReadSource };
       });
       const fillBy = Date.now() + commandTimeoutMs;
-      await Promise.all(
-        [...tokens].map(async ([i, token]) => {
-          const t = targets[i] as { node: CacheNode; key: string };
-          const entry = (out[i] as ReadOutcome).entry;
-          try {
-            await this.settings.hooks?.beforeFill?.(t.key);
-            const stored = await before(t.node, fillBy, () => t.node.client.wtFill(t.key, token, entry.data, entry.version, ttlMs));
-            await this.settings.hooks?.afterFill?.(t.key, stored === 1);
-          } catch (err) {
-            failed(t.node, err, 'fill');
-          }
-        }),
-      );
+      await Promise.all([...leases].map(([i, lease]) => this.fill(lease, (out[i] as ReadOutcome).entry, ttlMs, fillBy)));
     }
     return out as ReadOutcome[];
   }
 
   /** Gives back a lease whose holder could not read DynamoDB (the request fails anyway: best effort). */
-  private async release(node: CacheNode, key: string, token: string): Promise<void> {
+  private async release(lease: Lease): Promise<void> {
     try {
-      await before(node, Date.now() + this.settings.commandTimeoutMs, () => node.client.wtRelease(key, token));
+      await before(lease.node, Date.now() + this.settings.commandTimeoutMs, () => lease.node.client.wtRelease(lease.key, lease.value));
     } catch (err) {
-      failed(node, err, 'release');
+      failed(lease.node, err, 'release');
     }
   }
 
   /**
-   * A write: begin (drop the entry, raise the fence) → commit in DynamoDB → end (store the new entry
-   * if the writer had the key to itself, else drop it). When the begin cannot reach the node, the
-   * `strict` policy refuses the write before anything is committed; `available` commits and leaves
-   * the key dirty for repair (G1's documented bound).
+   * A write: begin (set the entry aside, raise this writer's fence) → commit in DynamoDB, within the
+   * commit time → end (store the new entry if the writer had the key to itself; put the old one back if
+   * DynamoDB definitely refused the write; else drop it). A node believed down is probed first (a stall
+   * must not cost writes). When the begin still cannot reach the node, the `strict` policy refuses the
+   * write before anything is committed; `available` commits and leaves the key dirty for repair (G1's
+   * documented bound).
    */
   async write<T>(
     node: CacheNode | undefined,
     key: string,
     ttlMs: number,
-    commit: (hint: VersionHint) => Promise<CommitOutcome<T>>,
+    commit: (context: CommitContext) => Promise<CommitOutcome<T>>,
   ): Promise<T> {
-    if (node === undefined) return (await commit(undefined)).result;
-    const { hooks, fenceMs, writePolicy } = this.settings;
+    const { hooks, fenceMs, commitMs, writePolicy, commandTimeoutMs } = this.settings;
+    if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
     const stamp = randomToken();
     let begun = false;
     let hint: VersionHint;
     let failure: unknown = new Error('node is down');
+    if (!node.writable) await node.probeNow();
+    // The epoch's tag once the node is verified: the entry this writer stores carries it.
+    let tag = '';
     if (node.writable) {
-      const deadline = Date.now() + this.settings.commandTimeoutMs;
+      const deadline = Date.now() + commandTimeoutMs;
       try {
         await ensureConnected(node, deadline);
-        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs));
+        tag = node.epochTag;
+        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs, tag));
         hint = cached === '' ? undefined : Number(cached);
         begun = true;
       } catch (err) {
@@ -293,24 +321,46 @@ export class CacheProtocol {
       }
       node.dirty.add(key, `begin-write: ${errorMessage(failure)}`);
     }
+    // Counted from the begin's answer: the fence, raised before it, outlasts the commit by the begin's
+    // own travel time (at most the command timeout) plus a margin.
+    const commitBy = Date.now() + commitMs;
     await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
-      outcome = await commit(hint);
+      outcome = await commit({ hint, deadline: commitBy });
     } catch (err) {
-      // R7: nothing new may be cached; a timed-out write may still have committed, so drop the entry.
-      if (begun) await this.endWrite(node, key, stamp, undefined, ttlMs);
+      // R7: nothing new may be cached. A write DynamoDB definitely refused puts back what it set aside
+      // (a rejected request changes nothing); one that failed otherwise may still have committed, so
+      // its entry is dropped.
+      if (begun) await this.endWrite(node, key, stamp, refusedForSure(err) ? 'restore' : 'drop', undefined, ttlMs, tag);
       throw err;
     }
     await hooks?.afterCommit?.(key);
-    if (begun) await this.endWrite(node, key, stamp, outcome.entry, ttlMs);
+    if (begun) await this.endWrite(node, key, stamp, outcome.entry ? 'store' : 'drop', outcome.entry, ttlMs, tag);
     return outcome.result;
   }
 
-  private async endWrite(node: CacheNode, key: string, stamp: string, entry: CacheEntry | undefined, ttlMs: number): Promise<void> {
+  private async endWrite(
+    node: CacheNode,
+    key: string,
+    stamp: string,
+    ending: WriteEnding,
+    entry: CacheEntry | undefined,
+    ttlMs: number,
+    tag: string,
+  ): Promise<void> {
     try {
       await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
-        node.client.wtEndWrite(key, node.settleKeyFor(key), stamp, randomToken(), entry?.data ?? '', entry?.version ?? '', ttlMs),
+        node.client.wtEndWrite(
+          key,
+          node.sealKeyFor(key),
+          stamp,
+          randomToken(),
+          ending,
+          tag + (entry?.data ?? ''),
+          entry?.version ?? '',
+          ttlMs,
+        ),
       );
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
@@ -320,7 +370,11 @@ export class CacheProtocol {
     }
   }
 
-  /** Drops an entry (stream records, out-of-band changes). Throws when the node cannot be reached. */
+  /**
+   * Drops an entry (stream records, out-of-band changes). Throws when the node cannot be reached; the
+   * caller makes the invalidation durable (a parked record, Lambda's retry), so the key is not kept
+   * dirty here: a full dirty set would flush the node.
+   */
   async invalidate(node: CacheNode | undefined, key: string): Promise<void> {
     if (node === undefined) return;
     let failure: unknown = new Error('node is down');
@@ -336,7 +390,6 @@ export class CacheProtocol {
         failed(node, err, 'invalidate');
       }
     }
-    node.dirty.add(key, `invalidate: ${errorMessage(failure)}`);
     throw new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });
   }
 }

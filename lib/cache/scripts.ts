@@ -2,13 +2,26 @@ import type { Cluster, Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
- *   d   the item as DynamoDB holds it (codec.ts encodeEntry), or "-" for not-found (R8)
- *   v   the item's version (the version attribute DynamoDB increments in every library write)
- *   l   the fill lease: a random token given to one missing reader (G5); gone = no fill allowed
- *   lt  when the lease may be taken over (ms, Redis clock), in case its holder died
- *   w   write stamp: a random token replaced by every invalidation (the seed's _wv, made unforgeable)
- *   p   writers between begin and end (the seed's mark_dirty, counted)
- *   pd  until when those writers' fence holds (ms, Redis clock): no lease is granted before it
+ *   d       the node's epoch tag, then the item as DynamoDB holds it (codec.ts encodeEntry) or "-" for
+ *           not-found (R8). An entry whose tag is not the node's current epoch is no entry (R9, below)
+ *   v       the item's version (the version attribute DynamoDB increments in every library write)
+ *   l       the fill lease: the epoch tag and a random token given to one missing reader (G5); gone = no fill
+ *   lt      when the lease may be taken over (ms, Redis clock), in case its holder died
+ *   w       write stamp: a random token replaced by every invalidation (unforgeable, unlike a counter)
+ *   f:<s>   one per writer in flight (s = its stamp): until when its fence holds (ms, Redis clock)
+ *   pd      the latest of those fences, so a reader checks one field: no lease is granted before it
+ *   h, hv   the entry a writer set aside at its begin (hs: that writer's stamp), put back only by that
+ *   hs      writer, and only if DynamoDB definitely refused its write and nobody touched the entry since
+ *
+ * A node's epoch is its server's run_id (a restart, a reload of a dump and a promoted replica each get
+ * a new one). Its tag (epochTag) prefixes every entry and lease written under it, so an entry written
+ * in another epoch (loaded from a dump, replicated before a failover) is never trusted, and no node is
+ * ever flushed to make that so. The epoch's seal, `__wt_epoch:<run_id>`, holds until when the epoch
+ * settles (ms, Redis clock; 0 = not settling): no TTL, so a volatile-* eviction policy never takes it,
+ * and the scripts read it (GET refreshes its LRU clock), so an allkeys-* policy sees it in use. If it
+ * is gone anyway, LEASE says so and the client seals again, settling: an eviction costs a settle,
+ * never a flush and never a G1 hole.
+ *
  * Every rule that must not interleave with another client lives in one of these scripts.
  */
 
@@ -21,37 +34,76 @@ local function extend(k, ms)
   local ttl = redis.call('PTTL', k)
   if ttl == -1 or ttl < ms then redis.call('PEXPIRE', k, ms) end
 end
+-- The writers' fences still live (expired ones are deleted: a fence nobody lowers ends on its own),
+-- and the latest deadline among them (0 = none).
+local function live_fences(k, now)
+  local latest = 0
+  for _, name in ipairs(redis.call('HKEYS', k)) do
+    if string.sub(name, 1, 2) == 'f:' then
+      local until_ms = tonumber(redis.call('HGET', k, name) or '0')
+      if until_ms <= now then redis.call('HDEL', k, name)
+      elseif until_ms > latest then latest = until_ms end
+    end
+  end
+  return latest
+end
+-- The node settles while its seal says so; a missing seal (evicted, flushed by hand) counts as settling.
+local function settling(seal, now)
+  local s = redis.call('GET', seal)
+  if not s then return true end
+  return tonumber(s) > now
+end
 `;
 
+/** What LEASE answers, by name (`LeaseReply`'s first element). */
+export const LEASE_REPLY = {
+  /** The lease is ours: read DynamoDB, then FILL. */
+  granted: 0,
+  /** An entry of this epoch appeared meanwhile (only when the node is trusted for reads). */
+  entry: 1,
+  /** Writers hold the fence, or the epoch is settling: read DynamoDB, fill nothing. */
+  fenced: 2,
+  /** Another reader holds a live lease: wait for its fill. */
+  leased: 3,
+  /** The epoch's seal is gone: read DynamoDB, fill nothing, and seal the node again. */
+  unsealed: 4,
+} as const;
+
 /**
- * A reader missed. Returns {1, d} when an entry appeared meanwhile (only if ARGV[3] = 1: the node is
- * trusted for reads), {2, ms} while writers hold the fence or the node's epoch is settling, {3, ms,
- * holder's token} while another reader holds a live lease, and {0} when the lease is granted to
- * token ARGV[1] for ARGV[2] ms. KEYS[2] is the node's settle marker (KEYS[1] itself in cluster mode:
- * none).
+ * A reader missed. KEYS: the entry, the epoch's seal (the entry itself in cluster mode: no epochs).
+ * ARGV: token, lease ms, '1' when the node is trusted for reads, the epoch tag. Returns
+ * {entry, d} when an entry of this epoch appeared meanwhile (trusted nodes only), {fenced, ms} while
+ * writers hold the fence or the epoch settles, {leased, ms, holder's lease} while another reader holds
+ * a live lease, {unsealed} when the seal is gone, and {granted} when the lease is ours.
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
-local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'p', 'pd')
-if f[1] and ARGV[3] == '1' then return {1, f[1]} end
-if KEYS[2] ~= k then
-  local settling = redis.call('PTTL', KEYS[2])
-  if settling > 0 then return {2, settling} end
-end
+local tag = ARGV[4]
+local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'pd')
+local d = f[1]
+if d and string.sub(d, 1, #tag) ~= tag then d = false end
+if d and ARGV[3] == '1' then return {1, d} end
 local now = now_ms()
-local pd = tonumber(f[5] or '0')
-if tonumber(f[4] or '0') > 0 and pd > now then return {2, pd - now} end
+if KEYS[2] ~= k then
+  local s = redis.call('GET', KEYS[2])
+  if not s then return {4} end
+  if tonumber(s) > now then return {2, tonumber(s) - now} end
+end
+local pd = tonumber(f[4] or '0')
+if pd > now then return {2, pd - now} end
 local lt = tonumber(f[3] or '0')
 if f[2] and lt > now then return {3, lt - now, f[2]} end
 local lease = tonumber(ARGV[2])
-redis.call('HSET', k, 'l', ARGV[1], 'lt', now + lease)
+redis.call('HSET', k, 'l', tag .. ARGV[1], 'lt', now + lease)
 extend(k, lease * 2)
 return {0}
 `;
 
 /**
  * Stores a reader's item only while its lease is still in place. Any invalidation, writer, eviction,
- * expiry or takeover since the lease was granted removed or replaced it (R1, R2, R4, R5): refused.
+ * expiry or takeover since the lease was granted removed or replaced it (R1, R2, R4, R5), and a lease
+ * of another epoch carries another tag (R9): refused. ARGV: the lease (tag and token), the tagged
+ * entry, its version, the TTL in ms.
  */
 const FILL = `
 local k = KEYS[1]
@@ -74,80 +126,128 @@ return 1
 `;
 
 /**
- * A writer is about to commit: drop the entry and every lease, stamp it, raise the fence for ARGV[2]
- * ms (its DynamoDB write must finish within that). Returns the cached version ('' unknown, '0' cached
- * as absent) as a hint for the writer's conditional put.
+ * A writer is about to commit: set the entry aside (h), drop every lease, stamp the entry, and raise
+ * this writer's own fence for ARGV[2] ms (its DynamoDB write must be over by then: the store enforces
+ * it). ARGV: stamp, fence ms, epoch tag. Returns the cached version ('' unknown, '0' cached as absent)
+ * as a hint for the writer's conditional put.
  */
 const BEGIN_WRITE = `${NOW}
 local k = KEYS[1]
-local f = redis.call('HMGET', k, 'd', 'v', 'p', 'pd')
+local tag = ARGV[3]
+local f = redis.call('HMGET', k, 'd', 'v')
 local now = now_ms()
-local p = tonumber(f[3] or '0')
-local pd = tonumber(f[4] or '0')
-if pd <= now then p = 0 end
-local until_ms = now + tonumber(ARGV[2])
-if pd > until_ms then until_ms = pd end
+local mine = now + tonumber(ARGV[2])
+local latest = live_fences(k, now)
+if mine > latest then latest = mine end
+local d = f[1]
+if d and string.sub(d, 1, #tag) ~= tag then d = false end
+if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hs', ARGV[1]) end
 redis.call('HDEL', k, 'd', 'v', 'l', 'lt')
-redis.call('HSET', k, 'w', ARGV[1], 'p', p + 1, 'pd', until_ms)
-extend(k, until_ms - now + 1000)
-if f[1] == '-' then return '0' end
+redis.call('HSET', k, 'w', ARGV[1], 'f:' .. ARGV[1], mine, 'pd', latest)
+extend(k, latest - now + 1000)
+if not d then return '' end
+if string.sub(d, #tag + 1) == '-' then return '0' end
 return f[2] or ''
 `;
 
+/** What END_WRITE answers, by name. */
+export const END_WRITE_REPLY = {
+  /** The entry had vanished (evicted, expired, another epoch): nothing to do. */
+  vanished: 0,
+  /** The writer had the entry to itself: its item is stored (write-through). */
+  stored: 1,
+  /** Someone else touched the entry meanwhile, or the write failed: dropped and restamped. */
+  dropped: 2,
+  /** DynamoDB definitely refused the write and nobody touched the entry: the set-aside entry is back. */
+  restored: 3,
+} as const;
+
 /**
- * The writer's DynamoDB call is over. It may store its item (ARGV[3], version ARGV[4]) only when it
- * had the entry to itself from begin to end: its stamp still there (no invalidation, stream record,
- * eviction or other writer since), no other writer in flight, its fence not expired (R3). Otherwise
- * the entry is dropped and restamped (ARGV[2]). A vanished entry is left vanished (R4).
+ * The writer's DynamoDB call is over. KEYS: the entry, the epoch's seal (the entry itself in cluster
+ * mode). ARGV: stamp, new stamp, outcome ('store', 'restore' or 'drop'), tagged entry, version, TTL ms.
+ * The writer's own fence comes down. It may store its item, or put back the entry it set aside, only
+ * when it had the entry to itself from begin to end: its stamp still there (no invalidation, stream
+ * record, eviction or other writer since), no other writer's fence up, its own fence not expired, the
+ * epoch not settling (R3). Otherwise the entry is dropped and restamped. A vanished entry is left
+ * vanished (R4).
  */
 const END_WRITE = `${NOW}
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
--- While the node's epoch settles, a writer that began before it (its fence flushed) may still be in
--- flight: nobody may store (KEYS[2] as in LEASE).
-local settling = KEYS[2] ~= k and redis.call('EXISTS', KEYS[2]) == 1
-local f = redis.call('HMGET', k, 'w', 'p', 'pd')
 local now = now_ms()
-local pd = tonumber(f[3] or '0')
-local p = tonumber(f[2] or '0') - 1
-if pd <= now then p = 0 end
-if p <= 0 then redis.call('HDEL', k, 'p', 'pd') else redis.call('HSET', k, 'p', p) end
-if ARGV[3] ~= '' and f[1] == ARGV[1] and p <= 0 and pd > now and not settling then
-  redis.call('HSET', k, 'd', ARGV[3], 'v', ARGV[4])
-  redis.call('HDEL', k, 'l', 'lt')
-  redis.call('PEXPIRE', k, ARGV[5])
+local mine = 'f:' .. ARGV[1]
+local f = redis.call('HMGET', k, 'w', mine)
+redis.call('HDEL', k, mine)
+local others = live_fences(k, now)
+if others > 0 then redis.call('HSET', k, 'pd', others) else redis.call('HDEL', k, 'pd') end
+-- While the node's epoch settles, a writer that began before it (its fence lost) may still be in
+-- flight: nobody may store.
+local alone = f[1] == ARGV[1] and others == 0 and tonumber(f[2] or '0') > now
+if alone and KEYS[2] ~= k and settling(KEYS[2], now) then alone = false end
+if alone and ARGV[3] == 'store' then
+  redis.call('HSET', k, 'd', ARGV[4], 'v', ARGV[5])
+  redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hs')
+  redis.call('PEXPIRE', k, ARGV[6])
   return 1
 end
-redis.call('HDEL', k, 'd', 'v', 'l', 'lt')
+if alone and ARGV[3] == 'restore' then
+  local h = redis.call('HMGET', k, 'h', 'hv', 'hs')
+  if h[1] and h[3] == ARGV[1] then
+    redis.call('HSET', k, 'd', h[1], 'v', h[2])
+    redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hs')
+    return 3
+  end
+end
+redis.call('HDEL', k, 'd', 'v', 'l', 'lt', 'h', 'hv', 'hs')
 redis.call('HSET', k, 'w', ARGV[2])
 return 2
 `;
 
-/** Stream records and dirty-key repair: drop the entry and any lease, restamp. Idempotent. */
+/**
+ * Stream records and dirty-key repair: drop the entry, what a writer set aside and any lease; restamp.
+ * Writers' fences stay (they are still in flight). Idempotent.
+ */
 const INVALIDATE = `
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
-redis.call('HDEL', k, 'd', 'v', 'l', 'lt')
+redis.call('HDEL', k, 'd', 'v', 'l', 'lt', 'h', 'hv', 'hs')
 redis.call('HSET', k, 'w', ARGV[1])
 return 1
 `;
 
 /**
- * R9: a node's data can be trusted only within an epoch (run_id) that a client has sealed. The first
- * client to see a new run_id flushes whatever the node came up with (a restart that reloaded a dump,
- * a promoted replica that missed invalidations) and leaves the seal, atomically with respect to fills.
- * A node that came back with data, or that this client knew under another run id, may have lost
- * fences of writers still in flight (ARGV[2] = 1 for the latter): for ARGV[1] ms (the fence time) it
- * then settles (KEYS[2]): no lease and no writer's store, so such a writer cannot be overtaken by a
- * fill of the old item. Returns the number of keys flushed, or -1 when the epoch was already sealed.
+ * R9: seals the epoch KEYS[1] (`__wt_epoch:<run_id>`). Entries of other epochs carry other tags and are
+ * never trusted, so nothing is flushed. A new epoch has lost the fences of writers still in flight when
+ * the node came back with data (a dump, a promotion), when the client knew it under another run id, or
+ * when its seal went missing (ARGV[2] = 1 for the last two): it then settles for ARGV[1] ms (the fence
+ * time): no lease and no writer's store, so such a writer cannot be overtaken by a fill of the old item.
+ * Returns {keys on the node when sealed, or -1 when already sealed; ms the epoch still settles}.
  */
-const SEAL = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+const SEAL = `${NOW}
+local now = now_ms()
+local s = redis.call('GET', KEYS[1])
+if s then
+  local left = tonumber(s) - now
+  if left < 0 then left = 0 end
+  return {-1, left}
+end
 local n = redis.call('DBSIZE')
-if n > 0 then redis.call('FLUSHDB') end
-redis.call('SET', KEYS[1], '1')
-if n > 0 or ARGV[2] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
-return n
+local settle = 0
+if n > 0 or ARGV[2] == '1' then settle = tonumber(ARGV[1]) end
+redis.call('SET', KEYS[1], tostring(settle > 0 and now + settle or 0))
+return {n, settle}
+`;
+
+/**
+ * The full repair of a node past its dirty-key limit: empties the node (FLUSHDB ASYNC: the keyspace
+ * is swapped at once and freed in the background, so a large node does not block) and settles the
+ * epoch KEYS[1] for ARGV[1] ms, atomically: an emptied node has lost its writers' fences, as a
+ * restarted one has, so the same settle rule applies.
+ */
+const FLUSH = `${NOW}
+redis.call('FLUSHDB', 'ASYNC')
+redis.call('SET', KEYS[1], tostring(now_ms() + tonumber(ARGV[1])))
+return 1
 `;
 
 /** Each script with the number of keys it takes. */
@@ -158,28 +258,41 @@ export const SCRIPTS = {
   wtBeginWrite: [BEGIN_WRITE, 1],
   wtEndWrite: [END_WRITE, 2],
   wtInvalidate: [INVALIDATE, 1],
-  wtSeal: [SEAL, 2],
+  wtSeal: [SEAL, 1],
+  wtFlush: [FLUSH, 1],
 } as const;
 
-export type LeaseReply = [0] | [1, string] | [2, number] | [3, number, string];
+export type LeaseReply =
+  | [typeof LEASE_REPLY.granted]
+  | [typeof LEASE_REPLY.entry, string]
+  | [typeof LEASE_REPLY.fenced, number]
+  | [typeof LEASE_REPLY.leased, number, string]
+  | [typeof LEASE_REPLY.unsealed];
+
+export type EndWriteReply = (typeof END_WRITE_REPLY)[keyof typeof END_WRITE_REPLY];
+
+/** How a writer ends: store its item, put back the entry it set aside (refused for sure), or drop it. */
+export type WriteEnding = 'store' | 'restore' | 'drop';
 
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
-  wtLease(key: string, settleKey: string, token: string, leaseMs: number, trustData: '0' | '1'): Promise<LeaseReply>;
-  wtFill(key: string, token: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
-  wtRelease(key: string, token: string): Promise<0 | 1>;
-  wtBeginWrite(key: string, stamp: string, fenceMs: number): Promise<string>;
+  wtLease(key: string, sealKey: string, token: string, leaseMs: number, trustData: '0' | '1', tag: string): Promise<LeaseReply>;
+  wtFill(key: string, lease: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
+  wtRelease(key: string, lease: string): Promise<0 | 1>;
+  wtBeginWrite(key: string, stamp: string, fenceMs: number, tag: string): Promise<string>;
   wtEndWrite(
     key: string,
-    settleKey: string,
+    sealKey: string,
     stamp: string,
     newStamp: string,
+    ending: WriteEnding,
     data: string,
     version: string,
     ttlMs: number,
-  ): Promise<0 | 1 | 2>;
+  ): Promise<EndWriteReply>;
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
-  wtSeal(markerKey: string, settleKey: string, settleMs: number, knewPrevious: '0' | '1'): Promise<number>;
+  wtSeal(sealKey: string, settleMs: number, settleAnyway: '0' | '1'): Promise<[number, number]>;
+  wtFlush(sealKey: string, settleMs: number): Promise<1>;
 }
 
 export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
@@ -193,5 +306,5 @@ export function installScripts(client: Redis | Cluster): ScriptedClient {
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
 
-/** While this key lives, a node that began a new epoch settles (no fills). */
-export const SETTLE_KEY = '__wt_settle';
+/** The tag of an epoch: what prefixes its entries and leases (48 bits of the run_id's 160). */
+export const epochTag = (runId: string): string => runId.slice(0, 12);

@@ -1,4 +1,5 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { CacheNode } from '../../lib/cache/node.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { ResolvedKey } from '../../lib/keys.ts';
 import type { StreamRecordLike } from '../../lib/stream/consumer.ts';
@@ -63,4 +64,19 @@ export async function entryFields(cache: ItemCache, rk: ResolvedKey): Promise<Re
   const node = cache.nodeFor(rk);
   if (!node) throw new Error('no node');
   return node.client.hgetall(rk.redisKey);
+}
+
+/** Ends the settle of the node's current epoch, as the passing of the fence time would (scripts.ts SEAL). */
+export async function endSettle(node: CacheNode): Promise<void> {
+  await node.client.set(node.sealKeyFor(''), '0');
+}
+
+/**
+ * Writes `data` as an item's entry straight into its node, tagged with the node's current epoch (as a
+ * faulty or tampered node, or a stale one, would hold it): the library trusts it like its own.
+ */
+export async function plantEntry(cache: ItemCache, rk: ResolvedKey, data: string): Promise<void> {
+  const node = cache.nodeFor(rk);
+  if (!node) throw new Error('no node');
+  await node.client.hset(rk.redisKey, 'd', node.epochTag + data);
 }

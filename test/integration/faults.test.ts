@@ -6,10 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { Gate, manualClock, startStack, type TestStack } from '../helpers/stack.ts';
-import { streamRecord } from '../helpers/faults.ts';
+import { endSettle, plantEntry, streamRecord } from '../helpers/faults.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
-import { SETTLE_KEY } from '../../lib/cache/scripts.ts';
 import { CacheUnavailableError, invalidateStreamRecords } from '../../lib/index.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { CacheNode } from '../../lib/cache/node.ts';
@@ -123,7 +122,7 @@ describe('node faults', () => {
     // that began before the restart may still be in flight, so nothing is filled yet.
     assert.equal((await c.get('users', key)).cache, 'miss');
     assert.equal(await node.client.hget(rk.redisKey, 'd'), null);
-    await node.client.del(SETTLE_KEY); // the fence time has passed
+    await endSettle(node); // the fence time has passed
     assert.equal((await c.get('users', key)).cache, 'miss');
     const r = await c.get('users', key);
     assert.equal(r.cache, 'hit');
@@ -172,7 +171,7 @@ describe('node faults', () => {
       assert.deepEqual(retried.batchItemFailures, []);
       assert.equal((await other.get('users', key)).item?.v, 'new');
       // The writer's own recovery repairs its dirty key before it trusts the node again.
-      await other.nodeFor(rk)!.client.hset(rk.redisKey, 'd', '{"userId":{"S":"r6"},"v":{"S":"planted-stale"}}');
+      await plantEntry(other, rk, '{"userId":{"S":"r6"},"v":{"S":"planted-stale"}}');
       const node = writer.nodeFor(rk)!;
       await writerBack; // its connection was reset by the heal, too
       clock.advance(10_000);
@@ -244,7 +243,7 @@ describe('node faults', () => {
     assert.equal(await other.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null, 'nothing filled under the fence');
   });
 
-  test('R9: a node restarted with its old data (new run_id) is flushed before any client trusts it', async () => {
+  test('R9: a node restarted with its old data (new run_id) is never trusted with it: its entries carry the old epoch, nothing is flushed', async () => {
     const clock = manualClock();
     const writer = stack.cache(INTERVAL, { clock: clock.now });
     const other = stack.cache(INTERVAL);
@@ -263,16 +262,20 @@ describe('node faults', () => {
     await waitConnected(other.nodeFor(rk)!);
     const r = await other.get('users', key);
     assert.equal(r.item?.v, 'new');
+    assert.equal(r.cache, 'miss');
+    // The old entry is still on the node, tagged with the old epoch: no client trusts it, none flushed it.
+    assert.ok((await other.nodeFor(rk)!.client.hget(rk.redisKey, 'd'))?.startsWith(runId.slice(0, 12)));
     // The node came back with data: it settles (no fills) for the writers' fence time, then fills again.
-    assert.equal(await other.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null);
-    await other.nodeFor(rk)!.client.del(SETTLE_KEY); // the fence time has passed
+    assert.equal(other.nodeFor(rk)!.health().status, 'settling');
+    assert.equal((await other.get('users', key)).cache, 'miss');
+    await endSettle(other.nodeFor(rk)!); // the fence time has passed
     await other.get('users', key);
     const again = await other.get('users', key);
     assert.equal(again.item?.v, 'new');
     assert.equal(again.cache, 'hit');
   });
 
-  test('R9: a promoted replica that missed invalidations is flushed before it is trusted', async () => {
+  test('R9: a promoted replica that missed invalidations is never trusted with what it replicated', async () => {
     const primary = await RedisServer.start();
     // Replication runs through a proxy, so the test can make the replica miss what follows.
     const link = await TcpProxy.start(primary.port);
@@ -300,7 +303,7 @@ describe('node faults', () => {
       const r = await afterFailover.get('users', key);
       assert.equal(r.item?.v, 'new');
       assert.equal((await afterFailover.get('users', key)).cache, 'miss', 'settling: a writer from before the failover may be in flight');
-      await afterFailover.nodeFor(rk)!.client.del(SETTLE_KEY); // the fence time has passed
+      await endSettle(afterFailover.nodeFor(rk)!); // the fence time has passed
       await afterFailover.get('users', key);
       const again = await afterFailover.get('users', key);
       assert.equal(again.item?.v, 'new');

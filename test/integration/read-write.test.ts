@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { startStack, type TestStack } from '../helpers/stack.ts';
+import { plantEntry } from '../helpers/faults.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { ItemNotFoundError, NumberValue, ValidationError, VersionMismatchError } from '../../lib/index.ts';
 
@@ -148,12 +149,12 @@ describe('a faulty or tampered node', () => {
     await cache.put('users', { userId: 'garbled', v: 1 });
     await cache.put('users', { userId: 'fine', v: 2 });
     const rk = cache.resolve('users', { userId: 'garbled' });
-    await cache.nodeFor(rk)!.client.hset(rk.redisKey, 'd', '{"userId":{"S":"garbled"},"v":');
+    await plantEntry(cache, rk, '{"userId":{"S":"garbled"},"v":');
     const r = await cache.get('users', { userId: 'garbled' });
     assert.equal(r.item?.v, 1);
     assert.equal(r.cache, 'bypass');
     assert.equal(await cache.nodeFor(rk)!.client.hget(rk.redisKey, 'd'), null, 'the bad entry was dropped');
-    await cache.nodeFor(rk)!.client.hset(rk.redisKey, 'd', 'not json at all');
+    await plantEntry(cache, rk, 'not json at all');
     const batch = await cache.batchGet('users', [{ userId: 'garbled' }, { userId: 'fine' }]);
     assert.deepEqual(batch.items, [
       { userId: 'garbled', v: 1 },
