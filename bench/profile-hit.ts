@@ -41,6 +41,7 @@ const { ItemCache } = await import('../lib/item-cache.ts');
 const { loadConfig } = await import('../lib/config.ts');
 const { exampleTables } = await import('../lib/tables.ts');
 const { encodeAttributes, encodeEntry, decodeEntry } = await import('../lib/codec.ts');
+const { EPOCH_TAG_LENGTH } = await import('../lib/cache/scripts.ts');
 const { userAttributes } = await import('./setup.ts');
 const { timedRun, medianStats, pairedRun, alternatingBlocks } = await import('./stats.ts');
 type RunStats = Awaited<ReturnType<typeof timedRun>>;
@@ -74,8 +75,8 @@ const variants: Record<string, (i: number) => Promise<unknown>> = {
   client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
   read: (i) => node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000),
   readparse: async (i) => JSON.parse((await node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000))!),
-  parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!),
-  decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!, '_version'),
+  parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(EPOCH_TAG_LENGTH)),
+  decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(EPOCH_TAG_LENGTH), '_version'),
   lib: async (i) => {
     const r = await cache.get('users', { userId: ids[i % keyCount] });
     if (r.cache !== 'hit') throw new Error(`not a hit: ${r.cache}`);

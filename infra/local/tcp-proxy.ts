@@ -7,12 +7,16 @@ import net from 'node:net';
  *   client from a node others still reach); `heal()` resets the connections that lived through the
  *   cut (as TCP does after a long partition) and forwards again. A paused server cannot stand in for
  *   this: it executes what was buffered in its socket once resumed.
+ * - `silenceExisting()` black-holes only the connections open now, and keeps them open, while new
+ *   connections are forwarded: a silent network drop of one socket, which TCP reports only after many
+ *   minutes, although the node is reachable on a new connection.
  * - `moveTo(port)` re-points it and resets the live connections, as an ElastiCache primary
  *   endpoint's DNS name moves to the promoted replica after a failover.
  */
 export class TcpProxy {
   private readonly server: net.Server;
   private readonly pairs = new Set<[net.Socket, net.Socket]>();
+  private readonly silenced = new WeakSet<net.Socket>();
   private blackholed = false;
   port = 0;
 
@@ -47,10 +51,10 @@ export class TcpProxy {
       this.pairs.delete(pair);
     };
     client.on('data', (b) => {
-      if (!this.blackholed) upstream.write(b);
+      if (!this.blackholed && !this.silenced.has(client)) upstream.write(b);
     });
     upstream.on('data', (b) => {
-      if (!this.blackholed) client.write(b);
+      if (!this.blackholed && !this.silenced.has(client)) client.write(b);
     });
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
@@ -60,6 +64,16 @@ export class TcpProxy {
   moveTo(port: number): void {
     this.target = port;
     this.resetConnections();
+  }
+
+  /** Drops every byte of the connections open now, forever, without closing them; new ones forward. */
+  silenceExisting(): void {
+    for (const [client] of this.pairs) this.silenced.add(client);
+  }
+
+  /** How many connections the proxy holds open. */
+  get connections(): number {
+    return this.pairs.size;
   }
 
   cut(): void {

@@ -56,7 +56,9 @@ export function clientOptions(settings: NodeSettings): RedisOptions {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: settings.connectTimeoutMs,
-    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // Reconnect attempts soon and often (a refused connect costs nothing): a node that is back is used
+    // within a fraction of a second, not after a long back-off.
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 200),
     // One write per event-loop turn: concurrent requests share a round trip; a batch is one pipeline per node.
     enableAutoPipelining: true,
     autoResubscribe: false,
@@ -291,12 +293,13 @@ export class CacheNode {
 
   /**
    * For paths that would rather ask than give up (writes, stream invalidations): probe a down node now
-   * instead of when its probe is due, at most once a second. Bounded by the command timeout.
+   * instead of when its probe is due: at once when it only did not answer or its connection is back,
+   * else at most once a second. One probe at a time, bounded by the command timeout; callers share it.
    */
   async probeNow(): Promise<void> {
     if (this.state !== 'down') return;
-    const now = this.clock();
-    if (this.probing === undefined && now >= Math.min(this.nextProbeAt, this.lastCheck + 1000)) this.startProbe();
+    const due = this.suspect || this.client.status === 'ready' || this.clock() >= Math.min(this.nextProbeAt, this.lastCheck + 1000);
+    if (this.probing === undefined && due) this.startProbe();
     await this.probing;
   }
 

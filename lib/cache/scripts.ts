@@ -306,5 +306,8 @@ export function installScripts(client: Redis | Cluster): ScriptedClient {
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
 
-/** The tag of an epoch: what prefixes its entries and leases (48 bits of the run_id's 160). */
-export const epochTag = (runId: string): string => runId.slice(0, 12);
+/** How long an epoch's tag is: 48 bits of the run_id's 160. */
+export const EPOCH_TAG_LENGTH = 12;
+
+/** The tag of an epoch: what prefixes its entries and leases. */
+export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);
