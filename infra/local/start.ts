@@ -131,6 +131,10 @@ async function main(): Promise<void> {
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     CACHE_NODES: cacheNodes,
     DYNAMODB_ENDPOINT: endpoint,
+    // DynamoDB Local (a JVM, often cold, on a small machine) answers far slower than DynamoDB does: a
+    // per-attempt timeout meant for DynamoDB would make the SDK retry writes it already applied.
+    DYNAMODB_TIMEOUT_MS: env.DYNAMODB_TIMEOUT_MS ?? '3000',
+    DYNAMODB_DEADLINE_MS: env.DYNAMODB_DEADLINE_MS ?? '6000',
     TABLE_PREFIX: prefix,
     STREAM_PARKING_TABLE: parkingTable,
     ...(token ? { CACHE_AUTH_TOKEN: token } : {}),

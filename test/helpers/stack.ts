@@ -36,6 +36,8 @@ export interface TestStack {
     DYNAMODB_ENDPOINT: string;
     TABLE_PREFIX: string;
     CACHE_COMMAND_TIMEOUT_MS: string;
+    DYNAMODB_TIMEOUT_MS: string;
+    DYNAMODB_DEADLINE_MS: string;
     STREAM_PARKING_TABLE?: string;
   };
   /** The parking table's physical name (STREAM_PARKING_TABLE of `env`), when asked for. */
@@ -64,8 +66,11 @@ export async function startStack(
     CACHE_NODES: servers.map((s) => s.url).join(','),
     DYNAMODB_ENDPOINT: dynamoEndpoint(),
     TABLE_PREFIX: prefix,
-    // Generous for a shared 2-core machine: a starved test process must not look like a dead node.
+    // Generous for a shared 2-core machine: a starved test process must not look like a dead node,
+    // and DynamoDB Local (a JVM) must not look like a DynamoDB that lost its answer.
     CACHE_COMMAND_TIMEOUT_MS: '500',
+    DYNAMODB_TIMEOUT_MS: '3000',
+    DYNAMODB_DEADLINE_MS: '6000',
     ...(parkingTable !== undefined ? { STREAM_PARKING_TABLE: parkingTable } : {}),
   };
   const caches: ItemCache[] = [];
