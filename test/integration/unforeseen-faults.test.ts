@@ -38,8 +38,8 @@ describe('faults nobody designed for', () => {
   after(async () => stack.stop());
 
   test('defect 1: an orphaned writer fence (a begin that ran after its caller gave up) ends on its own, even under steady writes', async () => {
-    // A short commit deadline makes the fence short: 800 + 500 + 1000 ms.
-    const env = { DYNAMODB_DEADLINE_MS: '800', CACHE_WRITE_POLICY: 'strict' };
+    // A short commit deadline makes the fence short: 1500 + 500 + 1000 ms.
+    const env = { DYNAMODB_DEADLINE_MS: '1500', CACHE_WRITE_POLICY: 'strict' };
     const writer = stack.cache(env);
     const key = { userId: 'orphan' };
     await writer.put('users', { ...key, n: 0 });
