@@ -398,8 +398,9 @@ describe('G4: every DynamoDB type round-trips exactly through put, DynamoDB, hit
         await checkRoundTrip({ ...attrs, userId });
         // checkRoundTrip ends on a hit of the entry its miss filled: that is the form the item has.
         const rk = cache.resolve(TABLE, { userId });
-        const entry = await cache.nodeFor(rk)!.client.hget(rk.redisKey, 'd');
-        if (entry?.startsWith('[')) native++;
+        const node = cache.nodeFor(rk)!;
+        const entry = await node.client.hget(rk.redisKey, 'd');
+        if (entry?.startsWith(`${node.epochTag}[`)) native++;
       }),
       { numRuns: 300 },
     );
