@@ -194,6 +194,35 @@ describe('faults nobody designed for', () => {
     });
   }
 
+  test('defect 4 (volatile-lru): a settle survives memory pressure (the settle is no key with a TTL)', async () => {
+    const server = await RedisServer.start();
+    try {
+      const env = { CACHE_NODES: server.url };
+      const warm = stack.cache(env);
+      const key = { userId: 'settle-pressure' };
+      await warm.put('users', { ...key, v: 1 });
+      const node = warm.nodeFor(warm.resolve('users', key))!;
+      await server.restart({ keepData: true }); // back with data under a new run_id: the epoch settles
+      await eventually('the warm container sealed the new epoch', async () => node.health().status === 'settling');
+      const admin = server.client();
+      try {
+        await admin.config('SET', 'maxmemory-policy', 'volatile-lru');
+        await admin.config('SET', 'maxmemory', String(3 * 1024 * 1024));
+        // Memory pressure from keys with a TTL (volatile-* evicts only those), far more than fits.
+        const big = 'y'.repeat(8000);
+        for (let i = 0; i < 800; i++) await admin.set(`filler-${i}`, big, 'PX', 600_000).catch(() => undefined);
+        const evicted = Number(/evicted_keys:(\d+)/.exec(await admin.info('stats'))?.[1] ?? 0);
+        assert.ok(evicted > 0, 'the node evicted keys');
+      } finally {
+        await admin.quit();
+      }
+      await warm.get('users', key);
+      assert.equal((await warm.get('users', key)).cache, 'miss', 'still settling: nothing was filled');
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('defect 5: the Streams consumer keeps no dirty keys (parking and retries make its repair durable); the overflow flush settles', async () => {
     const consumer = stack.cache({ CACHE_DIRTY_KEYS_MAX: '1' });
     const key = { userId: 'overflow' };
