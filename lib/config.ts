@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.ts';
+import { redactUrl } from './cache/node.ts';
 
 export type CacheMode = 'shards' | 'cluster' | 'off';
 export type WritePolicy = 'available' | 'strict';
@@ -96,13 +97,43 @@ function parseNodes(raw: string | undefined): string[] {
     try {
       parsed = new URL(url);
     } catch {
-      throw new ConfigError('CACHE_NODES', `entry ${i + 1} is not a URL: '${url}'`);
+      // Redacted: a malformed entry may still hold a password.
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} is not a URL: '${redactUrl(url)}'`);
     }
     if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
       throw new ConfigError('CACHE_NODES', `entry ${i + 1} must start with redis:// or rediss://`);
     }
     if (!parsed.hostname) throw new ConfigError('CACHE_NODES', `entry ${i + 1} has no host`);
     return url;
+  });
+}
+
+function flagVar(env: Env, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new ConfigError(name, `expected 1, true, 0 or false, got '${env[name]}'`);
+}
+
+/**
+ * A password (the URL's, or CACHE_AUTH_TOKEN for a URL without one) sent to a plain `redis://`
+ * node crosses the network in clear on every (re)connect: refused, unless CACHE_ALLOW_PLAIN_AUTH
+ * says this is a local stack.
+ */
+function checkNoPlainAuth(nodes: string[], authToken: string | undefined): void {
+  nodes.forEach((url, i) => {
+    const u = new URL(url);
+    if (u.protocol !== 'redis:') return;
+    const fix = 'use rediss:// (TLS), or set CACHE_ALLOW_PLAIN_AUTH=1 on a local stack';
+    if (u.password) {
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} (${redactUrl(url)}) carries a password over plain redis://, in clear: ${fix}`);
+    }
+    if (authToken !== undefined) {
+      throw new ConfigError(
+        'CACHE_AUTH_TOKEN',
+        `would be sent in clear to the plain redis:// node ${redactUrl(url)} (CACHE_NODES entry ${i + 1}): ${fix}`,
+      );
+    }
   });
 }
 
@@ -157,6 +188,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('CACHE_NODES', `required when CACHE_MODE is '${mode}' (set CACHE_MODE=off to run without a cache)`);
   }
   const shardMap = mode === 'shards' ? parseShardMap(env.CACHE_SHARD_MAP, nodes.length) : undefined;
+  const authToken = env.CACHE_AUTH_TOKEN || undefined;
+  const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
+  if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
   const timeoutMs = intVar(env, 'DYNAMODB_TIMEOUT_MS', 3000, 100, 60_000);
   const maxAttempts = intVar(env, 'DYNAMODB_MAX_ATTEMPTS', 3, 1, 10);
   const endpoint = env.DYNAMODB_ENDPOINT?.trim() || undefined;
@@ -168,7 +202,7 @@ export function loadConfig(env: Env = process.env): Config {
       // reported below
     }
     if (protocol !== 'http:' && protocol !== 'https:') {
-      throw new ConfigError('DYNAMODB_ENDPOINT', `expected an http:// or https:// URL, got '${endpoint}'`);
+      throw new ConfigError('DYNAMODB_ENDPOINT', `expected an http:// or https:// URL, got '${redactUrl(endpoint)}'`);
     }
   }
   const tablePrefix = env.TABLE_PREFIX ?? '';
@@ -195,7 +229,7 @@ export function loadConfig(env: Env = process.env): Config {
       writePolicy: choiceVar<WritePolicy>(env, 'CACHE_WRITE_POLICY', ['available', 'strict'], 'available'),
       leaseMs: intVar(env, 'CACHE_LEASE_MS', 2000, 10, 60_000),
       dirtyKeysMax: intVar(env, 'CACHE_DIRTY_KEYS_MAX', 10_000, 1, 10_000_000),
-      authToken: env.CACHE_AUTH_TOKEN || undefined,
+      authToken,
       authUser: env.CACHE_AUTH_USER || undefined,
       tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
       logKeys: choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain'),
