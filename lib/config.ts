@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.ts';
 import { redactUrl } from './cache/node.ts';
+import { LogKeyHasher, type LogKeys } from './log.ts';
 
 export type CacheMode = 'shards' | 'cluster' | 'off';
 export type WritePolicy = 'available' | 'strict';
@@ -32,8 +33,8 @@ export interface CacheConfig {
   authUser: string | undefined;
   /** PEM of the CA that signs the nodes' TLS certificates, when not a public one (rediss:// only). */
   tlsCa: string | undefined;
-  /** How item keys appear in logs: as they are, or as a SHA-256 prefix. */
-  logKeys: 'plain' | 'hash';
+  /** How item keys appear in logs: as they are, or as an HMAC-SHA-256 prefix under CACHE_LOG_KEYS_SECRET. */
+  logKeys: LogKeys;
 }
 
 export interface StoreConfig {
@@ -137,6 +138,26 @@ function checkNoPlainAuth(nodes: string[], authToken: string | undefined): void 
   });
 }
 
+/** Shortest CACHE_LOG_KEYS_SECRET accepted: too long to guess (the deploy generates 64 characters). */
+export const MIN_LOG_KEYS_SECRET_LENGTH = 32;
+
+/**
+ * CACHE_LOG_KEYS and its key. `hash` without CACHE_LOG_KEYS_SECRET is an error rather than an
+ * unkeyed hash: a dictionary reverses that.
+ */
+function logKeysVar(env: Env): LogKeys {
+  const mode = choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain');
+  const secret = env.CACHE_LOG_KEYS_SECRET ?? '';
+  if (mode === 'plain') return 'plain';
+  if (secret.trim() === '') {
+    throw new ConfigError('CACHE_LOG_KEYS_SECRET', "required when CACHE_LOG_KEYS is 'hash' (the key of the logs' keyed hash)");
+  }
+  if (secret.length < MIN_LOG_KEYS_SECRET_LENGTH) {
+    throw new ConfigError('CACHE_LOG_KEYS_SECRET', `must be at least ${MIN_LOG_KEYS_SECRET_LENGTH} characters, got ${secret.length}`);
+  }
+  return new LogKeyHasher(secret);
+}
+
 export const VIRTUAL_SHARDS = 100;
 
 /**
@@ -232,7 +253,7 @@ export function loadConfig(env: Env = process.env): Config {
       authToken,
       authUser: env.CACHE_AUTH_USER || undefined,
       tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
-      logKeys: choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain'),
+      logKeys: logKeysVar(env),
     },
     store: {
       endpoint,

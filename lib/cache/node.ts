@@ -1,6 +1,6 @@
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
-import { logger } from '../log.ts';
+import { logger, type LogKeys } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
 import { installScripts, sealKey, SETTLE_KEY, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -17,7 +17,7 @@ export interface NodeSettings {
   authToken?: string | undefined;
   authUser?: string | undefined;
   tlsCa?: string | undefined;
-  logKeys?: 'plain' | 'hash';
+  logKeys?: LogKeys;
   /** Test seam: the state machine's clock. */
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
