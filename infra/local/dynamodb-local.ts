@@ -59,7 +59,9 @@ export async function startDynamoDbLocal(port: number): Promise<DynamoDbLocal> {
     return await startOn(port, true);
   } catch (err) {
     if (!(err instanceof NoSourceLaunch)) throw err;
-    process.stderr.write('[dynamodb-local] java cannot run DynamoDbLocalLoopback.java (no JDK compiler): DynamoDB Local listens on every interface\n');
+    process.stderr.write(
+      '[dynamodb-local] java cannot run DynamoDbLocalLoopback.java (no JDK compiler): DynamoDB Local listens on every interface\n',
+    );
     return startOn(port, false);
   }
 }
