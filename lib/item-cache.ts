@@ -198,7 +198,7 @@ export class ItemCache {
     }
     for (const name of remove) {
       checkWritableName(def, name, attributeField('remove', name), true);
-      if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(`remove.${name}`, 'is also being set');
+      if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(attributeField('remove', name), 'is also being set');
     }
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async () => {
@@ -340,9 +340,10 @@ function checkAttributes(table: TableDefinition, attrs: unknown, field: string, 
 }
 
 /**
- * Every string of a value (set members, nested map names included) must be well-formed UTF-16:
- * DynamoDB stores UTF-8, which cannot spell a lone surrogate, so such a string would not read
- * back as written (G4).
+ * Every string of a value (set members, nested map names included) must be well-formed UTF-16.
+ * DynamoDB stores UTF-8, which has no spelling for a lone surrogate: what a deployed table makes of
+ * one is not something to leave to chance (DynamoDB Local keeps it as sent), so it is refused and
+ * every value written reads back as written (G4).
  */
 function checkWellFormedValue(v: AttributeValue, field: string): void {
   if (v.S !== undefined) checkWellFormedText(v.S, field);
