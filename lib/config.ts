@@ -209,9 +209,6 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('CACHE_NODES', `required when CACHE_MODE is '${mode}' (set CACHE_MODE=off to run without a cache)`);
   }
   const shardMap = mode === 'shards' ? parseShardMap(env.CACHE_SHARD_MAP, nodes.length) : undefined;
-  const authToken = env.CACHE_AUTH_TOKEN || undefined;
-  const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
-  if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
   const timeoutMs = intVar(env, 'DYNAMODB_TIMEOUT_MS', 3000, 100, 60_000);
   const maxAttempts = intVar(env, 'DYNAMODB_MAX_ATTEMPTS', 3, 1, 10);
   const endpoint = env.DYNAMODB_ENDPOINT?.trim() || undefined;
@@ -234,6 +231,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (parkingTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(parkingTable)) {
     throw new ConfigError('STREAM_PARKING_TABLE', `'${parkingTable}' is not a DynamoDB table name (3-255 letters, digits, _ . -)`);
   }
+  const authToken = env.CACHE_AUTH_TOKEN || undefined;
+  const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
+  if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
   return {
     stream: { parkingTable },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
