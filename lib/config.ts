@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.ts';
+import { redactUrl } from './cache/node.ts';
+import { LogKeyHasher, type LogKeys } from './log.ts';
 
 export type CacheMode = 'shards' | 'cluster' | 'off';
 export type WritePolicy = 'available' | 'strict';
@@ -31,8 +33,8 @@ export interface CacheConfig {
   authUser: string | undefined;
   /** PEM of the CA that signs the nodes' TLS certificates, when not a public one (rediss:// only). */
   tlsCa: string | undefined;
-  /** How item keys appear in logs: as they are, or as a SHA-256 prefix. */
-  logKeys: 'plain' | 'hash';
+  /** How item keys appear in logs: as they are, or as an HMAC-SHA-256 prefix under CACHE_LOG_KEYS_SECRET. */
+  logKeys: LogKeys;
 }
 
 export interface StoreConfig {
@@ -101,7 +103,8 @@ function parseNodes(raw: string | undefined): string[] {
     try {
       parsed = new URL(url);
     } catch {
-      throw new ConfigError('CACHE_NODES', `entry ${i + 1} is not a URL: '${url}'`);
+      // Redacted: a malformed entry may still hold a password.
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} is not a URL: '${redactUrl(url)}'`);
     }
     if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
       throw new ConfigError('CACHE_NODES', `entry ${i + 1} must start with redis:// or rediss://`);
@@ -109,6 +112,55 @@ function parseNodes(raw: string | undefined): string[] {
     if (!parsed.hostname) throw new ConfigError('CACHE_NODES', `entry ${i + 1} has no host`);
     return url;
   });
+}
+
+function flagVar(env: Env, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new ConfigError(name, `expected 1, true, 0 or false, got '${env[name]}'`);
+}
+
+/**
+ * A password (the URL's, or CACHE_AUTH_TOKEN for a URL without one) sent to a plain `redis://`
+ * node crosses the network in clear on every (re)connect: refused, unless CACHE_ALLOW_PLAIN_AUTH
+ * says this is a local stack.
+ */
+function checkNoPlainAuth(nodes: string[], authToken: string | undefined): void {
+  nodes.forEach((url, i) => {
+    const u = new URL(url);
+    if (u.protocol !== 'redis:') return;
+    const fix = 'use rediss:// (TLS), or set CACHE_ALLOW_PLAIN_AUTH=1 on a local stack';
+    if (u.password) {
+      throw new ConfigError('CACHE_NODES', `entry ${i + 1} (${redactUrl(url)}) carries a password over plain redis://, in clear: ${fix}`);
+    }
+    if (authToken !== undefined) {
+      throw new ConfigError(
+        'CACHE_AUTH_TOKEN',
+        `would be sent in clear to the plain redis:// node ${redactUrl(url)} (CACHE_NODES entry ${i + 1}): ${fix}`,
+      );
+    }
+  });
+}
+
+/** Shortest CACHE_LOG_KEYS_SECRET accepted: too long to guess (the deploy generates 64 characters). */
+export const MIN_LOG_KEYS_SECRET_LENGTH = 32;
+
+/**
+ * CACHE_LOG_KEYS and its key. `hash` without CACHE_LOG_KEYS_SECRET is an error rather than an
+ * unkeyed hash: a dictionary reverses that.
+ */
+function logKeysVar(env: Env): LogKeys {
+  const mode = choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain');
+  const secret = env.CACHE_LOG_KEYS_SECRET ?? '';
+  if (mode === 'plain') return 'plain';
+  if (secret.trim() === '') {
+    throw new ConfigError('CACHE_LOG_KEYS_SECRET', "required when CACHE_LOG_KEYS is 'hash' (the key of the logs' keyed hash)");
+  }
+  if (secret.length < MIN_LOG_KEYS_SECRET_LENGTH) {
+    throw new ConfigError('CACHE_LOG_KEYS_SECRET', `must be at least ${MIN_LOG_KEYS_SECRET_LENGTH} characters, got ${secret.length}`);
+  }
+  return new LogKeyHasher(secret);
 }
 
 export const VIRTUAL_SHARDS = 100;
@@ -176,7 +228,7 @@ export function loadConfig(env: Env = process.env): Config {
       // reported below
     }
     if (protocol !== 'http:' && protocol !== 'https:') {
-      throw new ConfigError('DYNAMODB_ENDPOINT', `expected an http:// or https:// URL, got '${endpoint}'`);
+      throw new ConfigError('DYNAMODB_ENDPOINT', `expected an http:// or https:// URL, got '${redactUrl(endpoint)}'`);
     }
   }
   const tablePrefix = env.TABLE_PREFIX ?? '';
@@ -187,6 +239,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (parkingTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(parkingTable)) {
     throw new ConfigError('STREAM_PARKING_TABLE', `'${parkingTable}' is not a DynamoDB table name (3-255 letters, digits, _ . -)`);
   }
+  const authToken = env.CACHE_AUTH_TOKEN || undefined;
+  const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
+  if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
   return {
     stream: { parkingTable },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
@@ -203,10 +258,10 @@ export function loadConfig(env: Env = process.env): Config {
       writePolicy: choiceVar<WritePolicy>(env, 'CACHE_WRITE_POLICY', ['available', 'strict'], 'available'),
       leaseMs: intVar(env, 'CACHE_LEASE_MS', 2000, 10, 60_000),
       dirtyKeysMax: intVar(env, 'CACHE_DIRTY_KEYS_MAX', 10_000, 1, 10_000_000),
-      authToken: env.CACHE_AUTH_TOKEN || undefined,
+      authToken,
       authUser: env.CACHE_AUTH_USER || undefined,
       tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
-      logKeys: choiceVar(env, 'CACHE_LOG_KEYS', ['plain', 'hash'] as const, 'plain'),
+      logKeys: logKeysVar(env),
     },
     store: {
       endpoint,

@@ -1,9 +1,9 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
-import { checkKeyValue, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
+import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
@@ -196,8 +196,8 @@ export class ItemCache {
       throw new ValidationError('remove', 'must be a list of attribute names');
     }
     for (const name of remove) {
-      checkWritableName(def, name, `remove.${name}`, true);
-      if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(`remove.${name}`, 'is also being set');
+      checkWritableName(def, name, attributeField('remove', name), true);
+      if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(attributeField('remove', name), 'is also being set');
     }
     checkIfVersion(options);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
@@ -294,7 +294,26 @@ function writeOutcome(table: TableDefinition, av: Attributes): { result: WriteRe
   return { result: { item, version }, entry };
 }
 
+/**
+ * The longest top-level attribute name accepted, in UTF-8 bytes. DynamoDB allows names under 64 KB
+ * (key and index attributes: 255), but DynamoDB Local fails on names over 50,000 bytes (measured: a
+ * PutItem is an internal error; an UpdateItem is stored, and every later GetItem of the item fails),
+ * so the library stops where every backend it runs on agrees.
+ */
+export const MAX_ATTRIBUTE_NAME_BYTES = 50_000;
+
+/** `prefix.name` for errors, a long name shortened (the message must not echo 50 KB back). */
+function attributeField(prefix: string, name: string): string {
+  return `${prefix}.${name.length > 64 ? `${name.slice(0, 32)}…(${name.length} characters)` : name}`;
+}
+
 function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {
+  // A lone surrogate has no UTF-8 spelling: two names could meet in one (G4, G6 for keys).
+  checkWellFormedText(name, field);
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting.
+  if (name.length * 3 > MAX_ATTRIBUTE_NAME_BYTES && Buffer.byteLength(name, 'utf8') > MAX_ATTRIBUTE_NAME_BYTES) {
+    throw new ValidationError(field, `attribute names are at most ${MAX_ATTRIBUTE_NAME_BYTES} bytes`);
+  }
   if (name === table.versionAttribute) {
     throw new ValidationError(field, `'${name}' is the table's version attribute, which only the library writes`);
   }
@@ -314,13 +333,35 @@ function checkAttributes(table: TableDefinition, attrs: unknown, field: string, 
   }
   for (const name of Object.keys(attrs)) {
     if (name === '') throw new ValidationError(field, 'attribute names must not be empty');
-    checkWritableName(table, name, `${field}.${name}`, keysForbidden);
+    checkWritableName(table, name, attributeField(field, name), keysForbidden);
   }
+  let av: Attributes;
   try {
-    return normalizeAttributes(toAttributes(attrs as Item), field);
+    av = normalizeAttributes(toAttributes(attrs as Item), field);
   } catch (err) {
     if (err instanceof CacheLibraryError) throw err;
     throw new ValidationError(field, err instanceof Error ? err.message : String(err));
+  }
+  for (const [name, value] of Object.entries(av)) checkWellFormedValue(value, attributeField(field, name));
+  return av;
+}
+
+/**
+ * Every string of a value (set members, nested map names included) must be well-formed UTF-16.
+ * DynamoDB stores UTF-8, which has no spelling for a lone surrogate: what a deployed table makes of
+ * one is not something to leave to chance (DynamoDB Local keeps it as sent), so it is refused and
+ * every value written reads back as written (G4).
+ */
+function checkWellFormedValue(v: AttributeValue, field: string): void {
+  if (v.S !== undefined) checkWellFormedText(v.S, field);
+  else if (v.SS !== undefined) for (const s of v.SS) checkWellFormedText(s, field);
+  else if (v.L !== undefined) v.L.forEach((x, i) => checkWellFormedValue(x, `${field}[${i}]`));
+  else if (v.M !== undefined) {
+    for (const [name, x] of Object.entries(v.M)) {
+      const inner = attributeField(field, name);
+      checkWellFormedText(name, inner);
+      checkWellFormedValue(x, inner);
+    }
   }
 }
 

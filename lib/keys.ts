@@ -25,6 +25,20 @@ export interface ResolvedKey {
 /** Key parts may hold any character: escape the separator (and cluster hash-tag braces) so no two keys alias (G6). */
 const SPECIAL = /[%:{}]/;
 
+/**
+ * Whether `s` is well-formed UTF-16 (no lone surrogate). Only such text has a UTF-8 spelling: ioredis
+ * writes each lone surrogate as U+FFFD, so `x\uD806`, `x\uDC00` and `x\uFFFD` would be one Redis key (G6).
+ */
+export function isWellFormedText(s: string): boolean {
+  // String.prototype.isWellFormed: Node 20+, not yet in TypeScript's ES2022 lib.
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Throws a ValidationError naming `field` when `s` holds a lone surrogate. */
+export function checkWellFormedText(s: string, field: string): void {
+  if (!isWellFormedText(s)) throw new ValidationError(field, 'is not well-formed Unicode text (it holds a lone UTF-16 surrogate)');
+}
+
 function escapePart(s: string): string {
   // Most keys hold none of these: test first, so the hit path allocates no replacement.
   return SPECIAL.test(s) ? s.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`) : s;
@@ -37,6 +51,7 @@ export function checkKeyValue(attr: KeyAttribute, value: unknown, field: string,
     case 'S': {
       if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${describe(value)}`);
       if (value.length === 0) throw new ValidationError(field, 'must not be empty');
+      checkWellFormedText(value, field);
       // A UTF-16 unit is at most 3 UTF-8 bytes: only long strings need counting.
       if (value.length * 3 > maxBytes && Buffer.byteLength(value, 'utf8') > maxBytes)
         throw new ValidationError(field, `is longer than ${maxBytes} bytes`);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 
 /**
@@ -7,7 +7,32 @@ import { Logger } from '@aws-lambda-powertools/logger';
  */
 export const logger = new Logger({ serviceName: 'dynamo-redis-cache' });
 
-/** An item key as logs show it: as it is, or (CACHE_LOG_KEYS=hash) a SHA-256 prefix that still joins log lines. */
-export function loggedKey(key: string, mode: 'plain' | 'hash'): string {
-  return mode === 'plain' ? key : `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+/**
+ * CACHE_LOG_KEYS=hash: an item key appears in logs as a 64-bit prefix of its HMAC-SHA-256 under a
+ * secret key (CACHE_LOG_KEYS_SECRET). The same key still joins log lines; without the secret, a
+ * dictionary of likely keys (e-mail addresses, ids) no longer reverses it, as it would an unkeyed
+ * hash. The secret is a private field: neither JSON nor util.inspect shows it.
+ */
+export class LogKeyHasher {
+  readonly #secret: Buffer;
+
+  constructor(secret: string) {
+    this.#secret = Buffer.from(secret, 'utf8');
+  }
+
+  hash(itemKey: string): string {
+    return `hmac:${createHmac('sha256', this.#secret).update(itemKey, 'utf8').digest('hex').slice(0, 16)}`;
+  }
+
+  toJSON(): string {
+    return 'hash';
+  }
+}
+
+/** How item keys appear in logs: as they are, or keyed-hashed. */
+export type LogKeys = 'plain' | LogKeyHasher;
+
+/** An item key as logs show it (see LogKeys). */
+export function loggedKey(key: string, mode: LogKeys): string {
+  return mode === 'plain' ? key : mode.hash(key);
 }

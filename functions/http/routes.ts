@@ -11,7 +11,7 @@ import {
   type WriteResult,
 } from '../../lib/index.ts';
 import type { Reply, Route } from './app.ts';
-import { itemFromJson, itemToJson } from './json.ts';
+import { itemFromJson, itemToJson, stringifyJson } from './json.ts';
 import {
   decodeCursor,
   encodeCursor,
@@ -65,6 +65,52 @@ async function readPartition(req: HttpRequest, cache: ItemCache, table: TableDef
   return { status: 200, body: { items: page.items.map(itemToJson), next: page.next && encodeCursor(page.next) } };
 }
 
+/**
+ * Lambda's quota on a synchronous invocation's response payload: 6 MB (6,291,456 bytes), counted
+ * over the whole result API Gateway receives (status, headers, and the body as a JSON string, so
+ * escaped a second time). Past it the invocation fails and the caller gets a 5xx.
+ */
+const LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024;
+
+/** Room left for the status, the headers and the result's own JSON around the body. */
+const RESPONSE_MARGIN_BYTES = 64 * 1024;
+
+/** The most a batch-get's body may weigh inside the Lambda result (see LAMBDA_RESPONSE_LIMIT_BYTES). */
+export const MAX_BATCH_GET_BODY_BYTES = LAMBDA_RESPONSE_LIMIT_BYTES - RESPONSE_MARGIN_BYTES;
+
+/** What one value adds to the Lambda result: its JSON, escaped again as part of the body string, and a comma. */
+function weightInResult(json: unknown): number {
+  return Buffer.byteLength(JSON.stringify(stringifyJson(json)), 'utf8') - 2 + 1;
+}
+
+/**
+ * The batch-get answer, within MAX_BATCH_GET_BODY_BYTES: items in request order while they fit,
+ * the keys of the rest as `unprocessed` (to be asked again), as DynamoDB's BatchGetItem answers
+ * past its own 16 MB. Counted against the worst case (every found item's key also listed as
+ * unprocessed), so the sum never passes the limit; the first item is always answered (one item is
+ * at most 400 KB, a few MB as escaped JSON), so asking again always progresses.
+ */
+function fitBatchAnswer(table: TableDefinition, items: Item[], missing: ItemKey[]): Record<string, unknown> {
+  const keyOf = (item: Item): ItemKey => {
+    const key: ItemKey = { [table.hashKey.name]: item[table.hashKey.name] as ItemKey[string] };
+    if (table.rangeKey) key[table.rangeKey.name] = item[table.rangeKey.name] as ItemKey[string];
+    return key;
+  };
+  const jsonItems = items.map(itemToJson);
+  const jsonMissing = missing.map(itemToJson);
+  const jsonKeys = items.map((item) => itemToJson(keyOf(item)));
+  let used = 64 + [...jsonMissing, ...jsonKeys].reduce((n, k) => n + weightInResult(k), 0);
+  let fit = 0;
+  for (const item of jsonItems) {
+    const weight = weightInResult(item);
+    if (fit > 0 && used + weight > MAX_BATCH_GET_BODY_BYTES) break;
+    used += weight;
+    fit++;
+  }
+  if (fit === jsonItems.length) return { items: jsonItems, missing: jsonMissing };
+  return { items: jsonItems.slice(0, fit), missing: jsonMissing, unprocessed: jsonKeys.slice(fit) };
+}
+
 async function batchGet(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
   const keys = jsonObjectBody(req).keys;
@@ -75,7 +121,7 @@ async function batchGet(req: HttpRequest, cache: ItemCache): Promise<Reply> {
     table.name,
     keys.map((k, i) => itemFromJson(k, `keys[${i}]`)),
   );
-  return { status: 200, body: { items: r.items.map(itemToJson), missing: r.missing.map(itemToJson) } };
+  return { status: 200, body: fitBatchAnswer(table, r.items, r.missing) };
 }
 
 function isKeyAttribute(table: TableDefinition, name: string): boolean {

@@ -139,6 +139,10 @@ async function main(): Promise<void> {
     STREAM_PARKING_TABLE: parkingTable,
     ...(token ? { CACHE_AUTH_TOKEN: token } : {}),
     ...(tlsMaterial ? { CACHE_TLS_CA_FILE: tlsMaterial.caFile } : {}),
+    // Without TLS the shards have no password, but under a STAGE other than local (no params.local)
+    // serverless.yml still hands the handlers a CACHE_AUTH_TOKEN (its deploy-time Secrets Manager
+    // reference), which the library refuses over plain redis://. Everything here is on 127.0.0.1.
+    ...(settings.tls ? {} : { CACHE_ALLOW_PLAIN_AUTH: '1' }),
   };
   // Whatever the stage, the local stack has no VPC and no auth (serverless.yml's params.local, spelled out).
   const params = [

@@ -1,4 +1,4 @@
-import { logger, loggedKey } from '../log.ts';
+import { logger, loggedKey, type LogKeys } from '../log.ts';
 
 /**
  * Keys whose invalidation could not reach their node (the seed's POSTMODEL_DIRTYDATA). Each is
@@ -15,7 +15,7 @@ export class DirtyKeys {
   constructor(
     private readonly node: string,
     private readonly max: number,
-    private readonly logKeys: 'plain' | 'hash' = 'plain',
+    private readonly logKeys: LogKeys = 'plain',
   ) {}
 
   add(itemKey: string, reason: string): void {

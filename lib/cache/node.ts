@@ -1,6 +1,6 @@
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
-import { logger } from '../log.ts';
+import { logger, type LogKeys } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
 import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -21,7 +21,7 @@ export interface NodeSettings {
   authToken?: string | undefined;
   authUser?: string | undefined;
   tlsCa?: string | undefined;
-  logKeys?: 'plain' | 'hash';
+  logKeys?: LogKeys;
   /** Test seam: the state machine's clock. */
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
@@ -36,9 +36,21 @@ export interface NodeHealth {
   dirtyKeys: number;
 }
 
-/** `redis://host:port/db` without user or password: safe for logs and /health. */
+/**
+ * `redis://host:port/db` without user or password: safe for logs, errors and /health. Text that is
+ * not a URL (a malformed setting) keeps no user information either: everything before its last `@`
+ * (after the scheme) is dropped, since it cannot be parsed to tell the user from the password.
+ */
 export function redactUrl(url: string): string {
-  const u = new URL(url);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    const at = url.lastIndexOf('@');
+    if (at === -1) return url;
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? '';
+    return `${scheme}…@${url.slice(at + 1)}`;
+  }
   const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
   return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
 }
@@ -48,11 +60,18 @@ export function redactUrl(url: string): string {
  * No offline queue (a command while disconnected fails at once), every call bounded by its caller's
  * deadline (deadline.ts), reconnection in the background (the health state machine, not the
  * client, decides when the node is trusted).
+ *
+ * Credentials, as the README says: the URL's user and password win, and a part the URL lacks comes
+ * from CACHE_AUTH_USER / CACHE_AUTH_TOKEN, so `rediss://default@host` with a token sends
+ * `AUTH default <token>`. `rediss://` turns TLS on, with CACHE_TLS_CA_FILE's CA if given.
  */
-export function clientOptions(settings: NodeSettings): RedisOptions {
+export function clientOptions(settings: NodeSettings, url: URL): RedisOptions {
+  const username = url.username ? decodeURIComponent(url.username) : settings.authUser;
+  const password = url.password ? decodeURIComponent(url.password) : settings.authToken;
   return {
-    ...(settings.authToken ? { password: settings.authToken } : {}),
-    ...(settings.authUser ? { username: settings.authUser } : {}),
+    ...(password ? { password } : {}),
+    ...(username ? { username } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: settings.tlsCa ? { ca: settings.tlsCa } : {} } : {}),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: settings.connectTimeoutMs,
@@ -65,6 +84,17 @@ export function clientOptions(settings: NodeSettings): RedisOptions {
     lazyConnect: false,
   };
 }
+
+/** The URL ioredis is given: credentials removed, since ioredis lets a URL's empty password override ours. */
+function withoutCredentials(url: URL): string {
+  const bare = new URL(url.href);
+  bare.username = '';
+  bare.password = '';
+  return bare.href;
+}
+
+/** Distinct connection errors a node logs (each once): enough to see why, bounded so logs cannot flood. */
+const MAX_LOGGED_CONNECTION_ERRORS = 20;
 
 function clusterSeeds(urls: string[]): { host: string; port: number }[] {
   return urls.map((u) => {
@@ -135,9 +165,9 @@ export class CacheNode {
     const first = urls[0];
     if (first === undefined) throw new Error('a cache node needs a URL');
     let client: Redis | Cluster;
+    const u = new URL(first);
+    const opts = clientOptions(settings, u);
     if (this.isCluster) {
-      const u = new URL(first);
-      const opts = clientOptions(settings);
       client = new Cluster(clusterSeeds(urls), {
         enableOfflineQueue: false,
         enableAutoPipelining: true,
@@ -148,19 +178,10 @@ export class CacheNode {
         dnsLookup: (address, callback) => callback(null, address),
         // Per-node options: the offline queue and retries are the Cluster's to manage (ioredis keeps
         // its internal node queues on; setting them here breaks the slots refresh).
-        redisOptions: {
-          connectTimeout: opts.connectTimeout,
-          username: u.username ? decodeURIComponent(u.username) : settings.authUser,
-          password: u.password ? decodeURIComponent(u.password) : settings.authToken,
-          tls: u.protocol === 'rediss:' ? (settings.tlsCa ? { ca: settings.tlsCa } : {}) : undefined,
-        },
+        redisOptions: { connectTimeout: opts.connectTimeout, username: opts.username, password: opts.password, tls: opts.tls },
       });
     } else {
-      // Credentials in the URL win over CACHE_AUTH_*; rediss:// turns TLS on (ioredis), with our CA if given.
-      const u = new URL(first);
-      const opts = clientOptions(settings);
-      if (u.protocol === 'rediss:') opts.tls = settings.tlsCa ? { ca: settings.tlsCa } : {};
-      client = new Redis(first, opts);
+      client = new Redis(withoutCredentials(u), opts);
     }
     this.client = installScripts(client);
     this.client.on('ready', () => {
@@ -170,8 +191,20 @@ export class CacheNode {
       this.verified = false;
       this.connection++;
     });
-    // Errors surface on the commands that hit them; an unhandled 'error' event would crash the process.
-    this.client.on('error', () => {});
+    // Errors surface on the commands that hit them (an unhandled 'error' event would crash the
+    // process), but only the client sees why a connection fails (a TLS certificate refused, AUTH
+    // refused): log each distinct reason once per node, without secrets, so reconnects do not flood.
+    const seen = new Set<string>();
+    const secrets = [opts.password, settings.authToken].filter((s): s is string => !!s);
+    const report = (err: unknown): void => {
+      let reason = errorMessage(err);
+      for (const secret of secrets) reason = reason.split(secret).join('…');
+      if (seen.has(reason) || seen.size >= MAX_LOGGED_CONNECTION_ERRORS) return;
+      seen.add(reason);
+      logger.warn('CACHE_NODE_CONNECTION_ERROR', { cacheNode: this.address, error: reason });
+    };
+    this.client.on('error', report);
+    if (this.isCluster) this.client.on('node error', report);
   }
 
   /** The seal scripts check for `key`: the current epoch's, or none (the key itself) in cluster mode. */

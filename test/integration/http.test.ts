@@ -482,7 +482,8 @@ describe('HTTP API', () => {
       assert.ok(!Number.isNaN(Date.parse(n.since)));
     }
     const port = await freePort();
-    const withSecret = stack.cache({ CACHE_NODES: `redis://admin:s3cr3t-pw@127.0.0.1:${port}` });
+    // Plain AUTH allowed: this node is never reached, only its address reported.
+    const withSecret = stack.cache({ CACHE_NODES: `redis://admin:s3cr3t-pw@127.0.0.1:${port}`, CACHE_ALLOW_PLAIN_AUTH: '1' });
     const h = await call(createHttpApp(withSecret, healthRoutes), 'GET', '/health');
     assert.equal(h.status, 200);
     assert.equal(h.json.nodes.length, 1);

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, parseShardMap, VIRTUAL_SHARDS } from '../../lib/index.ts';
+import { clientOptions, redactUrl } from '../../lib/cache/node.ts';
 
 /** The minimal environment for the default mode (shards). */
 const BASE = { CACHE_NODES: 'redis://127.0.0.1:6379' } as const;
@@ -223,5 +224,84 @@ describe('parseShardMap', () => {
 
   test('a node index beyond the node count', () => {
     throwsConfig(() => parseShardMap('0-99:1', 1), 'CACHE_SHARD_MAP', /node 1/);
+  });
+});
+
+describe('loadConfig: secrets', () => {
+  const TOKEN = 's3cr3t-token';
+
+  test('a token or a URL password for a plain redis:// node is refused (it would cross the network in clear)', () => {
+    const noToken = (e: unknown): boolean => e instanceof ConfigError && !e.message.includes(TOKEN);
+    throwsConfig(() => loadConfig({ CACHE_NODES: 'redis://cache:6379', CACHE_AUTH_TOKEN: TOKEN }), 'CACHE_AUTH_TOKEN', /rediss:\/\//);
+    throwsConfig(() => loadConfig({ CACHE_NODES: `redis://:${TOKEN}@cache:6379` }), 'CACHE_NODES', /entry 1 \(redis:\/\/cache:6379\)/);
+    throwsConfig(() => loadConfig({ CACHE_NODES: `rediss://a:1,redis://app:${TOKEN}@b:2` }), 'CACHE_NODES', /entry 2/);
+    throwsConfig(() => loadConfig({ CACHE_MODE: 'cluster', CACHE_NODES: 'redis://cfg:6379', CACHE_AUTH_TOKEN: TOKEN }), 'CACHE_AUTH_TOKEN');
+    assert.throws(() => loadConfig({ CACHE_NODES: `redis://:${TOKEN}@cache:6379` }), noToken);
+    assert.throws(() => loadConfig({ CACHE_NODES: 'redis://cache:6379', CACHE_AUTH_TOKEN: TOKEN }), noToken);
+  });
+
+  test('over TLS, without credentials, with CACHE_ALLOW_PLAIN_AUTH=1 (a local stack) or with no cache, the same settings are accepted', () => {
+    assert.equal(loadConfig({ CACHE_NODES: 'rediss://cache:6379', CACHE_AUTH_TOKEN: TOKEN }).cache.authToken, TOKEN);
+    assert.equal(loadConfig({ CACHE_NODES: `rediss://:${TOKEN}@cache:6379` }).cache.nodes.length, 1);
+    assert.equal(loadConfig({ CACHE_NODES: 'redis://cache:6379', CACHE_AUTH_USER: 'app' }).cache.authUser, 'app');
+    for (const allow of ['1', 'true', ' TRUE ']) {
+      const c = loadConfig({ CACHE_NODES: 'redis://cache:6379', CACHE_AUTH_TOKEN: TOKEN, CACHE_ALLOW_PLAIN_AUTH: allow });
+      assert.equal(c.cache.authToken, TOKEN);
+    }
+    assert.equal(loadConfig({ CACHE_MODE: 'off', CACHE_AUTH_TOKEN: TOKEN }).cache.mode, 'off');
+    for (const off of ['0', 'false', '']) {
+      throwsConfig(
+        () => loadConfig({ CACHE_NODES: 'redis://cache:6379', CACHE_AUTH_TOKEN: TOKEN, CACHE_ALLOW_PLAIN_AUTH: off }),
+        'CACHE_AUTH_TOKEN',
+      );
+    }
+    for (const bad of ['yes', '2', 'on']) {
+      throwsConfig(() => loadConfig({ ...BASE, CACHE_ALLOW_PLAIN_AUTH: bad }), 'CACHE_ALLOW_PLAIN_AUTH');
+      throwsConfig(() => loadConfig({ CACHE_MODE: 'off', CACHE_ALLOW_PLAIN_AUTH: bad }), 'CACHE_ALLOW_PLAIN_AUTH');
+    }
+  });
+
+  test('a malformed node URL is reported without its user or password', () => {
+    for (const url of [
+      `redis://:${TOKEN}@cache:notaport`,
+      `rediss://app:${TOKEN}@[cache:6379`,
+      `redis://app:${TOKEN}@cache:6379:6380`,
+      `rediss://user:pa@ss${TOKEN}@ho st:6379`,
+    ]) {
+      throwsConfig(() => loadConfig({ CACHE_NODES: url }), 'CACHE_NODES', /is not a URL/);
+      assert.throws(
+        () => loadConfig({ CACHE_NODES: url }),
+        (e: unknown) => e instanceof ConfigError && !e.message.includes(TOKEN) && !e.message.includes('app:'),
+        url,
+      );
+    }
+    assert.throws(
+      () => loadConfig({ ...BASE, DYNAMODB_ENDPOINT: `ftp://user:${TOKEN}@dynamo` }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'DYNAMODB_ENDPOINT' && !e.message.includes(TOKEN),
+    );
+  });
+});
+
+describe('clientOptions: credentials as the README says', () => {
+  const settings = { checkIntervalMs: 1000, startCycles: 0, commandTimeoutMs: 100, connectTimeoutMs: 100, dirtyKeysMax: 10 };
+  const creds = (url: string, env: { authUser?: string; authToken?: string } = {}) => {
+    const o = clientOptions({ ...settings, ...env }, new URL(url));
+    return { username: o.username, password: o.password, tls: o.tls !== undefined };
+  };
+
+  test("the URL's user and password win; what the URL lacks comes from CACHE_AUTH_USER / CACHE_AUTH_TOKEN", () => {
+    const env = { authUser: 'envuser', authToken: 'envtoken' };
+    assert.deepEqual(creds('rediss://default@h:6379', env), { username: 'default', password: 'envtoken', tls: true });
+    assert.deepEqual(creds('rediss://:urlpass@h:6379', env), { username: 'envuser', password: 'urlpass', tls: true });
+    assert.deepEqual(creds('rediss://u%40x:p%3Aq@h:6379', env), { username: 'u@x', password: 'p:q', tls: true });
+    assert.deepEqual(creds('rediss://h:6379', env), { username: 'envuser', password: 'envtoken', tls: true });
+    assert.deepEqual(creds('redis://h:6379'), { username: undefined, password: undefined, tls: false });
+  });
+
+  test('redactUrl: parsed URLs lose user and password; malformed text loses everything before its last @', () => {
+    assert.equal(redactUrl('rediss://app:pw@cache.example.com:6380/2'), 'rediss://cache.example.com:6380/2');
+    assert.equal(redactUrl('redis://:pw@cache:notaport'), 'redis://…@cache:notaport');
+    assert.equal(redactUrl('rediss://u:p@ss@[h:1'), 'rediss://…@[h:1');
+    assert.equal(redactUrl('no credentials here'), 'no credentials here');
   });
 });

@@ -22,7 +22,31 @@ const tricky = fc.string({
   maxLength: 8,
 });
 const anyText = fc.string({ unit: 'binary', minLength: 1, maxLength: 12 });
-const part = fc.oneof(tricky, anyText);
+// Ill-formed UTF-16: a lone surrogate somewhere. ioredis sends keys as UTF-8, where each lone
+// surrogate becomes U+FFFD, so such keys must be refused, not resolved (G6).
+const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
+const illFormed = fc
+  .tuple(fc.string({ maxLength: 4 }), loneSurrogate, fc.string({ maxLength: 4 }))
+  .map(([a, s, b]) => a + s + b)
+  .filter((s) => !sameInUtf8(s));
+const part = fc.oneof(tricky, anyText, illFormed);
+
+/** The oracle: a string survives UTF-8 (what ioredis sends Redis) exactly when it is well-formed. */
+function sameInUtf8(s: string): boolean {
+  return Buffer.from(s, 'utf8').toString('utf8') === s;
+}
+
+/** A key as Redis receives it: its UTF-8 bytes. */
+const wire = (redisKey: string): string => Buffer.from(redisKey, 'utf8').toString('hex');
+
+/** rkOrder, or undefined when a part is ill-formed, which must be a ValidationError naming that part. */
+function orderOrRefused(h: string, r: string) {
+  if (!sameInUtf8(h) || !sameInUtf8(r)) {
+    throwsValidation(() => rkOrder(h, r), sameInUtf8(h) ? 'key.orderId' : 'key.customerId');
+    return undefined;
+  }
+  return rkOrder(h, r);
+}
 
 function throwsValidation(fn: () => unknown, field: string): void {
   assert.throws(fn, (e: unknown) => {
@@ -68,6 +92,19 @@ describe('resolveKey: G6, no two keys alias', () => {
     const emoji = rkUser('😀:🎉');
     assert.notEqual(emoji.redisKey, rkOrder('😀', '🎉', 'users').redisKey);
     assert.equal(rkUser('😀').redisKey, rkUser('\ud83d\ude00').redisKey);
+  });
+
+  test('G6: lone surrogates are refused, so x\\uD806, x\\uDC00 and x\\uFFFD never share one Redis key', () => {
+    // ioredis writes both lone surrogates as U+FFFD: the three would be one entry in Redis.
+    assert.equal(wire('x\uD806'), wire('x\uFFFD'));
+    throwsValidation(() => rkUser('x\uD806'), 'key.userId');
+    throwsValidation(() => rkUser('x\uDC00'), 'key.userId');
+    throwsValidation(() => rkUser('\uDE00x'), 'key.userId');
+    throwsValidation(() => rkOrder('c', 'o\uD83D'), 'key.orderId');
+    throwsValidation(() => resolveKey(users, 'users', { userId: '\uDFFF' }, 'keys[7]'), 'keys[7].userId');
+    // U+FFFD itself and a well-formed pair are ordinary text.
+    assert.equal(rkUser('x\uFFFD').redisKey, 'users:x\uFFFD:t');
+    assert.equal(rkUser('x\uD83D\uDE00').redisKey, 'users:x😀:t');
   });
 
   test('the same key in two tables, or under two stage prefixes, is two entries', () => {
@@ -148,14 +185,16 @@ describe('resolveKey: G6, no two keys alias', () => {
   test('property: distinct (hash, range) tuples never share a redisKey; equal tuples always do', () => {
     fc.assert(
       fc.property(fc.tuple(part, part), fc.tuple(part, part), ([h1, r1], [h2, r2]) => {
-        const a = rkOrder(h1, r1);
-        const b = rkOrder(h2, r2);
+        const a = orderOrRefused(h1, r1);
+        const b = orderOrRefused(h2, r2);
+        if (a === undefined || b === undefined) return;
         if (h1 === h2 && r1 === r2) {
           assert.equal(a.redisKey, b.redisKey);
           assert.equal(a.shard, b.shard);
         } else {
-          assert.notEqual(a.redisKey, b.redisKey);
-          assert.notEqual(a.shardingKey, b.shardingKey);
+          // Compared as Redis sees them (UTF-8 bytes), not as JavaScript strings.
+          assert.notEqual(wire(a.redisKey), wire(b.redisKey));
+          assert.notEqual(wire(a.shardingKey), wire(b.shardingKey));
         }
         // Equal tuples: also a fresh resolution of the same tuple.
         assert.equal(rkOrder(h1, r1).redisKey, a.redisKey);
@@ -167,8 +206,10 @@ describe('resolveKey: G6, no two keys alias', () => {
   test('property: hash-only keys never alias one another, nor a (hash, range) key of a same-named table', () => {
     fc.assert(
       fc.property(part, part, part, (x, y, z) => {
-        if (x !== y) assert.notEqual(rkUser(x).redisKey, rkUser(y).redisKey);
-        assert.notEqual(rkUser(x, 't').redisKey, rkOrder(y, z, 't').redisKey);
+        for (const s of [x, y]) if (!sameInUtf8(s)) throwsValidation(() => rkUser(s), 'key.userId');
+        if (!sameInUtf8(x) || !sameInUtf8(y) || !sameInUtf8(z)) return;
+        if (x !== y) assert.notEqual(wire(rkUser(x).redisKey), wire(rkUser(y).redisKey));
+        assert.notEqual(wire(rkUser(x, 't').redisKey), wire(rkOrder(y, z, 't').redisKey));
       }),
       { numRuns: 1000 },
     );
@@ -221,7 +262,7 @@ describe('virtualShard', () => {
 
   test('property: always in 0..99 and crc32(shardingKey) mod 100', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 64 }), part, (s, k) => {
+      fc.property(fc.string({ unit: 'binary', maxLength: 64 }), fc.oneof(tricky, anyText).filter(sameInUtf8), (s, k) => {
         const v = virtualShard(s);
         assert.ok(Number.isInteger(v) && v >= 0 && v <= 99, `${v}`);
         assert.equal(v, (CRC32.str(s) >>> 0) % 100);
