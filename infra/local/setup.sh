@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent local/CI set-up for a fresh Debian machine:
-#   Java 17+ (DynamoDB Local), redis-server + redis-cli (tests), node_modules (npm ci).
+#   a Java 17+ JDK (DynamoDB Local, bound to 127.0.0.1 by a source-file launcher: javac), redis-server + redis-cli (tests), node_modules (npm ci).
 # Fast (well under 2 s) when everything is already present.
 set -euo pipefail
 
@@ -18,6 +18,11 @@ java_major() {
 }
 
 check_java() {
+  # A JDK, not a JRE: infra/local/DynamoDbLocalLoopback.java runs in source-file mode (jdk.compiler).
+  if command -v java >/dev/null 2>&1 && ! java --list-modules 2>/dev/null | grep -q '^jdk.compiler'; then
+    echo "miss a JDK (java has no compiler: DynamoDB Local could not be bound to 127.0.0.1)"
+    return 1
+  fi
   if command -v java >/dev/null 2>&1; then
     local major
     major="$(java_major)"
@@ -51,7 +56,7 @@ check_openssl() {
   return 1
 }
 
-check_java || missing_pkgs+=(openjdk-17-jre-headless)
+check_java || missing_pkgs+=(openjdk-17-jdk-headless)
 check_redis || missing_pkgs+=(redis-server)
 check_openssl || missing_pkgs+=(openssl)
 

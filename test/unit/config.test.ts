@@ -35,8 +35,9 @@ describe('loadConfig: defaults', () => {
     assert.equal(c.store.endpoint, undefined);
     assert.equal(c.store.region, 'us-east-1');
     assert.equal(c.store.tablePrefix, '');
-    assert.equal(c.store.timeoutMs, 3000);
+    assert.equal(c.store.timeoutMs, 1000);
     assert.equal(c.store.maxAttempts, 3);
+    assert.equal(c.store.deadlineMs, 3000);
     assert.equal(c.store.localCredentials, undefined);
   });
 
