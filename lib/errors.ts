@@ -60,12 +60,14 @@ export class ItemNotFoundError extends CacheLibraryError {
 export class VersionMismatchError extends CacheLibraryError {
   readonly currentVersion: number | undefined;
   /** `nothingWritten` false: an earlier attempt whose answer was lost may have been applied (see README). */
-  constructor(expected: number, current: number | undefined, options?: { nothingWritten?: boolean }) {
+  /** `expected`: the version asked for, or '*' for "the item exists" (HTTP `If-Match: *`). */
+  constructor(expected: number | '*', current: number | undefined, options?: { nothingWritten?: boolean }) {
+    const wanted = expected === '*' ? 'the item to exist' : `version ${expected}`;
     super(
       'VersionMismatch',
       current === undefined
-        ? `expected version ${expected}, but the item does not exist`
-        : `expected version ${expected}, but the item is at version ${current}`,
+        ? `expected ${wanted}, but the item does not exist`
+        : `expected ${wanted}, but the item is at version ${current}`,
       { nothingWritten: options?.nothingWritten ?? true },
     );
     this.currentVersion = current;

@@ -370,6 +370,9 @@ function checkIfVersion(options: WriteOptions): void {
   if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
     throw new ValidationError('ifVersion', `must be a whole number ≥ 0, got ${String(v)}`);
   }
+  const exists = options.ifExists;
+  if (exists !== undefined && typeof exists !== 'boolean') throw new ValidationError('ifExists', 'must be true or false');
+  if (exists && v !== undefined) throw new ValidationError('ifExists', 'cannot be combined with ifVersion');
 }
 
 let shared: ItemCache | undefined;

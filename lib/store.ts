@@ -25,6 +25,8 @@ export type { Attributes } from './codec.ts';
 export interface WriteOptions {
   /** Write only if the item is at this version (HTTP If-Match); 0 = exists without a version. */
   ifVersion?: number;
+  /** Write only if the item exists, at whatever version (HTTP `If-Match: *`). */
+  ifExists?: boolean;
 }
 
 /** BatchGetItem's limit on keys a request. */
@@ -164,11 +166,13 @@ export class ItemStore {
     const table = rk.table;
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
     // contention keep trying (with a little jitter) until the deadline the writer's fence allows.
+    // The one loop that retries a version: for a plain put and for `ifExists` alike.
     const deadline = opts.deadline;
-    let expected = opts.ifVersion ?? opts.hint ?? 0;
+    const mustExist = opts.ifVersion !== undefined || opts.ifExists === true;
+    let expected = opts.ifVersion ?? opts.hint ?? (opts.ifExists ? 1 : 0);
     for (let attempt = 1; ; attempt++) {
       const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
-      const condition = versionCondition(table, expected, opts.ifVersion !== undefined);
+      const condition = versionCondition(table, expected, mustExist);
       try {
         await this.client.send(
           new PutItemCommand({
@@ -185,8 +189,9 @@ export class ItemStore {
         // An earlier attempt whose answer was lost may have written this very item: then it is ours.
         if (attemptsOf(err) > 1 && sameAttributes(err.Item, item)) return item;
         const current = versionOf(table, err.Item);
-        if (opts.ifVersion !== undefined)
-          throw new VersionMismatchError(opts.ifVersion, current, { nothingWritten: attemptsOf(err) === 1 });
+        const nothingWritten = attemptsOf(err) === 1;
+        if (opts.ifVersion !== undefined) throw new VersionMismatchError(opts.ifVersion, current, { nothingWritten });
+        if (opts.ifExists && current === undefined) throw new VersionMismatchError('*', current, { nothingWritten });
         if (Date.now() > deadline) throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
         expected = current ?? 0;
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 20)));
@@ -246,7 +251,12 @@ export class ItemStore {
   /** Deletes the item; returns what was there (undefined when nothing was). */
   async delete(rk: ResolvedKey, opts: WriteOptions & { deadline: number }): Promise<Attributes | undefined> {
     const table = rk.table;
-    const condition = opts.ifVersion === undefined ? {} : versionCondition(table, opts.ifVersion, true);
+    const condition =
+      opts.ifVersion !== undefined
+        ? versionCondition(table, opts.ifVersion, true)
+        : opts.ifExists
+          ? { ConditionExpression: 'attribute_exists(#hk)', ExpressionAttributeNames: { '#hk': table.hashKey.name } }
+          : {};
     try {
       const out = await this.client.send(
         new DeleteItemCommand({
@@ -254,14 +264,14 @@ export class ItemStore {
           Key: toAttributes(rk.key),
           ReturnValues: 'ALL_OLD',
           ...condition,
-          ReturnValuesOnConditionCheckFailure: opts.ifVersion === undefined ? undefined : 'ALL_OLD',
+          ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
         }),
         until(opts.deadline),
       );
       return out.Attributes;
     } catch (err) {
       if (!isConditionFailure(err)) throw mapStoreError(err);
-      throw new VersionMismatchError(opts.ifVersion ?? 0, versionOf(table, err.Item), { nothingWritten: attemptsOf(err) === 1 });
+      throw new VersionMismatchError(opts.ifVersion ?? '*', versionOf(table, err.Item), { nothingWritten: attemptsOf(err) === 1 });
     }
   }
 

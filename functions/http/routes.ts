@@ -1,14 +1,12 @@
 import {
   ItemNotFoundError,
   MAX_BATCH_KEYS,
-  StoreUnavailableError,
   ValidationError,
-  VersionMismatchError,
   type Item,
   type ItemCache,
   type ItemKey,
   type TableDefinition,
-  type WriteResult,
+  type WriteOptions,
 } from '../../lib/index.ts';
 import type { Reply, Route } from './app.ts';
 import { itemFromJson, itemToJson, stringifyJson } from './json.ts';
@@ -137,26 +135,10 @@ function checkBodyKey(cache: ItemCache, table: TableDefinition, key: ItemKey, na
   }
 }
 
-const IF_MATCH_ANY_ATTEMPTS = 4;
-
-/**
- * `If-Match: *` (the item must exist, at any version). The library conditions a write on one
- * version, so: try one, and when the failed condition reports the current version, retry with
- * it; a failed condition with no current version means there is no item (412). Guessing 1 is
- * right for an item written once through the library; no read first, so the write functions need
- * no read permission.
- */
-async function atCurrentVersion<T>(write: (version: number) => Promise<T>): Promise<T> {
-  let version = 1;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write(version);
-    } catch (err) {
-      if (!(err instanceof VersionMismatchError) || err.currentVersion === undefined) throw err;
-      if (attempt >= IF_MATCH_ANY_ATTEMPTS) throw new StoreUnavailableError('the item changed under every attempt to write it; retry');
-      version = err.currentVersion;
-    }
-  }
+/** If-Match as the library's write options: `*` = the item must exist, a version = at that version. */
+function writeCondition(ifMatch: ReturnType<typeof parseIfMatch>): WriteOptions {
+  if (ifMatch === undefined) return {};
+  return ifMatch.kind === 'exists' ? { ifExists: true } : { ifVersion: ifMatch.version };
 }
 
 async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
@@ -168,10 +150,7 @@ async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
     if (isKeyAttribute(table, name)) checkBodyKey(cache, table, key, name, value);
   }
   const item = { ...body, ...key };
-  let result: WriteResult;
-  if (ifMatch?.kind === 'exists') result = await atCurrentVersion((v) => cache.put(table.name, item, { ifVersion: v }));
-  else result = await cache.put(table.name, item, { ifVersion: ifMatch?.version });
-  return itemReply(result);
+  return itemReply(await cache.put(table.name, item, writeCondition(ifMatch)));
 }
 
 /** PATCH: top-level attributes to set; `null` removes one. */
@@ -196,8 +175,7 @@ async function deleteItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
   const key = pathKey(req, table);
   const ifMatch = parseIfMatch(req.headers['if-match']);
-  if (ifMatch?.kind === 'exists') await atCurrentVersion((v) => cache.delete(table.name, key, { ifVersion: v }));
-  else await cache.delete(table.name, key, { ifVersion: ifMatch?.version });
+  await cache.delete(table.name, key, writeCondition(ifMatch));
   return { status: 204 };
 }
 
