@@ -13,11 +13,11 @@ export interface CacheConfig {
   nodes: string[];
   /** Optional explicit map: `shardMap[virtualShard]` = index into `nodes`. */
   shardMap: number[] | undefined;
-  /** Lifetime of a cached entry (the seed's write-through expire). */
+  /** Lifetime of a cached entry. */
   ttlSeconds: number;
-  /** How often a `down` node is probed (seed default 60 s). */
+  /** How often a `down` node whose connection failed is probed (a suspect one is re-probed sooner: node.ts). */
   checkIntervalSeconds: number;
-  /** A recovered node stays write-only (`starting`) for startCycles × checkInterval (seed default 2). */
+  /** A reconnected or restarted node stays write-only (`starting`) for startCycles × checkInterval. */
   startCycles: number;
   /** Upper bound a Redis command may cost a request before the node is marked down (G3). */
   commandTimeoutMs: number;

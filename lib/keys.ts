@@ -14,7 +14,7 @@ export interface ResolvedKey {
   readonly table: TableDefinition;
   /** Exactly the key attributes, in the form DynamoDB accepts. */
   readonly key: ItemKey;
-  /** Physical table name + escaped key parts; the seed's sharding key. */
+  /** Physical table name + escaped key parts: what crc32 shards (ARCHITECTURE.md, "The shard map"). */
   readonly shardingKey: string;
   /** The Redis hash that holds the entry: `${shardingKey}:t`. */
   readonly redisKey: string;
@@ -91,7 +91,7 @@ function describe(v: unknown): string {
 }
 
 export function virtualShard(shardingKey: string): number {
-  // Same as the seed: crc32 over the UTF-8 bytes, unsigned, mod 100.
+  // crc32 over the UTF-8 bytes, unsigned, mod 100: as Python's binascii.crc32 (ARCHITECTURE.md).
   return (CRC32.str(shardingKey) >>> 0) % VIRTUAL_SHARDS;
 }
 

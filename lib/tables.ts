@@ -15,7 +15,7 @@ export interface TableDefinition {
   readonly rangeKey: KeyAttribute | undefined;
   /** Entry lifetime for this table; falls back to CACHE_TTL_SECONDS. */
   readonly ttlSeconds: number | undefined;
-  /** false: reads and writes go straight to DynamoDB (the seed's NullCache). */
+  /** false: reads and writes go straight to DynamoDB (the original design's NullCache: ARCHITECTURE.md). */
   readonly cached: boolean;
   /**
    * Number attribute DynamoDB increments atomically in every write through the library; it is the

@@ -1,7 +1,7 @@
 import { logger, loggedKey, type LogKeys } from '../log.ts';
 
 /**
- * Keys whose invalidation could not reach their node (the seed's POSTMODEL_DIRTYDATA). Each is
+ * Keys whose invalidation could not reach their node (POSTMODEL_DIRTYDATA in ARCHITECTURE.md's lineage). Each is
  * logged as a structured error and kept here, in module scope, until the node's recovery probe has
  * invalidated it: a node is not trusted again before its dirty keys are repaired (R6, R9). If more
  * keys go dirty than `max`, the node is flushed on recovery instead: a full repair.
