@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
+import { sealKey } from '../../lib/cache/scripts.ts';
 import { freePort } from './ports.ts';
 import { hasExited, terminate, waitForExit } from './processes.ts';
 
@@ -123,6 +124,17 @@ function probeClient(port: number, connectTimeout = 1000): Redis {
   return c;
 }
 
+/**
+ * Seals a server's first epoch without a settle. The library settles every epoch it seals, since it
+ * cannot tell a first start from a restart that lost its data (lib/cache/scripts.ts SEAL); whoever
+ * just started the process knows it is a first start, empty, with no writer in flight.
+ */
+export async function sealFirstStart(c: Redis): Promise<void> {
+  const runId = infoField(await c.info('server'), 'run_id');
+  if (!runId) throw new Error('no run_id in INFO server');
+  await c.set(sealKey(runId), '0:0', 'NX');
+}
+
 async function withProbe<T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> {
   const c = probeClient(port);
   try {
@@ -191,8 +203,11 @@ export class RedisServer {
     return this.output;
   }
 
+  /** A new server, empty, its epoch sealed as a first start (see sealFirstStart). */
   static async start(opts: RedisServerOptions = {}): Promise<RedisServer> {
-    return RedisServer.startWith(opts, []);
+    const server = await RedisServer.startWith(opts, []);
+    await withProbe(server.port, sealFirstStart);
+    return server;
   }
 
   /** Starts a replica of `primary` and waits for `master_link_status:up`. */

@@ -20,6 +20,7 @@ import { Redis } from 'ioredis';
 import { exampleTables } from '../../lib/tables.ts';
 import { createParkingTable, createTables } from './create-tables.ts';
 import { localDynamoClientConfig, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.ts';
+import { sealFirstStart } from './redis-server.ts';
 import { StreamFeed } from './stream-feed.ts';
 import { generateTlsMaterial, redisTlsArgs, type TlsMaterial } from './tls.ts';
 
@@ -77,6 +78,7 @@ async function waitForRedis(p: number, tls: TlsMaterial | undefined, password: s
     try {
       await c.connect();
       await c.ping();
+      await sealFirstStart(c);
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 100));

@@ -105,8 +105,8 @@ function clusterSeeds(urls: string[]): { host: string; port: number }[] {
 
 /** A node that did not answer is re-probed this soon at first, then twice as late each time. */
 const FIRST_REPROBE_MS = 100;
-/** Probes in a row that get no answer before the connection is given up for a new one (a black hole). */
-const SILENT_PROBES_BEFORE_RECONNECT = 3;
+/** How long a suspect node's connection stays mute before it is given up for a new one (a black hole). */
+const SILENT_MS_BEFORE_RECONNECT = 10_000;
 /** Rounds of dirty-key repair a probe makes while keys keep going dirty under it. */
 const REPAIR_ROUNDS = 3;
 
@@ -135,7 +135,8 @@ export class CacheNode {
   /** Down only because a command got no answer in time (NoAnswer): re-probed with back-off. */
   private suspect = false;
   private reprobeMs = FIRST_REPROBE_MS;
-  private silentProbes = 0;
+  /** When the node became a suspect (state machine clock). */
+  private suspectSince = 0;
   /** Counts the connection's closes: a probe can tell whether the node kept its connection since it failed. */
   private connection = 0;
   private failedOnConnection = 0;
@@ -285,6 +286,7 @@ export class CacheNode {
     this.lastCheck = now;
     this.failedOnConnection = this.connection;
     this.suspect = err instanceof NoAnswer;
+    this.suspectSince = now;
     this.reprobeMs = FIRST_REPROBE_MS;
     this.nextProbeAt = now + (this.suspect ? this.reprobeMs : this.settings.checkIntervalMs);
     logger.error('CACHE_NODE_DOWN', { cacheNode: this.address, during, error: errorMessage(err), suspect: this.suspect });
@@ -319,8 +321,13 @@ export class CacheNode {
     const now = this.clock();
     if (this.state === 'starting') {
       if (now - this.since >= this.settings.startCycles * this.settings.checkIntervalMs) this.setState('up');
-    } else if (this.state === 'down' && this.probing === undefined && now >= this.nextProbeAt) {
-      this.startProbe();
+    } else if (this.state === 'down') {
+      if (this.probing === undefined && now >= this.nextProbeAt) this.startProbe();
+    } else if (this.verified && now - this.lastVerified >= this.settings.checkIntervalMs) {
+      // A node that never fails a command can still change under its connection (a primary demoted
+      // by a failover, a seal evicted): verified again, in the background, once per check interval.
+      this.lastVerified = now;
+      void this.verify();
     }
   }
 
@@ -359,7 +366,6 @@ export class CacheNode {
       // Nothing may go dirty between this check and the transition (no await between them).
       if (this.dirty.size > 0 || this.dirty.needsFlush) throw new Error('keys went dirty during the repair');
       const stalledOnly = this.suspect && this.connection === this.failedOnConnection && this.runId === runIdBefore;
-      this.silentProbes = 0;
       this.setState(stalledOnly || this.settings.startCycles === 0 ? 'up' : 'starting');
       return true;
     } catch (err) {
@@ -369,25 +375,24 @@ export class CacheNode {
   }
 
   private afterFailedProbe(err: unknown): void {
-    const noAnswer = err instanceof NoAnswer;
-    if (noAnswer && ++this.silentProbes >= SILENT_PROBES_BEFORE_RECONNECT) {
+    if (err instanceof NoAnswer && this.suspect && this.lastCheck - this.suspectSince >= SILENT_MS_BEFORE_RECONNECT) {
       // A silent network drop leaves the socket open and mute until TCP gives up (many minutes): a new
       // connection may reach the node now. The node then goes through starting, as after any reconnect.
-      this.silentProbes = 0;
+      // Later than any ordinary stall (a paused process, a slow script), which keeps its connection.
+      this.suspectSince = this.lastCheck;
       this.client.disconnect(true);
     }
-    if (this.suspect && noAnswer) {
-      this.reprobeMs = Math.min(this.reprobeMs * 2, this.settings.checkIntervalMs);
-      this.nextProbeAt = this.lastCheck + this.reprobeMs;
-    } else {
-      this.suspect = false;
-      this.nextProbeAt = this.lastCheck + this.settings.checkIntervalMs;
-    }
+    // A suspect stays one, re-probed ever later up to the check interval: a cold connection that is
+    // still being made, or a node that answers only now and then, is tried again soon.
+    if (this.suspect) this.reprobeMs = Math.min(this.reprobeMs * 2, this.settings.checkIntervalMs);
+    this.nextProbeAt = this.lastCheck + (this.suspect ? this.reprobeMs : this.settings.checkIntervalMs);
     logger.warn('CACHE_NODE_PROBE_FAILED', { cacheNode: this.address, error: errorMessage(err) });
   }
 
   /** Why the last verification failed, for the probe that asked for it. */
   private lastVerifyError: unknown;
+  /** When the epoch was last verified (state machine clock): an `up` node is verified again each check interval. */
+  private lastVerified = 0;
 
   /**
    * Learns the server's run_id and seals its epoch (SEAL script): from then on this client tags what
@@ -408,19 +413,26 @@ export class CacheNode {
       if (this.isCluster) {
         await this.bounded(() => this.client.ping());
       } else {
-        const info = await this.bounded(() => (this.client as Redis).info('server'));
+        // The default sections: `server` (run_id) and `replication` (role).
+        const info = await this.bounded(() => (this.client as Redis).info());
         const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
-        if (!runId) throw new Error('INFO server carries no run_id');
+        if (!runId) throw new Error('INFO carries no run_id');
+        const role = /^role:(\w+)/m.exec(info)?.[1];
+        if (role !== undefined && role !== 'master') {
+          // A primary demoted by a failover keeps its clients' connections and its run_id, and resyncs
+          // from the new primary: never trusted. A new connection (the endpoint's name now points at
+          // the new primary) is the way back.
+          this.client.disconnect(true);
+          throw new Error(`the node is a replica (role:${role}): its primary has moved`);
+        }
         const previousRunId = this.runId;
-        // Always asked (one call per connection or probe): the seal may have been evicted since, and
-        // a client that knew any epoch of this node settles a new one (or a resealed one).
-        const [keys, settleMs] = await this.bounded(() =>
-          this.client.wtSeal(sealKey(runId), this.settings.settleMs ?? 60_000, previousRunId === undefined ? '0' : '1'),
-        );
+        // Always asked (one call per connection or probe): the seal may have been evicted since.
+        const [keys, settleMs] = await this.bounded(() => this.client.wtSeal(sealKey(runId), this.settings.settleMs ?? 60_000));
         this.runId = runId;
         this.tag = epochTag(runId);
         this.settleUntil = this.clock() + settleMs;
-        if (keys >= 0 && (previousRunId !== undefined || settleMs > 0)) {
+        this.lastVerified = this.clock();
+        if (keys >= 0) {
           logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, keys, settleMs });
         }
       }

@@ -1,6 +1,6 @@
 import type { WritePolicy } from '../config.ts';
 import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
-import { BudgetSpent, within } from './deadline.ts';
+import { BudgetSpent, NoAnswer, within } from './deadline.ts';
 import type { CacheNode } from './node.ts';
 import { LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -83,7 +83,13 @@ function failed(node: CacheNode, err: unknown, during: string): void {
 }
 
 async function ensureConnected(node: CacheNode, deadline: number): Promise<void> {
-  if (!(await before(node, deadline, () => node.connected()))) throw new Error(`not connected (${node.client.status})`);
+  const asked = Date.now();
+  if (await before(node, deadline, () => node.connected())) return;
+  const status = node.client.status;
+  // A connection still being made (a cold start, a slow handshake) is a node that did not answer in
+  // time, a suspicion; one that was refused or closed is not.
+  if (status === 'connecting' || status === 'connect' || status === 'ready') throw new NoAnswer(node.address, deadline - asked);
+  throw new Error(`not connected (${status})`);
 }
 
 /** An entry as read from the node: its payload when it carries the epoch's tag, else undefined (R9). */
@@ -198,7 +204,9 @@ export class CacheProtocol {
     const hooks = this.settings.hooks;
     try {
       await hooks?.beforeFill?.(key);
-      const stored = await before(node, deadline, () => node.client.wtFill(key, lease.value, lease.tag + entry.data, entry.version, ttlMs));
+      const stored = await before(node, deadline, () =>
+        node.client.wtFill(key, node.sealKeyFor(key), lease.value, lease.tag + entry.data, entry.version, ttlMs),
+      );
       await hooks?.afterFill?.(key, stored === 1);
     } catch (err) {
       failed(node, err, 'fill');

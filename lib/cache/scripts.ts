@@ -16,8 +16,8 @@ import type { Cluster, Redis } from 'ioredis';
  * A node's epoch is its server's run_id (a restart, a reload of a dump and a promoted replica each get
  * a new one). Its tag (epochTag) prefixes every entry and lease written under it, so an entry written
  * in another epoch (loaded from a dump, replicated before a failover) is never trusted, and no node is
- * ever flushed to make that so. The epoch's seal, `__wt_epoch:<run_id>`, holds until when the epoch
- * settles (ms, Redis clock; 0 = not settling): no TTL, so a volatile-* eviction policy never takes it,
+ * ever flushed to make that so. The epoch's seal, `__wt_epoch:<run_id>`, holds `<until>:<sealed at>`:
+ * until when the epoch settles, and when it was sealed (ms, Redis clock): no TTL, so a volatile-* eviction policy never takes it,
  * and the scripts read it (GET refreshes its LRU clock), so an allkeys-* policy sees it in use. If it
  * is gone anyway, LEASE says so and the client seals again, settling: an eviction costs a settle,
  * never a flush and never a G1 hole.
@@ -47,11 +47,16 @@ local function live_fences(k, now)
   end
   return latest
 end
+-- Until when the epoch settles, from its seal ('<until>:<sealed at>'); nil when the seal is gone.
+local function settle_until(seal)
+  local s = redis.call('GET', seal)
+  if not s then return nil end
+  return tonumber(string.match(s, '^(%d+)'))
+end
 -- The node settles while its seal says so; a missing seal (evicted, flushed by hand) counts as settling.
 local function settling(seal, now)
-  local s = redis.call('GET', seal)
-  if not s then return true end
-  return tonumber(s) > now
+  local u = settle_until(seal)
+  return u == nil or u > now
 end
 `;
 
@@ -85,9 +90,9 @@ if d and string.sub(d, 1, #tag) ~= tag then d = false end
 if d and ARGV[3] == '1' then return {1, d} end
 local now = now_ms()
 if KEYS[2] ~= k then
-  local s = redis.call('GET', KEYS[2])
-  if not s then return {4} end
-  if tonumber(s) > now then return {2, tonumber(s) - now} end
+  local u = settle_until(KEYS[2])
+  if u == nil then return {4} end
+  if u > now then return {2, u - now} end
 end
 local pd = tonumber(f[4] or '0')
 if pd > now then return {2, pd - now} end
@@ -102,12 +107,14 @@ return {0}
 /**
  * Stores a reader's item only while its lease is still in place. Any invalidation, writer, eviction,
  * expiry or takeover since the lease was granted removed or replaced it (R1, R2, R4, R5), and a lease
- * of another epoch carries another tag (R9): refused. ARGV: the lease (tag and token), the tagged
- * entry, its version, the TTL in ms.
+ * of another epoch carries another tag (R9): refused. Nor while the epoch settles (a settle a later
+ * client lengthened). KEYS: the entry, the epoch's seal (the entry itself in cluster mode). ARGV: the
+ * lease (tag and token), the tagged entry, its version, the TTL in ms.
  */
-const FILL = `
+const FILL = `${NOW}
 local k = KEYS[1]
 if redis.call('HGET', k, 'l') ~= ARGV[1] then return 0 end
+if KEYS[2] ~= k and settling(KEYS[2], now_ms()) then return 0 end
 redis.call('HSET', k, 'd', ARGV[2], 'v', ARGV[3])
 redis.call('HDEL', k, 'l', 'lt')
 redis.call('PEXPIRE', k, ARGV[4])
@@ -217,24 +224,30 @@ return 1
 
 /**
  * R9: seals the epoch KEYS[1] (`__wt_epoch:<run_id>`). Entries of other epochs carry other tags and are
- * never trusted, so nothing is flushed. A new epoch has lost the fences of writers still in flight when
- * the node came back with data (a dump, a promotion), when the client knew it under another run id, or
- * when its seal went missing (ARGV[2] = 1 for the last two): it then settles for ARGV[1] ms (the fence
- * time): no lease and no writer's store, so such a writer cannot be overtaken by a fill of the old item.
- * Returns {keys on the node when sealed, or -1 when already sealed; ms the epoch still settles}.
+ * never trusted, so nothing is flushed. A new epoch, or one whose seal went missing, may have lost the
+ * fences of writers still in flight (a restart, a promotion, an eviction): it settles for ARGV[1] ms
+ * (the sealing client's fence time): no lease, no fill and no writer's store, so such a writer cannot
+ * be overtaken by a fill of the old item. A client whose fence time is longer lengthens the settle to
+ * its own fence time from the seal. Returns {keys on the node when sealed, or -1 when it already was;
+ * ms the epoch still settles}.
  */
 const SEAL = `${NOW}
 local now = now_ms()
+local settle = tonumber(ARGV[1])
 local s = redis.call('GET', KEYS[1])
 if s then
-  local left = tonumber(s) - now
+  local u, at = string.match(s, '^(%d+):(%d+)$')
+  u, at = tonumber(u or s), tonumber(at or '0')
+  if u > now and at + settle > u then
+    u = at + settle
+    redis.call('SET', KEYS[1], u .. ':' .. at)
+  end
+  local left = u - now
   if left < 0 then left = 0 end
   return {-1, left}
 end
 local n = redis.call('DBSIZE')
-local settle = 0
-if n > 0 or ARGV[2] == '1' then settle = tonumber(ARGV[1]) end
-redis.call('SET', KEYS[1], tostring(settle > 0 and now + settle or 0))
+redis.call('SET', KEYS[1], (now + settle) .. ':' .. now)
 return {n, settle}
 `;
 
@@ -246,14 +259,15 @@ return {n, settle}
  */
 const FLUSH = `${NOW}
 redis.call('FLUSHDB', 'ASYNC')
-redis.call('SET', KEYS[1], tostring(now_ms() + tonumber(ARGV[1])))
+local now = now_ms()
+redis.call('SET', KEYS[1], (now + tonumber(ARGV[1])) .. ':' .. now)
 return 1
 `;
 
 /** Each script with the number of keys it takes. */
 export const SCRIPTS = {
   wtLease: [LEASE, 2],
-  wtFill: [FILL, 1],
+  wtFill: [FILL, 2],
   wtRelease: [RELEASE, 1],
   wtBeginWrite: [BEGIN_WRITE, 1],
   wtEndWrite: [END_WRITE, 2],
@@ -277,7 +291,7 @@ export type WriteEnding = 'store' | 'restore' | 'drop';
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
   wtLease(key: string, sealKey: string, token: string, leaseMs: number, trustData: '0' | '1', tag: string): Promise<LeaseReply>;
-  wtFill(key: string, lease: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
+  wtFill(key: string, sealKey: string, lease: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
   wtRelease(key: string, lease: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number, tag: string): Promise<string>;
   wtEndWrite(
@@ -291,7 +305,7 @@ export interface ScriptCommands {
     ttlMs: number,
   ): Promise<EndWriteReply>;
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
-  wtSeal(sealKey: string, settleMs: number, settleAnyway: '0' | '1'): Promise<[number, number]>;
+  wtSeal(sealKey: string, settleMs: number): Promise<[number, number]>;
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
 }
 
