@@ -27,14 +27,15 @@ import { NumberValue, ValidationError, normalizeNumber, tryNormalizeNumber, type
  * string that a reviver turns back into the exact value. Throws ValidationError (HTTP 400).
  */
 export function parseJsonExact(text: string, field = 'body'): unknown {
+  // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse.
+  const { tokens, onlyShort } = scanTokens(text, field);
   let plain: unknown;
   try {
-    // Validates the syntax: the token scan below relies on well-formed JSON.
+    // Validates the syntax: the tokens found above are used only for well-formed JSON.
     plain = JSON.parse(text);
   } catch (err) {
     throw new ValidationError(field, `malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const { tokens, onlyShort } = scanTokens(text, field);
   // The common body: every number short (see isShortNumber), which a double holds exactly.
   if (onlyShort) return plain;
   const numbers = tokens.filter((t) => t.kind === 'number').map((t) => exactNumber(text.slice(t.start, t.end)));
@@ -95,7 +96,8 @@ const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a |
 /**
  * Number tokens and value strings (not object keys) of well-formed JSON, in order; refuses text
  * nested deeper than MAX_JSON_DEPTH. One pass: every character is visited once (strings are
- * skipped by indexOf, a backslash run is counted once, by the quote that ends it).
+ * skipped by indexOf, a backslash run is counted once, by the quote that ends it). Terminates on
+ * any text; on malformed JSON its tokens are meaningless and unused.
  */
 function scanTokens(text: string, field: string): { tokens: Token[]; onlyShort: boolean } {
   const tokens: Token[] = [];
@@ -108,6 +110,10 @@ function scanTokens(text: string, field: string): { tokens: Token[]; onlyShort: 
       let end = i + 1;
       for (;;) {
         end = text.indexOf('"', end);
+        if (end === -1) {
+          end = text.length; // unterminated: malformed, which JSON.parse reports
+          break;
+        }
         let backslashes = 0;
         while (text.charCodeAt(end - 1 - backslashes) === BACKSLASH) backslashes++;
         if (backslashes % 2 === 0) break;

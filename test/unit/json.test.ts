@@ -55,6 +55,27 @@ describe('parseJsonExact: bounded nesting', () => {
   });
 });
 
+describe('parseJsonExact: any text', () => {
+  test("property: every text ends in a value (JSON.parse's, where every number is short) or a ValidationError", () => {
+    // The token scan runs before JSON.parse has checked the syntax: it must end on any text.
+    const unit = fc.constantFrom('"', '\\', '[', ']', '{', '}', ':', ',', '1', '.', 'e', '-', ' ', 'a', 'n', 'u', 'l');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 40 }), (text) => {
+        let parsed: unknown;
+        try {
+          parsed = parseJsonExact(text);
+        } catch (err) {
+          assert.ok(err instanceof ValidationError, `${text}: ${String(err)}`);
+          assert.throws(() => JSON.parse(text), `${text} is JSON`);
+          return;
+        }
+        if (!/[.e]|\d{16}/.test(text)) assert.deepStrictEqual(parsed, JSON.parse(text));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
+
 describe('parseJsonExact: numbers', () => {
   test('a number token just over MAX_NUMBER_LENGTH is refused by length, naming the attribute', () => {
     const over = `1${'0'.repeat(MAX_NUMBER_LENGTH - 1)}1`;
