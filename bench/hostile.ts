@@ -88,7 +88,7 @@ export function worstBodies(bytes: number): Record<string, { method: string; pat
       body: `{"keys":[${Array.from(
         { length: 100 },
         (_, i) =>
-          `{"sensorId":"${String(i).padStart(3, '0')}${'\\u00e9'.repeat(Math.min(1022, Math.floor((bytes / 100 - 220) / 6)))}","ts":${LONGEST_VALID_NUMBER}}`,
+          `{"sensorId":"${String(i).padStart(3, '0')}${'\\u00e9'.repeat(Math.max(0, Math.min(1022, Math.floor((bytes / 100 - 220) / 6))))}","ts":${LONGEST_VALID_NUMBER}}`,
       ).join(',')}]}`,
     },
   };
