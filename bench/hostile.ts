@@ -18,6 +18,8 @@ import { median } from './stats.ts';
 export interface HostileCounts {
   /** Timed calls of each body (and as many JSON.parse of it). */
   repeats: number;
+  /** Size of the worst bodies; default HTTP_MAX_BODY_BYTES (the smoke run keeps them small). */
+  bytes?: number;
 }
 
 export interface HostileKindResult {

@@ -49,7 +49,7 @@ export const COUNTS: Record<Mode, Counts> = {
     storm: { size: 100, rounds: 1, containers: 2 },
     zipf: { keys: 500, ops: 1000, segments: 1, ...ZIPF },
     coldRuns: 1,
-    hostile: { repeats: 1 },
+    hostile: { repeats: 1, bytes: 65_536 },
   },
 };
 
@@ -91,7 +91,7 @@ export async function main(opts: MainOptions): Promise<void> {
     if (['hit', 'handler', 'dynamo', 'batch', 'ops'].some(only)) latency = await runLatency(stack, counts.latency, log, only);
     if (only('storm')) storm = await runStorm(stack, counts.storm, log);
     if (only('zipf')) zipf = await runZipf(stack, counts.zipf, log);
-    if (only('hostile')) hostile = await runHostile(stack, counts.hostile, log, opts.hostileBytes);
+    if (only('hostile')) hostile = await runHostile(stack, counts.hostile, log, opts.hostileBytes ?? counts.hostile.bytes);
     if (only('cold')) {
       // A container's environment: the stack's nodes and tables, as the deployed functions get them.
       cold = await runColdStart(
