@@ -183,8 +183,8 @@ function reviveBinaryIn(map: Attributes): Attributes {
 const BINARY = /"BS?":/;
 
 /**
- * The inverse of encodeAttributes. This is the hit path: a plain JSON.parse (a reviver costs ~7× as
- * much), then binary revived only when the text can hold any.
+ * The inverse of encodeAttributes (parked keys, stream records; a hit decodes with decodeEntry): a
+ * plain JSON.parse (a reviver costs ~7× as much), then binary revived only when the text can hold any.
  */
 export function decodeAttributes(text: string): Attributes {
   const av = JSON.parse(text) as Attributes;
@@ -264,9 +264,9 @@ export class UnreadableEntryError extends Error {
 /**
  * The inverse of encodeEntry. Everything read from Redis is untrusted input, checked as strictly
  * as a request body: bounded length and depth, numbers DynamoDB can store, only attribute value
- * types. Throws UnreadableEntryError. The plain form stays one JSON.parse plus a walk of the
- * nested values only (its numbers are doubles: checked by value); number spellings are checked in
- * the attribute-value form, whose walk converts the item anyway.
+ * types. Throws UnreadableEntryError. The plain form stays one JSON.parse plus a look at each value
+ * (no copy; its numbers are doubles, checked by value); number spellings are checked in the
+ * attribute-value form, whose walk converts the item anyway (binary included, in the same walk).
  */
 export function decodeEntry(text: string, versionAttribute: string): DecodedEntry {
   if (text.length > MAX_ENTRY_LENGTH) throw new UnreadableEntryError('too large');
