@@ -3,7 +3,12 @@
  * bodies thrown at the handlers in-process. Never a 5xx, never an exception out of a handler, every
  * error in the JSON shape, and a rejected request changes nothing: DynamoDB exactly as before, and
  * the cache holds no entry it did not hold (a request DynamoDB refused may only drop entries, which
- * is always safe; one refused before any I/O leaves the cache byte for byte as it was).
+ * is always safe; one refused before any I/O leaves the cache byte for byte as it was). A second
+ * property throws issue 18's hostile bodies at the write and batch-get routes: pathological numbers
+ * (long digit runs, `1000…0001`, huge and zero-padded exponents, many leading zeros, spellings
+ * around MAX_NUMBER_LENGTH), ill-formed UTF-16 (lone surrogates: only the answer's class is asserted
+ * there for now), nesting up to 200,000 levels, batches of more than 100 keys and bodies just under
+ * and over the size limit.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
