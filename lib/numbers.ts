@@ -7,7 +7,8 @@ import { ValidationError } from './errors.ts';
  * 170 characters (exponent spellings are shorter: `-1.<37 digits>e-130` is 45). Anything longer
  * only pads with zeros; 256 leaves room for the padding formatters add (`toFixed` pads up to 100
  * fraction digits) and keeps every number a small constant amount of work. Checked before any
- * pattern reads the text (issue 18: a stripping pattern was quadratic on `1000…0001`).
+ * pattern reads the text (issue 18: a stripping pattern was quadratic on `1000…0001`). DynamoDB
+ * Local accepts padding of any length; refusing it here is deliberate (SECURITY.md, Known gaps).
  */
 export const MAX_NUMBER_LENGTH = 256;
 
