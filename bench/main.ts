@@ -13,6 +13,7 @@ import { runLatency, type LatencyCounts, type LatencyResult } from './latency.ts
 import { runStorm, type StormCounts, type StormResult } from './storm.ts';
 import { runZipf, type ZipfCounts, type ZipfResult } from './zipf.ts';
 import { runColdStart, type ColdResult } from './coldstart.ts';
+import { runHostile, type HostileCounts, type HostileResult } from './hostile.ts';
 import { median } from './stats.ts';
 import { NAMED_FIGURES, TARGETS, markdown, meets } from './report.ts';
 
@@ -23,6 +24,7 @@ export interface Counts {
   storm: StormCounts;
   zipf: ZipfCounts;
   coldRuns: number;
+  hostile: HostileCounts;
 }
 
 const ZIPF = { concurrency: 64, exponent: 1, writeFraction: 0.05 };
@@ -33,22 +35,25 @@ export const COUNTS: Record<Mode, Counts> = {
     storm: { size: 500, rounds: 5, containers: 5 },
     zipf: { keys: 100_000, ops: 200_000, segments: 5, ...ZIPF },
     coldRuns: 9,
+    hostile: { repeats: 9 },
   },
   quick: {
     latency: { repeats: 3, hitKeys: 1000, hitC1: 2000, hitC64: 20_000, dynC1: 200, dynC64: 1000, batchC1: 100, batchC64: 300 },
     storm: { size: 500, rounds: 3, containers: 5 },
     zipf: { keys: 20_000, ops: 40_000, segments: 3, ...ZIPF },
     coldRuns: 5,
+    hostile: { repeats: 5 },
   },
   smoke: {
     latency: { repeats: 1, hitKeys: 50, hitC1: 50, hitC64: 200, dynC1: 10, dynC64: 64, batchC1: 3, batchC64: 8 },
     storm: { size: 100, rounds: 1, containers: 2 },
     zipf: { keys: 500, ops: 1000, segments: 1, ...ZIPF },
     coldRuns: 1,
+    hostile: { repeats: 1, bytes: 65_536 },
   },
 };
 
-const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'cold'];
+const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'cold', 'hostile'];
 
 export interface MainOptions {
   mode: Mode;
@@ -57,6 +62,8 @@ export interface MainOptions {
   dynamoEndpoint: string | undefined;
   /** Where `npm run package` leaves the zips (default .serverless). */
   serverlessDir: string | undefined;
+  /** Size of the hostile suite's worst bodies (default HTTP_MAX_BODY_BYTES). */
+  hostileBytes?: number;
   argv: string[];
 }
 
@@ -79,10 +86,12 @@ export async function main(opts: MainOptions): Promise<void> {
   let storm: StormResult | undefined;
   let zipf: ZipfResult | undefined;
   let cold: ColdResult | undefined;
+  let hostile: HostileResult | undefined;
   try {
     if (['hit', 'handler', 'dynamo', 'batch', 'ops'].some(only)) latency = await runLatency(stack, counts.latency, log, only);
     if (only('storm')) storm = await runStorm(stack, counts.storm, log);
     if (only('zipf')) zipf = await runZipf(stack, counts.zipf, log);
+    if (only('hostile')) hostile = await runHostile(stack, counts.hostile, log, opts.hostileBytes ?? counts.hostile.bytes);
     if (only('cold')) {
       // A container's environment: the stack's nodes and tables, as the deployed functions get them.
       cold = await runColdStart(
@@ -157,6 +166,17 @@ export async function main(opts: MainOptions): Promise<void> {
     if (cold.note) warnings.push(`cold start: ${cold.note}`);
   }
 
+  if (hostile) {
+    figures.worstBodyVsJsonParse = hostile.worst;
+    figures.worstBodyCpuVsJsonParse = hostile.worstCpu;
+    figures.worstBodyCpuGrowth = hostile.worstCpuGrowth;
+    for (const [kind, k] of Object.entries(hostile.kinds)) {
+      figures[`bodyVsJsonParse.${kind}`] = k.ratio;
+      figures[`bodyCpuVsJsonParse.${kind}`] = k.cpuRatio;
+      if (k.status >= 500) warnings.push(`hostile body ${kind}: answered ${k.status}`);
+    }
+  }
+
   const machine = machineInfo();
   const durationS = (Date.now() - started) / 1000;
   const command = `npm run bench${opts.argv.length ? ` -- ${opts.argv.join(' ')}` : ''}`;
@@ -167,7 +187,7 @@ export async function main(opts: MainOptions): Promise<void> {
       .map((x) => x.toFixed(2))
       .join('/')} · ${durationS.toFixed(0)} s`,
   ].join('\n');
-  const table = markdown({ figures, stats, storm, zipf, cold, header, warnings });
+  const table = markdown({ figures, stats, storm, zipf, cold, hostile, header, warnings });
 
   const result = {
     mode: opts.mode,
@@ -183,7 +203,7 @@ export async function main(opts: MainOptions): Promise<void> {
         { ...TARGETS[n], measured: figures[n] ?? null, met: figures[n] === undefined ? null : (meets(n, figures[n] as number) ?? null) },
       ]),
     ),
-    details: { stats, ratios: latency?.ratios, storm, zipf, cold },
+    details: { stats, ratios: latency?.ratios, storm, zipf, cold, hostile },
     warnings,
   };
   const out = opts.out ? resolve(opts.out) : join(repoRoot, 'bench', 'results', 'latest.json');

@@ -3,6 +3,7 @@ import type { RunStats } from './stats.ts';
 import type { ColdResult } from './coldstart.ts';
 import type { StormResult } from './storm.ts';
 import type { ZipfResult } from './zipf.ts';
+import type { HostileResult } from './hostile.ts';
 
 export interface Target {
   op: '<=' | '>=';
@@ -19,6 +20,11 @@ export const TARGETS: Record<string, Target> = {
   zipfHitRatio: { op: '>=', value: 0.9, what: 'hit ratio, Zipf(1) workload, 95 % reads / 5 % writes' },
   largestBundleKiB: { op: '<=', value: 300, what: 'largest function zip' },
   initMs: { op: '<=', value: 200, what: 'largest median module init of a bundle (import + clients)' },
+  worstBodyVsJsonParse: {
+    op: '<=',
+    value: 10,
+    what: 'handler answering the worst body of each kind (up to the body size limit) / JSON.parse of the same bytes, worst kind',
+  },
 };
 
 export const NAMED_FIGURES = Object.keys(TARGETS);
@@ -65,6 +71,7 @@ export function markdown(input: {
   storm: StormResult | undefined;
   zipf: ZipfResult | undefined;
   cold: ColdResult | undefined;
+  hostile: HostileResult | undefined;
   header: string;
   warnings: string[];
 }): string {
@@ -130,6 +137,24 @@ export function markdown(input: {
     );
     for (const b of [...cold.bundles, ...(cold.bare ? [cold.bare] : [])]) {
       lines.push(`| ${b.name} | ${b.kib.toFixed(1)} KiB | ${b.initMedianMs.toFixed(1)} ms | ${b.sinceStartMedianMs.toFixed(1)} ms |`);
+    }
+  }
+  if (input.hostile) {
+    lines.push(
+      '',
+      `Worst CPU ratio \`worstBodyCpuVsJsonParse\` ${fmt(figures.worstBodyCpuVsJsonParse)}; worst CPU growth for 4× the bytes \`worstBodyCpuGrowth\` ×${fmt(figures.worstBodyCpuGrowth, 1)} (linear ≈ 4, quadratic ≈ 16).`,
+    );
+    lines.push(
+      '',
+      `Worst bodies (up to ${input.hostile.maxBodyBytes} bytes, HTTP_MAX_BODY_BYTES), the handler in process / JSON.parse of the same bytes:`,
+      '',
+      '| body | request | bytes | answer | handler | its CPU | JSON.parse | ratio | CPU ratio | CPU for 4× the bytes |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const [kind, k] of Object.entries(input.hostile.kinds)) {
+      lines.push(
+        `| ${kind} | ${k.method} ${k.path} | ${k.bodyBytes} | ${k.status} | ${k.handlerMs.toFixed(2)} ms | ${k.handlerCpuMs.toFixed(2)} ms | ${k.jsonParseMs.toFixed(2)} ms | ${fmt(k.ratio)} | ${fmt(k.cpuRatio)} | ×${fmt(k.cpuGrowth, 1)} |`,
+      );
     }
   }
   if (input.warnings.length > 0) lines.push('', 'Warnings:', ...input.warnings.map((w) => `- ${w}`));

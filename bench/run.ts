@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick | --smoke] [--out FILE] [--only LIST] [--dynamodb-endpoint URL] [--serverless-dir DIR]`
+ * `npm run bench [-- --quick | --smoke] [--out FILE] [--only LIST] [--dynamodb-endpoint URL] [--serverless-dir DIR] [--hostile-bytes N]`
  *
  * Starts its own services (DynamoDB Local, three redis-server shards on free ports), measures the
  * issue's figures in one process run, prints a markdown table on stdout (progress goes to stderr)
@@ -7,9 +7,10 @@
  *
  *   --quick      fewer operations and repeats (under 3 minutes)
  *   --smoke      tiny counts: only checks that every figure can be produced (the smoke test)
- *   --only LIST  comma-separated subset: hit, handler, dynamo, batch, ops, storm, zipf, cold
+ *   --only LIST  comma-separated subset: hit, handler, dynamo, batch, ops, storm, zipf, cold, hostile
  *   --dynamodb-endpoint URL   use a running DynamoDB Local instead of starting one
  *   --serverless-dir DIR      where `npm run package` left the zips (default .serverless)
+ *   --hostile-bytes N         size of the hostile suite's worst bodies (default and most: HTTP_MAX_BODY_BYTES)
  *
  * The environment is settled here, before the library is loaded (its logger reads it at import).
  */
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'dynamodb-endpoint': { type: 'string' },
     'serverless-dir': { type: 'string' },
+    'hostile-bytes': { type: 'string' },
   },
   strict: true,
 });
@@ -44,6 +46,7 @@ try {
       : undefined,
     dynamoEndpoint: values['dynamodb-endpoint'],
     serverlessDir: values['serverless-dir'],
+    hostileBytes: values['hostile-bytes'] === undefined ? undefined : Number(values['hostile-bytes']),
     argv: process.argv.slice(2),
   });
   process.exit(0);

@@ -1,7 +1,7 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { ValidationError } from './errors.ts';
-import { normalizeNumber } from './numbers.ts';
+import { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 
 /** An item as callers see it: lib-dynamodb's native form. */
 export type Item = Record<string, unknown>;
@@ -183,8 +183,8 @@ function reviveBinaryIn(map: Attributes): Attributes {
 const BINARY = /"BS?":/;
 
 /**
- * The inverse of encodeAttributes. This is the hit path: a plain JSON.parse (a reviver costs ~7× as
- * much), then binary revived only when the text can hold any.
+ * The inverse of encodeAttributes (parked keys, stream records; a hit decodes with decodeEntry): a
+ * plain JSON.parse (a reviver costs ~7× as much), then binary revived only when the text can hold any.
  */
 export function decodeAttributes(text: string): Attributes {
   const av = JSON.parse(text) as Attributes;
@@ -223,22 +223,167 @@ export interface DecodedEntry {
   version: number;
 }
 
-/** The inverse of encodeEntry. Throws on an entry that is neither form (a faulty or tampered node). */
+/**
+ * Longest entry text decoded: an item is at most 400 KB (DynamoDB's limit), and its JSON here at
+ * most ~8× that (`{"BOOL":false},` spells a 2-byte list element in 15 characters, an escaped
+ * control character takes 6). Bounds the cost of a planted entry before JSON.parse reads it.
+ */
+export const MAX_ENTRY_LENGTH = 8 * 1024 * 1024;
+
+/**
+ * How deep an entry's item may nest: the bound a request body has (functions/http/json.ts,
+ * MAX_DEPTH), counted the same way (a top-level attribute's value is at depth 1). DynamoDB itself
+ * stores 32 levels. Keeps every recursive walk of an item the library returns within the stack.
+ */
+export const MAX_ITEM_DEPTH = 64;
+
+/** Why an entry is not served, as a fixed phrase: logs carry it, never the entry's bytes. */
+export type UnreadableReason =
+  | 'too large'
+  | 'not JSON'
+  | 'not an entry'
+  | 'too deep'
+  | 'not an attribute value'
+  | 'bad number'
+  | 'bad binary';
+
+/**
+ * A cache entry that cannot be served (a faulty or tampered node). Its message is the reason only:
+ * the entry's bytes are item data, and a parser's message would quote them.
+ * @internal ItemCache drops the entry and reads DynamoDB.
+ */
+export class UnreadableEntryError extends Error {
+  readonly reason: UnreadableReason;
+  constructor(reason: UnreadableReason) {
+    super(`cache entry unreadable: ${reason}`);
+    this.name = 'UnreadableEntryError';
+    this.reason = reason;
+  }
+}
+
+/**
+ * The inverse of encodeEntry. Everything read from Redis is untrusted input, checked as strictly
+ * as a request body: bounded length and depth, numbers DynamoDB can store, only attribute value
+ * types. Throws UnreadableEntryError. The plain form stays one JSON.parse plus a look at each value
+ * (no copy; its numbers are doubles, checked by value); number spellings are checked in the
+ * attribute-value form, whose walk converts the item anyway (binary included, in the same walk).
+ */
 export function decodeEntry(text: string, versionAttribute: string): DecodedEntry {
-  if (text.charCodeAt(0) === 0x5b /* [ */) {
-    const parsed: unknown = JSON.parse(text);
-    if (Array.isArray(parsed) && parsed.length === 2) {
+  if (text.length > MAX_ENTRY_LENGTH) throw new UnreadableEntryError('too large');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new UnreadableEntryError('not JSON');
+  }
+  if (Array.isArray(parsed)) {
+    if (parsed.length === 2) {
       const [version, item] = parsed as [unknown, unknown];
-      if (Number.isSafeInteger(version) && typeof item === 'object' && item !== null && !Array.isArray(item)) {
-        return { item: item as Item, version: version as number };
+      if (Number.isSafeInteger(version) && (version as number) >= 0 && isObject(item)) {
+        for (const name in item) checkPlainValue(item[name], 1);
+        return { item, version: version as number };
       }
     }
-    throw new Error('cache entry is not [version, item]');
+    throw new UnreadableEntryError('not an entry');
   }
-  const av = decodeAttributes(text);
-  if (typeof av !== 'object' || av === null || Array.isArray(av)) throw new Error('cache entry is not an object of attribute values');
-  const v = av[versionAttribute];
-  return { item: fromAttributes(av, versionAttribute), version: v?.N === undefined ? 0 : Number(v.N) };
+  if (!isObject(parsed)) throw new UnreadableEntryError('not an entry');
+  const item = itemFromEntry(parsed, 1, versionAttribute);
+  const v = parsed[versionAttribute];
+  const n = isObject(v) && typeof v.N === 'string' ? v.N : undefined;
+  if (n !== undefined && tryNormalizeNumber(n) === undefined) throw new UnreadableEntryError('bad number');
+  return { item, version: n === undefined ? 0 : Number(n) };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A value of the plain form: JSON.parse made its types; depth and numbers are left to check. */
+function checkPlainValue(v: unknown, depth: number): void {
+  if (depth > MAX_ITEM_DEPTH) throw new UnreadableEntryError('too deep');
+  if (typeof v === 'number') {
+    // encodeEntry writes only numbers a double holds exactly, within DynamoDB's range.
+    if (!Number.isFinite(v) || (Number.isInteger(v) ? !Number.isSafeInteger(v) : Math.abs(v) < 1e-130)) {
+      throw new UnreadableEntryError('bad number');
+    }
+  } else if (Array.isArray(v)) {
+    for (const x of v) checkPlainValue(x, depth + 1);
+  } else if (typeof v === 'object' && v !== null) {
+    for (const name in v) checkPlainValue((v as Record<string, unknown>)[name], depth + 1);
+  }
+}
+
+/** An attribute-value map of an entry → a native item (fromAttributes, checked), leaving out `omit`. */
+function itemFromEntry(map: Record<string, unknown>, depth: number, omit?: string): Item {
+  const out: Item = {};
+  for (const name in map) {
+    if (name === omit) continue;
+    const value = valueFromEntry(map[name], depth);
+    // Plain assignment of "__proto__" would set the prototype instead of an attribute.
+    if (name === '__proto__') Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
+    else out[name] = value;
+  }
+  return out;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function entryNumber(v: unknown): number | NumberValue {
+  if (typeof v !== 'string' || tryNormalizeNumber(v) === undefined) throw new UnreadableEntryError('bad number');
+  return toNativeNumber(v);
+}
+
+function entryBinary(v: unknown): Uint8Array {
+  if (typeof v !== 'string' || !BASE64.test(v)) throw new UnreadableEntryError('bad binary');
+  return fromBase64(v);
+}
+
+function nonEmptyArray(v: unknown): unknown[] {
+  if (!Array.isArray(v) || v.length === 0) throw new UnreadableEntryError('not an attribute value');
+  return v;
+}
+
+/** One attribute value of an entry (as encodeAttributes writes it: binary as base64) → native. */
+function valueFromEntry(av: unknown, depth: number): unknown {
+  if (depth > MAX_ITEM_DEPTH) throw new UnreadableEntryError('too deep');
+  if (!isObject(av)) throw new UnreadableEntryError('not an attribute value');
+  let type: string | undefined;
+  for (const key in av) {
+    if (type !== undefined) throw new UnreadableEntryError('not an attribute value');
+    type = key;
+  }
+  const v = type === undefined ? undefined : av[type];
+  switch (type) {
+    case 'S':
+      if (typeof v === 'string') return v;
+      break;
+    case 'N':
+      return entryNumber(v);
+    case 'BOOL':
+      if (typeof v === 'boolean') return v;
+      break;
+    case 'NULL':
+      if (v === true) return null;
+      break;
+    case 'B':
+      return entryBinary(v);
+    case 'M':
+      if (isObject(v)) return itemFromEntry(v, depth + 1);
+      break;
+    case 'L':
+      if (Array.isArray(v)) return v.map((x) => valueFromEntry(x, depth + 1));
+      break;
+    case 'SS': {
+      const members = nonEmptyArray(v);
+      if (members.every((x) => typeof x === 'string')) return new Set(members);
+      break;
+    }
+    case 'NS':
+      return new Set(nonEmptyArray(v).map(entryNumber));
+    case 'BS':
+      return new Set(nonEmptyArray(v).map(entryBinary));
+  }
+  throw new UnreadableEntryError('not an attribute value');
 }
 
 export function encodeItem(item: Item): string {

@@ -7,7 +7,7 @@ export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } 
 export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
 export { resolveKey, virtualShard } from './keys.ts';
 export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
-export { normalizeNumber } from './numbers.ts';
+export { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
 export { invalidateStreamRecords, tableNameFromArn } from './stream/consumer.ts';

@@ -1,6 +1,7 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
@@ -122,14 +123,17 @@ export class ItemCache {
 
   /**
    * Decodes an entry (synchronously: the hit path). One the cache handed back that does not decode (a faulty or tampered node) is
-   * dropped and the item read from DynamoDB: a bad node never fails a request.
+   * dropped and the item read from DynamoDB: a bad node never fails a request. decodeEntry checks the entry as strictly as a
+   * request body (numbers, depth, types), so nothing unreadable reaches the caller to fail later, outside this guard.
    */
   private readResult(rk: ResolvedKey, entry: CacheEntry, source: ReadSource): ReadResult | undefined {
     try {
       return toReadResult(rk.table, entry, source);
     } catch (err) {
       if (source !== 'hit') throw err;
-      logger.error('CACHE_ENTRY_UNREADABLE', { itemKey: loggedKey(rk.redisKey, this.config.cache.logKeys), error: (err as Error).message });
+      // A fixed reason, never the error's message: a parser's message quotes the entry's bytes.
+      const reason = err instanceof UnreadableEntryError ? err.reason : `unexpected ${err instanceof Error ? err.name : typeof err}`;
+      logger.error('CACHE_ENTRY_UNREADABLE', { itemKey: loggedKey(rk.redisKey, this.config.cache.logKeys), reason });
       return undefined;
     }
   }

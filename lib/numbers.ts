@@ -1,31 +1,71 @@
 import { ValidationError } from './errors.ts';
 
+/**
+ * The longest number spelling the library reads. DynamoDB stores 38 significant digits with a
+ * magnitude from 1e-130 to below 1e126, so the longest spelling without a redundant character is
+ * the plain decimal of a 38-digit number at the bottom of the range: `-0.` + 129 zeros + 38 digits,
+ * 170 characters (exponent spellings are shorter: `-1.<37 digits>e-130` is 45). Anything longer
+ * only pads with zeros; 256 leaves room for the padding formatters add (`toFixed` pads up to 100
+ * fraction digits) and keeps every number a small constant amount of work. Checked before any
+ * pattern reads the text (issue 18: a stripping pattern was quadratic on `1000…0001`). DynamoDB
+ * Local accepts padding of any length; refusing it here is deliberate (SECURITY.md, Known gaps).
+ */
+export const MAX_NUMBER_LENGTH = 256;
+
+/** Linear: the three digit runs are separated by `.` and `e`, so no run can be matched two ways. */
 const NUMBER = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
+
+const ZERO = 0x30;
+
+/** Why a spelling is not a number DynamoDB can store (the text is quoted only once it is bounded). */
+type Refusal = (text: string) => string;
+
+const TOO_LONG: Refusal = (text) => `a number of ${text.length} characters is longer than any DynamoDB can store (${MAX_NUMBER_LENGTH})`;
+const NOT_A_NUMBER: Refusal = (text) => `'${text}' is not a number`;
+const TOO_MANY_DIGITS: Refusal = (text) => `'${text}' has more than 38 significant digits`;
+const OUT_OF_RANGE: Refusal = (text) => `'${text}' is outside DynamoDB's number range (1e-130 to 9.99e125)`;
 
 /**
  * DynamoDB stores numbers by value and answers in one spelling: plain decimal, no exponent, no
  * leading zeros, no trailing fractional zeros, "0" for zero ("1.50" → "1.5", "1E2" → "100").
  * The cache must hold the same spelling (G4) and key the same value once (1 and 1.0 are one key),
  * so every number the library writes or keys on goes through here. Enforces DynamoDB's limits:
- * 38 significant digits, magnitude from 1e-130 to below 1e126.
+ * 38 significant digits, magnitude from 1e-130 to below 1e126, and at most MAX_NUMBER_LENGTH
+ * characters. The length is checked first and every later step is linear in the text.
  */
 export function normalizeNumber(text: string, field: string): string {
+  const spelled = spell(text);
+  if (typeof spelled === 'string') return spelled;
+  throw new ValidationError(field, spelled(text));
+}
+
+/**
+ * normalizeNumber without the error: DynamoDB's spelling, or undefined when DynamoDB cannot store
+ * the number. For callers that meet many numbers and decide later (a body of thousands of bad
+ * numbers must not cost an exception each).
+ */
+export function tryNormalizeNumber(text: string): string | undefined {
+  const spelled = spell(text);
+  return typeof spelled === 'string' ? spelled : undefined;
+}
+
+function spell(text: string): string | Refusal {
+  if (text.length > MAX_NUMBER_LENGTH) return TOO_LONG;
   const m = NUMBER.exec(text);
-  if (!m || ((m[2] ?? '') === '' && (m[3] ?? '') === '')) {
-    throw new ValidationError(field, `'${text}' is not a number`);
-  }
+  if (!m || ((m[2] ?? '') === '' && (m[3] ?? '') === '')) return NOT_A_NUMBER;
   const frac = m[3] ?? '';
-  let digits = ((m[2] ?? '') + frac).replace(/^0+/, '');
-  if (digits === '') return '0';
-  let exp = Number(m[4] ?? '0') - frac.length;
-  const significant = digits.replace(/0+$/, '');
-  exp += digits.length - significant.length;
-  digits = significant;
-  if (digits.length > 38) throw new ValidationError(field, `'${text}' has more than 38 significant digits`);
+  const all = (m[2] ?? '') + frac;
+  // Leading and trailing zeros by index, not by pattern: one visit per character.
+  let first = 0;
+  while (first < all.length && all.charCodeAt(first) === ZERO) first++;
+  if (first === all.length) return '0';
+  let end = all.length;
+  while (all.charCodeAt(end - 1) === ZERO) end--;
+  const digits = all.slice(first, end);
+  const exp = Number(m[4] ?? '0') - frac.length + (all.length - end);
+  if (digits.length > 38) return TOO_MANY_DIGITS;
   const magnitude = exp + digits.length - 1;
-  if (magnitude > 125 || magnitude < -130) {
-    throw new ValidationError(field, `'${text}' is outside DynamoDB's number range (1e-130 to 9.99e125)`);
-  }
+  if (magnitude > 125 || magnitude < -130) return OUT_OF_RANGE;
   let plain: string;
   if (exp >= 0) plain = digits + '0'.repeat(exp);
   else if (-exp < digits.length) plain = `${digits.slice(0, exp)}.${digits.slice(exp)}`;

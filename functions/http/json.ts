@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { NumberValue, ValidationError, normalizeNumber, type Item } from '../../lib/index.ts';
+import { NumberValue, ValidationError, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
 
 /**
  * The API's JSON: every DynamoDB type, exactly, in both directions.
@@ -27,14 +27,17 @@ import { NumberValue, ValidationError, normalizeNumber, type Item } from '../../
  * string that a reviver turns back into the exact value. Throws ValidationError (HTTP 400).
  */
 export function parseJsonExact(text: string, field = 'body'): unknown {
+  // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse.
+  const { tokens, onlyShort } = scanTokens(text, field);
   let plain: unknown;
   try {
-    // Validates the syntax: the token scan below relies on well-formed JSON.
+    // Validates the syntax: the tokens found above are used only for well-formed JSON.
     plain = JSON.parse(text);
   } catch (err) {
     throw new ValidationError(field, `malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const tokens = scanTokens(text);
+  // The common body: every number short (see isShortNumber), which a double holds exactly.
+  if (onlyShort) return plain;
   const numbers = tokens.filter((t) => t.kind === 'number').map((t) => exactNumber(text.slice(t.start, t.end)));
   if (numbers.every((n) => typeof n === 'number')) return plain;
   // Every value string is marked 's', every number becomes "n<index>": no user string can be
@@ -54,7 +57,7 @@ export function parseJsonExact(text: string, field = 'body'): unknown {
       return value[0] === 'n' ? numbers[Number(value.slice(1))] : value.slice(1);
     });
   } catch (err) {
-    // The reviver recurses: a document nested thousands deep overflows the stack.
+    // Not reached: scanTokens bounds the depth the (recursive) reviver walks.
     throw new ValidationError(field, err instanceof RangeError ? 'is nested too deeply' : `cannot be read: ${String(err)}`);
   }
 }
@@ -65,18 +68,41 @@ interface Token {
   end: number;
 }
 
+/** Deep enough for DynamoDB's 32 levels of nesting; stops a hostile body from exhausting the stack. */
+const MAX_DEPTH = 64;
+
+/**
+ * How deep the JSON text of a body may nest. An item nests at most MAX_DEPTH levels; a `$map`
+ * wrapper spends two JSON levels on one of the item's, and the body and a batch-get's `keys` two
+ * more. Checked while the tokens are found, before the reviver (which recurses) runs: a body nested
+ * thousands deep is a 400 naming the body, never a stack overflow.
+ */
+export const MAX_JSON_DEPTH = 2 * MAX_DEPTH + 2;
+
 const QUOTE = 0x22;
+const OPEN_ARRAY = 0x5b;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_ARRAY = 0x5d;
+const CLOSE_OBJECT = 0x7d;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
 const MINUS = 0x2d;
+const DOT = 0x2e;
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 const isNumberChar = (c: number): boolean => isDigit(c) || c === 0x2e || c === 0x2b || c === MINUS || c === 0x45 || c === 0x65;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
-/** Number tokens and value strings (not object keys) of well-formed JSON, in order. */
-function scanTokens(text: string): Token[] {
+/**
+ * Number tokens and value strings (not object keys) of well-formed JSON, in order; refuses text
+ * nested deeper than MAX_JSON_DEPTH. One pass: every character is visited once (strings are
+ * skipped by indexOf, a backslash run is counted once, by the quote that ends it). Terminates on
+ * any text; on malformed JSON its tokens are meaningless and unused.
+ */
+function scanTokens(text: string, field: string): { tokens: Token[]; onlyShort: boolean } {
   const tokens: Token[] = [];
+  let onlyShort = true;
+  let depth = 0;
   let i = 0;
   while (i < text.length) {
     const c = text.charCodeAt(i);
@@ -84,6 +110,10 @@ function scanTokens(text: string): Token[] {
       let end = i + 1;
       for (;;) {
         end = text.indexOf('"', end);
+        if (end === -1) {
+          end = text.length; // unterminated: malformed, which JSON.parse reports
+          break;
+        }
         let backslashes = 0;
         while (text.charCodeAt(end - 1 - backslashes) === BACKSLASH) backslashes++;
         if (backslashes % 2 === 0) break;
@@ -97,13 +127,19 @@ function scanTokens(text: string): Token[] {
     } else if (c === MINUS || isDigit(c)) {
       let end = i + 1;
       while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
+      if (onlyShort && !isShortNumber(text, i, end)) onlyShort = false;
       tokens.push({ kind: 'number', start: i, end });
       i = end;
     } else {
+      if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+        if (++depth > MAX_JSON_DEPTH) throw new ValidationError(field, `nests deeper than ${MAX_JSON_DEPTH} levels of JSON`);
+      } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
+        depth--;
+      }
       i++; // punctuation, whitespace, true / false / null
     }
   }
-  return tokens;
+  return { tokens, onlyShort };
 }
 
 /**
@@ -112,21 +148,36 @@ function scanTokens(text: string): Token[] {
  * cannot store is passed on as it is, for the library to refuse with the attribute's name.
  */
 export function exactNumber(text: string): number | NumberValue {
-  let canonical: string;
-  try {
-    canonical = normalizeNumber(text, 'number');
-  } catch {
-    return new NumberValue(text);
+  if (isShortNumber(text, 0, text.length)) {
+    const n = Number(text);
+    return n === 0 ? 0 : n; // -0 is DynamoDB's 0
   }
+  // Not normalizeNumber: a body may hold thousands of numbers DynamoDB cannot store, and an error
+  // thrown for each would cost more than reading them.
+  const canonical = tryNormalizeNumber(text);
+  if (canonical === undefined) return new NumberValue(text);
   const n = Number(canonical);
-  if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && normalizeNumber(String(n), 'number') === canonical) {
+  if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
   return new NumberValue(canonical);
 }
 
-/** Deep enough for DynamoDB's 32 levels of nesting; stops a hostile body from exhausting the stack. */
-const MAX_DEPTH = 64;
+/**
+ * Most numbers in a body: at most 15 digits and no exponent. A double holds every decimal of 15
+ * significant digits exactly (its shortest spelling is the same value), and without an exponent
+ * such a number lies well inside DynamoDB's range. Reads at most 17 characters of a JSON number.
+ */
+function isShortNumber(text: string, start: number, end: number): boolean {
+  if (end - start > 17) return false;
+  let digits = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (isDigit(c)) digits++;
+    else if (c !== MINUS && c !== DOT) return false; // an exponent, or a sign JSON does not allow
+  }
+  return digits <= 15;
+}
 
 const TAGS = new Set(['$base64', '$set', '$map']);
 
@@ -206,11 +257,7 @@ function unique<T>(values: T[], identity: (v: T) => string): T[] {
 }
 
 function canonicalNumber(text: string): string {
-  try {
-    return normalizeNumber(text, 'number');
-  } catch {
-    return text; // refused by the library, with the attribute's name
-  }
+  return tryNormalizeNumber(text) ?? text; // else refused by the library, with the attribute's name
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;

@@ -20,6 +20,7 @@ const NAMED_FIGURES = [
   'zipfHitRatio',
   'largestBundleKiB',
   'initMs',
+  'worstBodyVsJsonParse',
 ];
 
 test('bench --smoke writes every named figure as a finite number', { timeout: 120_000 }, async () => {

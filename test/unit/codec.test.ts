@@ -9,9 +9,12 @@ import {
   encodeEntry,
   encodeItem,
   fromAttributes,
+  MAX_ENTRY_LENGTH,
+  MAX_ITEM_DEPTH,
   normalizeAttributes,
   toAttributes,
   toNativeNumber,
+  UnreadableEntryError,
 } from '../../lib/codec.ts';
 import { NumberValue, ValidationError } from '../../lib/index.ts';
 
@@ -353,5 +356,72 @@ describe('encodeEntry / decodeEntry', () => {
     for (const text of ['[1]', '[1,2]', '["1",{}]', '[1,[]]', '[1,null]', '[1.5,{}]', '[1,{},3]', '[1,{"a":', '5', 'null', '[]']) {
       assert.throws(() => decodeEntry(text, V), Error, text);
     }
+  });
+
+  // Issue 18, finding 5: everything read from Redis is untrusted input.
+  const unreadable = (text: string): string => {
+    try {
+      decodeEntry(text, V);
+    } catch (err) {
+      assert.ok(err instanceof UnreadableEntryError, `${text.slice(0, 60)}: ${String(err)}`);
+      return err.reason;
+    }
+    assert.fail(`${text.slice(0, 60)} was decoded`);
+  };
+  const nestedList = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  const nestedAv = (depth: number): string => `${'{"L":['.repeat(depth)}${']}'.repeat(depth)}`;
+
+  test('a planted entry is refused with a fixed reason that quotes none of its bytes', () => {
+    const cases: [string, string][] = [
+      ['{"userId":{"S":"secret-bytes"},"v":', 'not JSON'],
+      ['not json at all: secret-bytes', 'not JSON'],
+      [`[1,{"deep":${nestedList(5000)}}]`, 'too deep'],
+      [`{"deep":${nestedAv(5000)}}`, 'too deep'],
+      ['{"n":{"N":"abc"}}', 'bad number'],
+      [`{"n":{"N":"1${'0'.repeat(60_000)}1"}}`, 'bad number'],
+      ['{"n":{"N":"1e126"}}', 'bad number'],
+      ['{"n":{"N":12}}', 'bad number'],
+      ['{"s":{"NS":["1","x"]}}', 'bad number'],
+      ['{"_version":{"N":"secret"},"a":{"S":"x"}}', 'bad number'],
+      ['[1,{"n":1e400}]', 'bad number'],
+      ['[1,{"l":[9007199254740993]}]', 'bad number'],
+      ['[1,{"n":1e-200}]', 'bad number'],
+      ['{"s":{"S":5}}', 'not an attribute value'],
+      ['{"q":{"Q":"secret-bytes"}}', 'not an attribute value'],
+      ['{"two":{"S":"a","N":"1"}}', 'not an attribute value'],
+      ['{"e":{}}', 'not an attribute value'],
+      ['{"e":"secret-bytes"}', 'not an attribute value'],
+      ['{"ss":{"SS":[]}}', 'not an attribute value'],
+      ['{"ss":{"SS":["a",1]}}', 'not an attribute value'],
+      ['{"m":{"M":[]}}', 'not an attribute value'],
+      ['{"b":{"B":"!!secret"}}', 'bad binary'],
+      ['{"b":{"BS":["AA==","%%"]}}', 'bad binary'],
+      ['[-1,{}]', 'not an entry'],
+      ['"secret-bytes"', 'not an entry'],
+      [' '.repeat(MAX_ENTRY_LENGTH + 1), 'too large'],
+    ];
+    for (const [text, reason] of cases) {
+      assert.equal(unreadable(text), reason, text.slice(0, 60));
+      try {
+        decodeEntry(text, V);
+      } catch (err) {
+        assert.doesNotMatch((err as Error).message, /secret|abc|0000/, 'the message quotes the entry');
+      }
+    }
+  });
+
+  test('items nested MAX_ITEM_DEPTH levels decode in either form; one more level is refused', () => {
+    // A top-level attribute's value is at depth 1, as in a request body (functions/http/json.ts).
+    assert.ok(decodeEntry(`[1,{"a":${nestedList(MAX_ITEM_DEPTH)}}]`, V));
+    assert.equal(unreadable(`[1,{"a":${nestedList(MAX_ITEM_DEPTH + 1)}}]`), 'too deep');
+    const avWithNumberAt = (depth: number) => `{"a":${nestedAv(depth - 1).replace('[]', '[{"N":"1.5"}]')}}`;
+    assert.ok(decodeEntry(avWithNumberAt(MAX_ITEM_DEPTH), V));
+    assert.equal(unreadable(avWithNumberAt(MAX_ITEM_DEPTH + 1)), 'too deep');
+  });
+
+  test('every number spelling DynamoDB answers is still read (nested scientific spellings included)', () => {
+    const back = decodeEntry('{"n":{"N":"1E-7"},"s":{"NS":["-2.5E-10","100"]},"_version":{"N":"3"}}', V);
+    assert.equal(back.version, 3);
+    assert.deepStrictEqual(back.item, { n: new NumberValue('1E-7'), s: new Set([new NumberValue('-2.5E-10'), 100]) });
   });
 });

@@ -1,0 +1,120 @@
+/**
+ * Issue 18, finding 1: the API's JSON parser reads client bodies in one bounded pass. Nesting is
+ * bounded while the tokens are found (before the reviver, which recurses, runs), a number token
+ * over MAX_NUMBER_LENGTH reaches the library as text and is refused there by length with the
+ * attribute's name, and the short-number fast path gives exactly what the exact path gives.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { exactNumber, itemFromJson, MAX_JSON_DEPTH, parseJsonExact } from '../../functions/http/json.ts';
+import { normalizeAttributes, toAttributes } from '../../lib/codec.ts';
+import { MAX_NUMBER_LENGTH, tryNormalizeNumber } from '../../lib/numbers.ts';
+import { NumberValue, ValidationError } from '../../lib/index.ts';
+
+function validationError(fn: () => unknown): ValidationError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ValidationError, `expected a ValidationError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('accepted');
+}
+
+/** What the HTTP write routes do with a body, short of I/O. */
+const checkBody = (text: string) => normalizeAttributes(toAttributes(itemFromJson(parseJsonExact(text), 'body')), 'body');
+
+describe('parseJsonExact: bounded nesting', () => {
+  const nested = (depth: number, inner: string) => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
+
+  test('JSON nested deeper than MAX_JSON_DEPTH is a ValidationError naming the body, with or without numbers', () => {
+    for (const inner of ['', '1', '1.25', '12345678901234567890']) {
+      const err = validationError(() => parseJsonExact(`{"a":${nested(MAX_JSON_DEPTH, inner)}}`));
+      assert.equal(err.field, 'body');
+      assert.match(err.message, new RegExp(`nests deeper than ${MAX_JSON_DEPTH} levels`));
+    }
+    // Deeper than any stack: still the same answer (the reviver never runs).
+    assert.match(validationError(() => parseJsonExact(`{"a":${nested(200_000, '1.5')}}`)).message, /nests deeper/);
+  });
+
+  test('at MAX_JSON_DEPTH the text is read, and the item depth check names the attribute', () => {
+    const parsed = parseJsonExact(`{"a":${nested(MAX_JSON_DEPTH - 1, '12345678901234567890')}}`) as { a: unknown };
+    let v: unknown = parsed.a;
+    for (let i = 0; i < MAX_JSON_DEPTH - 1; i++) v = (v as unknown[])[0];
+    assert.ok(v instanceof NumberValue);
+    const err = validationError(() => itemFromJson(parsed, 'body'));
+    assert.match(err.field, /^body\.a(\[0\])+$/);
+    assert.match(err.message, /nests deeper than 64 levels/);
+  });
+
+  test('an item of DynamoDB depth (32 levels, $map wrappers included) is read whole', () => {
+    let text = '1.5';
+    for (let i = 0; i < 32; i++) text = i % 2 ? `[${text}]` : `{"$map":{"$set":${text === '1.5' ? '[1.5]' : `[${text}]`}}}`;
+    assert.doesNotThrow(() => parseJsonExact(`{"a":${text}}`));
+  });
+});
+
+describe('parseJsonExact: any text', () => {
+  test("property: every text ends in a value (JSON.parse's, where every number is short) or a ValidationError", () => {
+    // The token scan runs before JSON.parse has checked the syntax: it must end on any text.
+    const unit = fc.constantFrom('"', '\\', '[', ']', '{', '}', ':', ',', '1', '.', 'e', '-', ' ', 'a', 'n', 'u', 'l');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 40 }), (text) => {
+        let parsed: unknown;
+        try {
+          parsed = parseJsonExact(text);
+        } catch (err) {
+          assert.ok(err instanceof ValidationError, `${text}: ${String(err)}`);
+          assert.throws(() => JSON.parse(text), `${text} is JSON`);
+          return;
+        }
+        if (!/[.e]|\d{16}/.test(text)) assert.deepStrictEqual(parsed, JSON.parse(text));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
+
+describe('parseJsonExact: numbers', () => {
+  test('a number token just over MAX_NUMBER_LENGTH is refused by length, naming the attribute', () => {
+    const over = `1${'0'.repeat(MAX_NUMBER_LENGTH - 1)}1`;
+    assert.equal(over.length, MAX_NUMBER_LENGTH + 1);
+    const err = validationError(() => checkBody(`{"ok":1,"n":${over}}`));
+    assert.equal(err.field, 'body.n');
+    assert.match(err.message, /a number of 257 characters is longer than any DynamoDB can store \(256\)/);
+    // Also as a set member and in a list.
+    assert.equal(validationError(() => checkBody(`{"s":{"$set":[1,${over}]}}`)).field, 'body.s');
+    assert.equal(validationError(() => checkBody(`{"l":[1,[${over}]]}`)).field, 'body.l[1][0]');
+  });
+
+  test('the pathological number of issue 18 (1000…0001, a megabyte) is refused the same way', () => {
+    const err = validationError(() => checkBody(`{"n":1${'0'.repeat(1_000_000)}1}`));
+    assert.equal(err.field, 'body.n');
+    assert.match(err.message, /longer than any DynamoDB can store/);
+  });
+
+  test('property: the short-number fast path agrees with the exact path', () => {
+    // The exact path: DynamoDB's spelling, then a double only when it spells the same value.
+    // (A text DynamoDB cannot store stays as it is, for the library to refuse.)
+    const reference = (text: string): number | string => {
+      const canonical = tryNormalizeNumber(text);
+      if (canonical === undefined) return text;
+      const n = Number(canonical);
+      return (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical ? n : canonical;
+    };
+    const shortNumber = fc
+      .tuple(fc.boolean(), fc.stringMatching(/^(0|[1-9]\d{0,14})$/), fc.option(fc.stringMatching(/^\d{1,15}$/), { nil: undefined }))
+      .map(([neg, int, frac]) => `${neg ? '-' : ''}${int}${frac === undefined ? '' : `.${frac}`}`)
+      .filter((t) => t.replace(/\D/g, '').length <= 15);
+    fc.assert(
+      fc.property(fc.oneof(shortNumber, fc.double({ noNaN: true, noDefaultInfinity: true }).map(String)), (text) => {
+        const got = exactNumber(text);
+        const want = reference(text);
+        if (typeof want === 'number') assert.ok(Object.is(got, want === 0 ? 0 : want), `${text}: ${String(got)} ≠ ${want}`);
+        else assert.ok(got instanceof NumberValue && got.value === want, `${text}: ${String(got)} ≠ NumberValue ${want}`);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

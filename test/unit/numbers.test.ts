@@ -1,0 +1,97 @@
+/**
+ * Issue 18, finding 1: a number is bounded before any pattern reads it, so every number costs a
+ * small constant amount of work. Linearity is shown by construction, not by timing: the length
+ * check is the first thing normalizeNumber does (a text over the bound gets the length refusal
+ * even where the pattern would have refused it for another reason), the bound is a constant, and
+ * the longest spelling a stored number needs fits under it.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MAX_NUMBER_LENGTH, normalizeNumber, tryNormalizeNumber } from '../../lib/numbers.ts';
+import { ValidationError } from '../../lib/index.ts';
+
+const D38 = '12345678901234567890123456789012345678';
+
+function refusal(text: string, field = 'body.n'): ValidationError {
+  try {
+    normalizeNumber(text, field);
+  } catch (err) {
+    assert.ok(err instanceof ValidationError, String(err));
+    return err;
+  }
+  assert.fail(`'${text.slice(0, 40)}…' was accepted`);
+}
+
+describe('normalizeNumber: bounded before any pattern runs', () => {
+  test('the bound holds the longest spelling of any storable number without redundant characters', () => {
+    // 38 significant digits at the bottom of the range, negative: 170 characters.
+    const longest = `-0.${'0'.repeat(129)}${D38}`;
+    assert.equal(longest.length, 170);
+    assert.ok(MAX_NUMBER_LENGTH >= longest.length);
+    assert.equal(normalizeNumber(longest, 'n'), longest);
+    // The largest magnitude in plain decimal is shorter.
+    assert.equal(normalizeNumber(`-${D38}${'0'.repeat(88)}`, 'n').length, 127);
+  });
+
+  test('a spelling of exactly MAX_NUMBER_LENGTH characters is read; one more is refused by length', () => {
+    const padded = `${'0'.repeat(MAX_NUMBER_LENGTH - 3)}1.5`;
+    assert.equal(padded.length, MAX_NUMBER_LENGTH);
+    assert.equal(normalizeNumber(padded, 'n'), '1.5');
+    const err = refusal(`0${padded}`);
+    assert.equal(err.field, 'body.n');
+    assert.match(
+      err.message,
+      new RegExp(
+        `^body\\.n: a number of ${MAX_NUMBER_LENGTH + 1} characters is longer than any DynamoDB can store \\(${MAX_NUMBER_LENGTH}\\)$`,
+      ),
+    );
+  });
+
+  test('the length is checked first: over the bound, every other verdict gives way to it', () => {
+    // Each of these is refused for another reason by the pattern or the digit count when short;
+    // over the bound the length refusal comes first, so nothing else read the text.
+    const over = MAX_NUMBER_LENGTH + 1;
+    const cases = [
+      `x${'1'.repeat(over - 1)}`, // not a number
+      `1${'0'.repeat(over - 2)}1`, // the quadratic case of issue 18: more than 38 significant digits
+      `1e${'9'.repeat(over - 2)}`, // out of range
+      `${'1'.repeat(over - 1)}.`, // 38+ digits
+    ];
+    for (const text of cases) {
+      assert.equal(text.length, over);
+      assert.match(refusal(text).message, /longer than any DynamoDB can store/, text.slice(0, 20));
+    }
+    // Below the bound the same shapes get their own verdicts.
+    assert.match(refusal('x1').message, /is not a number/);
+    assert.match(refusal(`1${'0'.repeat(40)}1`).message, /more than 38 significant digits/);
+  });
+
+  test('a megabyte of digits is refused by its length alone, and the message does not quote it', () => {
+    const text = `1${'0'.repeat(1_000_000)}1`;
+    const err = refusal(text);
+    assert.match(err.message, /a number of 1000002 characters/);
+    assert.ok(err.message.length < 200);
+  });
+
+  test('tryNormalizeNumber gives the same spelling, or undefined where normalizeNumber throws', () => {
+    for (const text of [
+      '1.50',
+      '-0',
+      '1e2',
+      `0.${'0'.repeat(129)}1`,
+      D38,
+      'abc',
+      '1e126',
+      `1${'0'.repeat(40)}1`,
+      '1'.repeat(MAX_NUMBER_LENGTH + 1),
+    ]) {
+      let expected: string | undefined;
+      try {
+        expected = normalizeNumber(text, 'n');
+      } catch {
+        expected = undefined;
+      }
+      assert.equal(tryNormalizeNumber(text), expected, text.slice(0, 20));
+    }
+  });
+});
