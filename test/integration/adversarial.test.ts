@@ -7,13 +7,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
+import { eventually, Gate, startStack, type TestStack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { RedisServer } from '../helpers/redis-server.ts';
 
 describe('adversarial: interleavings and faults outside every list', () => {
   let stack: TestStack;
   before(async () => {
-    stack = await startStack({ shards: 1 });
+    stack = await startStack({ shards: 1 }); // its node is not used: each test starts the nodes it needs
   });
   after(async () => stack.stop());
 
@@ -36,8 +37,9 @@ describe('adversarial: interleavings and faults outside every list', () => {
     // 5. C fills n=1: its lease is intact (nothing lowered it, no fence, no settle).
     // 6. Any later read hits n=1 although n=2 was acknowledged: G1 broken under strict, although
     //    "the node's data was lost" is one of the cases G1 is promised for (cache-protocol.md).
-    const server = stack.servers[0]!;
+    const server = await RedisServer.start(); // its own node: no other test's container may seal it
     const proxy = await TcpProxy.start(server.port);
+    const direct = { CACHE_NODES: server.url };
     try {
       const key = { userId: 'restart-cold-sealer' };
       const commit = new Gate();
@@ -58,7 +60,7 @@ describe('adversarial: interleavings and faults outside every list', () => {
       await server.startAgain(); // empty: a new run_id, no data, no fences
 
       const fill = new Gate();
-      const cold = stack.cache({ CACHE_WRITE_POLICY: 'strict' }, { hooks: { beforeFill: () => fill.hold() } });
+      const cold = stack.cache({ ...direct, CACHE_WRITE_POLICY: 'strict' }, { hooks: { beforeFill: () => fill.hold() } });
       const coldRead = cold.get('users', key);
       await fill.reached; // C holds a lease and has read n=1 from DynamoDB
       const rk = cold.resolve('users', key);
@@ -71,11 +73,70 @@ describe('adversarial: interleavings and faults outside every list', () => {
       fill.open();
       assert.equal((await coldRead).item?.n, 1, 'C read before the commit');
 
-      const later = stack.cache({ CACHE_WRITE_POLICY: 'strict' });
+      const later = stack.cache({ ...direct, CACHE_WRITE_POLICY: 'strict' });
       const r = await later.get('users', key);
       assert.equal(r.item?.n, 2, `a read that starts after the acknowledged write returns it (got n=${r.item?.n}, ${r.cache})`);
     } finally {
       await proxy.stop();
+      await server.stop();
+    }
+  });
+
+  test("G1 (strict): the settle after a restart lasts the sealer's fence time, not the longest fence a live writer holds, so with two deploys live (another DYNAMODB_DEADLINE_MS) a writer outlives the settle", async () => {
+    // The same restart, sealed this time by a warm container, which settles, but for its own fence
+    // time: 1500 + 500 + 1000 ms. Writer A runs another deploy's settings (DYNAMODB_DEADLINE_MS 6000:
+    // its fence, 7.5 s, is the one the settle stands in for).
+    // 1. A (strict) begins on E1; its DynamoDB call then takes about 3.5 s (within its 6 s deadline).
+    // 2. The node restarts empty; A's connection is cut, so its end will be lost.
+    // 3. Warm container B (it knew E1) seals E2 and settles for 3 s; once that is over it misses,
+    //    reads n=1 and fills it.
+    // 4. A commits n=2 and acknowledges (its end lost with the restart).
+    // 5. A later read hits n=1.
+    const server = await RedisServer.start(); // its own node: no other test's container may seal it
+    const proxy = await TcpProxy.start(server.port);
+    const direct = { CACHE_NODES: server.url };
+    const admin = server.client();
+    try {
+      const key = { userId: 'restart-short-settle' };
+      const commit = new Gate();
+      let holdCommit = false;
+      const writer = stack.cache(
+        { CACHE_NODES: proxy.url, CACHE_WRITE_POLICY: 'strict' },
+        { hooks: { beforeCommit: () => (holdCommit ? commit.hold() : undefined) } },
+      );
+      const warm = stack.cache({ ...direct, CACHE_WRITE_POLICY: 'strict', DYNAMODB_DEADLINE_MS: '1500' });
+      await writer.put('users', { ...key, n: 1 });
+      assert.equal((await warm.get('users', key)).item?.n, 1, 'B knows E1');
+      const rk = warm.resolve('users', key);
+
+      holdCommit = true;
+      const write = writer.put('users', { ...key, n: 2 });
+      await commit.reached;
+
+      proxy.cut();
+      await server.kill();
+      await server.startAgain();
+      const node = warm.nodeFor(rk)!;
+      await eventually('B reconnected and settling', async () => node.health().status === 'settling');
+
+      // B reconnects by itself, seals E2 and settles for its own fence time; then it fills n=1.
+      await eventually('B fills after its settle', async () => {
+        await warm.get('users', key);
+        return (await admin.hexists(rk.redisKey, 'd').catch(() => 0)) === 1;
+      });
+
+      commit.open();
+      // Acknowledged: its commit ended within its own deadline (past it, the store would have aborted it).
+      assert.equal((await write).version, 2, "A's write is acknowledged");
+      assert.equal(await inDynamo(key), 2);
+
+      const later = stack.cache({ ...direct, CACHE_WRITE_POLICY: 'strict' });
+      const r = await later.get('users', key);
+      assert.equal(r.item?.n, 2, `a read that starts after the acknowledged write returns it (got n=${r.item?.n}, ${r.cache})`);
+    } finally {
+      await admin.quit().catch(() => undefined);
+      await proxy.stop();
+      await server.stop();
     }
   });
 });
