@@ -139,4 +139,74 @@ describe('adversarial: interleavings and faults outside every list', () => {
       await server.stop();
     }
   });
+
+  /** Fills the node with another tenant's data and sets maxmemory below it under noeviction (Redis's default policy). */
+  async function pastMaxmemory(admin: ReturnType<RedisServer['client']>): Promise<number> {
+    const filler = 'f'.repeat(8000);
+    for (let i = 0; i < 400; i++) await admin.set(`tenant:${i}`, filler);
+    const limit = usedMemory(await admin.info('memory')) - 512 * 1024;
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', String(limit));
+    await assert.rejects(admin.set('probe', 'x'), /OOM/, 'the node is past maxmemory');
+    return limit;
+  }
+
+  const usedMemory = (info: string): number => Number(/used_memory:(\d+)/.exec(info)?.[1]);
+
+  test('G3 (strict): past maxmemory under noeviction the node still answers and still deletes, yet a strict write of a cached key is refused', async () => {
+    // 1. An entry is cached (d present).
+    // 2. The node is past maxmemory under noeviction (another tenant's data here; the library's own
+    //    entries, an hour's TTL by default, do the same). Redis then refuses a script's first write
+    //    when it may grow memory (HSET), and allows deletions.
+    // 3. A strict write: BEGIN_WRITE's first write is `HSET h` (it sets the entry aside before it
+    //    drops it): an OOM error reply, a real failure to the node state machine, and the write is
+    //    refused with CacheUnavailableError, although the node answers PING and an HDEL of the entry
+    //    (allowed at maxmemory) would have invalidated it. So it stays until memory frees.
+    const server = await RedisServer.start();
+    const admin = server.client();
+    try {
+      const c = stack.cache({ CACHE_NODES: server.url, CACHE_WRITE_POLICY: 'strict' });
+      const key = { userId: 'oom-cached' };
+      await c.put('users', { ...key, n: 1 });
+      assert.equal((await c.get('users', key)).cache, 'hit', 'n=1 is cached');
+      await pastMaxmemory(admin);
+      let refused: Error | undefined;
+      try {
+        await c.put('users', { ...key, n: 2 });
+      } catch (err) {
+        refused = err as Error;
+      }
+      assert.equal(await admin.ping(), 'PONG', 'the node answers');
+      assert.equal(await admin.hdel(c.resolve('users', key).redisKey, 'd'), 1, 'and deletes the entry when asked to');
+      assert.equal(refused, undefined, `a strict write was refused while the node answered: ${refused?.message ?? ''}`);
+    } finally {
+      await admin.quit().catch(() => undefined);
+      await server.stop();
+    }
+  });
+
+  test("G3: past maxmemory under noeviction the scripts whose first write is a deletion still grow memory: the library writes past the node's limit", async () => {
+    // BEGIN_WRITE on a key with no entry starts with HDEL, END_WRITE with HDEL of its fence, and Redis
+    // checks maxmemory only at a script's first write: from then on HSET is allowed. So every write of
+    // a new key stores its entry on a node already past maxmemory, which grows without bound (swap,
+    // then the OOM killer), where noeviction promises the operator it stays under the limit.
+    const server = await RedisServer.start();
+    const admin = server.client();
+    try {
+      const c = stack.cache({ CACHE_NODES: server.url });
+      await c.put('users', { userId: 'oom-grow-0', n: 0 }); // connected and sealed before the node is full
+      const limit = await pastMaxmemory(admin);
+      const big = 'x'.repeat(8000);
+      for (let i = 1; i <= 150; i++) await c.put('users', { userId: `oom-grow-${i}`, n: i, big });
+      const used = usedMemory(await admin.info('memory'));
+      const cached = await admin.hexists(c.resolve('users', { userId: 'oom-grow-150' }).redisKey, 'd');
+      assert.ok(
+        used <= limit + 512 * 1024,
+        `the node holds ${used - limit} bytes past its maxmemory (${limit}); the last entry is ${cached ? 'cached' : 'not cached'}`,
+      );
+    } finally {
+      await admin.quit().catch(() => undefined);
+      await server.stop();
+    }
+  });
 });
