@@ -10,6 +10,8 @@ import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { eventually, Gate, startStack, type TestStack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
+import { streamRecord } from '../helpers/faults.ts';
+import { invalidateStreamRecords } from '../../lib/index.ts';
 
 describe('adversarial: interleavings and faults outside every list', () => {
   let stack: TestStack;
@@ -206,6 +208,36 @@ describe('adversarial: interleavings and faults outside every list', () => {
       );
     } finally {
       await admin.quit().catch(() => undefined);
+      await server.stop();
+    }
+  });
+
+  test('G1: the cache turned off (CACHE_MODE=off, as during an incident) and on again serves the entries of before: the writes and stream records in between invalidated nothing', async () => {
+    // 1. n=1 is cached (epoch E, TTL an hour by default).
+    // 2. The cache is turned off (a deploy with CACHE_MODE=off): a write of n=2 goes to DynamoDB
+    //    only, and the Streams consumer (same deploy) has no node to invalidate.
+    // 3. The cache is turned on again (the next deploy): the node kept its run_id and its sealed
+    //    epoch, so the entry n=1 is trusted: a hit, older than the acknowledged write, until its TTL.
+    //    No document says that turning the cache off needs a flush before it is turned on.
+    const server = await RedisServer.start();
+    try {
+      const on = { CACHE_NODES: server.url };
+      const key = { userId: 'off-and-on' };
+      const before = stack.cache(on);
+      await before.put('users', { ...key, n: 1 });
+      assert.equal((await before.get('users', key)).cache, 'hit');
+      await before.close();
+
+      const off = stack.cache({ CACHE_MODE: 'off' });
+      assert.equal((await off.put('users', { ...key, n: 2 })).version, 2, 'acknowledged');
+      const rk = off.resolve('users', key);
+      const consumed = await invalidateStreamRecords(off, [streamRecord(off, rk, '200')]);
+      assert.equal(consumed.batchItemFailures.length, 0, 'the stream record was consumed');
+
+      const after = stack.cache(on);
+      const r = await after.get('users', key);
+      assert.equal(r.item?.n, 2, `a read after the acknowledged write returns it (got n=${r.item?.n}, ${r.cache})`);
+    } finally {
       await server.stop();
     }
   });
