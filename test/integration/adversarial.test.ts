@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { eventually, Gate, startStack, type TestStack } from '../helpers/stack.ts';
+import { eventually, Gate, manualClock, startStack, type TestStack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { streamRecord } from '../helpers/faults.ts';
@@ -237,6 +237,49 @@ describe('adversarial: interleavings and faults outside every list', () => {
       const after = stack.cache(on);
       const r = await after.get('users', key);
       assert.equal(r.item?.n, 2, `a read after the acknowledged write returns it (got n=${r.item?.n}, ${r.cache})`);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('G3: a stall of about a second and a half (three silent re-probes) is treated as a lost connection: the node answers again with the same run_id, yet is kept from reads for start cycles × check interval (two minutes by default)', async () => {
+    // 1. The node stalls (SIGSTOP: a fork for BGSAVE on a large data set, a slow command, a noisy
+    //    neighbour). A read gets no answer: the node is down, suspect, re-probed after 100 ms.
+    // 2. Re-probes at 100, 200 and 400 ms of back-off each wait the command timeout: with 250 ms
+    //    (the default) the third is over about 1.45 s into the stall (2.2 s with this stack's 500 ms).
+    // 3. After the third silent probe the connection is replaced (defect 8's cure for a black hole).
+    // 4. The node answers again on the new connection, same run_id, nothing owed. The rule of issue
+    //    11: "a node that timed out but answers again with the same run id, and to which this
+    //    container owes no invalidation, may be trusted again at once". Here it is `starting`: no
+    //    trusted read for CACHE_START_CYCLES × CACHE_CHECK_INTERVAL_SECONDS, and every container
+    //    that was busy during the stall does the same.
+    const server = await RedisServer.start();
+    try {
+      const clock = manualClock();
+      const c = stack.cache({ CACHE_NODES: server.url }, { clock: clock.now }); // default check interval and start cycles
+      const key = { userId: 'long-stall' };
+      await c.put('users', { ...key, n: 1 });
+      assert.equal((await c.get('users', key)).cache, 'hit');
+      const node = c.nodeFor(c.resolve('users', key))!;
+      const runId = await server.runId();
+      server.pause();
+      try {
+        assert.equal((await c.get('users', key)).cache, 'bypass');
+        assert.equal(node.status, 'down');
+        for (const backoff of [100, 200, 400]) {
+          clock.advance(backoff);
+          void node.status;
+          assert.equal(await node.probing, false, 'a silent re-probe');
+        }
+      } finally {
+        server.resume();
+      }
+      assert.equal(await server.runId(), runId, 'the same process, the same data: it only stalled');
+      await eventually('reconnected', async () => node.client.status === 'ready');
+      clock.advance(1000);
+      await node.probeNow();
+      assert.equal(node.status, 'up', `trusted again once it answers (it is ${node.status})`);
+      assert.equal((await c.get('users', key)).cache, 'hit');
     } finally {
       await server.stop();
     }
