@@ -12,6 +12,7 @@ import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
+import { epochTag } from '../../lib/cache/scripts.ts';
 
 describe('adversarial: interleavings and faults outside every list', () => {
   let stack: TestStack;
@@ -281,6 +282,112 @@ describe('adversarial: interleavings and faults outside every list', () => {
       assert.equal(node.status, 'up', `trusted again once it answers (it is ${node.status})`);
       assert.equal((await c.get('users', key)).cache, 'hit');
     } finally {
+      await server.stop();
+    }
+  });
+
+  // What held: the interleavings below were tried and the protocol kept its guarantees (these pass).
+
+  for (const order of ['restore first', 'store first'] as const) {
+    test(`held: a writer DynamoDB refused (restore) and one it accepted end in either order (${order}): the accepted write is what reads return`, async () => {
+      const server = await RedisServer.start();
+      try {
+        const env = { CACHE_NODES: server.url, CACHE_WRITE_POLICY: 'strict' };
+        const key = { userId: `restore-race-${order.split(' ')[0]}` };
+        const base = stack.cache(env);
+        await base.put('users', { ...key, n: 1 });
+        assert.equal((await base.get('users', key)).cache, 'hit');
+        const [aBegun, bEnd] = [new Gate(), new Gate()];
+        const a = stack.cache(env, { hooks: { beforeCommit: () => aBegun.hold() } });
+        const b = stack.cache(env, { hooks: { afterCommit: () => bEnd.hold() } });
+        // A begins (sets n=1 aside), B begins and commits n=2, then A's If-Match 1 is refused.
+        const refused = a.put('users', { ...key, n: 99 }, { ifVersion: 1 }).then(
+          () => 'written',
+          (err: Error) => err.name,
+        );
+        await aBegun.reached;
+        const accepted = b.put('users', { ...key, n: 2 });
+        await bEnd.reached;
+        if (order === 'restore first') {
+          aBegun.open();
+          assert.equal(await refused, 'VersionMismatchError');
+          bEnd.open();
+        } else {
+          bEnd.open();
+          await accepted;
+          aBegun.open();
+          assert.equal(await refused, 'VersionMismatchError');
+        }
+        assert.equal((await accepted).version, 2);
+        for (const reader of [stack.cache(env), base]) {
+          await reader.get('users', key);
+          assert.equal((await reader.get('users', key)).item?.n, 2);
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+  }
+
+  test('held: a lease granted before a restart from a dump fills an entry tagged with the old epoch, which the new epoch never trusts', async () => {
+    // The lease is in the dump; a write after the dump removed it from the live node only. The
+    // restarted node has the old lease back, nobody removes it, and the slow filler's FILL matches
+    // it: only the epoch tag (and not the settle, which FILL does not check) keeps n=1 from being hit.
+    const server = await RedisServer.start();
+    try {
+      const env = { CACHE_NODES: server.url, CACHE_WRITE_POLICY: 'strict' };
+      const key = { userId: 'lease-in-dump' };
+      const writer = stack.cache(env);
+      await writer.put('users', { ...key, n: 1 });
+      await writer.invalidate(writer.resolve('users', key)); // no entry: the next read misses
+      const fill = new Gate();
+      const slow = stack.cache(env, { hooks: { beforeFill: () => fill.hold() } });
+      const slowRead = slow.get('users', key);
+      await fill.reached; // lease granted on E1, n=1 read
+      const oldTag = epochTag(await server.runId());
+      await server.save();
+      assert.equal((await writer.put('users', { ...key, n: 2 })).version, 2);
+      await server.kill();
+      await server.startAgain(); // E2, with the dump's lease
+      const rk = slow.resolve('users', key);
+      await eventually('the slow reader is connected to E2', async () => slow.nodeFor(rk)!.client.status === 'ready');
+      fill.open();
+      assert.equal((await slowRead).item?.n, 1);
+      const admin = server.client();
+      try {
+        const d = (await admin.hget(rk.redisKey, 'd')) ?? '';
+        assert.ok(d.startsWith(oldTag), 'the old lease matched: the fill stored n=1 under the old epoch tag');
+      } finally {
+        await admin.quit();
+      }
+      const later = stack.cache(env);
+      await later.get('users', key);
+      assert.equal((await later.get('users', key)).item?.n, 2);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('held (available): past maxmemory under noeviction a write that could not begin leaves the old entry only until its stream record, whose INVALIDATE deletes before it fails', async () => {
+    const server = await RedisServer.start();
+    const admin = server.client();
+    try {
+      const env = { CACHE_NODES: server.url };
+      const key = { userId: 'oom-available' };
+      const writer = stack.cache(env);
+      const reader = stack.cache(env);
+      await writer.put('users', { ...key, n: 1 });
+      assert.equal((await reader.get('users', key)).cache, 'hit');
+      await pastMaxmemory(admin);
+      assert.equal((await writer.put('users', { ...key, n: 2 })).version, 2, 'available: committed without a begin');
+      assert.equal((await reader.get('users', key)).item?.n, 1, 'stale until the stream record (the documented bound)');
+      const rk = writer.resolve('users', key);
+      const consumer = stack.cache(env);
+      await invalidateStreamRecords(consumer, [streamRecord(consumer, rk, '300')]);
+      assert.equal(await admin.hexists(rk.redisKey, 'd'), 0, "the record's INVALIDATE deleted the entry, although its restamp failed");
+      assert.equal((await reader.get('users', key)).item?.n, 2);
+    } finally {
+      await admin.quit().catch(() => undefined);
       await server.stop();
     }
   });
