@@ -40,6 +40,10 @@ describe('adversarial: interleavings and faults outside every list', () => {
     // 5. C fills n=1: its lease is intact (nothing lowered it, no fence, no settle).
     // 6. Any later read hits n=1 although n=2 was acknowledged: G1 broken under strict, although
     //    "the node's data was lost" is one of the cases G1 is promised for (cache-protocol.md).
+    // ARCHITECTURE.md's Limits now list this ("the node not restarting empty under a cold client in
+    // that moment") as a node that "cannot be told from a first start". It need not be told apart:
+    // settling every new epoch, a first start included, costs one fence time of fills once per
+    // epoch, and closes the window.
     const server = await RedisServer.start(); // its own node: no other test's container may seal it
     const proxy = await TcpProxy.start(server.port);
     const direct = { CACHE_NODES: server.url };
@@ -283,6 +287,50 @@ describe('adversarial: interleavings and faults outside every list', () => {
       assert.equal((await c.get('users', key)).cache, 'hit');
     } finally {
       await server.stop();
+    }
+  });
+
+  test("G1 (strict): a primary demoted after a failover keeps its clients' connections and its run_id; resynced from the promoted replica it serves, under its old epoch tag, an entry older than a write it acknowledged in the failover window", async () => {
+    // 1. P is the primary, R its replica; n=1 is cached on P (tagged with P's epoch) and replicated.
+    // 2. Failover: R is promoted (the endpoint moves to R for new connections).
+    // 3. Writer W, still connected to P (asynchronous failover: P has not been demoted yet), writes
+    //    n=2: BEGIN_WRITE and END_WRITE run on P, W acknowledges. R never sees them.
+    // 4. P is demoted: REPLICAOF R, a full resync: P's data is now R's, with n=1 under P's tag
+    //    (replicated from P before the failover). Redis keeps P's clients connected, and P keeps its
+    //    run_id: the epoch check sees nothing new.
+    // 5. Reader X, connected to P since before, hits n=1: HGET works on a replica, so X never even
+    //    sees an error. (ARCHITECTURE.md's Limits argue that replicas are never written to directly;
+    //    a demoted primary is read through the connections it had.)
+    const primary = await RedisServer.start();
+    const replica = await RedisServer.startReplicaOf(primary);
+    const pAdmin = primary.client();
+    const rAdmin = replica.client();
+    try {
+      const env = { CACHE_NODES: primary.url, CACHE_WRITE_POLICY: 'strict' };
+      const key = { userId: 'demoted-primary' };
+      const writer = stack.cache(env);
+      const reader = stack.cache(env);
+      await writer.put('users', { ...key, n: 1 });
+      assert.equal((await reader.get('users', key)).cache, 'hit');
+      const rk = reader.resolve('users', key);
+      await eventually('n=1 replicated', async () => (await rAdmin.hget(rk.redisKey, 'd')) === (await pAdmin.hget(rk.redisKey, 'd')));
+
+      await replica.promote();
+      assert.equal((await writer.put('users', { ...key, n: 2 })).version, 2, 'acknowledged by the old primary');
+      assert.equal(await inDynamo(key), 2);
+
+      await pAdmin.call('REPLICAOF', '127.0.0.1', String(replica.port));
+      await eventually('the old primary resynced from the new one', async () => {
+        const info = await pAdmin.info('replication');
+        return /master_link_status:up/.test(info) && (await pAdmin.hget(rk.redisKey, 'd')) === (await rAdmin.hget(rk.redisKey, 'd'));
+      });
+      const r = await reader.get('users', key);
+      assert.equal(r.item?.n, 2, `a read after the acknowledged write returns it (got n=${r.item?.n}, ${r.cache})`);
+    } finally {
+      await pAdmin.quit().catch(() => undefined);
+      await rAdmin.quit().catch(() => undefined);
+      await replica.stop();
+      await primary.stop();
     }
   });
 
