@@ -40,7 +40,7 @@ describe('adversarial: interleavings and faults outside every list', () => {
     // 5. C fills n=1: its lease is intact (nothing lowered it, no fence, no settle).
     // 6. Any later read hits n=1 although n=2 was acknowledged: G1 broken under strict, although
     //    "the node's data was lost" is one of the cases G1 is promised for (cache-protocol.md).
-    // ARCHITECTURE.md's Limits now list this ("the node not restarting empty under a cold client in
+    // ARCHITECTURE.md's Limits (as merged on main) now list this ("the node not restarting empty under a cold client in
     // that moment") as a node that "cannot be told from a first start". It need not be told apart:
     // settling every new epoch, a first start included, costs one fence time of fills once per
     // epoch, and closes the window.
@@ -329,6 +329,39 @@ describe('adversarial: interleavings and faults outside every list', () => {
     } finally {
       await pAdmin.quit().catch(() => undefined);
       await rAdmin.quit().catch(() => undefined);
+      await replica.stop();
+      await primary.stop();
+    }
+  });
+
+  test('G3 (strict): a container connected to a primary that a failover demoted has every write refused (READONLY) for as long as its connection lives, while the new primary answers', async () => {
+    // The connection a container opened before the failover stays open on the demoted primary
+    // (Redis keeps clients on REPLICAOF; the library sets no reconnectOnError). Every script that
+    // writes gets READONLY, an error reply: a real failure, never a reason to reconnect. The probe
+    // succeeds (INFO, and SEAL only reads an existing seal), so each strict write probes, begins,
+    // is refused, and the next does the same, with no end while the container lives.
+    const primary = await RedisServer.start();
+    const replica = await RedisServer.startReplicaOf(primary);
+    const pAdmin = primary.client();
+    try {
+      const env = { CACHE_NODES: primary.url, CACHE_WRITE_POLICY: 'strict' };
+      const key = { userId: 'demoted-writes' };
+      const clock = manualClock();
+      const writer = stack.cache(env, { clock: clock.now });
+      await writer.put('users', { ...key, n: 1 });
+      await replica.promote();
+      await pAdmin.call('REPLICAOF', '127.0.0.1', String(replica.port));
+      await eventually('demoted', async () => /master_link_status:up/.test(await pAdmin.info('replication')));
+      const fresh = stack.cache({ ...env, CACHE_NODES: replica.url }); // a container whose endpoint resolves to the new primary
+      assert.equal((await fresh.put('users', { ...key, n: 2 })).version, 2, 'the new primary takes writes');
+      const refusals: string[] = [];
+      for (let i = 3; i <= 5; i++) {
+        clock.advance(1100); // past the once-a-second probe of a failed node
+        await writer.put('users', { ...key, n: i }).catch((err: Error) => refusals.push(err.message));
+      }
+      assert.deepEqual(refusals, [], 'writes from the old connection are not refused for good');
+    } finally {
+      await pAdmin.quit().catch(() => undefined);
       await replica.stop();
       await primary.stop();
     }
