@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { eventually, Gate, manualClock, startStack, type TestStack } from '../helpers/stack.ts';
+import { eventually, Gate, manualClock, rawDynamoClient, startStack, type TestStack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { streamRecord } from '../helpers/faults.ts';
@@ -365,6 +365,39 @@ describe('adversarial: interleavings and faults outside every list', () => {
       await replica.stop();
       await primary.stop();
     }
+  });
+
+  test("G4: a put's read-back (nested numbers) takes another writer's item for its own when the item was deleted and created again in between: versions start again at 1", async () => {
+    // 1. Writer A puts a new item with a nested number: version 1. Its read-back (inside the fence)
+    //    is to return DynamoDB's own spelling of the nested numbers.
+    // 2. Before the read-back, B deletes the item and C creates it again: version 1 again, since a
+    //    created item's version starts at 1.
+    // 3. A's read-back finds version 1 = the version it wrote, takes C's item for its own and answers
+    //    it as the result of A's write (the cache is right: A's end drops; the answer is wrong).
+    const key = { userId: 'readback-aba' };
+    const other = stack.cache();
+    let interleave = true;
+    const client = rawDynamoClient();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const out = await next(args);
+        if (interleave && context.commandName === 'PutItemCommand') {
+          interleave = false;
+          await other.delete('users', key); // B
+          await other.put('users', { ...key, m: { x: 2 }, who: 'C' }); // C
+        }
+        return out;
+      },
+      { step: 'initialize', name: 'interleaveAfterPut' },
+    );
+    const a = stack.cache({}, { dynamoClient: client });
+    const written = await a.put('users', { ...key, m: { x: 1 } });
+    assert.equal(interleave, false, 'B and C ran between the put and its read-back');
+    assert.deepEqual(
+      { version: written.version, item: written.item },
+      { version: 1, item: { ...key, m: { x: 1 } } },
+      "A's answer is the item A wrote",
+    );
   });
 
   // What held: the interleavings below were tried and the protocol kept its guarantees (these pass).
