@@ -17,7 +17,8 @@ import { epochTag } from '../../lib/cache/scripts.ts';
 describe('adversarial: interleavings and faults outside every list', () => {
   let stack: TestStack;
   before(async () => {
-    stack = await startStack({ shards: 1 }); // its node is not used: each test starts the nodes it needs
+    // One node for the tests that need no fault on it; the others start (and restart) nodes of their own.
+    stack = await startStack({ shards: 1 });
   });
   after(async () => stack.stop());
 
