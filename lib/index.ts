@@ -17,6 +17,8 @@ export { PARKING_TABLE_NAME } from './stream/parking.ts';
 export type { ParkedInvalidation } from './stream/parking.ts';
 export { replayParkedInvalidations } from './stream/replayer.ts';
 export type { ParkingRecordLike } from './stream/replayer.ts';
+export { sweepParkedInvalidations } from './stream/sweep.ts';
+export type { SweepOptions, SweepResult } from './stream/sweep.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
 export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
 export {

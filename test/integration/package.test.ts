@@ -68,6 +68,11 @@ const FUNCTIONS = {
       'dynamodb:DeleteItem': parkingArn,
     },
   },
+  sweep: {
+    entry: 'functions/sweep.mjs',
+    role: 'SweepFunctionRole',
+    grants: { 'dynamodb:Scan': parkingArn, 'dynamodb:UpdateItem': parkingArn, 'dynamodb:DeleteItem': parkingArn },
+  },
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const logicalId = (fn: string) => `${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`;
@@ -311,7 +316,7 @@ describe('npm run package: the CloudFormation template', () => {
     const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, m]) => m.Properties);
     assert.deepEqual(mappings.map((m) => key(m.EventSourceArn)).sort(), [...streamArns, ...parkingStream].map(key).sort());
     const ttl = Number(resources.StreamLambdaFunction.Properties.Environment.Variables.CACHE_TTL_SECONDS);
-    for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction']) {
+    for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction', 'SweepLambdaFunction']) {
       assert.deepEqual(resources[fn].Properties.Environment.Variables.STREAM_PARKING_TABLE, { Ref: PARKING }, fn);
     }
     for (const m of mappings) {
@@ -325,6 +330,17 @@ describe('npm run package: the CloudFormation template', () => {
       assert.ok(m.MaximumRecordAgeInSeconds > ttl, `${m.MaximumRecordAgeInSeconds} s <= TTL ${ttl} s`);
       assert.ok(m.BatchSize >= 1 && m.BatchSize <= 1000);
     }
+  });
+
+  test('the sweep of the parking table runs every minute', () => {
+    const rules = ofType('AWS::Events::Rule').map(([, r]) => r.Properties);
+    assert.equal(rules.length, 1);
+    assert.equal(rules[0]!.ScheduleExpression, 'rate(1 minute)');
+    assert.equal(rules[0]!.State, 'ENABLED');
+    assert.deepEqual(
+      rules[0]!.Targets.map((t: Obj) => t.Arn),
+      [{ 'Fn::GetAtt': ['SweepLambdaFunction', 'Arn'] }],
+    );
   });
 
   test('tables: on-demand, streams, point-in-time recovery, stage-prefixed names', () => {

@@ -1,0 +1,29 @@
+import type { Context } from 'aws-lambda';
+import { ConfigError, sharedItemCache, sweepParkedInvalidations, type ItemCache, type SweepResult } from '../lib/index.ts';
+
+export type SweepHandler = (event?: unknown, context?: Pick<Context, 'getRemainingTimeInMillis'>) => Promise<SweepResult>;
+
+/** Left of the function's timeout when the sweep stops reading new pages: the page in hand finishes. */
+const STOP_MARGIN_MS = 10_000;
+
+/**
+ * The sweep of the parking table, on a schedule (serverless.yml): retries each parked invalidation
+ * that is due, with per-item back-off, and deletes what it applied (lib/stream/sweep.ts). What the
+ * timeout cuts short, the next run picks up.
+ */
+export function createSweepHandler(cache: ItemCache): SweepHandler {
+  const table = cache.config.stream.parkingTable;
+  if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the sweep: the table it reads');
+  return async (_event, context) => {
+    const remaining = context?.getRemainingTimeInMillis?.();
+    return sweepParkedInvalidations(cache, table, remaining === undefined ? {} : { deadline: Date.now() + remaining - STOP_MARGIN_MS });
+  };
+}
+
+let sweep: SweepHandler | undefined;
+
+/** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
+export const handler: SweepHandler = async (event, context) => {
+  sweep ??= createSweepHandler(sharedItemCache());
+  return sweep(event, context);
+};

@@ -1,0 +1,95 @@
+import { decodeAttributes, type Attributes } from '../codec.ts';
+import { errorMessage } from '../errors.ts';
+import type { ItemCache } from '../item-cache.ts';
+import type { ResolvedKey } from '../keys.ts';
+import { logger, loggedKey } from '../log.ts';
+import { readParked, sweepDelayMs, type ParkedRead } from './parking.ts';
+
+export interface SweepOptions {
+  /** The sweep's clock (epoch ms): what is due, and when a deferred item is due next. */
+  now?: number;
+  /** Epoch ms past which no new page is read (the function's timeout, less a margin). */
+  deadline?: number;
+  /** Parked items worked on at once. */
+  concurrency?: number;
+}
+
+export interface SweepResult {
+  /** Invalidations applied and deleted. */
+  applied: number;
+  /** Still unappliable: their next attempt pushed back. */
+  deferred: number;
+  /** Past `expiresAt`: deleted without an attempt, nothing can still need them. */
+  expired: number;
+  /** Malformed items, left for the TTL. */
+  skipped: number;
+  /** False when the deadline stopped the scan before the table's end. */
+  complete: boolean;
+}
+
+/**
+ * The scheduled sweep of the parking table (parking.ts): every item that is due is retried; one
+ * applied, or past its `expiresAt`, is deleted; one whose node still cannot be reached gets its
+ * next attempt pushed back (`attempts` + 1, `nextAttemptAt` by sweepDelayMs), conditionally, so a
+ * re-parking or a concurrent sweep is never overwritten. Each item waits only on its own back-off,
+ * never on another item: an outage of one node holds back nothing for the others.
+ */
+export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: string, options: SweepOptions = {}): Promise<SweepResult> {
+  const now = options.now ?? Date.now();
+  const result: SweepResult = { applied: 0, deferred: 0, expired: 0, skipped: 0, complete: true };
+  let cursor: Attributes | undefined;
+  do {
+    if (options.deadline !== undefined && Date.now() > options.deadline) {
+      result.complete = false;
+      break;
+    }
+    const page = await cache.store.scanDueParked(parkingTable, now, cursor);
+    cursor = page.next;
+    const todo = [...page.items];
+    const worker = async (): Promise<void> => {
+      for (let item = todo.shift(); item !== undefined; item = todo.shift()) await sweepOne(cache, parkingTable, item, now, result);
+    };
+    await Promise.all(Array.from({ length: options.concurrency ?? 16 }, worker));
+  } while (cursor !== undefined);
+  return result;
+}
+
+async function sweepOne(cache: ItemCache, parkingTable: string, item: Attributes, now: number, result: SweepResult): Promise<void> {
+  let parked: ParkedRead;
+  let rk: ResolvedKey;
+  try {
+    parked = readParked(item);
+    rk = cache.keyFromStream(parked.table, decodeAttributes(parked.keys));
+  } catch (err) {
+    result.skipped++;
+    logger.warn('PARKED_INVALIDATION_SKIPPED', { parked: item.id?.S, reason: errorMessage(err) });
+    return;
+  }
+  if (parked.expiresAt !== undefined && parked.expiresAt * 1000 <= now) {
+    // DynamoDB's TTL deletes within days, not at once: an expired item must not cost attempts.
+    await cache.store.unpark(parkingTable, parked.id, parked.parkedAt);
+    result.expired++;
+    return;
+  }
+  try {
+    await cache.invalidate(rk);
+  } catch (err) {
+    const attempts = parked.attempts + 1;
+    const reason = errorMessage(err);
+    await cache.store.deferParked(parkingTable, parked.id, parked, {
+      attempts,
+      nextAttemptAt: now + sweepDelayMs(attempts),
+      reason: reason.slice(0, 1000),
+    });
+    result.deferred++;
+    logger.warn('PARKED_INVALIDATION_FAILED', {
+      parked: parked.id,
+      itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys),
+      attempts,
+      reason,
+    });
+    return;
+  }
+  await cache.store.unpark(parkingTable, parked.id, parked.parkedAt);
+  result.applied++;
+}
