@@ -1,5 +1,5 @@
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import { checkStreamRetryWindow, ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
 
 export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
@@ -12,6 +12,7 @@ export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
 export function createReplayHandler(cache: ItemCache): ReplayHandler {
   const table = cache.config.stream.parkingTable;
   if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the replayer: the table whose stream it reads');
+  checkStreamRetryWindow(cache);
   return async (event) => replayParkedInvalidations(cache, table, event?.Records ?? []);
 }
 

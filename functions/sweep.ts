@@ -1,5 +1,12 @@
 import type { Context } from 'aws-lambda';
-import { ConfigError, sharedItemCache, sweepParkedInvalidations, type ItemCache, type SweepResult } from '../lib/index.ts';
+import {
+  checkStreamRetryWindow,
+  ConfigError,
+  sharedItemCache,
+  sweepParkedInvalidations,
+  type ItemCache,
+  type SweepResult,
+} from '../lib/index.ts';
 
 export type SweepHandler = (event?: unknown, context?: Pick<Context, 'getRemainingTimeInMillis'>) => Promise<SweepResult>;
 
@@ -14,6 +21,7 @@ const STOP_MARGIN_MS = 10_000;
 export function createSweepHandler(cache: ItemCache): SweepHandler {
   const table = cache.config.stream.parkingTable;
   if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the sweep: the table it reads');
+  checkStreamRetryWindow(cache);
   return async (_event, context) => {
     const remaining = context?.getRemainingTimeInMillis?.();
     return sweepParkedInvalidations(cache, table, remaining === undefined ? {} : { deadline: Date.now() + remaining - STOP_MARGIN_MS });

@@ -58,6 +58,12 @@ export interface StreamConfig {
    * (lib/stream/parking.ts); unset: such a record is retried where it stands, holding its shard.
    */
   parkingTable: string | undefined;
+  /**
+   * How long the event source mappings retry a stream record (their maximum record age), as the
+   * deploy set it (infra/stream-mappings.cjs); the stream functions refuse to start when it does not
+   * cover every table's entry TTL (lib/stream/window.ts). Unset: derived from the TTLs.
+   */
+  retryWindowSeconds: number | undefined;
 }
 
 export interface Config {
@@ -179,8 +185,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (parkingTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(parkingTable)) {
     throw new ConfigError('STREAM_PARKING_TABLE', `'${parkingTable}' is not a DynamoDB table name (3-255 letters, digits, _ . -)`);
   }
+  const retryWindowRaw = env.STREAM_RETRY_WINDOW_SECONDS;
+  // Lambda's limits on a mapping's maximum record age, below the stream's 24 h retention.
+  const retryWindowSeconds =
+    retryWindowRaw === undefined || retryWindowRaw.trim() === '' ? undefined : intVar(env, 'STREAM_RETRY_WINDOW_SECONDS', 0, 60, 86400);
   return {
-    stream: { parkingTable },
+    stream: { parkingTable, retryWindowSeconds },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
     http: { maxBodyBytes: intVar(env, 'HTTP_MAX_BODY_BYTES', 1024 * 1024, 1024, 6 * 1024 * 1024) },
     cache: {

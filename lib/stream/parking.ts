@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { encodeAttributes, type Attributes } from '../codec.ts';
 import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
+import { entryTtlSeconds, fillMarginSeconds } from './window.ts';
 
 /**
  * Parked invalidations (R6 without a blocked shard). A stream shard delivers in order: a record
@@ -56,12 +57,6 @@ export interface Unapplied {
 }
 
 /**
- * A fill that read an item before its write may still store it this long after the write (its
- * lease, then the fill): the parked invalidation must outlive the entry TTL by that much.
- */
-const PARKING_MARGIN_SECONDS = 300;
-
-/**
  * When the sweep first looks at a parked item: the replayer tries it as soon as its record arrives,
  * so the sweep picks up only what that attempt (or a replay mapping that is late) left behind.
  */
@@ -77,7 +72,8 @@ export function sweepDelayMs(attempts: number): number {
 /** Writes one record's invalidation to the parking table. */
 export async function parkInvalidation(cache: ItemCache, parkingTable: string, u: Unapplied): Promise<void> {
   const now = Date.now();
-  const keepSeconds = (u.rk.table.ttlSeconds ?? cache.config.cache.ttlSeconds) + PARKING_MARGIN_SECONDS;
+  // Past the entry TTL plus the fill margin, every entry the record could invalidate has expired.
+  const keepSeconds = entryTtlSeconds(cache.config, u.rk.table) + fillMarginSeconds(cache.config);
   await cache.store.park(parkingTable, {
     id: { S: u.eventID || randomUUID() },
     table: { S: u.physicalTable },
