@@ -4,6 +4,7 @@ import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import { logger, loggedKey } from '../log.ts';
 import { eachRecord, type StreamBatchResult } from './batch.ts';
+import { FailuresByNode } from './node-failures.ts';
 import { readParked, type ParkedRead } from './parking.ts';
 
 /** The part of a parking table stream record the replayer reads (Lambda's shape or the SDK's). */
@@ -27,7 +28,8 @@ export async function replayParkedInvalidations(
   parkingTable: string,
   records: readonly ParkingRecordLike[],
 ): Promise<StreamBatchResult> {
-  return eachRecord(records, async (record, seq) => {
+  const waiting = new FailuresByNode();
+  const result = await eachRecord(records, async (record, seq) => {
     const image = record.dynamodb?.NewImage;
     if (record.eventName === 'REMOVE' || image === undefined) return true;
     let parked: ParkedRead;
@@ -43,11 +45,7 @@ export async function replayParkedInvalidations(
     try {
       await cache.invalidate(rk);
     } catch (err) {
-      logger.warn('PARKED_INVALIDATION_FAILED', {
-        record: seq,
-        itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys),
-        reason: errorMessage(err),
-      });
+      waiting.add(cache.nodeFor(rk)?.address ?? '', loggedKey(rk.redisKey, cache.config.cache.logKeys), errorMessage(err));
       return true;
     }
     await cache.store.unpark(parkingTable, parked.id, parked.parkedAt).catch((err: unknown) => {
@@ -55,4 +53,7 @@ export async function replayParkedInvalidations(
     });
     return true;
   });
+  // One line per node per invocation: the keys left to the sweep.
+  waiting.log('PARKED_INVALIDATIONS_WAITING');
+  return result;
 }

@@ -3,6 +3,7 @@ import { errorMessage } from '../errors.ts';
 import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import { logger, loggedKey } from '../log.ts';
+import { FailuresByNode } from './node-failures.ts';
 import { readParked, sweepDelayMs, type ParkedRead } from './parking.ts';
 
 export interface SweepOptions {
@@ -37,6 +38,7 @@ export interface SweepResult {
 export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: string, options: SweepOptions = {}): Promise<SweepResult> {
   const now = options.now ?? Date.now();
   const result: SweepResult = { applied: 0, deferred: 0, expired: 0, skipped: 0, complete: true };
+  const deferred = new FailuresByNode();
   let cursor: Attributes | undefined;
   do {
     if (options.deadline !== undefined && Date.now() > options.deadline) {
@@ -47,14 +49,24 @@ export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: s
     cursor = page.next;
     const todo = [...page.items];
     const worker = async (): Promise<void> => {
-      for (let item = todo.shift(); item !== undefined; item = todo.shift()) await sweepOne(cache, parkingTable, item, now, result);
+      for (let item = todo.shift(); item !== undefined; item = todo.shift())
+        await sweepOne(cache, parkingTable, item, now, result, deferred);
     };
     await Promise.all(Array.from({ length: options.concurrency ?? 16 }, worker));
   } while (cursor !== undefined);
+  // One line per node per run, not one per item.
+  deferred.log('PARKED_INVALIDATIONS_DEFERRED');
   return result;
 }
 
-async function sweepOne(cache: ItemCache, parkingTable: string, item: Attributes, now: number, result: SweepResult): Promise<void> {
+async function sweepOne(
+  cache: ItemCache,
+  parkingTable: string,
+  item: Attributes,
+  now: number,
+  result: SweepResult,
+  deferred: FailuresByNode,
+): Promise<void> {
   let parked: ParkedRead;
   let rk: ResolvedKey;
   try {
@@ -82,12 +94,7 @@ async function sweepOne(cache: ItemCache, parkingTable: string, item: Attributes
       reason: reason.slice(0, 1000),
     });
     result.deferred++;
-    logger.warn('PARKED_INVALIDATION_FAILED', {
-      parked: parked.id,
-      itemKey: loggedKey(rk.redisKey, cache.config.cache.logKeys),
-      attempts,
-      reason,
-    });
+    deferred.add(cache.nodeFor(rk)?.address ?? '', loggedKey(rk.redisKey, cache.config.cache.logKeys), reason);
     return;
   }
   await cache.store.unpark(parkingTable, parked.id, parked.parkedAt);
