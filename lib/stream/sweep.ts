@@ -24,6 +24,8 @@ export interface SweepResult {
   expired: number;
   /** Malformed items, left for the TTL. */
   skipped: number;
+  /** Items the parking table's own calls failed on (DynamoDB): left as they were, for the next run. */
+  failed: number;
   /** False when the deadline stopped the scan before the table's end. */
   complete: boolean;
 }
@@ -37,7 +39,8 @@ export interface SweepResult {
  */
 export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: string, options: SweepOptions = {}): Promise<SweepResult> {
   const now = options.now ?? Date.now();
-  const result: SweepResult = { applied: 0, deferred: 0, expired: 0, skipped: 0, complete: true };
+  const result: SweepResult = { applied: 0, deferred: 0, expired: 0, skipped: 0, failed: 0, complete: true };
+  let failure: string | undefined;
   const deferred = new FailuresByNode();
   let cursor: Attributes | undefined;
   do {
@@ -49,13 +52,19 @@ export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: s
     cursor = page.next;
     const todo = [...page.items];
     const worker = async (): Promise<void> => {
-      for (let item = todo.shift(); item !== undefined; item = todo.shift())
-        await sweepOne(cache, parkingTable, item, now, result, deferred);
+      for (let item = todo.shift(); item !== undefined; item = todo.shift()) {
+        // One item's DynamoDB failure must not end the run for the others.
+        await sweepOne(cache, parkingTable, item, now, result, deferred).catch((err: unknown) => {
+          result.failed++;
+          failure = errorMessage(err);
+        });
+      }
     };
     await Promise.all(Array.from({ length: options.concurrency ?? 16 }, worker));
   } while (cursor !== undefined);
   // One line per node per run, not one per item.
   deferred.log('PARKED_INVALIDATIONS_DEFERRED');
+  if (result.failed > 0) logger.warn('PARKED_INVALIDATIONS_NOT_SWEPT', { count: result.failed, reason: failure });
   return result;
 }
 

@@ -12,6 +12,7 @@ import { batch, streamRecord } from '../helpers/stream-records.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 import type { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { faultyDynamoClient } from '../helpers/faults.ts';
 import { StreamFeed } from '../../infra/local/stream-feed.ts';
 import { ConfigError, type ItemCache } from '../../lib/index.ts';
 import { FIRST_SWEEP_DELAY_MS, MAX_SWEEP_DELAY_MS } from '../../lib/stream/parking.ts';
@@ -191,7 +192,7 @@ describe('parked invalidations', () => {
       assert.ok(done.applied >= aUsers.length + 1, `applied ${done.applied}`);
       assert.equal((await parked()).length, 0);
       assert.equal((await stack.cache().get('users', onA!.key)).item?.v, 'new');
-      assert.deepEqual(await sweep(), { applied: 0, deferred: 0, expired: 0, skipped: 0, complete: true });
+      assert.deepEqual(await sweep(), { applied: 0, deferred: 0, expired: 0, skipped: 0, failed: 0, complete: true });
     } finally {
       await feed.stop();
       toB.heal();
@@ -258,6 +259,47 @@ describe('parked invalidations', () => {
       return (await parked()).every((p) => p.id?.S !== 'park-1');
     });
     assert.equal((await stack.cache().get('users', onA)).item?.v, 'new');
+  });
+
+  test('the sweep: an expired parking is deleted without an attempt; a DynamoDB failure on one item leaves the rest swept', async () => {
+    const { onA, onB, a } = usersOnTwoServers(writer, 'sweep');
+    const item = (id: string, userId: string, expiresAt: number) => ({
+      id: { S: id },
+      table: { S: `${stack.prefix}users` },
+      keys: { S: JSON.stringify({ userId: { S: userId } }) },
+      node: { S: '' },
+      reason: { S: 'test' },
+      parkedAt: { N: '1' },
+      attempts: { N: '0' },
+      nextAttemptAt: { N: '1' },
+      expiresAt: { N: String(expiresAt) },
+    });
+    const later = Math.ceil(Date.now() / 1000) + 3600;
+    // An expired parking, its node away: deleted, no attempt (an attempt would defer it).
+    await stack.dynamo.send(new PutItemCommand({ TableName: stack.parkingTable, Item: item('sweep-expired', onA.userId, 1) }));
+    a.pause();
+    try {
+      const res = await sweepParkedInvalidations(stack.cache(), stack.parkingTable as string);
+      assert.deepEqual(res, { applied: 0, deferred: 0, expired: 1, skipped: 0, failed: 0, complete: true });
+    } finally {
+      a.resume();
+    }
+    assert.equal((await parked()).filter((p) => p.id?.S === 'sweep-expired').length, 0);
+    // Two live parkings; the first DeleteItem the sweep sends fails before reaching DynamoDB.
+    for (const it of [item('sweep-1', onA.userId, later), item('sweep-2', onB.userId, later)]) {
+      await stack.dynamo.send(new PutItemCommand({ TableName: stack.parkingTable, Item: it }));
+    }
+    const { client, faults } = faultyDynamoClient();
+    faults.before.push('DeleteItemCommand');
+    const sweeper = stack.cache({}, { dynamoClient: client });
+    const res = await sweepParkedInvalidations(sweeper, stack.parkingTable as string, { concurrency: 1 });
+    assert.equal(res.failed, 1);
+    assert.equal(res.applied, 1);
+    const left = (await parked()).filter((p) => p.id?.S?.startsWith('sweep-'));
+    assert.equal(left.length, 1, 'only the item whose delete failed is left, for the next run');
+    const again = await sweepParkedInvalidations(sweeper, stack.parkingTable as string);
+    assert.equal(again.failed, 0);
+    assert.equal((await parked()).filter((p) => p.id?.S?.startsWith('sweep-')).length, 0);
   });
 
   test('the replayer and the sweep need their table', () => {
