@@ -277,23 +277,9 @@ export class ItemStore {
     }
   }
 
-  /**
-   * One page of the parked invalidations due at `now` (epoch ms): `nextAttemptAt` at or before it,
-   * or absent (parked before the attribute existed). A Scan: the sweep reads the whole table.
-   */
-  async scanDueParked(
-    parkingTable: string,
-    now: number,
-    cursor: Attributes | undefined,
-  ): Promise<{ items: Attributes[]; next: Attributes | undefined }> {
-    const out = await this.client.send(
-      new ScanCommand({
-        TableName: parkingTable,
-        FilterExpression: 'attribute_not_exists(nextAttemptAt) OR nextAttemptAt <= :now',
-        ExpressionAttributeValues: { ':now': { N: String(now) } },
-        ExclusiveStartKey: cursor,
-      }),
-    );
+  /** One page of the parked invalidations (lib/stream/sweep.ts decides, item by item, what to retry). */
+  async scanParked(parkingTable: string, cursor: Attributes | undefined): Promise<{ items: Attributes[]; next: Attributes | undefined }> {
+    const out = await this.client.send(new ScanCommand({ TableName: parkingTable, ExclusiveStartKey: cursor }));
     return { items: out.Items ?? [], next: out.LastEvaluatedKey };
   }
 

@@ -61,7 +61,10 @@ export interface Unapplied {
  * so the sweep picks up only what that attempt (or a replay mapping that is late) left behind.
  */
 export const FIRST_SWEEP_DELAY_MS = 60_000;
-/** The longest back-off between two sweep attempts on one item (it bounds G2 after a node is back). */
+/**
+ * The longest back-off between two sweep attempts on one item while its node stays away. It does
+ * not delay an item once its node answers again: the sweep then retries it before it is due.
+ */
 export const MAX_SWEEP_DELAY_MS = 300_000;
 
 /** The back-off after `attempts` failed sweep attempts: doubling from the first delay, capped. */
@@ -95,6 +98,8 @@ export interface ParkedRead {
   /** As stored: the conditions on a delete or a deferral compare it verbatim. */
   parkedAt: { N: string };
   attempts: number;
+  /** Epoch ms; undefined when the item has none (due at once). */
+  nextAttemptAt: number | undefined;
   /** Epoch seconds; undefined when the item has none (never past its time). */
   expiresAt: number | undefined;
 }
@@ -113,12 +118,14 @@ export function readParked(image: Record<string, unknown>): ParkedRead {
   const parkedAt = number('parkedAt');
   if (parkedAt === undefined) throw new Error("parked item has no number 'parkedAt'");
   const expiresAt = number('expiresAt');
+  const nextAttemptAt = number('nextAttemptAt');
   return {
     id: string('id'),
     table: string('table'),
     keys: string('keys'),
     parkedAt: { N: parkedAt },
     attempts: Number(number('attempts') ?? '0'),
+    nextAttemptAt: nextAttemptAt === undefined ? undefined : Number(nextAttemptAt),
     expiresAt: expiresAt === undefined ? undefined : Number(expiresAt),
   };
 }

@@ -20,6 +20,8 @@ export interface SweepResult {
   applied: number;
   /** Still unappliable: their next attempt pushed back. */
   deferred: number;
+  /** Not due yet and their node still away: left as they are, no write. */
+  waiting: number;
   /** Past `expiresAt`: deleted without an attempt, nothing can still need them. */
   expired: number;
   /** Malformed items, left for the TTL. */
@@ -31,15 +33,17 @@ export interface SweepResult {
 }
 
 /**
- * The scheduled sweep of the parking table (parking.ts): every item that is due is retried; one
- * applied, or past its `expiresAt`, is deleted; one whose node still cannot be reached gets its
- * next attempt pushed back (`attempts` + 1, `nextAttemptAt` by sweepDelayMs), conditionally, so a
- * re-parking or a concurrent sweep is never overwritten. Each item waits only on its own back-off,
- * never on another item: an outage of one node holds back nothing for the others.
+ * The scheduled sweep of the parking table (parking.ts). Every item is looked at: one past its
+ * `expiresAt` is deleted; one that is due (`nextAttemptAt` passed) is retried, and deleted once
+ * applied, or has its next attempt pushed back (`attempts` + 1, `nextAttemptAt` by sweepDelayMs)
+ * when its node still cannot be reached, conditionally, so a re-parking or a concurrent sweep is
+ * never overwritten; one that is not due is retried only if its node answers (a probe, at most one
+ * a second per node), so the back-off spares writes while a node is away but delays nothing once it
+ * is back. Each item waits only on its own node: an outage of one holds back nothing for others.
  */
 export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: string, options: SweepOptions = {}): Promise<SweepResult> {
   const now = options.now ?? Date.now();
-  const result: SweepResult = { applied: 0, deferred: 0, expired: 0, skipped: 0, failed: 0, complete: true };
+  const result: SweepResult = { applied: 0, deferred: 0, waiting: 0, expired: 0, skipped: 0, failed: 0, complete: true };
   let failure: string | undefined;
   const deferred = new FailuresByNode();
   let cursor: Attributes | undefined;
@@ -48,7 +52,7 @@ export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: s
       result.complete = false;
       break;
     }
-    const page = await cache.store.scanDueParked(parkingTable, now, cursor);
+    const page = await cache.store.scanParked(parkingTable, cursor);
     cursor = page.next;
     const todo = [...page.items];
     const worker = async (): Promise<void> => {
@@ -92,9 +96,23 @@ async function sweepOne(
     result.expired++;
     return;
   }
+  const due = parked.nextAttemptAt === undefined || parked.nextAttemptAt <= now;
+  if (!due) {
+    const node = cache.nodeFor(rk);
+    if (node !== undefined && !node.writable) await node.probeNow();
+    if (node !== undefined && !node.writable) {
+      result.waiting++;
+      return;
+    }
+  }
   try {
     await cache.invalidate(rk);
   } catch (err) {
+    if (!due) {
+      // Not due: its back-off stands; a failure here writes nothing.
+      result.waiting++;
+      return;
+    }
     const attempts = parked.attempts + 1;
     const reason = errorMessage(err);
     await cache.store.deferParked(parkingTable, parked.id, parked, {
