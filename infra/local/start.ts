@@ -54,7 +54,6 @@ const children: ChildProcess[] = [];
 let offline: ChildProcess | undefined;
 let dynamo: DynamoDbLocal | undefined;
 let feed: StreamFeed | undefined;
-let sweeper: NodeJS.Timeout | undefined;
 /** The sweep's schedule in serverless.yml: rate(1 minute). */
 const SWEEP_EVERY_MS = 60_000;
 let tlsMaterial: TlsMaterial | undefined;
@@ -209,14 +208,11 @@ async function main(): Promise<void> {
     tables: exampleTables.map((t) => prefix + t.name),
     handler: createStreamHandler(new ItemCache()),
     subscriptions: [{ table: parkingTable, handler: createReplayHandler(new ItemCache()) }],
+    schedules: [{ everyMs: SWEEP_EVERY_MS, handler: createSweepHandler(new ItemCache()) }],
     largestTtlSeconds,
     log: (m) => say(m),
   });
   await feed.start();
-  const sweep = createSweepHandler(new ItemCache());
-  sweeper = setInterval(() => {
-    sweep().catch((err: unknown) => say(`sweep failed: ${err instanceof Error ? err.message : String(err)}`));
-  }, SWEEP_EVERY_MS);
   say(
     `Streams consumer   every table’s stream from ${feed.mapping.startingPosition}, records kept ${feed.mapping.maximumRecordAgeInSeconds} s; ` +
       'the replayer the parking table’s; the sweep every minute',
@@ -228,7 +224,6 @@ async function stop(code: number): Promise<never> {
   if (stopping) process.exit(code);
   stopping = true;
   say('stopping…');
-  clearInterval(sweeper);
   await feed?.stop().catch(() => {});
   const alive = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
   // serverless offline runs in its own process group (its workers with it) and stops on SIGINT.

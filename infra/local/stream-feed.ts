@@ -21,6 +21,11 @@ export interface StreamFeedOptions {
   handler: StreamHandler;
   /** More subscriptions, each with its own function (the parking table's replayer). */
   subscriptions?: { table: string; handler: StreamHandler }[];
+  /**
+   * Scheduled functions (serverless.yml's `schedule` events: the sweep every minute), invoked every
+   * `everyMs` while the feed runs, one run at a time; a failure is logged.
+   */
+  schedules?: { everyMs: number; handler: () => Promise<unknown> }[];
   /** How often an idle shard is polled (Lambda polls a DynamoDB stream about 4 times a second). */
   pollMs?: number;
   /**
@@ -94,6 +99,8 @@ export class StreamFeed {
   private readonly started = new Set<string>();
   private readonly finished = new Set<string>();
   private paused = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly scheduled = new Set<Promise<unknown>>();
 
   constructor(private readonly options: StreamFeedOptions) {
     this.mapping = { ...streamMappings.mappingSettings(options.largestTtlSeconds ?? 3600), ...options.mapping };
@@ -113,6 +120,21 @@ export class StreamFeed {
       if (!arn) throw new Error(`table ${table} has no stream`);
       this.loops.push(this.watchStream(arn, handler));
     }
+    for (const { everyMs, handler } of this.options.schedules ?? []) {
+      let running: Promise<unknown> | undefined;
+      const tick = (): void => {
+        if (running !== undefined || this.paused) return;
+        const run = handler()
+          .catch((err: unknown) => this.log(`scheduled function failed: ${String(err)}`))
+          .finally(() => {
+            running = undefined;
+            this.scheduled.delete(run);
+          });
+        running = run;
+        this.scheduled.add(run);
+      };
+      this.timers.push(setInterval(tick, everyMs));
+    }
   }
 
   /** Stops delivering (records wait in the stream) until `resume`: a stalled consumer, for lag tests. */
@@ -126,7 +148,8 @@ export class StreamFeed {
 
   async stop(): Promise<void> {
     this.running = false;
-    await Promise.allSettled(this.loops);
+    for (const t of this.timers) clearInterval(t);
+    await Promise.allSettled([...this.loops, ...this.scheduled]);
     this.streams.destroy();
     this.dynamo.destroy();
   }

@@ -183,4 +183,30 @@ describe('the stream feed behaves as the deploy’s event source mappings', () =
       await feed.stop();
     }
   });
+
+  test('scheduled functions (the sweep) run on their period, one run at a time, and stop with the feed', async () => {
+    let runs = 0;
+    let running = 0;
+    let most = 0;
+    const feed = feedOf('users', async () => {}, {
+      schedules: [
+        {
+          everyMs: 20,
+          handler: async () => {
+            runs++;
+            most = Math.max(most, ++running);
+            await new Promise((r) => setTimeout(r, 100));
+            running--;
+          },
+        },
+      ],
+    });
+    await feed.start();
+    await eventually('the schedule ran a few times', async () => runs >= 3);
+    await feed.stop();
+    const after = runs;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(runs, after, 'no run after stop');
+    assert.equal(most, 1, 'never two runs at once');
+  });
 });
