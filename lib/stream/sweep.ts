@@ -24,7 +24,7 @@ export interface SweepResult {
   waiting: number;
   /** Past `expiresAt`: deleted without an attempt, nothing can still need them. */
   expired: number;
-  /** Malformed items, left for the TTL. */
+  /** Items that can never apply (an undeclared table, a key that does not fit): deleted if they have an id and parkedAt. */
   skipped: number;
   /** Items the parking table's own calls failed on (DynamoDB): left as they were, for the next run. */
   failed: number;
@@ -80,16 +80,20 @@ async function sweepOne(
   result: SweepResult,
   deferred: FailuresByNode,
 ): Promise<void> {
-  let parked: ParkedRead;
+  let read: ParkedRead | undefined;
   let rk: ResolvedKey;
   try {
-    parked = readParked(item);
-    rk = cache.keyFromStream(parked.table, decodeAttributes(parked.keys));
+    read = readParked(item);
+    rk = cache.keyFromStream(read.table, decodeAttributes(read.keys));
   } catch (err) {
+    // Never applicable (a table no longer declared, a key that does not fit it): deleted when it
+    // can be named, so that it is not met again every run until its TTL.
     result.skipped++;
     logger.warn('PARKED_INVALIDATION_SKIPPED', { parked: item.id?.S, reason: errorMessage(err) });
+    if (read !== undefined) await cache.store.unpark(parkingTable, read.id, read.parkedAt);
     return;
   }
+  const parked = read;
   if (parked.expiresAt !== undefined && parked.expiresAt * 1000 <= now) {
     // DynamoDB's TTL deletes within days, not at once: an expired item must not cost attempts.
     await cache.store.unpark(parkingTable, parked.id, parked.parkedAt);

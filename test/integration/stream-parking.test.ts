@@ -265,7 +265,7 @@ describe('parked invalidations', () => {
     assert.equal((await stack.cache().get('users', onA)).item?.v, 'new');
   });
 
-  test('the sweep: an expired parking is deleted without an attempt; a DynamoDB failure on one item leaves the rest swept', async () => {
+  test('the sweep: an expired parking, or one that can never apply, is deleted without an attempt; a DynamoDB failure on one item leaves the rest swept', async () => {
     const { onA, onB, a } = usersOnTwoServers(writer, 'sweep');
     const item = (id: string, userId: string, expiresAt: number) => ({
       id: { S: id },
@@ -283,15 +283,18 @@ describe('parked invalidations', () => {
     await sweepParkedInvalidations(stack.cache(), stack.parkingTable as string, { now: Date.now() + 3_600_000 });
     assert.deepEqual(await parked(), []);
     // An expired parking, its node away: deleted, no attempt (an attempt would defer it).
+    // And one that can never apply (a table no longer declared): deleted, not met again every run.
     await stack.dynamo.send(new PutItemCommand({ TableName: stack.parkingTable, Item: item('sweep-expired', onA.userId, 1) }));
+    const foreign = { ...item('sweep-foreign', onA.userId, Math.ceil(Date.now() / 1000) + 3600), table: { S: 'someone-elses-table' } };
+    await stack.dynamo.send(new PutItemCommand({ TableName: stack.parkingTable, Item: foreign }));
     a.pause();
     try {
       const res = await sweepParkedInvalidations(stack.cache(), stack.parkingTable as string);
-      assert.deepEqual(res, { applied: 0, deferred: 0, waiting: 0, expired: 1, skipped: 0, failed: 0, complete: true });
+      assert.deepEqual(res, { applied: 0, deferred: 0, waiting: 0, expired: 1, skipped: 1, failed: 0, complete: true });
     } finally {
       a.resume();
     }
-    assert.equal((await parked()).filter((p) => p.id?.S === 'sweep-expired').length, 0);
+    assert.deepEqual(await parked(), []);
     // Two live parkings; the first DeleteItem the sweep sends fails before reaching DynamoDB.
     for (const it of [item('sweep-1', onA.userId, later), item('sweep-2', onB.userId, later)]) {
       await stack.dynamo.send(new PutItemCommand({ TableName: stack.parkingTable, Item: it }));
