@@ -15,7 +15,7 @@ import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { faultyDynamoClient } from '../helpers/faults.ts';
 import { StreamFeed } from '../../infra/local/stream-feed.ts';
 import { ConfigError, type ItemCache } from '../../lib/index.ts';
-import { FIRST_SWEEP_DELAY_MS } from '../../lib/stream/parking.ts';
+import { FIRST_SWEEP_DELAY_MS, parkInvalidation } from '../../lib/stream/parking.ts';
 import { createStreamHandler } from '../../functions/stream.ts';
 import { createReplayHandler } from '../../functions/replay.ts';
 import { createSweepHandler } from '../../functions/sweep.ts';
@@ -310,6 +310,39 @@ describe('parked invalidations', () => {
     const again = await sweepParkedInvalidations(sweeper, stack.parkingTable as string);
     assert.equal(again.failed, 0);
     assert.equal((await parked()).filter((p) => p.id?.S?.startsWith('sweep-')).length, 0);
+  });
+
+  test('a replay mapping created after records were parked reads them: every mapping starts at the trim horizon', async () => {
+    const { onA } = usersOnTwoServers(writer, 'late');
+    await writer.put('users', { ...onA, v: 'old' });
+    await writeAround(onA.userId, 'new');
+    const consumer = stack.cache();
+    const rk = consumer.resolve('users', onA);
+    await parkInvalidation(consumer, stack.parkingTable as string, {
+      eventID: 'late-1',
+      rk,
+      physicalTable: `${stack.prefix}users`,
+      keys: { userId: { S: onA.userId } },
+      node: '',
+      reason: 'parked before the replay mapping existed',
+    });
+    assert.equal((await writer.get('users', onA)).item?.v, 'old');
+    // The replay mapping, created now, with the deploy's settings.
+    const feed = new StreamFeed({
+      client: localDynamoClientConfig(stack.env.DYNAMODB_ENDPOINT),
+      tables: [],
+      handler: async () => {},
+      subscriptions: [{ table: stack.parkingTable as string, handler: createReplayHandler(stack.cache()) }],
+      pollMs: 50,
+    });
+    assert.equal(feed.mapping.startingPosition, 'TRIM_HORIZON');
+    await feed.start();
+    try {
+      await eventually('the parking is applied and deleted', async () => (await parked()).every((p) => p.id?.S !== 'late-1'));
+      assert.equal((await stack.cache().get('users', onA)).item?.v, 'new');
+    } finally {
+      await feed.stop();
+    }
   });
 
   test('the replayer and the sweep need their table', () => {
