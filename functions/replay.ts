@@ -1,17 +1,18 @@
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import { checkStreamRetryWindow, ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
 
 export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
 /**
- * The replayer, subscribed to the parking table's stream (NEW_IMAGE): applies each invalidation the
- * Streams consumer parked, and answers ReportBatchItemFailures for those whose node is still
- * unreachable, so Lambda retries them from there until they apply. Only parked records wait on
- * such a retry; the application tables' streams have moved on.
+ * The replayer, subscribed to the parking table's stream (NEW_IMAGE): the first attempt at each
+ * invalidation the Streams consumer parked. Every record is answered as done, applied or not: one
+ * whose node is still unreachable stays in the table for the sweep (functions/sweep.ts), so that
+ * no parked record waits behind another (lib/stream/replayer.ts).
  */
 export function createReplayHandler(cache: ItemCache): ReplayHandler {
   const table = cache.config.stream.parkingTable;
   if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the replayer: the table whose stream it reads');
+  checkStreamRetryWindow(cache);
   return async (event) => replayParkedInvalidations(cache, table, event?.Records ?? []);
 }
 

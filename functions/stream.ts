@@ -1,5 +1,5 @@
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { invalidateStreamRecords, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import { checkStreamRetryWindow, invalidateStreamRecords, sharedItemCache, type ItemCache } from '../lib/index.ts';
 
 export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
@@ -18,6 +18,8 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
  * throw FullBatchFailureError on a fully failed batch unless told not to.
  */
 export function createStreamHandler(cache: ItemCache): StreamHandler {
+  // Refuses to start (ConfigError) when the mappings' retry window does not cover every TTL.
+  checkStreamRetryWindow(cache);
   return async (event) => invalidateStreamRecords(cache, event?.Records ?? [], { parkingTable: cache.config.stream.parkingTable });
 }
 

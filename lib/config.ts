@@ -65,6 +65,12 @@ export interface StreamConfig {
    * (lib/stream/parking.ts); unset: such a record is retried where it stands, holding its shard.
    */
   parkingTable: string | undefined;
+  /**
+   * How long the event source mappings retry a stream record (their maximum record age), as the
+   * deploy set it (infra/stream-mappings.cjs); the stream functions refuse to start when it does not
+   * cover every table's entry TTL (lib/stream/window.ts). Unset: derived from the TTLs.
+   */
+  retryWindowSeconds: number | undefined;
 }
 
 export interface Config {
@@ -206,6 +212,14 @@ function readCaFile(path: string | undefined): string | undefined {
   return pem;
 }
 
+/**
+ * How long a writer's fence holds, and a new epoch settles: the commit deadline, the begin's own
+ * travel (at most the command timeout), and a second of margin for clocks and scheduling.
+ */
+export function fenceTimeMs(config: Config): number {
+  return config.store.deadlineMs + config.cache.commandTimeoutMs + 1000;
+}
+
 /** Builds the typed settings once; nothing else in the library reads `process.env`. */
 export function loadConfig(env: Env = process.env): Config {
   const mode = choiceVar<CacheMode>(env, 'CACHE_MODE', ['shards', 'cluster', 'off'], 'shards');
@@ -242,8 +256,12 @@ export function loadConfig(env: Env = process.env): Config {
   const authToken = env.CACHE_AUTH_TOKEN || undefined;
   const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
   if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
+  const retryWindowRaw = env.STREAM_RETRY_WINDOW_SECONDS;
+  // Lambda's limits on a mapping's maximum record age, below the stream's 24 h retention.
+  const retryWindowSeconds =
+    retryWindowRaw === undefined || retryWindowRaw.trim() === '' ? undefined : intVar(env, 'STREAM_RETRY_WINDOW_SECONDS', 0, 60, 86400);
   return {
-    stream: { parkingTable },
+    stream: { parkingTable, retryWindowSeconds },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
     http: { maxBodyBytes: intVar(env, 'HTTP_MAX_BODY_BYTES', 1024 * 1024, 1024, 6 * 1024 * 1024) },
     cache: {

@@ -17,6 +17,10 @@ export { PARKING_TABLE_NAME } from './stream/parking.ts';
 export type { ParkedInvalidation } from './stream/parking.ts';
 export { replayParkedInvalidations } from './stream/replayer.ts';
 export type { ParkingRecordLike } from './stream/replayer.ts';
+export { sweepParkedInvalidations } from './stream/sweep.ts';
+export { checkStreamRetryWindow } from './stream/window.ts';
+export { invalidateTableEntries } from './stream/flush.ts';
+export type { SweepOptions, SweepResult } from './stream/sweep.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
 export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
 export {

@@ -1,5 +1,5 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { loadConfig, type Config } from './config.ts';
+import { fenceTimeMs, loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
@@ -270,14 +270,6 @@ export class ItemCache {
     await this.shards.close();
     this.store.client.destroy();
   }
-}
-
-/**
- * How long a writer's fence holds, and a new epoch settles: the commit deadline, the begin's own
- * travel (at most the command timeout), and a second of margin for clocks and scheduling.
- */
-export function fenceTimeMs(config: Config): number {
-  return config.store.deadlineMs + config.cache.commandTimeoutMs + 1000;
 }
 
 function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {

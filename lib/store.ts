@@ -5,6 +5,7 @@ import {
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
+  ScanCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { StoreConfig } from './config.ts';
@@ -322,6 +323,49 @@ export class ItemStore {
       return { items: out.Items ?? [], next: out.LastEvaluatedKey };
     } catch (err) {
       throw mapStoreError(err);
+    }
+  }
+
+  /** One page of the parked invalidations (lib/stream/sweep.ts decides, item by item, what to retry). */
+  async scanParked(parkingTable: string, cursor: Attributes | undefined): Promise<{ items: Attributes[]; next: Attributes | undefined }> {
+    const out = await this.client.send(new ScanCommand({ TableName: parkingTable, ExclusiveStartKey: cursor }));
+    return { items: out.Items ?? [], next: out.LastEvaluatedKey };
+  }
+
+  /**
+   * Records a failed attempt on a parked invalidation: its new attempt count, when it is due next
+   * and why it failed; only if it is still the parking (`parkedAt`) and the attempt (`attempts`)
+   * the caller read, so a re-parking or a concurrent sweep is never overwritten. False when not.
+   */
+  async deferParked(
+    parkingTable: string,
+    id: string,
+    seen: { parkedAt: { N: string }; attempts: number },
+    next: { attempts: number; nextAttemptAt: number; reason: string },
+  ): Promise<boolean> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: parkingTable,
+          Key: { id: { S: id } },
+          UpdateExpression: 'SET attempts = :n, nextAttemptAt = :next, reason = :reason',
+          ConditionExpression:
+            seen.attempts === 0
+              ? 'parkedAt = :at AND (attribute_not_exists(attempts) OR attempts = :seen)'
+              : 'parkedAt = :at AND attempts = :seen',
+          ExpressionAttributeValues: {
+            ':n': { N: String(next.attempts) },
+            ':next': { N: String(next.nextAttemptAt) },
+            ':reason': { S: next.reason },
+            ':at': seen.parkedAt,
+            ':seen': { N: String(seen.attempts) },
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      return false;
     }
   }
 }

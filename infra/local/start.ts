@@ -5,8 +5,8 @@
  *   the tables, from infra/tables.yml  prefix dynamo-redis-cache-<STAGE>- (STAGE: local), and the
  *     parking table (infra/parking.yml)
  *   the HTTP API from serverless.yml   PORT (3000), served by serverless-offline; LAMBDA_PORT (3002)
- *   the Streams consumer               fed from DynamoDB Local's streams as Lambda would, and the
- *     replayer of the invalidations it parks
+ *   the Streams consumer               fed from DynamoDB Local's streams as Lambda would, the
+ *     replayer of the invalidations it parks and the sweep of what stays parked (separate instances)
  * CACHE_* variables pass through to the handlers. Ctrl-C (SIGINT/SIGTERM) stops all of it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,6 +22,7 @@ import { createParkingTable, createTables } from './create-tables.ts';
 import { localDynamoClientConfig, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.ts';
 import { sealFirstStart } from './redis-server.ts';
 import { StreamFeed } from './stream-feed.ts';
+import streamMappings from '../stream-mappings.cjs';
 import { generateTlsMaterial, redisTlsArgs, type TlsMaterial } from './tls.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -54,6 +55,8 @@ const children: ChildProcess[] = [];
 let offline: ChildProcess | undefined;
 let dynamo: DynamoDbLocal | undefined;
 let feed: StreamFeed | undefined;
+/** The sweep's schedule in serverless.yml: rate(1 minute). */
+const SWEEP_EVERY_MS = 60_000;
 let tlsMaterial: TlsMaterial | undefined;
 const redisDirs: string[] = [];
 let stopping = false;
@@ -125,6 +128,8 @@ async function main(): Promise<void> {
   client.destroy();
   say(`Tables             ${exampleTables.map((t) => prefix + t.name).join(', ')}, ${parkingTable} (parked invalidations)`);
 
+  // The largest entry TTL, as the deploy's params give it: CACHE_TTL_SECONDS or a table's own.
+  const largestTtlSeconds = Math.max(Number(env.CACHE_TTL_SECONDS || 3600), ...exampleTables.map((t) => t.ttlSeconds ?? 0));
   // What the handlers see (serverless.yml's params win over the environment for the ones it sets).
   const handlerEnv: Record<string, string> = {
     AWS_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID ?? 'local',
@@ -139,6 +144,8 @@ async function main(): Promise<void> {
     DYNAMODB_DEADLINE_MS: env.DYNAMODB_DEADLINE_MS ?? '6000',
     TABLE_PREFIX: prefix,
     STREAM_PARKING_TABLE: parkingTable,
+    // What the deploy gives the stream functions: the mappings' record-age cut-off (serverless.yml).
+    STREAM_RETRY_WINDOW_SECONDS: String(streamMappings.retryWindowSeconds(largestTtlSeconds)),
     ...(token ? { CACHE_AUTH_TOKEN: token } : {}),
     ...(tlsMaterial ? { CACHE_TLS_CA_FILE: tlsMaterial.caFile } : {}),
     // Without TLS the shards have no password, but under a STAGE other than local (no params.local)
@@ -198,20 +205,28 @@ async function main(): Promise<void> {
   server.stderr?.pipe(process.stderr);
   say(`HTTP API           http://127.0.0.1:${settings.httpPort}  (GET /health, /tables/{table}/items/…)`);
 
-  // The Streams consumer and the replayer of what it parks, as Lambda would invoke them (each one
-  // module, kept warm)
+  // The Streams consumer, the replayer and the sweep, each with its own ItemCache (its own node
+  // state and dirty keys), as separate Lambda containers have; fed as the deploy's event source
+  // mappings feed them (infra/stream-mappings.cjs, read by the feed), the sweep on the deploy's schedule.
   Object.assign(process.env, handlerEnv);
-  const { handler } = await import('../../functions/stream.ts');
-  const { handler: replay } = await import('../../functions/replay.ts');
+  const { createStreamHandler } = await import('../../functions/stream.ts');
+  const { createReplayHandler } = await import('../../functions/replay.ts');
+  const { createSweepHandler } = await import('../../functions/sweep.ts');
+  const { ItemCache } = await import('../../lib/item-cache.ts');
   feed = new StreamFeed({
     client: localDynamoClientConfig(endpoint),
     tables: exampleTables.map((t) => prefix + t.name),
-    handler,
-    subscriptions: [{ table: parkingTable, handler: replay }],
+    handler: createStreamHandler(new ItemCache()),
+    subscriptions: [{ table: parkingTable, handler: createReplayHandler(new ItemCache()) }],
+    schedules: [{ everyMs: SWEEP_EVERY_MS, handler: createSweepHandler(new ItemCache()) }],
+    largestTtlSeconds,
     log: (m) => say(m),
   });
   await feed.start();
-  say('Streams consumer   polling every table’s stream; the replayer the parking table’s');
+  say(
+    `Streams consumer   every table’s stream from ${feed.mapping.startingPosition}, records kept ${feed.mapping.maximumRecordAgeInSeconds} s; ` +
+      'the replayer the parking table’s; the sweep every minute',
+  );
   say('ready — Ctrl-C stops everything');
 }
 

@@ -4,6 +4,7 @@ import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import { logger, loggedKey } from '../log.ts';
 import { eachRecord, type StreamBatchResult } from './batch.ts';
+import { FailuresByNode } from './node-failures.ts';
 import { parkInvalidation } from './parking.ts';
 
 /**
@@ -46,7 +47,9 @@ export async function invalidateStreamRecords(
   records: readonly StreamRecordLike[],
   options: StreamConsumerOptions = {},
 ): Promise<StreamBatchResult> {
-  return eachRecord(records, async (record, id) => {
+  const parked = new FailuresByNode();
+  const failed = new FailuresByNode();
+  const result = await eachRecord(records, async (record, id) => {
     let physical: string;
     let keys: Attributes;
     let rk: ResolvedKey;
@@ -62,21 +65,25 @@ export async function invalidateStreamRecords(
       return true;
     } catch (err) {
       const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
-      const reason = errorMessage(err);
+      const node = cache.nodeFor(rk)?.address ?? '';
+      let reason = errorMessage(err);
       if (options.parkingTable !== undefined) {
-        const node = cache.nodeFor(rk)?.address ?? '';
         try {
           await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
-          logger.warn('STREAM_RECORD_PARKED', { record: id, itemKey, reason });
+          parked.add(node, itemKey, reason);
           return true;
         } catch (parkErr) {
-          logger.error('STREAM_RECORD_NOT_PARKED', { record: id, itemKey, reason: errorMessage(parkErr) });
+          reason = `${reason}; not parked: ${errorMessage(parkErr)}`;
         }
       }
-      logger.warn('STREAM_RECORD_FAILED', { record: id, itemKey, reason });
+      failed.add(node, itemKey, reason);
       return false;
     }
   });
+  // One line per node per invocation, not one per record (an outage would flood the logs).
+  parked.log('STREAM_RECORDS_PARKED');
+  failed.log('STREAM_RECORDS_FAILED');
+  return result;
 }
 
 /** A record's table (physical name) and key attributes, binary as bytes. */

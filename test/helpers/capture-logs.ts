@@ -31,3 +31,14 @@ export function captureLogs(): CapturedLogs {
     stop: () => streams.forEach((s, i) => (s.write = writes[i] as typeof s.write)),
   };
 }
+
+/** The JSON lines the library logged while `fn` ran, with its result. */
+export async function logsDuring<T>(fn: () => Promise<T>): Promise<{ result: T; logs: Record<string, unknown>[] }> {
+  const capture = captureLogs();
+  try {
+    const result = await fn();
+    return { result, logs: capture.entries() };
+  } finally {
+    capture.stop();
+  }
+}

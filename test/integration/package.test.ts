@@ -11,6 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { inflateRawSync } from 'node:zlib';
+import streamMappings from '../../infra/stream-mappings.cjs';
+import { loadConfig } from '../../lib/config.ts';
+import { exampleTables } from '../../lib/tables.ts';
+import { checkRetryWindow } from '../../lib/stream/window.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OUT = join(ROOT, '.serverless');
@@ -67,6 +71,11 @@ const FUNCTIONS = {
       'dynamodb:ListStreams': [{ 'Fn::Join': ['', [{ 'Fn::GetAtt': [PARKING, 'Arn'] }, '/stream/*']] }],
       'dynamodb:DeleteItem': parkingArn,
     },
+  },
+  sweep: {
+    entry: 'functions/sweep.mjs',
+    role: 'SweepFunctionRole',
+    grants: { 'dynamodb:Scan': parkingArn, 'dynamodb:UpdateItem': parkingArn, 'dynamodb:DeleteItem': parkingArn },
   },
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
@@ -307,24 +316,48 @@ describe('npm run package: the CloudFormation template', () => {
     }
   });
 
-  test("stream consumer and replayer: each table's stream, the parking table's, per-record failures, retried until the record cannot matter", () => {
+  test("stream consumer and replayer: each table's stream, the parking table's, from the trim horizon, per-record failures, retried until the record cannot matter", () => {
     const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, m]) => m.Properties);
     assert.deepEqual(mappings.map((m) => key(m.EventSourceArn)).sort(), [...streamArns, ...parkingStream].map(key).sort());
-    const ttl = Number(resources.StreamLambdaFunction.Properties.Environment.Variables.CACHE_TTL_SECONDS);
-    for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction']) {
-      assert.deepEqual(resources[fn].Properties.Environment.Variables.STREAM_PARKING_TABLE, { Ref: PARKING }, fn);
+    const env = resources.StreamLambdaFunction.Properties.Environment.Variables;
+    const ttl = Number(env.CACHE_TTL_SECONDS);
+    // The settings the local feed takes too (infra/local/stream-feed.ts).
+    const expected = streamMappings.mappingSettings(ttl);
+    for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction', 'SweepLambdaFunction']) {
+      const vars = resources[fn].Properties.Environment.Variables;
+      assert.deepEqual(vars.STREAM_PARKING_TABLE, { Ref: PARKING }, fn);
+      assert.equal(Number(vars.STREAM_RETRY_WINDOW_SECONDS), expected.maximumRecordAgeInSeconds, fn);
     }
     for (const m of mappings) {
       const replayer = key(m.EventSourceArn) === key(parkingStream[0]);
       assert.deepEqual(m.FunctionName, { 'Fn::GetAtt': [replayer ? 'ReplayLambdaFunction' : 'StreamLambdaFunction', 'Arn'] });
-      assert.equal(m.StartingPosition, 'LATEST');
-      assert.deepEqual(m.FunctionResponseTypes, ['ReportBatchItemFailures']);
+      assert.equal(m.StartingPosition, 'TRIM_HORIZON');
+      assert.equal(m.BatchSize, expected.batchSize);
+      assert.deepEqual(m.FunctionResponseTypes, [expected.functionResponseType]);
       assert.equal(m.BisectBatchOnFunctionError, true);
       assert.equal(m.MaximumRetryAttempts, -1);
       // Given up only once every entry the record could invalidate has expired.
+      assert.equal(m.MaximumRecordAgeInSeconds, expected.maximumRecordAgeInSeconds);
       assert.ok(m.MaximumRecordAgeInSeconds > ttl, `${m.MaximumRecordAgeInSeconds} s <= TTL ${ttl} s`);
-      assert.ok(m.BatchSize >= 1 && m.BatchSize <= 1000);
     }
+    // The functions start with the deployed settings: the window covers the TTL plus lease and fence.
+    const config = loadConfig({
+      CACHE_MODE: 'off',
+      CACHE_TTL_SECONDS: String(env.CACHE_TTL_SECONDS),
+      STREAM_RETRY_WINDOW_SECONDS: String(env.STREAM_RETRY_WINDOW_SECONDS),
+    });
+    assert.equal(checkRetryWindow(config, exampleTables), expected.maximumRecordAgeInSeconds);
+  });
+
+  test('the sweep of the parking table runs every minute', () => {
+    const rules = ofType('AWS::Events::Rule').map(([, r]) => r.Properties);
+    assert.equal(rules.length, 1);
+    assert.equal(rules[0]!.ScheduleExpression, 'rate(1 minute)');
+    assert.equal(rules[0]!.State, 'ENABLED');
+    assert.deepEqual(
+      rules[0]!.Targets.map((t: Obj) => t.Arn),
+      [{ 'Fn::GetAtt': ['SweepLambdaFunction', 'Arn'] }],
+    );
   });
 
   test('tables: on-demand, streams, point-in-time recovery, stage-prefixed names', () => {

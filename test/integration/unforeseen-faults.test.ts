@@ -10,8 +10,8 @@ import { eventually, manualClock, startStack, type TestStack } from '../helpers/
 import { endSettle, plantEntry, streamRecord } from '../helpers/faults.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
-import { fenceTimeMs, ItemCache } from '../../lib/item-cache.ts';
-import { loadConfig } from '../../lib/config.ts';
+import { ItemCache } from '../../lib/item-cache.ts';
+import { fenceTimeMs, loadConfig } from '../../lib/config.ts';
 import { sealKey } from '../../lib/cache/scripts.ts';
 import { CacheUnavailableError, invalidateStreamRecords, StoreUnavailableError, VersionMismatchError } from '../../lib/index.ts';
 

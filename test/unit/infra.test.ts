@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { defineTable, exampleTables } from '../../lib/index.ts';
 import { loadYaml, readTableTemplate, TABLE_NAME_PREFIX, TableTemplateError } from '../../infra/tables.ts';
 import { createTableInput } from '../../infra/local/create-tables.ts';
+import streamMappings from '../../infra/stream-mappings.cjs';
 
 const SERVERLESS_YML = fileURLToPath(new URL('../../serverless.yml', import.meta.url));
 const template = readTableTemplate();
@@ -74,6 +75,22 @@ describe('infra/tables.yml: the one declaration of the tables', () => {
       arns.map((a) => JSON.stringify(a)).sort(),
       template.map((t) => JSON.stringify({ 'Fn::GetAtt': [t.logicalId, 'StreamArn'] })).sort(),
     );
+  });
+});
+
+describe('serverless.yml: the mappings take their settings from infra/stream-mappings.cjs', () => {
+  test('every stream event, of the consumer and of the replayer, reads each setting from the one module the local feed reads', () => {
+    const sls = loadYaml(SERVERLESS_YML) as Obj;
+    assert.equal(sls.custom.streamMapping, '${file(infra/stream-mappings.cjs)}');
+    const settings = Object.keys(streamMappings.mappingSettings(3600));
+    const events = ['stream', 'replay'].flatMap((fn) => (sls.functions[fn].events as Obj[]).map((e) => e.stream));
+    assert.equal(events.length, template.length + 1);
+    for (const e of events) {
+      for (const name of settings) assert.equal(e[name], `\${self:custom.streamMapping.${name}}`, `${JSON.stringify(e.arn)}: ${name}`);
+    }
+    for (const fn of ['stream', 'replay', 'sweep']) {
+      assert.equal(sls.functions[fn].environment.STREAM_RETRY_WINDOW_SECONDS, '${self:custom.streamMapping.maximumRecordAgeInSeconds}', fn);
+    }
   });
 });
 

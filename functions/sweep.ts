@@ -1,0 +1,55 @@
+import type { Context } from 'aws-lambda';
+import {
+  checkStreamRetryWindow,
+  ConfigError,
+  invalidateTableEntries,
+  sharedItemCache,
+  sweepParkedInvalidations,
+  ValidationError,
+  type ItemCache,
+  type SweepResult,
+} from '../lib/index.ts';
+
+/**
+ * A scheduled event (anything without `invalidateTables`) sweeps; `{ "invalidateTables": [...] }`,
+ * sent by an operator (README, Deploy), invalidates every cached entry of those tables instead.
+ */
+export type SweepHandler = (
+  event?: unknown,
+  context?: Pick<Context, 'getRemainingTimeInMillis'>,
+) => Promise<SweepResult | { entries: number }>;
+
+/** Left of the function's timeout when the sweep stops reading new pages: the page in hand finishes. */
+const STOP_MARGIN_MS = 10_000;
+
+/**
+ * The sweep of the parking table, on a schedule (serverless.yml): retries each parked invalidation
+ * that is due, with per-item back-off, and deletes what it applied (lib/stream/sweep.ts). What the
+ * timeout cuts short, the next run picks up. Invoked with `invalidateTables`, it invalidates those
+ * tables' entries on every node instead (after a stream replacement; lib/stream/flush.ts): it is
+ * the function that already runs inside the VPC, next to the nodes.
+ */
+export function createSweepHandler(cache: ItemCache): SweepHandler {
+  const table = cache.config.stream.parkingTable;
+  if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the sweep: the table it reads');
+  checkStreamRetryWindow(cache);
+  return async (event, context) => {
+    const flush = (event as { invalidateTables?: unknown } | undefined)?.invalidateTables;
+    if (flush !== undefined) {
+      if (!Array.isArray(flush) || flush.length === 0 || !flush.every((t) => typeof t === 'string')) {
+        throw new ValidationError('invalidateTables', 'expected a non-empty list of table names');
+      }
+      return invalidateTableEntries(cache, flush);
+    }
+    const remaining = context?.getRemainingTimeInMillis?.();
+    return sweepParkedInvalidations(cache, table, remaining === undefined ? {} : { deadline: Date.now() + remaining - STOP_MARGIN_MS });
+  };
+}
+
+let sweep: SweepHandler | undefined;
+
+/** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
+export const handler: SweepHandler = async (event, context) => {
+  sweep ??= createSweepHandler(sharedItemCache());
+  return sweep(event, context);
+};
