@@ -43,6 +43,8 @@ export interface WorkerConfig {
   entry: string;
   client: string;
   env: Record<string, string>;
+  /** The shard name (`shard0`…, as fault windows name them) of each CACHE_NODES entry, in order. */
+  nodeNames: string[];
   seed: number;
   concurrency: number;
   thinkMs: [number, number];
@@ -272,6 +274,12 @@ async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ v
   return { values: new Map(refs.map((ref, i) => [ref.id, { value: found.get(ref.id) ?? ABSENT, source: res.sources[i] ?? '?' }])) };
 }
 
+/** The shard this container's map sends a key to, by the name fault windows use. */
+function nodeNameOf(ref: KeyRef): string | undefined {
+  const node = cache.nodeFor(cache.resolve(ref.table, ref.key));
+  return node === undefined ? undefined : cfg.nodeNames[Number(node.id)];
+}
+
 async function execute(p: Planned, sweep = false): Promise<void> {
   const ctx: OpContext = { ...newCallAccount(), reads: new Map(), delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
   const op = ++opSeq;
@@ -286,8 +294,10 @@ async function execute(p: Planned, sweep = false): Promise<void> {
     ({ outcome, error, message } = classify(err));
   }
   const end = now();
+  const write = p.kind === 'put' || p.kind === 'update' || p.kind === 'delete';
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
+    const node = write ? nodeNameOf(ref) : undefined;
     buffer.push({
       op,
       client: cfg.client,
@@ -310,6 +320,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       dynamoReads: ctx.reads.get(ref.id) ?? 0,
       ...waitFields(ctx, ref.id),
       ...(sweep ? { sweep: true } : {}),
+      ...(node !== undefined ? { node } : {}),
     });
   }
 }
