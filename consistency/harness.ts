@@ -390,8 +390,8 @@ function revision(): RunResult['revision'] {
 
 /**
  * A second shard map for the `remap` fault, over the same nodes: either CACHE_NODES in another order
- * (every key moves) or a CACHE_SHARD_MAP whose ranges are shifted by 10–40 virtual shards (a part of
- * each node's keys moves, as when a map is rebalanced). Returns the settings, the shard name of
+ * (every key moves) or a CACHE_SHARD_MAP whose ranges are shifted by 20–80 % of one node's range (a
+ * part of each node's keys moves, as when a map is rebalanced). Returns the settings, the shard name of
  * each CACHE_NODES entry, and the share of virtual shards whose node differs from the first map.
  */
 export function otherShardMap(
@@ -410,7 +410,9 @@ export function otherShardMap(
       movedShare: 1,
     };
   }
-  const offset = 10 + Math.floor(random() * 31);
+  // Less than one node's range, so that only a part of each node's shards moves.
+  const width = Math.floor(VIRTUAL_SHARDS / n);
+  const offset = Math.max(1, Math.floor(width * between(random, 0.2, 0.8)));
   const map = Array.from({ length: VIRTUAL_SHARDS }, (_, s) => contiguous((s + offset) % VIRTUAL_SHARDS));
   const ranges: string[] = [];
   for (let s = 0; s < VIRTUAL_SHARDS; ) {
@@ -563,12 +565,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       const firstEnv = { ...env(-1), DYNAMODB_ENDPOINT: stack.containerDynamoEndpoint };
       const other = otherShardMap(first, random);
       const newMap = [0, 1].map((i) =>
-        startContainer(
-          `r${n}new${i}`,
-          o.seed * 1000 + 100 + 4 * n + i,
-          { ...firstEnv, ...other.env },
-          other.nodeNames,
-        ),
+        startContainer(`r${n}new${i}`, o.seed * 1000 + 100 + 4 * n + i, { ...firstEnv, ...other.env }, other.nodeNames),
       );
       await launch(newMap);
       const start = now();

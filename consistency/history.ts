@@ -92,7 +92,17 @@ export type FaultKind =
   | 'blackhole';
 
 /** The fault classes the protocol was designed for (R1–R9): the runs before issue 11 used these. */
-export const DESIGNED_FAULTS: readonly FaultKind[] = ['kill', 'hang', 'restart', 'evict', 'failover', 'dynamo', 'stream', 'partition', 'slow'];
+export const DESIGNED_FAULTS: readonly FaultKind[] = [
+  'kill',
+  'hang',
+  'restart',
+  'evict',
+  'failover',
+  'dynamo',
+  'stream',
+  'partition',
+  'slow',
+];
 
 /** The classes issue 11 added: faults nobody designed for. */
 export const NEW_FAULTS: readonly FaultKind[] = ['stall', 'maxmemory', 'remap', 'blackhole'];
@@ -119,7 +129,16 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
 };
 
 /** Faults that make a cache node unreachable or lose entries (a strict-policy refusal is expected during them). */
-export const CACHE_FAULTS: ReadonlySet<FaultKind> = new Set(['kill', 'hang', 'restart', 'evict', 'failover', 'partition', 'stall', 'maxmemory']);
+export const CACHE_FAULTS: ReadonlySet<FaultKind> = new Set([
+  'kill',
+  'hang',
+  'restart',
+  'evict',
+  'failover',
+  'partition',
+  'stall',
+  'maxmemory',
+]);
 
 /** Faults of DynamoDB itself: an error in an operation overlapping one is not a failed request. */
 export const DYNAMO_FAULTS: ReadonlySet<FaultKind> = new Set(['dynamo', 'blackhole']);
