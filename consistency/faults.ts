@@ -36,6 +36,8 @@ export interface NemesisDeps {
   dynamoFaults: (mode: DynamoFaultMode) => Promise<void>;
   /** Overlay DynamoDB latency spikes on every node fault (the `slow` fault). */
   slowOverlay: boolean;
+  /** The containers' command timeout: stalls last from a third of it to a third more than it. */
+  commandTimeoutMs: number;
   /** Runs containers on another shard map for about `ms`, then new containers on the first map (harness.ts). */
   remap: (ms: number) => Promise<RemapOutcome>;
   random: Rng;
@@ -249,7 +251,7 @@ export class Nemesis {
 
   /**
    * Node stalls around the command timeout, repeated through the slot: a random plain shard is
-   * stopped for 100–400 ms (SIGSTOP: CPU starvation, a slow script, a cold start's slow connect), then
+   * stopped for ⅓–1⅓ command timeouts (100–400 ms at the default 300 ms; SIGSTOP: CPU starvation, a slow script, a cold start's slow connect), then
    * continued, then pinged; 0.3–0.8 s later the next. Each stall is a window of its own.
    */
   private async stalls(ms: number): Promise<FaultWindow[]> {
@@ -257,7 +259,8 @@ export class Nemesis {
     const until = now() + ms;
     do {
       const { server, name } = this.shard();
-      const stalledMs = Math.round(between(this.d.random, 100, 400));
+      const t = this.d.commandTimeoutMs;
+      const stalledMs = Math.round(between(this.d.random, t / 3, (4 * t) / 3));
       const start = now();
       server.pause();
       await sleep(stalledMs);

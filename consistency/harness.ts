@@ -46,6 +46,8 @@ export interface RunOptions {
   workers: number;
   /** Concurrent operation loops per container. */
   concurrency: number;
+  /** The `remap` fault: containers started on the other map, and again on the first map after it. */
+  remapContainers: number;
   thinkMs: [number, number];
   commandTimeoutMs: number;
   /**
@@ -73,6 +75,7 @@ export const defaultRunOptions: RunOptions = {
   policy: 'strict',
   workers: 4,
   concurrency: 3,
+  remapContainers: 2,
   thinkMs: [2, 12],
   commandTimeoutMs: 300,
   checkIntervalSeconds: 60,
@@ -564,17 +567,18 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       const first = stack.nodeList(-1);
       const firstEnv = { ...env(-1), DYNAMODB_ENDPOINT: stack.containerDynamoEndpoint };
       const other = otherShardMap(first, random);
-      const newMap = [0, 1].map((i) =>
-        startContainer(`r${n}new${i}`, o.seed * 1000 + 100 + 4 * n + i, { ...firstEnv, ...other.env }, other.nodeNames),
+      const k = o.remapContainers;
+      const newMap = Array.from({ length: k }, (_, i) =>
+        startContainer(`r${n}new${i}`, o.seed * 1000 + 100 + 2 * k * n + i, { ...firstEnv, ...other.env }, other.nodeNames),
       );
       await launch(newMap);
       const start = now();
       await sleep(ms);
       await Promise.all([...newMap, ...rolledBack].map(retire));
-      rolledBack = [0, 1].map((i) =>
+      rolledBack = Array.from({ length: k }, (_, i) =>
         startContainer(
           `r${n}old${i}`,
-          o.seed * 1000 + 102 + 4 * n + i,
+          o.seed * 1000 + 100 + 2 * k * n + k + i,
           firstEnv,
           first.map((x) => x.name),
         ),
@@ -589,7 +593,16 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
         detail: { ...other.env, movedKeysShare: other.movedShare },
       };
     };
-    const nemesis = new Nemesis({ stack, feed, dynamoFaults, remap, random, log, slowOverlay: o.faults.includes('slow') });
+    const nemesis = new Nemesis({
+      stack,
+      feed,
+      dynamoFaults,
+      remap,
+      random,
+      log,
+      slowOverlay: o.faults.includes('slow'),
+      commandTimeoutMs: o.commandTimeoutMs,
+    });
     const slotted = o.faults.filter((k) => !OVERLAY_FAULTS.has(k));
 
     // Load.

@@ -122,7 +122,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   stream: 'Streams consumer paused, then resumed (lag)',
   partition: 'one container partitioned from one shard (others still reach it)',
   slow: 'DynamoDB slow but healthy (latency spikes, no errors), overlapping each node fault',
-  stall: 'SIGSTOP a shard for 100–400 ms (around the command timeout), SIGCONT; repeated through the slot',
+  stall: 'SIGSTOP a shard for ⅓–1⅓ command timeouts (100–400 ms at 300 ms), SIGCONT; repeated through the slot',
   maxmemory: 'small maxmemory on a shard under a random eviction policy, the working set larger than memory',
   remap: 'two shard maps live (new containers on another map), then a rollback (new containers on the first map)',
   blackhole: "DynamoDB black-holed at the socket: the containers' proxy accepts and never answers, open sockets go silent",

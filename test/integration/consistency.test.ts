@@ -227,14 +227,13 @@ describe('consistency run', () => {
     assert.equal(result.failedRequests - result.refusalsCountedFailed, 0, `failed requests: ${JSON.stringify(other.slice(0, 3))}`);
   });
 
-  test(
-    'strict: no write is refused once its node answers again (excused only until its first answer + one command timeout)',
-    { timeout: 120_000, todo: "defect 2 of issue 11: fails until the library's fix lands; then drop this todo" },
-    async () => {
-      const result = await designedRun();
-      assert.equal(result.refusalsCountedFailed, 0, `refused while the node answered: ${JSON.stringify(result.failedExamples.slice(0, 3))}`);
-    },
-  );
+  test('strict: no write is refused once its node answers again (excused only until its first answer + one command timeout)', {
+    timeout: 120_000,
+    todo: "defect 2 of issue 11: fails until the library's fix lands; then drop this todo",
+  }, async () => {
+    const result = await designedRun();
+    assert.equal(result.refusalsCountedFailed, 0, `refused while the node answered: ${JSON.stringify(result.failedExamples.slice(0, 3))}`);
+  });
 
   test('the fault classes of issue 11 fire and are measured: stalls, maxmemory, two shard maps then a rollback, DynamoDB black-holed', {
     timeout: 120_000,
@@ -272,7 +271,7 @@ describe('consistency run', () => {
       }
       for (const w of windows.filter((x) => x.kind === 'stall')) {
         const stalled = Number(w.detail?.stalledMs);
-        assert.ok(stalled >= 100 && stalled <= 400, `a stall of ${stalled} ms`);
+        assert.ok(stalled >= 500 / 3 && stalled <= 2000 / 3, `a stall of ${stalled} ms around the 500 ms command timeout`);
       }
       const pressure = windows.find((w) => w.kind === 'maxmemory');
       assert.ok(
