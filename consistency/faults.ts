@@ -274,26 +274,49 @@ export class Nemesis {
   }
 
   /**
-   * Memory pressure with a real eviction policy: `maxmemory` set below what the shard's entries
-   * need (its overhead + 30–60 % of its current dataset, at least 32 KB), under a policy picked at
-   * random (MAXMEMORY_POLICIES, named in the window's target), while the containers keep reading and
-   * writing the whole key space; then lifted and the old policy restored. Under the volatile-*
-   * policies a node with nothing volatile left refuses writes (OOM) instead of evicting.
+   * Memory pressure with a real eviction policy: the shard's keys are held to 30–60 % of the bytes
+   * they took when the window began (at least 16 KB), under a policy picked at random
+   * (MAXMEMORY_POLICIES, named in the window's target), while the containers keep reading and
+   * writing the whole key space; then lifted and the old policy restored. `maxmemory` counts all
+   * the node's memory (client buffers that come and go, the Lua VM), so every 100 ms it is set to
+   * what the node uses besides its keys plus that cap, the keys' bytes estimated as DBSIZE × the
+   * mean `MEMORY USAGE` of up to 20 random keys. Under the volatile-* policies only keys with a TTL
+   * are evicted; a node that cannot get under the limit answers writes with OOM errors.
    */
   private async memoryPressure(server: RedisServer, name: string, ms: number): Promise<FaultWindow> {
     const policy = pick(this.d.random, MAXMEMORY_POLICIES);
     const c: Redis = server.client({ maxRetriesPerRequest: 1, commandTimeout: 2000 });
     try {
       const oldPolicy = ((await c.config('GET', 'maxmemory-policy')) as string[])[1] ?? 'noeviction';
-      const mem = await c.info('memory');
-      const overhead = info(mem, 'used_memory_overhead');
-      const dataset = Math.max(0, info(mem, 'used_memory') - overhead);
-      const limit = overhead + Math.max(32 * 1024, Math.round(dataset * between(this.d.random, 0.3, 0.6)));
+      let sampled = 0;
+      let sampledBytes = 0;
+      for (let i = 0; i < 20; i++) {
+        const key = await c.randomkey();
+        if (key === null) break;
+        const bytes = await c.call('MEMORY', 'USAGE', key);
+        if (typeof bytes !== 'number') continue;
+        sampled++;
+        sampledBytes += bytes;
+      }
+      const bytesPerKey = sampled > 0 ? sampledBytes / sampled : 512;
+      const keysBefore = await c.dbsize();
+      const cap = Math.max(16 * 1024, Math.round(keysBefore * bytesPerKey * between(this.d.random, 0.3, 0.6)));
       const before = info(await c.info('stats'), 'evicted_keys');
+      const limit = async (): Promise<number> => {
+        const used = info(await c.info('memory'), 'used_memory');
+        const bytes = Math.max(1, Math.round(used - (await c.dbsize()) * bytesPerKey + cap));
+        await c.config('SET', 'maxmemory', String(bytes));
+        return bytes;
+      };
       const start = now();
       await c.config('SET', 'maxmemory-policy', policy);
-      await c.config('SET', 'maxmemory', String(limit));
-      await sleep(ms);
+      const first = await limit();
+      const until = start + ms;
+      while (now() < until) {
+        await sleep(Math.min(100, Math.max(0, until - now())));
+        await limit().catch(() => {});
+      }
+      const keysAtEnd = await c.dbsize();
       await c.config('SET', 'maxmemory', '0');
       await c.config('SET', 'maxmemory-policy', oldPolicy);
       const end = now();
@@ -304,7 +327,15 @@ export class Nemesis {
         node: name,
         start,
         end,
-        detail: { policy, maxmemory: limit, datasetBytes: dataset, evictedKeys: evicted },
+        detail: {
+          policy,
+          keysBefore,
+          bytesPerKey: Math.round(bytesPerKey),
+          keyBytesCap: cap,
+          firstMaxmemory: first,
+          evictedKeys: evicted,
+          keysAtEnd,
+        },
       };
     } finally {
       c.disconnect();
