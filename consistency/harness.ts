@@ -55,6 +55,14 @@ export interface RunOptions {
    * for a short one (1 s lets a down node come back within the fault's slot).
    */
   checkIntervalSeconds: number;
+  /**
+   * DYNAMODB_TIMEOUT_MS and DYNAMODB_DEADLINE_MS of every container. DynamoDB Local is a JVM sharing
+   * a small machine with the whole run: like the test stacks (test/helpers/stack.ts), the run gives
+   * it 3 s per attempt and 6 s in all, not the 1 s / 3 s meant for DynamoDB, since a library that
+   * enforces them would otherwise fail requests the JVM was merely slow to answer.
+   */
+  dynamoTimeoutMs: number;
+  dynamoDeadlineMs: number;
   /** How often the Streams consumer polls an idle shard (Lambda: about 4 times a second). */
   streamPollMs: number;
   /** Plain shards (one more shard, with a replica, is added for failovers). */
@@ -79,6 +87,8 @@ export const defaultRunOptions: RunOptions = {
   thinkMs: [2, 12],
   commandTimeoutMs: 300,
   checkIntervalSeconds: 60,
+  dynamoTimeoutMs: 3000,
+  dynamoDeadlineMs: 6000,
   streamPollMs: 250,
   shards: 3,
   keys: defaultKeySpace,
@@ -118,7 +128,8 @@ export function settings(o: RunOptions): Record<string, string> {
     CACHE_START_CYCLES: '1',
     CACHE_WRITE_POLICY: o.policy,
     CACHE_LEASE_MS: '2000',
-    DYNAMODB_TIMEOUT_MS: '1000',
+    DYNAMODB_TIMEOUT_MS: String(o.dynamoTimeoutMs),
+    DYNAMODB_DEADLINE_MS: String(o.dynamoDeadlineMs),
     DYNAMODB_MAX_ATTEMPTS: '3',
   };
 }

@@ -1,7 +1,7 @@
 /**
  * npm run consistency -- --seconds N [--faults LIST] [--seed S] [--policy strict|available]
  *                        [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S]
- *                        [--stream-poll MS] [--out FILE] [--history FILE]
+ *                        [--dynamo-timeout MS] [--dynamo-deadline MS] [--stream-poll MS] [--out FILE] [--history FILE]
  *
  * Starts DynamoDB Local (unless DYNAMODB_ENDPOINT is set) and redis-server shards, runs client
  * containers, an out-of-band writer, the Streams consumer and the fault schedule, checks the history,
@@ -22,7 +22,8 @@ function usage(message?: string): never {
     'usage: npm run consistency -- --seconds N [--faults ' +
       ALL_FAULTS.join(',') +
       '|all|none] [--seed S] [--policy strict|available]\n' +
-      '       [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S (default 60)] [--stream-poll MS]\n' +
+      '       [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S (default 60)]\n' +
+      '       [--dynamo-timeout MS (default 3000)] [--dynamo-deadline MS (default 6000)] [--stream-poll MS]\n' +
       '       [--out FILE] [--history FILE]',
   );
   process.exit(2);
@@ -35,6 +36,8 @@ const INT_FLAGS = {
   concurrency: { option: 'concurrency', min: 1 },
   'command-timeout': { option: 'commandTimeoutMs', min: 10 },
   'check-interval': { option: 'checkIntervalSeconds', min: 1 },
+  'dynamo-timeout': { option: 'dynamoTimeoutMs', min: 10 },
+  'dynamo-deadline': { option: 'dynamoDeadlineMs', min: 10 },
   'stream-poll': { option: 'streamPollMs', min: 10 },
 } as const satisfies Record<string, { option: keyof RunOptions; min: number }>;
 

@@ -120,7 +120,7 @@ function dynamoClient(): DynamoDBClient {
         if (ctx) readIds = countReads(context.commandName ?? '', (args as { input: unknown }).input, ctx);
         if (ctx && dynamoFault === 'slow' && !ctx.sweep && faultRandom() < 0.4) {
           // Slow but healthy: the call succeeds after a latency spike (shorter than the SDK's timeout).
-          const ms = Math.round(between(faultRandom, 100, 0.9 * timeoutMs));
+          const ms = Math.round(between(faultRandom, 100, Math.min(900, 0.9 * timeoutMs)));
           ctx.delayMs += ms;
           await sleep(ms);
         }
