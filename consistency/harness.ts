@@ -48,6 +48,14 @@ export interface RunOptions {
   concurrency: number;
   /** The `remap` fault: containers started on the other map, and again on the first map after it. */
   remapContainers: number;
+  /**
+   * How the `remap` fault changes the map. `canary`: both maps live for the window (a canary or
+   * linear deploy), then a rollback. `procedure`: README's "Changing the shard map" — the new map
+   * deployed all at once (every container on the first map stops taking requests once those it
+   * holds are done), every node emptied (FLUSHALL ASYNC); at the rollback the same, and the first
+   * map's containers take requests again.
+   */
+  remapMode: 'canary' | 'procedure';
   thinkMs: [number, number];
   commandTimeoutMs: number;
   /**
@@ -84,6 +92,7 @@ export const defaultRunOptions: RunOptions = {
   workers: 4,
   concurrency: 3,
   remapContainers: 2,
+  remapMode: 'canary',
   thinkMs: [2, 12],
   commandTimeoutMs: 300,
   checkIntervalSeconds: 60,
@@ -579,13 +588,29 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       const firstEnv = { ...env(-1), DYNAMODB_ENDPOINT: stack.containerDynamoEndpoint };
       const other = otherShardMap(first, random);
       const k = o.remapContainers;
+      const procedure = o.remapMode === 'procedure';
+      // README's procedure: an all-at-once deploy, so the first map's containers finish what they
+      // hold and take nothing more (the last rollback's go away, the others wait for the rollback).
+      const paused = procedure ? [...live].filter((c) => !rolledBack.includes(c)) : [];
+      if (procedure) {
+        await Promise.all([
+          ...rolledBack.map(retire),
+          ...paused.map(async (c) => {
+            live.delete(c);
+            await c.request({ type: 'stop' }, 'stopped');
+          }),
+        ]);
+        rolledBack = [];
+      }
       const newMap = Array.from({ length: k }, (_, i) =>
         startContainer(`r${n}new${i}`, o.seed * 1000 + 100 + 2 * k * n + i, { ...firstEnv, ...other.env }, other.nodeNames),
       );
       await launch(newMap);
+      if (procedure) await stack.flushAll();
       const start = now();
       await sleep(ms);
       await Promise.all([...newMap, ...rolledBack].map(retire));
+      if (procedure) await stack.flushAll();
       rolledBack = Array.from({ length: k }, (_, i) =>
         startContainer(
           `r${n}old${i}`,
@@ -594,14 +619,14 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
           first.map((x) => x.name),
         ),
       );
-      await launch(rolledBack);
+      await launch([...rolledBack, ...paused]);
       const end = now();
       return {
         start,
         end,
-        target: other.label,
+        target: procedure ? `${other.label}, README procedure` : other.label,
         clients: [...newMap, ...rolledBack].map((c) => c.name),
-        detail: { ...other.env, movedKeysShare: other.movedShare },
+        detail: { mode: o.remapMode, ...other.env, movedKeysShare: other.movedShare },
       };
     };
     const nemesis = new Nemesis({

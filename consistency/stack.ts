@@ -120,6 +120,20 @@ export class Stack {
     return (eps[eps.length - 1] as RemoteProxy).port;
   }
 
+  /** FLUSHALL ASYNC on every node (the replicated shard's primary: its replica follows), as README's map-change procedure does. */
+  async flushAll(): Promise<void> {
+    await Promise.all(
+      [...this.plain, this.replicated.primary].map(async (server) => {
+        const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
+        try {
+          await c.flushall('ASYNC');
+        } finally {
+          c.disconnect();
+        }
+      }),
+    );
+  }
+
   describe(): string {
     return [
       ...this.plain.map((s, i) => `shard ${i}: ${s.url}${i === this.partitionedShard ? ` (container w0 via ${this.partition.url})` : ''}`),

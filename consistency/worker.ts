@@ -355,8 +355,11 @@ let loops: Promise<void>[] = [];
 port.on('message', (m: ToWorker) => {
   void (async () => {
     try {
-      if (m.type === 'start') loops = Array.from({ length: cfg.concurrency }, () => loop());
-      else if (m.type === 'dynamoFault') dynamoFault = m.mode;
+      if (m.type === 'start') {
+        // Also after a 'stop': a container that took no requests for a while (a remap) takes them again.
+        stopping = false;
+        loops = Array.from({ length: cfg.concurrency }, () => loop());
+      } else if (m.type === 'dynamoFault') dynamoFault = m.mode;
       else if (m.type === 'stop') {
         stopping = true;
         await Promise.all(loops);
