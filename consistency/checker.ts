@@ -359,11 +359,12 @@ export function refusalExcuse(
   );
 }
 
-/** The last cache fault on the refused write's node that started before it (undefined: none). */
-function lastFaultOnNode(rec: Pick<OpRecord, 'start' | 'node'>, windows: readonly FaultWindow[]): FaultWindow | undefined {
+/** The last cache fault on the refused write's node (as its container saw it) that started before it (undefined: none). */
+function lastFaultOnNode(rec: Pick<OpRecord, 'client' | 'start' | 'node'>, windows: readonly FaultWindow[]): FaultWindow | undefined {
   let last: FaultWindow | undefined;
   for (const w of windows) {
     if (!CACHE_FAULTS.has(w.kind) || w.node === undefined || w.node !== rec.node || w.start > rec.start) continue;
+    if (w.clients !== undefined && !w.clients.includes(rec.client)) continue;
     if (last === undefined || w.start > last.start) last = w;
   }
   return last;

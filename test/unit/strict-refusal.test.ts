@@ -66,6 +66,12 @@ describe('strict refusals: excused only until the node answers again plus one co
     assert.equal(refusalExcuse(refusal('shard1', 2000 + COMMAND_TIMEOUT_MS + 1, 'w0'), [partition], COMMAND_TIMEOUT_MS), undefined);
   });
 
+  test('check(): a refusal in a container the partition did not cut is one with no fault on its node', () => {
+    const partition: FaultWindow = { kind: 'partition', target: 'w0↛shard1', node: 'shard1', clients: ['w0'], start: 1000, end: 2000 };
+    const r = check([refusal('shard1', 1500, 'w2')], [partition], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    assert.deepEqual(r.failedByReason, { 'strict refusal with no fault on its node': 1 });
+  });
+
   test('faults that are not cache faults excuse no refusal', () => {
     const dynamo: FaultWindow = { kind: 'dynamo', target: 'dynamodb', node: 'shard1', start: 1000, end: 2000 };
     const remap: FaultWindow = { kind: 'remap', target: 'CACHE_SHARD_MAP shifted by 5', start: 1000, end: 2000 };
