@@ -22,7 +22,8 @@
  * - **Phantom read**: a read returned a value no write wrote, a value whose write did not commit, or
  *   a value whose write started after the read ended.
  * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
- *   the strict policy while a cache fault (or its recovery) was on (counted as a refused write); any
+ *   the strict policy while a cache fault on the write's own node was on, or before that node's first
+ *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
  * - **Latency budget**: an operation's *cache time* is its latency minus its own time in DynamoDB
@@ -33,6 +34,7 @@
 import {
   ABSENT,
   CACHE_FAULTS,
+  DYNAMO_FAULTS,
   OOB_KINDS,
   WRITE_KINDS,
   type FaultKind,
@@ -123,6 +125,21 @@ export interface FaultLatency {
   worst?: { client: string; kind: string; key: string; latencyMs: number; dynamoMs: number; waitedMs: number; source?: string };
 }
 
+/** Per fault class: how many windows, and what the checker counted around them. */
+export interface FaultCounts {
+  windows: number;
+  /** Stale reads whose superseding write or read overlapped a window of this class (+ grace; a remap: any time after it). */
+  staleReads: number;
+  /** Failed requests attributed to this class (a strict refusal: the last fault on its node before it). */
+  failedRequests: number;
+  /** Strict refusals excused by a window of this class (before its node answered + one command timeout). */
+  refusalsExcused: number;
+  /** Strict refusals counted as failed although this class's last window on the node had been lifted and the node answered. */
+  refusalsAfterAnswer: number;
+  /** Errors not counted because DynamoDB failed (injected, or a DynamoDB fault window). */
+  dynamoFaultErrors: number;
+}
+
 export interface CheckResult {
   operations: { total: number; reads: number; writes: number; byKind: Record<string, number>; byOutcome: Record<string, number> };
   reads: { checked: number; hits: number; misses: number; bypasses: number; ofUncertainWrites: number };
@@ -135,8 +152,12 @@ export interface CheckResult {
   failedRequests: number;
   failedByReason: Record<string, number>;
   failedExamples: FailedExample[];
-  /** strict policy: writes refused (nothing committed) while a cache fault was on. */
+  /** strict policy: writes refused (nothing committed) while a fault on their node was on, or until it answered + one command timeout. */
   refusedWrites: number;
+  /** strict policy: refusals counted as failed requests (their node answered, or no fault was on their node). */
+  refusalsCountedFailed: number;
+  /** Per fault class ('none': attributed to no fault). A stale read or failure near two classes counts in each. */
+  byFault: Partial<Record<FaultKind | 'none', FaultCounts>>;
   /** Errors not counted as failures because DynamoDB itself was failing (injected or inside a DynamoDB fault). */
   dynamoFaultErrors: number;
   writes: {
@@ -313,6 +334,42 @@ export function waitedOnFill(records: readonly OpRecord[]): Map<string, number> 
   return out;
 }
 
+/**
+ * Issue 11's rule for a strict refusal (CacheUnavailable under `strict`): it is excused only by a
+ * cache fault on the write's own node (`rec.node`; for a partition, only in the containers cut off)
+ * that was on when the write ran, or that was lifted before it but whose node had not yet answered
+ * plus one command timeout: `rec.end ≥ window.start` and `rec.start ≤ window.answeredAt +
+ * commandTimeoutMs` (`window.end` when the window has no `answeredAt`). A refusal while the node
+ * answers breaks strict's own contract (refuse only when the node cannot be reached), so any other
+ * refusal is a failed request. Returns the excusing window, or undefined.
+ */
+export function refusalExcuse(
+  rec: Pick<OpRecord, 'client' | 'start' | 'end' | 'node'>,
+  windows: readonly FaultWindow[],
+  commandTimeoutMs: number,
+): FaultWindow | undefined {
+  if (rec.node === undefined) return undefined;
+  return windows.find(
+    (w) =>
+      CACHE_FAULTS.has(w.kind) &&
+      w.node === rec.node &&
+      (w.clients === undefined || w.clients.includes(rec.client)) &&
+      rec.end >= w.start &&
+      rec.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
+  );
+}
+
+/** The last cache fault on the refused write's node (as its container saw it) that started before it (undefined: none). */
+function lastFaultOnNode(rec: Pick<OpRecord, 'client' | 'start' | 'node'>, windows: readonly FaultWindow[]): FaultWindow | undefined {
+  let last: FaultWindow | undefined;
+  for (const w of windows) {
+    if (!CACHE_FAULTS.has(w.kind) || w.node === undefined || w.node !== rec.node || w.start > rec.start) continue;
+    if (w.clients !== undefined && !w.clients.includes(rec.client)) continue;
+    if (last === undefined || w.start > last.start) last = w;
+  }
+  return last;
+}
+
 export function check(
   records: readonly OpRecord[],
   faults: readonly FaultWindow[],
@@ -321,6 +378,23 @@ export function check(
 ): CheckResult {
   const o: CheckOptions = { ...defaultCheckOptions, ...options };
   const eps = o.epsilonMs;
+
+  // --- per fault class ----------------------------------------------------------------------
+  const byFault: CheckResult['byFault'] = {};
+  const countFault = (kind: FaultKind | 'none'): FaultCounts =>
+    (byFault[kind] ??= { windows: 0, staleReads: 0, failedRequests: 0, refusalsExcused: 0, refusalsAfterAnswer: 0, dynamoFaultErrors: 0 });
+  for (const w of faults) countFault(w.kind).windows++;
+  countFault('none');
+  // The classes whose windows (+ grace) overlap any of `spans`; a map change serves old entries until
+  // their TTL, so a remap is blamed for anything after it started. 'none' when there is no such class.
+  const kindsAround = (spans: { start: number; end: number }[]): (FaultKind | 'none')[] => {
+    const kinds = new Set<FaultKind>();
+    for (const w of faults) {
+      const grace = w.kind === 'remap' ? Infinity : o.recoveryGraceMs;
+      if (spans.some((s) => overlaps(s, w, grace))) kinds.add(w.kind);
+    }
+    return kinds.size ? [...kinds] : ['none'];
+  };
 
   // --- operations ---------------------------------------------------------------------------
   const uniqueOps = new Map<string, OpRecord>();
@@ -380,7 +454,12 @@ export function check(
   };
 
   const faultsAround = (a: { start: number; end: number }, b: { start: number; end: number }): string[] =>
-    faults.filter((w) => overlaps(a, w, o.recoveryGraceMs) || overlaps(b, w, o.recoveryGraceMs)).map((w) => `${w.kind}@${w.target}`);
+    faults
+      .filter((w) => {
+        const grace = w.kind === 'remap' ? Infinity : o.recoveryGraceMs;
+        return overlaps(a, w, grace) || overlaps(b, w, grace);
+      })
+      .map((w) => `${w.kind}@${w.target}`);
 
   // --- reads --------------------------------------------------------------------------------
   const reads = { checked: 0, hits: 0, misses: 0, bypasses: 0, ofUncertainWrites: 0 };
@@ -453,6 +532,7 @@ export function check(
         if (bounded.length < 20) bounded.push(example(sup));
       } else {
         staleReads++;
+        for (const k of kindsAround([strong.rec, r])) countFault(k).staleReads++;
         if (staleExamples.length < 20) staleExamples.push(example(strong));
       }
       continue;
@@ -467,27 +547,44 @@ export function check(
   let dynamoFaultErrors = 0;
   const failedByReason: Record<string, number> = {};
   const failedExamples: FailedExample[] = [];
+  let refusalsCountedFailed = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
-  const dynamoFaults = faults.filter((w) => w.kind === 'dynamo');
+  const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
   for (const r of uniqueOps.values()) {
     if (r.outcome === 'ok') continue;
     if (r.error === 'ItemNotFound') continue;
     let reason: string | undefined;
+    let blamed: (FaultKind | 'none')[];
     if (r.error === 'CacheUnavailable' && o.policy === 'strict') {
-      if (cacheFaults.some((w) => overlaps(r, w, o.recoveryGraceMs))) {
+      const excuse = refusalExcuse(r, faults, o.commandTimeoutMs);
+      if (excuse !== undefined) {
         refusedWrites++;
+        countFault(excuse.kind).refusalsExcused++;
         continue;
       }
-      reason = 'strict refusal outside any cache fault';
+      refusalsCountedFailed++;
+      const last = lastFaultOnNode(r, faults);
+      if (last !== undefined) {
+        reason = `strict refusal after its node answered again (${last.kind})`;
+        countFault(last.kind).refusalsAfterAnswer++;
+        blamed = [last.kind];
+      } else {
+        reason = 'strict refusal with no fault on its node';
+        blamed = ['none'];
+      }
     } else if (r.injected !== undefined || dynamoFaults.some((w) => overlaps(r, w, 0))) {
       dynamoFaultErrors++;
+      const kinds = new Set(dynamoFaults.filter((w) => overlaps(r, w, 0)).map((w) => w.kind));
+      for (const k of kinds.size ? kinds : ['dynamo' as const]) countFault(k).dynamoFaultErrors++;
       continue;
     } else {
       const what = /changed under every attempt/.test(r.message ?? '')
         ? 'StoreUnavailable (put gave up: version conflicts on every attempt)'
         : (r.error ?? 'Error');
       reason = `${what}${cacheFaults.some((w) => overlaps(r, w, o.recoveryGraceMs)) ? ' during a cache fault' : ''}`;
+      blamed = kindsAround([r]);
     }
+    for (const k of blamed) countFault(k).failedRequests++;
     failedRequests++;
     failedByReason[reason] = (failedByReason[reason] ?? 0) + 1;
     if (failedExamples.length < 20) {
@@ -631,6 +728,8 @@ export function check(
     failedByReason,
     failedExamples,
     refusedWrites,
+    refusalsCountedFailed,
+    byFault,
     dynamoFaultErrors,
     writes,
     outOfBandStaleReads: { count: oobAges.length, ageMs: distribution(oobAges) },

@@ -1,17 +1,33 @@
 /**
  * The nemesis: injects one fault at a time and records its window (when it started, when it was
- * lifted). Node faults pick a plain shard at random; the failover fault uses the replicated shard;
- * the partition cuts client container w0 from one shard; DynamoDB faults are switched on in every
- * container's SDK middleware; the stream fault pauses the Streams consumer.
+ * lifted, and for a node fault when the node first answered a PING again). Node faults pick a plain
+ * shard at random; the failover fault uses the replicated shard; the partition cuts client container
+ * w0 from one shard; DynamoDB faults are switched on in every container's SDK middleware, or (the
+ * black hole) cut at the containers' socket; the stream fault pauses the Streams consumer; a remap
+ * runs containers on another shard map for a while, then on the first map again (harness.ts).
  */
 import { rmSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { StreamFeed } from '../infra/local/stream-feed.ts';
 import type { RedisServer } from '../infra/local/redis-server.ts';
 import { failover, type Stack } from './stack.ts';
 import { CACHE_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow } from './history.ts';
-import { between, now, sleep, type Rng } from './rng.ts';
+import { between, now, pick, sleep, type Rng } from './rng.ts';
+
+/** The eviction policies the `maxmemory` fault picks from, one per window. */
+export const MAXMEMORY_POLICIES = ['allkeys-lru', 'volatile-lru', 'allkeys-lfu', 'volatile-ttl'] as const;
+
+/** What the harness did for a `remap` window: which containers ran which map. */
+export interface RemapOutcome {
+  start: number;
+  end: number;
+  target: string;
+  /** Containers that ran the other map during the window, and those started on the first map after it. */
+  clients: string[];
+  detail: Record<string, unknown>;
+}
 
 export interface NemesisDeps {
   stack: Stack;
@@ -20,6 +36,10 @@ export interface NemesisDeps {
   dynamoFaults: (mode: DynamoFaultMode) => Promise<void>;
   /** Overlay DynamoDB latency spikes on every node fault (the `slow` fault). */
   slowOverlay: boolean;
+  /** The containers' command timeout: stalls last from a third of it to a third more than it. */
+  commandTimeoutMs: number;
+  /** Runs containers on another shard map for about `ms`, then new containers on the first map (harness.ts). */
+  remap: (ms: number) => Promise<RemapOutcome>;
   random: Rng;
   log: (m: string) => void;
 }
@@ -27,6 +47,48 @@ export interface NemesisDeps {
 function info(text: string, field: string): number {
   const m = new RegExp(`^${field}:(\\d+)`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
+}
+
+/** One PING on a new connection: resolves when `+PONG` (or an AUTH error: it answers) arrives. */
+function pingOnce(port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+    };
+    const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (b) => {
+      reply += b.toString();
+      if (!reply.includes('\r\n')) return;
+      const at = now();
+      if (reply.startsWith('+PONG') || reply.startsWith('-NOAUTH')) {
+        done();
+        resolve(at);
+      } else done(new Error(`answered ${reply.trim()}`)); // -LOADING: not yet
+    });
+    socket.on('error', (err) => done(err));
+  });
+}
+
+/**
+ * When the server behind `port` first answers a PING (connections retried every 5 ms until
+ * `boundMs`); undefined if it never did. Run right after a fault is lifted: it is the checker's
+ * `answeredAt`, from which strict refusals on the node are no longer excused (plus one command timeout).
+ */
+export async function firstAnswer(port: number, boundMs = 30_000): Promise<number | undefined> {
+  const until = now() + boundMs;
+  while (now() < until) {
+    try {
+      return await pingOnce(port, Math.max(50, Math.min(5000, until - now())));
+    } catch {
+      await sleep(5);
+    }
+  }
+  return undefined;
 }
 
 export class Nemesis {
@@ -39,8 +101,8 @@ export class Nemesis {
     return { server: this.d.stack.plain[i] as RedisServer, name: `shard${i}` };
   }
 
-  /** Injects `kind` for about `durationMs` and returns when it has been lifted. */
-  async inject(kind: FaultKind, durationMs: number): Promise<FaultWindow> {
+  /** Injects `kind` for about `durationMs` and returns when it has been lifted (a `stall` slot holds several windows). */
+  async inject(kind: FaultKind, durationMs: number): Promise<FaultWindow[]> {
     const overlay = this.d.slowOverlay && CACHE_FAULTS.has(kind);
     let slowStart = 0;
     if (overlay) {
@@ -65,7 +127,13 @@ export class Nemesis {
     return this.d.random() < 0.5 ? Math.round(between(this.d.random, 0, 150)) : ms;
   }
 
-  private async injectNow(kind: FaultKind, durationMs: number): Promise<FaultWindow> {
+  /** The node fault's window, with when the node (through `port`) first answered after it was lifted. */
+  private async answered(w: FaultWindow, port: number): Promise<FaultWindow> {
+    const at = await firstAnswer(port);
+    return at === undefined ? { ...w, detail: { ...w.detail, neverAnswered: true } } : { ...w, answeredAt: at };
+  }
+
+  private async injectNow(kind: FaultKind, durationMs: number): Promise<FaultWindow[]> {
     const ms = Math.round(durationMs);
     let w: FaultWindow;
     switch (kind) {
@@ -77,7 +145,7 @@ export class Nemesis {
         rmSync(join(server.dir, 'dump.rdb'), { force: true }); // restart empty
         await sleep(down);
         await server.startAgain();
-        w = { kind, target: name, start, end: now(), detail: { downMs: down } };
+        w = await this.answered({ kind, target: name, node: name, start, end: now(), detail: { downMs: down } }, server.port);
         break;
       }
       case 'hang': {
@@ -86,9 +154,11 @@ export class Nemesis {
         server.pause();
         await sleep(ms);
         server.resume();
-        w = { kind, target: name, start, end: now(), detail: { stoppedMs: ms } };
+        w = await this.answered({ kind, target: name, node: name, start, end: now(), detail: { stoppedMs: ms } }, server.port);
         break;
       }
+      case 'stall':
+        return this.stalls(ms);
       case 'restart': {
         const { server, name } = this.shard();
         await server.save();
@@ -97,12 +167,30 @@ export class Nemesis {
         await server.kill();
         await sleep(down);
         await server.startAgain(); // loads the dump: the old entries, a new run_id
-        w = { kind, target: name, start, end: now(), detail: { downMs: down } };
+        w = await this.answered({ kind, target: name, node: name, start, end: now(), detail: { downMs: down } }, server.port);
         break;
       }
       case 'evict': {
         const { server, name } = this.shard();
-        w = await this.evictionStorm(server, name, ms);
+        w = await this.answered(await this.evictionStorm(server, name, ms), server.port);
+        break;
+      }
+      case 'maxmemory': {
+        const { server, name } = this.shard();
+        w = await this.answered(await this.memoryPressure(server, name, ms), server.port);
+        break;
+      }
+      case 'remap': {
+        const r = await this.d.remap(ms);
+        w = { kind, target: r.target, start: r.start, end: r.end, clients: r.clients, detail: r.detail };
+        break;
+      }
+      case 'blackhole': {
+        const start = now();
+        await this.d.stack.dynamoProxy.cut();
+        await sleep(ms);
+        await this.d.stack.dynamoProxy.heal(); // the silent sockets are reset, as TCP gives up on them
+        w = { kind, target: 'dynamodb (socket)', start, end: now() };
         break;
       }
       case 'failover': {
@@ -111,7 +199,11 @@ export class Nemesis {
         const lagMs = Math.min(ms, 500);
         const oldPrimary = shard.primary.port;
         const { movedAt, newPrimary } = await failover(this.d.stack.network, shard, lagMs, 800, this.d.random);
-        w = { kind, target: `shard${this.d.stack.plain.length}`, start, end: movedAt, detail: { lagMs, oldPrimary, newPrimary } };
+        const name = `shard${this.d.stack.plain.length}`;
+        w = await this.answered(
+          { kind, target: name, node: name, start, end: movedAt, detail: { lagMs, oldPrimary, newPrimary } },
+          this.d.stack.pingPort(name),
+        );
         break;
       }
       case 'dynamo': {
@@ -137,15 +229,117 @@ export class Nemesis {
         await this.d.stack.partition.cut();
         await sleep(ms);
         await this.d.stack.partition.heal();
-        w = { kind, target: `w0↛shard${this.d.stack.partitionedShard}`, start, end: now() };
+        const name = `shard${this.d.stack.partitionedShard}`;
+        w = await this.answered(
+          { kind, target: `w0↛${name}`, node: name, clients: ['w0'], start, end: now() },
+          this.d.stack.partition.port,
+        );
         break;
       }
     }
+    this.record(w);
+    return [w];
+  }
+
+  private record(w: FaultWindow): void {
     this.windows.push(w);
+    const answered = w.answeredAt === undefined ? '' : `, answered +${Math.round(w.answeredAt - w.end)} ms`;
     this.d.log(
-      `fault ${w.kind.padEnd(9)} ${w.target.padEnd(16)} ${Math.round(w.end - w.start)} ms${w.detail ? ` ${JSON.stringify(w.detail)}` : ''}`,
+      `fault ${w.kind.padEnd(9)} ${w.target.padEnd(16)} ${Math.round(w.end - w.start)} ms${answered}${w.detail ? ` ${JSON.stringify(w.detail)}` : ''}`,
     );
-    return w;
+  }
+
+  /**
+   * Node stalls around the command timeout, repeated through the slot: a random plain shard is
+   * stopped for ⅓–1⅓ command timeouts (100–400 ms at the default 300 ms; SIGSTOP: CPU starvation, a slow script, a cold start's slow connect), then
+   * continued, then pinged; 0.3–0.8 s later the next. Each stall is a window of its own.
+   */
+  private async stalls(ms: number): Promise<FaultWindow[]> {
+    const out: FaultWindow[] = [];
+    const until = now() + ms;
+    do {
+      const { server, name } = this.shard();
+      const t = this.d.commandTimeoutMs;
+      const stalledMs = Math.round(between(this.d.random, t / 3, (4 * t) / 3));
+      const start = now();
+      server.pause();
+      await sleep(stalledMs);
+      server.resume();
+      const w = await this.answered({ kind: 'stall', target: name, node: name, start, end: now(), detail: { stalledMs } }, server.port);
+      this.record(w);
+      out.push(w);
+      await sleep(between(this.d.random, 300, 800));
+    } while (now() < until);
+    return out;
+  }
+
+  /**
+   * Memory pressure with a real eviction policy: the shard's keys are held to 30–60 % of the bytes
+   * they took when the window began (at least 16 KB), under a policy picked at random
+   * (MAXMEMORY_POLICIES, named in the window's target), while the containers keep reading and
+   * writing the whole key space; then lifted and the old policy restored. `maxmemory` counts all
+   * the node's memory (client buffers that come and go, the Lua VM), so every 100 ms it is set to
+   * what the node uses besides its keys plus that cap, the keys' bytes estimated as DBSIZE × the
+   * mean `MEMORY USAGE` of up to 20 random keys. Under the volatile-* policies only keys with a TTL
+   * are evicted; a node that cannot get under the limit answers writes with OOM errors.
+   */
+  private async memoryPressure(server: RedisServer, name: string, ms: number): Promise<FaultWindow> {
+    const policy = pick(this.d.random, MAXMEMORY_POLICIES);
+    const c: Redis = server.client({ maxRetriesPerRequest: 1, commandTimeout: 2000 });
+    try {
+      const oldPolicy = ((await c.config('GET', 'maxmemory-policy')) as string[])[1] ?? 'noeviction';
+      let sampled = 0;
+      let sampledBytes = 0;
+      for (let i = 0; i < 20; i++) {
+        const key = await c.randomkey();
+        if (key === null) break;
+        const bytes = await c.call('MEMORY', 'USAGE', key);
+        if (typeof bytes !== 'number') continue;
+        sampled++;
+        sampledBytes += bytes;
+      }
+      const bytesPerKey = sampled > 0 ? sampledBytes / sampled : 512;
+      const keysBefore = await c.dbsize();
+      const cap = Math.max(16 * 1024, Math.round(keysBefore * bytesPerKey * between(this.d.random, 0.3, 0.6)));
+      const before = info(await c.info('stats'), 'evicted_keys');
+      const limit = async (): Promise<number> => {
+        const used = info(await c.info('memory'), 'used_memory');
+        const bytes = Math.max(1, Math.round(used - (await c.dbsize()) * bytesPerKey + cap));
+        await c.config('SET', 'maxmemory', String(bytes));
+        return bytes;
+      };
+      const start = now();
+      await c.config('SET', 'maxmemory-policy', policy);
+      const first = await limit();
+      const until = start + ms;
+      while (now() < until) {
+        await sleep(Math.min(100, Math.max(0, until - now())));
+        await limit().catch(() => {});
+      }
+      const keysAtEnd = await c.dbsize();
+      await c.config('SET', 'maxmemory', '0');
+      await c.config('SET', 'maxmemory-policy', oldPolicy);
+      const end = now();
+      const evicted = info(await c.info('stats'), 'evicted_keys') - before;
+      return {
+        kind: 'maxmemory',
+        target: `${name} ${policy}`,
+        node: name,
+        start,
+        end,
+        detail: {
+          policy,
+          keysBefore,
+          bytesPerKey: Math.round(bytesPerKey),
+          keyBytesCap: cap,
+          firstMaxmemory: first,
+          evictedKeys: evicted,
+          keysAtEnd,
+        },
+      };
+    } finally {
+      c.disconnect();
+    }
   }
 
   /**
@@ -172,7 +366,7 @@ export class Nemesis {
       await c.config('SET', 'maxmemory', '0');
       const end = now();
       const evicted = info(await c.info('stats'), 'evicted_keys') - before;
-      return { kind: 'evict', target: name, start, end, detail: { maxmemory: limit, evictedKeys: evicted, junkWrites: n } };
+      return { kind: 'evict', target: name, node: name, start, end, detail: { maxmemory: limit, evictedKeys: evicted, junkWrites: n } };
     } finally {
       c.disconnect();
     }
@@ -182,5 +376,8 @@ export class Nemesis {
 /** How long each fault lasts, as a share of its slot in the schedule. */
 export function faultDuration(kind: FaultKind, slotMs: number, random: Rng): number {
   const base = between(random, 0.3, 0.5) * slotMs;
-  return kind === 'failover' ? Math.min(base, 500) : base;
+  if (kind === 'failover') return Math.min(base, 500);
+  // Stalls and a second shard map need the slot to show anything: several stalls; readers on both maps.
+  if (kind === 'stall' || kind === 'remap') return between(random, 0.5, 0.6) * slotMs;
+  return base;
 }

@@ -15,8 +15,9 @@ import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
 import { StreamFeed } from '../infra/local/stream-feed.ts';
 import { createReplayHandler } from '../functions/replay.ts';
 import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
+import { VIRTUAL_SHARDS } from '../lib/config.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
-import { faultDuration, Nemesis } from './faults.ts';
+import { faultDuration, Nemesis, type RemapOutcome } from './faults.ts';
 import {
   ABSENT,
   ALL_FAULTS,
@@ -45,8 +46,31 @@ export interface RunOptions {
   workers: number;
   /** Concurrent operation loops per container. */
   concurrency: number;
+  /** The `remap` fault: containers started on the other map, and again on the first map after it. */
+  remapContainers: number;
+  /**
+   * How the `remap` fault changes the map. `canary`: both maps live for the window (a canary or
+   * linear deploy), then a rollback. `procedure`: README's "Changing the shard map" — the new map
+   * deployed all at once (every container on the first map stops taking requests once those it
+   * holds are done), every node emptied (FLUSHALL ASYNC); at the rollback the same, and the first
+   * map's containers take requests again.
+   */
+  remapMode: 'canary' | 'procedure';
   thinkMs: [number, number];
   commandTimeoutMs: number;
+  /**
+   * CACHE_CHECK_INTERVAL_SECONDS of every container: the library's default (60 s) unless a run asks
+   * for a short one (1 s lets a down node come back within the fault's slot).
+   */
+  checkIntervalSeconds: number;
+  /**
+   * DYNAMODB_TIMEOUT_MS and DYNAMODB_DEADLINE_MS of every container. DynamoDB Local is a JVM sharing
+   * a small machine with the whole run: like the test stacks (test/helpers/stack.ts), the run gives
+   * it 3 s per attempt and 6 s in all, not the 1 s / 3 s meant for DynamoDB, since a library that
+   * enforces them would otherwise fail requests the JVM was merely slow to answer.
+   */
+  dynamoTimeoutMs: number;
+  dynamoDeadlineMs: number;
   /** How often the Streams consumer polls an idle shard (Lambda: about 4 times a second). */
   streamPollMs: number;
   /** Plain shards (one more shard, with a replica, is added for failovers). */
@@ -67,8 +91,13 @@ export const defaultRunOptions: RunOptions = {
   policy: 'strict',
   workers: 4,
   concurrency: 3,
+  remapContainers: 2,
+  remapMode: 'canary',
   thinkMs: [2, 12],
   commandTimeoutMs: 300,
+  checkIntervalSeconds: 60,
+  dynamoTimeoutMs: 3000,
+  dynamoDeadlineMs: 6000,
   streamPollMs: 250,
   shards: 3,
   keys: defaultKeySpace,
@@ -104,11 +133,12 @@ export function settings(o: RunOptions): Record<string, string> {
   return {
     CACHE_COMMAND_TIMEOUT_MS: String(o.commandTimeoutMs),
     CACHE_CONNECT_TIMEOUT_MS: '1000',
-    CACHE_CHECK_INTERVAL_SECONDS: '1',
+    CACHE_CHECK_INTERVAL_SECONDS: String(o.checkIntervalSeconds),
     CACHE_START_CYCLES: '1',
     CACHE_WRITE_POLICY: o.policy,
     CACHE_LEASE_MS: '2000',
-    DYNAMODB_TIMEOUT_MS: '1000',
+    DYNAMODB_TIMEOUT_MS: String(o.dynamoTimeoutMs),
+    DYNAMODB_DEADLINE_MS: String(o.dynamoDeadlineMs),
     DYNAMODB_MAX_ATTEMPTS: '3',
   };
 }
@@ -118,6 +148,8 @@ class ContainerThread {
   private readonly pending = new Set<{ type: FromWorker['type']; resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
   private failure: string | undefined;
   health: { status: string; dirtyKeys: number }[] = [];
+  /** Resolves when the container is warm (every node connected and verified). */
+  readonly ready: Promise<FromWorker>;
 
   constructor(
     readonly name: string,
@@ -137,6 +169,7 @@ class ContainerThread {
     });
     worker.on('error', (err) => this.fail(err.stack ?? err.message));
     worker.on('exit', (code) => this.fail(`exited with code ${code}`));
+    this.ready = this.next('ready');
   }
 
   private fail(message: string): void {
@@ -378,6 +411,48 @@ function revision(): RunResult['revision'] {
   return { commit: git('rev-parse', 'HEAD') || '?', libChanges: git('status', '--porcelain', '--', 'lib').split('\n').filter(Boolean) };
 }
 
+/**
+ * A second shard map for the `remap` fault, over the same nodes: either CACHE_NODES in another order
+ * (every key moves) or a CACHE_SHARD_MAP whose ranges are shifted by 20–80 % of one node's range (a
+ * part of each node's keys moves, as when a map is rebalanced). Returns the settings, the shard name of
+ * each CACHE_NODES entry, and the share of virtual shards whose node differs from the first map.
+ */
+export function otherShardMap(
+  first: { url: string; name: string }[],
+  random: Rng,
+): { env: Record<string, string>; nodeNames: string[]; label: string; movedShare: number } {
+  const n = first.length;
+  const contiguous = (s: number): number => Math.floor((s * n) / VIRTUAL_SHARDS);
+  if (random() < 0.5) {
+    const by = 1 + Math.floor(random() * (n - 1));
+    const rotated = [...first.slice(by), ...first.slice(0, by)];
+    return {
+      env: { CACHE_NODES: rotated.map((x) => x.url).join(',') },
+      nodeNames: rotated.map((x) => x.name),
+      label: `CACHE_NODES rotated by ${by}`,
+      movedShare: 1,
+    };
+  }
+  // Less than one node's range, so that only a part of each node's shards moves.
+  const width = Math.floor(VIRTUAL_SHARDS / n);
+  const offset = Math.max(1, Math.floor(width * between(random, 0.2, 0.8)));
+  const map = Array.from({ length: VIRTUAL_SHARDS }, (_, s) => contiguous((s + offset) % VIRTUAL_SHARDS));
+  const ranges: string[] = [];
+  for (let s = 0; s < VIRTUAL_SHARDS; ) {
+    let t = s;
+    while (t + 1 < VIRTUAL_SHARDS && map[t + 1] === map[s]) t++;
+    ranges.push(`${s}-${t}:${map[s]}`);
+    s = t + 1;
+  }
+  const moved = map.filter((node, s) => node !== contiguous(s)).length / VIRTUAL_SHARDS;
+  return {
+    env: { CACHE_SHARD_MAP: ranges.join(',') },
+    nodeNames: first.map((x) => x.name),
+    label: `CACHE_SHARD_MAP shifted by ${offset}`,
+    movedShare: moved,
+  };
+}
+
 export async function runConsistency(partial: Partial<RunOptions> = {}): Promise<RunResult> {
   const o: RunOptions = { ...defaultRunOptions, ...partial };
   const log = o.log;
@@ -392,15 +467,20 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     log,
   });
   log(stack.describe());
+  // The main thread's consumer, replayer and probe (-1) reach DynamoDB directly; client containers
+  // through the proxy the `blackhole` fault cuts.
   const env = (container: number): Record<string, string> => ({
     ...settings(o),
     CACHE_NODES: stack.nodes(container),
-    DYNAMODB_ENDPOINT: stack.endpoint,
+    DYNAMODB_ENDPOINT: container >= 0 ? stack.containerDynamoEndpoint : stack.endpoint,
     TABLE_PREFIX: stack.prefix,
     STREAM_PARKING_TABLE: stack.parkingTable,
   });
   const keys = keySpace(o.keys);
+  /** Every container started (their histories are read at the end); `live`: those still running. */
   const containers: ContainerThread[] = [];
+  const live = new Set<ContainerThread>();
+  let dynamoMode: DynamoFaultMode = 'off';
   const historyDir = mkdtempSync(join(tmpdir(), 'consistency-'));
   const mainDelay = monitorEventLoopDelay({ resolution: 10 });
   mainDelay.enable();
@@ -447,33 +527,118 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
 
     // The client containers.
     const entry = new URL('./worker.ts', import.meta.url).href;
-    const ready: Promise<unknown>[] = [];
-    for (let i = 0; i < o.workers; i++) {
+    const startContainer = (client: string, seed: number, containerEnv: Record<string, string>, nodeNames: string[]): ContainerThread => {
       const wc: WorkerConfig = {
         entry,
-        client: `w${i}`,
-        env: env(i),
-        seed: o.seed * 1000 + i,
+        client,
+        env: containerEnv,
+        nodeNames,
+        seed,
         concurrency: o.concurrency,
         thinkMs: o.thinkMs,
         keys: o.keys,
         hotShare: o.hotShare,
-        historyFile: join(historyDir, `w${i}.ndjson`),
+        historyFile: join(historyDir, `${client}.ndjson`),
       };
       const worker = new Worker(new URL('./boot.mjs', import.meta.url), {
         workerData: wc,
         env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
       });
-      const c = new ContainerThread(`w${i}`, worker);
-      ready.push(c.next('ready'));
+      const c = new ContainerThread(client, worker);
       containers.push(c);
+      return c;
+    };
+    /** Starts the load of warm containers (with the DynamoDB fault mode now on). */
+    const launch = async (cs: ContainerThread[]): Promise<void> => {
+      await Promise.all(cs.map((c) => c.ready));
+      for (const c of cs) {
+        live.add(c);
+        if (dynamoMode !== 'off') c.send({ type: 'dynamoFault', mode: dynamoMode });
+        c.send({ type: 'start' });
+      }
+    };
+    /** A container that goes away (a deploy replaced it): its load stops, its clients close. */
+    const retire = async (c: ContainerThread): Promise<void> => {
+      live.delete(c);
+      await c.request({ type: 'stop' }, 'stopped');
+      await c.request({ type: 'close' }, 'closed');
+    };
+    for (let i = 0; i < o.workers; i++) {
+      startContainer(
+        `w${i}`,
+        o.seed * 1000 + i,
+        env(i),
+        stack.nodeList(i).map((n) => n.name),
+      );
     }
-    await Promise.all(ready);
+    await Promise.all(containers.map((c) => c.ready));
     oob = new OutOfBand(stack.dynamo, loadConfig(env(-1)), stack.prefix, keys, rng(o.seed * 7919));
     const dynamoFaults = async (mode: DynamoFaultMode): Promise<void> => {
-      for (const c of containers) c.send({ type: 'dynamoFault', mode });
+      dynamoMode = mode;
+      for (const c of live) c.send({ type: 'dynamoFault', mode });
     };
-    const nemesis = new Nemesis({ stack, feed, dynamoFaults, random, log, slowOverlay: o.faults.includes('slow') });
+    // Two shard maps live, then a rollback (the `remap` fault): containers on another map (the node
+    // list in another order, or another CACHE_SHARD_MAP) join for the window; then they go away and
+    // new containers on the first map come (a rollback), and stay until the next remap replaces them.
+    let remaps = 0;
+    let rolledBack: ContainerThread[] = [];
+    const remap = async (ms: number): Promise<RemapOutcome> => {
+      const n = remaps++;
+      const first = stack.nodeList(-1);
+      const firstEnv = { ...env(-1), DYNAMODB_ENDPOINT: stack.containerDynamoEndpoint };
+      const other = otherShardMap(first, random);
+      const k = o.remapContainers;
+      const procedure = o.remapMode === 'procedure';
+      // README's procedure: an all-at-once deploy, so the first map's containers finish what they
+      // hold and take nothing more (the last rollback's go away, the others wait for the rollback).
+      const paused = procedure ? [...live].filter((c) => !rolledBack.includes(c)) : [];
+      if (procedure) {
+        await Promise.all([
+          ...rolledBack.map(retire),
+          ...paused.map(async (c) => {
+            live.delete(c);
+            await c.request({ type: 'stop' }, 'stopped');
+          }),
+        ]);
+        rolledBack = [];
+      }
+      const newMap = Array.from({ length: k }, (_, i) =>
+        startContainer(`r${n}new${i}`, o.seed * 1000 + 100 + 2 * k * n + i, { ...firstEnv, ...other.env }, other.nodeNames),
+      );
+      await launch(newMap);
+      if (procedure) await stack.flushAll();
+      const start = now();
+      await sleep(ms);
+      await Promise.all([...newMap, ...rolledBack].map(retire));
+      if (procedure) await stack.flushAll();
+      rolledBack = Array.from({ length: k }, (_, i) =>
+        startContainer(
+          `r${n}old${i}`,
+          o.seed * 1000 + 100 + 2 * k * n + k + i,
+          firstEnv,
+          first.map((x) => x.name),
+        ),
+      );
+      await launch([...rolledBack, ...paused]);
+      const end = now();
+      return {
+        start,
+        end,
+        target: procedure ? `${other.label}, README procedure` : other.label,
+        clients: [...newMap, ...rolledBack].map((c) => c.name),
+        detail: { mode: o.remapMode, ...other.env, movedKeysShare: other.movedShare },
+      };
+    };
+    const nemesis = new Nemesis({
+      stack,
+      feed,
+      dynamoFaults,
+      remap,
+      random,
+      log,
+      slowOverlay: o.faults.includes('slow'),
+      commandTimeoutMs: o.commandTimeoutMs,
+    });
     const slotted = o.faults.filter((k) => !OVERLAY_FAULTS.has(k));
 
     // Load.
@@ -482,7 +647,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     log(
       `run: ${o.seconds} s, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`,
     );
-    for (const c of containers) c.send({ type: 'start' });
+    await launch([...containers]);
     lagPoll = setInterval(() => {
       void stack.network.lag().then(
         (l) => (networkLagMs = Math.max(networkLagMs, l)),
@@ -513,13 +678,13 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     await sleep(endAt - now());
     clearInterval(lagPoll);
     oob.stop();
-    await Promise.all(containers.map((c) => c.request({ type: 'stop' }, 'stopped')));
+    await Promise.all([...live].map((c) => c.request({ type: 'stop' }, 'stopped')));
     await oobDone;
     log(`load stopped after ${Math.round((now() - t0) / 1000)} s; letting the stream drain and nodes recover`);
     // Quiet: every fault lifted; the stream drains, nodes come back up in every container.
     await sleep(Math.max(3500, 2 * o.streamPollMs + 1000));
-    await Promise.all(containers.map((c) => c.request({ type: 'sweep' }, 'swept')));
-    await Promise.all(containers.map((c) => c.request({ type: 'close' }, 'closed')));
+    await Promise.all([...live].map((c) => c.request({ type: 'sweep' }, 'swept')));
+    await Promise.all([...live].map((c) => c.request({ type: 'close' }, 'closed')));
 
     mainDelay.disable();
     const records: OpRecord[] = [...oob.records];

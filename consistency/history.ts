@@ -69,11 +69,45 @@ export interface OpRecord {
   leaseWaits?: number;
   /** Part of the final sweep (after the faults and the load stopped). */
   sweep?: boolean;
+  /**
+   * Writes: the shard the container's own shard map sent the key to (`shard0`…), as fault windows
+   * name it; a strict refusal is excused only by a fault on this node (checker.ts, refusalExcuse).
+   */
+  node?: string;
 }
 
-export type FaultKind = 'kill' | 'hang' | 'restart' | 'evict' | 'failover' | 'dynamo' | 'stream' | 'partition' | 'slow';
+export type FaultKind =
+  | 'kill'
+  | 'hang'
+  | 'restart'
+  | 'evict'
+  | 'failover'
+  | 'dynamo'
+  | 'stream'
+  | 'partition'
+  | 'slow'
+  | 'stall'
+  | 'maxmemory'
+  | 'remap'
+  | 'blackhole';
 
-export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'hang', 'restart', 'evict', 'failover', 'dynamo', 'stream', 'partition', 'slow'];
+/** The fault classes the protocol was designed for (R1–R9): the runs before issue 11 used these. */
+export const DESIGNED_FAULTS: readonly FaultKind[] = [
+  'kill',
+  'hang',
+  'restart',
+  'evict',
+  'failover',
+  'dynamo',
+  'stream',
+  'partition',
+  'slow',
+];
+
+/** The classes issue 11 added: faults nobody designed for. */
+export const NEW_FAULTS: readonly FaultKind[] = ['stall', 'maxmemory', 'remap', 'blackhole'];
+
+export const ALL_FAULTS: readonly FaultKind[] = [...DESIGNED_FAULTS, ...NEW_FAULTS];
 
 /** Faults that are not given a slot of their own but overlap the node faults. */
 export const OVERLAY_FAULTS: ReadonlySet<FaultKind> = new Set(['slow']);
@@ -88,10 +122,26 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   stream: 'Streams consumer paused, then resumed (lag)',
   partition: 'one container partitioned from one shard (others still reach it)',
   slow: 'DynamoDB slow but healthy (latency spikes, no errors), overlapping each node fault',
+  stall: 'SIGSTOP a shard for ⅓–1⅓ command timeouts (100–400 ms at 300 ms), SIGCONT; repeated through the slot',
+  maxmemory: 'small maxmemory on a shard under a random eviction policy, the working set larger than memory',
+  remap: 'two shard maps live (new containers on another map), then a rollback (new containers on the first map)',
+  blackhole: "DynamoDB black-holed at the socket: the containers' proxy accepts and never answers, open sockets go silent",
 };
 
 /** Faults that make a cache node unreachable or lose entries (a strict-policy refusal is expected during them). */
-export const CACHE_FAULTS: ReadonlySet<FaultKind> = new Set(['kill', 'hang', 'restart', 'evict', 'failover', 'partition']);
+export const CACHE_FAULTS: ReadonlySet<FaultKind> = new Set([
+  'kill',
+  'hang',
+  'restart',
+  'evict',
+  'failover',
+  'partition',
+  'stall',
+  'maxmemory',
+]);
+
+/** Faults of DynamoDB itself: an error in an operation overlapping one is not a failed request. */
+export const DYNAMO_FAULTS: ReadonlySet<FaultKind> = new Set(['dynamo', 'blackhole']);
 
 export type DynamoFaultMode = 'off' | 'errors' | 'slow';
 
@@ -102,6 +152,15 @@ export interface FaultWindow {
   start: number;
   /** When the fault was lifted (the node answers again, the feed resumed, injection stopped). */
   end: number;
+  /** A node fault: the shard it was on (`shard0`…), as records name it in `node`. */
+  node?: string;
+  /** A node fault that only some containers see (a partition): those; absent: every container. */
+  clients?: string[];
+  /**
+   * A node fault: when the node first answered a PING again after the fault was lifted (the nemesis
+   * pings it until it does). A strict refusal on the node is excused until this + one command timeout.
+   */
+  answeredAt?: number;
   detail?: Record<string, unknown>;
 }
 

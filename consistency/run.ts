@@ -1,7 +1,7 @@
 /**
  * npm run consistency -- --seconds N [--faults LIST] [--seed S] [--policy strict|available]
- *                        [--workers N] [--concurrency N] [--command-timeout MS] [--stream-poll MS] [--out FILE]
- *                        [--history FILE]
+ *                        [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S]
+ *                        [--remap canary|procedure] [--dynamo-timeout MS] [--dynamo-deadline MS] [--stream-poll MS] [--out FILE] [--history FILE]
  *
  * Starts DynamoDB Local (unless DYNAMODB_ENDPOINT is set) and redis-server shards, runs client
  * containers, an out-of-band writer, the Streams consumer and the fault schedule, checks the history,
@@ -21,8 +21,10 @@ function usage(message?: string): never {
   console.error(
     'usage: npm run consistency -- --seconds N [--faults ' +
       ALL_FAULTS.join(',') +
-      '|all|none] [--seed S] [--policy strict|available]\n' +
-      '       [--workers N] [--concurrency N] [--command-timeout MS] [--stream-poll MS] [--out FILE] [--history FILE]',
+      '|all|none] [--seed S] [--policy strict|available] [--remap canary|procedure]\n' +
+      '       [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S (default 60)]\n' +
+      '       [--dynamo-timeout MS (default 3000)] [--dynamo-deadline MS (default 6000)] [--stream-poll MS]\n' +
+      '       [--out FILE] [--history FILE]',
   );
   process.exit(2);
 }
@@ -33,6 +35,9 @@ const INT_FLAGS = {
   workers: { option: 'workers', min: 1 },
   concurrency: { option: 'concurrency', min: 1 },
   'command-timeout': { option: 'commandTimeoutMs', min: 10 },
+  'check-interval': { option: 'checkIntervalSeconds', min: 1 },
+  'dynamo-timeout': { option: 'dynamoTimeoutMs', min: 10 },
+  'dynamo-deadline': { option: 'dynamoDeadlineMs', min: 10 },
   'stream-poll': { option: 'streamPollMs', min: 10 },
 } as const satisfies Record<string, { option: keyof RunOptions; min: number }>;
 
@@ -49,6 +54,7 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
           { type: 'string' }
         >),
         policy: { type: 'string' },
+        remap: { type: 'string' },
         faults: { type: 'string' },
         history: { type: 'string' },
         out: { type: 'string' },
@@ -69,6 +75,10 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
   if (values.policy !== undefined) {
     if (values.policy !== 'strict' && values.policy !== 'available') usage('--policy is strict or available');
     options.policy = values.policy;
+  }
+  if (values.remap !== undefined) {
+    if (values.remap !== 'canary' && values.remap !== 'procedure') usage('--remap is canary or procedure');
+    options.remapMode = values.remap;
   }
   if (values.faults !== undefined) {
     const list = values.faults.trim();

@@ -43,6 +43,12 @@ export class Stack {
     readonly partition: RemoteProxy,
     readonly network: Network,
     readonly partitionedShard: number,
+    /**
+     * The client containers' way to DynamoDB (their DYNAMODB_ENDPOINT): a TCP proxy that the
+     * `blackhole` fault cuts (accepts, never answers; open sockets go silent). The Streams consumer,
+     * the replayer, the out-of-band writer and the probe reach DynamoDB directly.
+     */
+    readonly dynamoProxy: RemoteProxy,
     dynamoLocal: DynamoDbLocal | undefined,
   ) {
     this.dynamoLocal = dynamoLocal;
@@ -63,7 +69,8 @@ export class Stack {
     const replicated = await startReplicated(network, opts.containers + 1);
     const partitionedShard = Math.min(1, plain.length - 1);
     const partition = await network.proxy((plain[partitionedShard] as RedisServer).port);
-    const stack = new Stack(endpoint, prefix, plain, replicated, partition, network, partitionedShard, dynamoLocal);
+    const dynamoProxy = await network.proxy(Number(new URL(endpoint).port));
+    const stack = new Stack(endpoint, prefix, plain, replicated, partition, network, partitionedShard, dynamoProxy, dynamoLocal);
     await stack.createTables();
     return stack;
   }
@@ -78,16 +85,53 @@ export class Stack {
     return TABLES.map((t) => this.prefix + t.name);
   }
 
+  /** DYNAMODB_ENDPOINT of the client containers: through the proxy the `blackhole` fault cuts. */
+  get containerDynamoEndpoint(): string {
+    return `http://127.0.0.1:${this.dynamoProxy.port}`;
+  }
+
   /**
-   * CACHE_NODES for client container `container` (-1: the main thread's consumer and probe):
-   * container 0 reaches the partitioned shard through the proxy; each reaches the replicated shard
-   * through its own endpoint.
+   * CACHE_NODES for client container `container` (-1: the main thread's consumer and probe, and
+   * containers started during a run), in CACHE_NODES order, with the name fault windows give each
+   * shard: container 0 reaches the partitioned shard through the proxy; each reaches the replicated
+   * shard through its own endpoint.
    */
-  nodes(container: number): string {
-    const urls = this.plain.map((s, i) => (container === 0 && i === this.partitionedShard ? this.partition.url : s.url));
+  nodeList(container: number): { url: string; name: string }[] {
+    const list = this.plain.map((s, i) => ({
+      url: container === 0 && i === this.partitionedShard ? this.partition.url : s.url,
+      name: `shard${i}`,
+    }));
     const eps = this.replicated.endpoints;
-    const ep = (container >= 0 ? eps[container] : eps[eps.length - 1]) as RemoteProxy;
-    return [...urls, ep.url].join(',');
+    const ep = (container >= 0 && container < eps.length - 1 ? eps[container] : eps[eps.length - 1]) as RemoteProxy;
+    return [...list, { url: ep.url, name: `shard${this.plain.length}` }];
+  }
+
+  nodes(container: number): string {
+    return this.nodeList(container)
+      .map((n) => n.url)
+      .join(',');
+  }
+
+  /** The port a PING to shard `name` goes to (the main thread's endpoint for the replicated shard). */
+  pingPort(name: string): number {
+    const i = Number(name.replace(/^shard/, ''));
+    if (i < this.plain.length) return (this.plain[i] as RedisServer).port;
+    const eps = this.replicated.endpoints;
+    return (eps[eps.length - 1] as RemoteProxy).port;
+  }
+
+  /** FLUSHALL ASYNC on every node (the replicated shard's primary: its replica follows), as README's map-change procedure does. */
+  async flushAll(): Promise<void> {
+    await Promise.all(
+      [...this.plain, this.replicated.primary].map(async (server) => {
+        const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
+        try {
+          await c.flushall('ASYNC');
+        } finally {
+          c.disconnect();
+        }
+      }),
+    );
   }
 
   describe(): string {

@@ -43,6 +43,8 @@ export interface WorkerConfig {
   entry: string;
   client: string;
   env: Record<string, string>;
+  /** The shard name (`shard0`…, as fault windows name them) of each CACHE_NODES entry, in order. */
+  nodeNames: string[];
   seed: number;
   concurrency: number;
   thinkMs: [number, number];
@@ -118,7 +120,7 @@ function dynamoClient(): DynamoDBClient {
         if (ctx) readIds = countReads(context.commandName ?? '', (args as { input: unknown }).input, ctx);
         if (ctx && dynamoFault === 'slow' && !ctx.sweep && faultRandom() < 0.4) {
           // Slow but healthy: the call succeeds after a latency spike (shorter than the SDK's timeout).
-          const ms = Math.round(between(faultRandom, 100, 0.9 * timeoutMs));
+          const ms = Math.round(between(faultRandom, 100, Math.min(900, 0.9 * timeoutMs)));
           ctx.delayMs += ms;
           await sleep(ms);
         }
@@ -272,6 +274,12 @@ async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ v
   return { values: new Map(refs.map((ref, i) => [ref.id, { value: found.get(ref.id) ?? ABSENT, source: res.sources[i] ?? '?' }])) };
 }
 
+/** The shard this container's map sends a key to, by the name fault windows use. */
+function nodeNameOf(ref: KeyRef): string | undefined {
+  const node = cache.nodeFor(cache.resolve(ref.table, ref.key));
+  return node === undefined ? undefined : cfg.nodeNames[Number(node.id)];
+}
+
 async function execute(p: Planned, sweep = false): Promise<void> {
   const ctx: OpContext = { ...newCallAccount(), reads: new Map(), delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
   const op = ++opSeq;
@@ -286,8 +294,10 @@ async function execute(p: Planned, sweep = false): Promise<void> {
     ({ outcome, error, message } = classify(err));
   }
   const end = now();
+  const write = p.kind === 'put' || p.kind === 'update' || p.kind === 'delete';
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
+    const node = write ? nodeNameOf(ref) : undefined;
     buffer.push({
       op,
       client: cfg.client,
@@ -310,6 +320,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       dynamoReads: ctx.reads.get(ref.id) ?? 0,
       ...waitFields(ctx, ref.id),
       ...(sweep ? { sweep: true } : {}),
+      ...(node !== undefined ? { node } : {}),
     });
   }
 }
@@ -344,8 +355,11 @@ let loops: Promise<void>[] = [];
 port.on('message', (m: ToWorker) => {
   void (async () => {
     try {
-      if (m.type === 'start') loops = Array.from({ length: cfg.concurrency }, () => loop());
-      else if (m.type === 'dynamoFault') dynamoFault = m.mode;
+      if (m.type === 'start') {
+        // Also after a 'stop': a container that took no requests for a while (a remap) takes them again.
+        stopping = false;
+        loops = Array.from({ length: cfg.concurrency }, () => loop());
+      } else if (m.type === 'dynamoFault') dynamoFault = m.mode;
       else if (m.type === 'stop') {
         stopping = true;
         await Promise.all(loops);
