@@ -14,6 +14,7 @@ import { DeleteItemCommand, DynamoDBClient, PutItemCommand, type AttributeValue 
 import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
 import { StreamFeed } from '../infra/local/stream-feed.ts';
 import { createReplayHandler } from '../functions/replay.ts';
+import { createSweepHandler } from '../functions/sweep.ts';
 import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
 import { VIRTUAL_SHARDS } from '../lib/config.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
@@ -489,6 +490,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   let feed: StreamFeed | undefined;
   let consumer: ItemCache | undefined;
   let replayer: ItemCache | undefined;
+  let sweeper: ItemCache | undefined;
   let oob: OutOfBand | undefined;
   const streamCounts = { hotInvalidations: 0, replayed: 0, replayRetries: 0 };
   try {
@@ -498,6 +500,8 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     const consumerCache = consumer;
     replayer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
     const replay = createReplayHandler(replayer);
+    // The sweep of parked invalidations: a container of its own, on the deploy's schedule (serverless.yml).
+    sweeper = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
     feed = new StreamFeed({
       client: localDynamoClientConfig(stack.endpoint),
       tables: stack.physicalTables,
@@ -511,6 +515,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
         }
         return res;
       },
+      schedules: [{ everyMs: 60_000, handler: createSweepHandler(sweeper) }],
       subscriptions: [
         {
           table: stack.parkingTable,
@@ -745,6 +750,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     await feed?.stop().catch(() => {});
     await consumer?.close().catch(() => {});
     await replayer?.close().catch(() => {});
+    await sweeper?.close().catch(() => {});
     await oob?.probe.close().catch(() => {});
     await stack.stop();
     rmSync(historyDir, { recursive: true, force: true });

@@ -229,7 +229,6 @@ describe('consistency run', () => {
 
   test('strict: no write is refused once its node answers again (excused only until its first answer + one command timeout)', {
     timeout: 120_000,
-    todo: "defect 2 of issue 11: fails until the library's fix lands; then drop this todo",
   }, async () => {
     const result = await designedRun();
     assert.equal(result.refusalsCountedFailed, 0, `refused while the node answered: ${JSON.stringify(result.failedExamples.slice(0, 3))}`);
