@@ -60,6 +60,11 @@ export class TcpProxy {
     upstream.on('error', close).on('close', close);
   }
 
+  /** Points new connections at `port`; the existing ones stay where they are (a DNS name that moved). */
+  retarget(port: number): void {
+    this.target = port;
+  }
+
   /** Points new connections at `port` and resets the existing ones. */
   moveTo(port: number): void {
     this.target = port;

@@ -86,9 +86,9 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
   const asked = Date.now();
   if (await before(node, deadline, () => node.connected())) return;
   const status = node.client.status;
-  // A connection still being made (a cold start, a slow handshake) is a node that did not answer in
-  // time, a suspicion; one that was refused or closed is not.
-  if (status === 'connecting' || status === 'connect' || status === 'ready') throw new NoAnswer(node.address, deadline - asked);
+  // A connection made but not yet ready (a cold start whose handshake or ready check is slow) is a
+  // node that did not answer in time, a suspicion; one being (re)made after a refusal or a close is not.
+  if (status === 'connect' || status === 'ready') throw new NoAnswer(node.address, deadline - asked);
   throw new Error(`not connected (${status})`);
 }
 

@@ -34,18 +34,26 @@ local function extend(k, ms)
   local ttl = redis.call('PTTL', k)
   if ttl == -1 or ttl < ms then redis.call('PEXPIRE', k, ms) end
 end
--- The writers' fences still live (expired ones are deleted: a fence nobody lowers ends on its own),
--- and the latest deadline among them (0 = none).
-local function live_fences(k, now)
-  local latest = 0
+-- The writers' fences other than the one named except: the latest deadline among those still live (0 = none),
+-- and the names of the expired ones, for the caller to delete (a fence nobody lowers ends on its own).
+-- Reads only.
+local function live_fences(k, now, except)
+  local latest, expired = 0, {}
   for _, name in ipairs(redis.call('HKEYS', k)) do
-    if string.sub(name, 1, 2) == 'f:' then
+    if string.sub(name, 1, 2) == 'f:' and name ~= except then
       local until_ms = tonumber(redis.call('HGET', k, name) or '0')
-      if until_ms <= now then redis.call('HDEL', k, name)
+      if until_ms <= now then expired[#expired + 1] = name
       elseif until_ms > latest then latest = until_ms end
     end
   end
-  return latest
+  return latest, expired
+end
+-- A write that grows memory, as a script's first write: at maxmemory under noeviction Redis refuses
+-- it (it checks only a script's first write), and pcall turns the refusal into false instead of an
+-- error that would mark a node down which still answers and still deletes.
+local function try_grow(...)
+  local r = redis.pcall(...)
+  return not (type(r) == 'table' and r.err)
 end
 -- Until when the epoch settles, from its seal ('<until>:<sealed at>'); nil when the seal is gone.
 local function settle_until(seal)
@@ -99,7 +107,8 @@ if pd > now then return {2, pd - now} end
 local lt = tonumber(f[3] or '0')
 if f[2] and lt > now then return {3, lt - now, f[2]} end
 local lease = tonumber(ARGV[2])
-redis.call('HSET', k, 'l', tag .. ARGV[1], 'lt', now + lease)
+-- A node out of memory takes no lease: read around it, fill nothing.
+if not try_grow('HSET', k, 'l', tag .. ARGV[1], 'lt', now + lease) then return {2, 0} end
 extend(k, lease * 2)
 return {0}
 `;
@@ -115,7 +124,7 @@ const FILL = `${NOW}
 local k = KEYS[1]
 if redis.call('HGET', k, 'l') ~= ARGV[1] then return 0 end
 if KEYS[2] ~= k and settling(KEYS[2], now_ms()) then return 0 end
-redis.call('HSET', k, 'd', ARGV[2], 'v', ARGV[3])
+if not try_grow('HSET', k, 'd', ARGV[2], 'v', ARGV[3]) then return 0 end
 redis.call('HDEL', k, 'l', 'lt')
 redis.call('PEXPIRE', k, ARGV[4])
 return 1
@@ -144,12 +153,15 @@ local tag = ARGV[3]
 local f = redis.call('HMGET', k, 'd', 'v')
 local now = now_ms()
 local mine = now + tonumber(ARGV[2])
-local latest = live_fences(k, now)
+local latest, expired = live_fences(k, now)
 if mine > latest then latest = mine end
 local d = f[1]
 if d and string.sub(d, 1, #tag) ~= tag then d = false end
-if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hs', ARGV[1]) end
+-- The invalidation first: a deletion, which Redis allows even at maxmemory under noeviction (the
+-- writes after it are then allowed too; the entry set aside takes the place of the one deleted).
 redis.call('HDEL', k, 'd', 'v', 'l', 'lt')
+if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
+if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hs', ARGV[1]) end
 redis.call('HSET', k, 'w', ARGV[1], 'f:' .. ARGV[1], mine, 'pd', latest)
 extend(k, latest - now + 1000)
 if not d then return '' end
@@ -184,15 +196,17 @@ if redis.call('EXISTS', k) == 0 then return 0 end
 local now = now_ms()
 local mine = 'f:' .. ARGV[1]
 local f = redis.call('HMGET', k, 'w', mine)
-redis.call('HDEL', k, mine)
-local others = live_fences(k, now)
-if others > 0 then redis.call('HSET', k, 'pd', others) else redis.call('HDEL', k, 'pd') end
+local others, expired = live_fences(k, now, mine)
 -- While the node's epoch settles, a writer that began before it (its fence lost) may still be in
 -- flight: nobody may store.
 local alone = f[1] == ARGV[1] and others == 0 and tonumber(f[2] or '0') > now
 if alone and KEYS[2] ~= k and settling(KEYS[2], now) then alone = false end
-if alone and ARGV[3] == 'store' then
-  redis.call('HSET', k, 'd', ARGV[4], 'v', ARGV[5])
+-- The store is the script's first write, so a node out of memory refuses it (then: drop below).
+local stored = alone and ARGV[3] == 'store' and try_grow('HSET', k, 'd', ARGV[4], 'v', ARGV[5])
+redis.call('HDEL', k, mine)
+if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
+if others > 0 then redis.call('HSET', k, 'pd', others) else redis.call('HDEL', k, 'pd') end
+if stored then
   redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hs')
   redis.call('PEXPIRE', k, ARGV[6])
   return 1
