@@ -29,7 +29,7 @@ describe('RedisServer helper', () => {
     } finally {
       c.disconnect();
     }
-    assert.equal(await srv.dbsize(), 1);
+    assert.equal(await srv.dbsize(), 2, 'the key, and the seal of the first epoch (sealFirstStart)');
 
     const runId1 = await srv.runId();
     const pid1 = srv.pid;
