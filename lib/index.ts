@@ -5,7 +5,9 @@ export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
 export type { Config, CacheConfig, StoreConfig, StreamConfig, CacheMode, WritePolicy } from './config.ts';
 export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } from './tables.ts';
 export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
-export { resolveKey, virtualShard } from './keys.ts';
+export { resolveKey } from './keys.ts';
+/** @internal The shard a key maps to (the bench and the tests place keys on chosen nodes). */
+export { virtualShard } from './keys.ts';
 export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
 export { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
@@ -22,7 +24,9 @@ export { checkStreamRetryWindow } from './stream/window.ts';
 export { invalidateTableEntries } from './stream/flush.ts';
 export type { SweepOptions, SweepResult } from './stream/sweep.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
-export type { ProtocolHooks, ReadSource } from './cache/protocol.ts';
+export type { ReadSource } from './cache/protocol.ts';
+/** @internal Test seams that force an interleaving (ItemCacheOptions.hooks). */
+export type { ProtocolHooks } from './cache/protocol.ts';
 export {
   CacheLibraryError,
   ConfigError,

@@ -16,10 +16,11 @@ export interface ItemCacheOptions {
   config?: Config;
   /** Table declarations; default: the example application's (users, orders, readings). */
   tables?: readonly TableDefinition[];
+  /** @internal Test seams awaited at each step of the protocol (races tests). */
   hooks?: ProtocolHooks;
   /** A DynamoDB client to use instead of one built from the settings (tests inject faults with it). */
   dynamoClient?: DynamoDBClient;
-  /** Test seam for the node state machines' clock. */
+  /** @internal Test seam for the node state machines' clock. */
   clock?: () => number;
 }
 
@@ -57,9 +58,13 @@ export const MAX_BATCH_KEYS = 100;
  * warm invocations) and call it inside the handler.
  */
 export class ItemCache {
+  /** The settings it was built from (read-only: the handlers read their own limits here). */
   readonly config: Config;
+  /** The declared tables, by logical and physical name. */
   readonly tables: TableRegistry;
+  /** @internal DynamoDB access, for the stream functions of this library (lib/stream/). */
   readonly store: ItemStore;
+  /** @internal The nodes and the shard map, for the stream functions, the bench and the tests. */
   readonly shards: ShardMap;
   private readonly protocol: CacheProtocol;
 
@@ -84,17 +89,27 @@ export class ItemCache {
     });
   }
 
+  /**
+   * A declared table by its logical name. Throws UnknownTableError.
+   * @example
+   * const orders = cache.table('orders'); // orders.hashKey.name === 'customerId'
+   */
   table(name: string): TableDefinition {
     return this.tables.get(name);
   }
 
-  /** Checks a key against its table and derives its cache names (G6). Throws ValidationError. */
+  /**
+   * Checks a key against its table and derives its cache names (G6). Throws ValidationError.
+   * @example
+   * const rk = cache.resolve('users', { userId: 'ada' }); // rk.redisKey, rk.shard
+   */
   resolve(table: string | TableDefinition, key: unknown, field = 'key'): ResolvedKey {
     const def = typeof table === 'string' ? this.tables.get(table) : table;
     return resolveKey(def, this.tables.physicalName(def), key, field);
   }
 
   /**
+   * @internal For the Streams consumer and the replayer (lib/stream/).
    * The key of a stream record's item: its table's physical name and its key attributes (binary as
    * bytes). Throws when the table is not declared or the key does not fit it.
    */
@@ -104,7 +119,7 @@ export class ItemCache {
     return this.resolve(def, fromAttributes(keys), 'Keys');
   }
 
-  /** The node holding an item's entry; undefined when the table or the cache is off. */
+  /** @internal The node holding an item's entry; undefined when the table or the cache is off. */
   nodeFor(rk: ResolvedKey): CacheNode | undefined {
     return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
   }
@@ -113,6 +128,14 @@ export class ItemCache {
     return (table.ttlSeconds ?? this.config.cache.ttlSeconds) * 1000;
   }
 
+  /**
+   * Reads an item by key: from the cache when it holds the item's latest acknowledged version (G1),
+   * else from DynamoDB (strongly consistent), filling the cache. A failing node costs at most the
+   * command timeout (G3). Throws ValidationError, UnknownTableError, StoreUnavailableError.
+   * @example
+   * const { item, version, cache: source } = await cache.get('users', { userId: 'ada' });
+   * if (item === undefined) console.log('no such user');
+   */
   async get(table: string, key: unknown): Promise<ReadResult> {
     const rk = this.resolve(table, key);
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
@@ -143,6 +166,12 @@ export class ItemCache {
     return toReadResult(rk.table, toEntry(rk.table, await this.store.get(rk)), 'bypass');
   }
 
+  /**
+   * Reads up to 100 items of one table at once: hits from the cache, the rest in one consistent
+   * BatchGetItem. Keys that name no item come back in `missing`.
+   * @example
+   * const { items, missing } = await cache.batchGet('users', [{ userId: 'ada' }, { userId: 'bob' }]);
+   */
   async batchGet(table: string, keys: unknown): Promise<BatchGetResult> {
     const def = this.tables.get(table);
     if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
@@ -171,7 +200,14 @@ export class ItemCache {
     return { items, missing, sources: results.map((r) => r.cache) };
   }
 
-  /** Replaces an item (its key is taken from it). */
+  /**
+   * Replaces an item (its key is taken from it) and stores it in the cache (write-through). With
+   * `ifVersion`, only if the item is at that version; with `ifExists`, only if it exists
+   * (VersionMismatchError otherwise, nothing written, the cache unchanged).
+   * @example
+   * const { version } = await cache.put('orders', { customerId: 'c1', orderId: 'o1', total: 12 });
+   * await cache.put('orders', { customerId: 'c1', orderId: 'o1', total: 13 }, { ifVersion: version });
+   */
   async put(table: string, item: unknown, options: WriteOptions = {}): Promise<WriteResult> {
     const def = this.tables.get(table);
     const rk = this.resolve(def, item, 'item');
@@ -189,7 +225,11 @@ export class ItemCache {
     });
   }
 
-  /** Sets and removes top-level attributes of an existing item (ItemNotFoundError if there is none). */
+  /**
+   * Sets and removes top-level attributes of an existing item (ItemNotFoundError if there is none).
+   * @example
+   * await cache.update('orders', { customerId: 'c1', orderId: 'o1' }, { set: { total: 13 }, remove: ['note'] });
+   */
   async update(table: string, key: unknown, changes: UpdateChanges, options: WriteOptions = {}): Promise<WriteResult> {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
@@ -210,7 +250,11 @@ export class ItemCache {
     });
   }
 
-  /** Deletes an item; `deleted` says whether there was one. */
+  /**
+   * Deletes an item; `deleted` says whether there was one. Later reads answer not-found (R8).
+   * @example
+   * const { deleted } = await cache.delete('orders', { customerId: 'c1', orderId: 'o1' });
+   */
   async delete(table: string, key: unknown, options: WriteOptions = {}): Promise<{ deleted: boolean }> {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
@@ -221,7 +265,12 @@ export class ItemCache {
     });
   }
 
-  /** One page of a partition (tables with a range key), in range-key order, straight from DynamoDB. */
+  /**
+   * One page of a partition (tables with a range key), in range-key order, straight from DynamoDB.
+   * @example
+   * const page = await cache.queryPartition('readings', 's1', { limit: 10 });
+   * const next = await cache.queryPartition('readings', 's1', { limit: 10, cursor: page.next });
+   */
   async queryPartition(
     table: string,
     hashValue: unknown,
@@ -250,22 +299,38 @@ export class ItemCache {
     };
   }
 
-  /** Drops an item's entry (stream records). Throws CacheUnavailableError when its node cannot be reached. */
+  /**
+   * @internal For the Streams consumer, the replayer and the sweep (lib/stream/).
+   * Drops an item's entry. Throws CacheUnavailableError when its node cannot be reached.
+   */
   async invalidate(rk: ResolvedKey): Promise<void> {
     await this.protocol.invalidate(this.nodeFor(rk), rk.redisKey);
   }
 
-  /** Each node's state as this container sees it. */
+  /**
+   * Each node's state as this container sees it (up, down, starting, settling).
+   * @example
+   * const down = cache.health().filter((n) => n.status === 'down');
+   */
   health(): NodeHealth[] {
     return this.shards.nodes.map((n) => n.health());
   }
 
-  /** The same, after asking every node (PING, bounded by the command timeout). */
+  /**
+   * The same, after asking every node (PING, bounded by the command timeout).
+   * @example
+   * const nodes = await cache.checkHealth(); // what GET /health answers
+   */
   async checkHealth(): Promise<NodeHealth[]> {
     await Promise.all(this.shards.nodes.map((n) => n.check()));
     return this.health();
   }
 
+  /**
+   * Closes the node connections and the DynamoDB client (tests, scripts; a Lambda container never does).
+   * @example
+   * await cache.close();
+   */
   async close(): Promise<void> {
     await this.shards.close();
     this.store.client.destroy();
