@@ -25,6 +25,8 @@ const HOST = '127.0.0.1';
 const DEFAULT_START_TIMEOUT_MS = 15_000;
 
 export interface RedisServerOptions {
+  /** The port to listen on (the local stack's REDIS_PORTS); default: a free one. */
+  port?: number;
   /** e.g. '2mb' → `--maxmemory 2mb` */
   maxmemory?: string;
   /** e.g. 'allkeys-lru' → `--maxmemory-policy allkeys-lru` */
@@ -295,7 +297,7 @@ export class RedisServer {
     // A free port can be grabbed by someone else between probing and binding: retry a few times.
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const port = await freePort();
+      const port = opts.port ?? (await freePort());
       const dir = mkdtempSync(join(tmpdir(), `redis-test-${port}-`));
       liveDirs.add(dir);
       const role = typeof roleArgs === 'function' ? roleArgs(dir) : roleArgs;
@@ -308,6 +310,7 @@ export class RedisServer {
         lastErr = err;
         const addrInUse = /address already in use/i.test(server.output);
         await server.stop();
+        if (addrInUse && opts.port !== undefined) throw new Error(`redis-server: port ${opts.port} is already in use`);
         if (!addrInUse) throw err;
       }
     }

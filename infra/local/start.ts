@@ -11,16 +11,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { Redis } from 'ioredis';
 import { exampleTables } from '../../lib/tables.ts';
 import { createParkingTable, createTables } from './create-tables.ts';
 import { localDynamoClientConfig, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local.ts';
-import { sealFirstStart } from './redis-server.ts';
+import { RedisServer } from './redis-server.ts';
 import { StreamFeed } from './stream-feed.ts';
 import streamMappings from '../stream-mappings.cjs';
 import { generateTlsMaterial, redisTlsArgs, type TlsMaterial } from './tls.ts';
@@ -58,49 +56,11 @@ let feed: StreamFeed | undefined;
 /** The sweep's schedule in serverless.yml: rate(1 minute). */
 const SWEEP_EVERY_MS = 60_000;
 let tlsMaterial: TlsMaterial | undefined;
-const redisDirs: string[] = [];
+const redisServers: RedisServer[] = [];
 let stopping = false;
 
 function say(line: string): void {
   process.stdout.write(`[local] ${line}\n`);
-}
-
-async function waitForRedis(p: number, tls: TlsMaterial | undefined, password: string | undefined): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const c = new Redis({
-      host: '127.0.0.1',
-      port: p,
-      password,
-      tls: tls ? { ca: tls.caFile ? (await import('node:fs')).readFileSync(tls.caFile, 'utf8') : undefined } : undefined,
-      lazyConnect: true,
-      retryStrategy: () => null,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-    });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      await sealFirstStart(c);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    } finally {
-      c.disconnect();
-    }
-  }
-  throw new Error(`redis-server on port ${p} did not answer`);
-}
-
-function startRedis(p: number, password: string | undefined): ChildProcess {
-  const dir = mkdtempSync(join(tmpdir(), `local-redis-${p}-`));
-  redisDirs.push(dir);
-  const listen = tlsMaterial ? ['--port', '0', ...redisTlsArgs(tlsMaterial, p)] : ['--port', String(p)];
-  const args = [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'];
-  if (password) args.push('--requirepass', password);
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
 }
 
 async function main(): Promise<void> {
@@ -115,8 +75,17 @@ async function main(): Promise<void> {
   // Redis shards
   const token = settings.tls ? randomBytes(24).toString('hex') : undefined;
   if (settings.tls) tlsMaterial = generateTlsMaterial();
-  for (const p of settings.redisPorts) startRedis(p, token);
-  await Promise.all(settings.redisPorts.map((p) => waitForRedis(p, tlsMaterial, token)));
+  // The launcher the tests use (infra/local/redis-server.ts): each server empty, its first epoch sealed.
+  // With TLS the given port is the TLS one (and a free plain one, on 127.0.0.1 with AUTH, serves the
+  // launcher's own probes).
+  const tls = tlsMaterial;
+  redisServers.push(
+    ...(await Promise.all(
+      settings.redisPorts.map((p) =>
+        RedisServer.start(tls ? { password: token, extraArgs: redisTlsArgs(tls, p) } : { port: p, password: token }),
+      ),
+    )),
+  );
   const scheme = settings.tls ? 'rediss' : 'redis';
   const cacheNodes = settings.redisPorts.map((p) => `${scheme}://127.0.0.1:${p}`).join(',');
   say(`Redis shards       ${cacheNodes}${settings.tls ? ' (TLS, AUTH)' : ''}`);
@@ -251,8 +220,8 @@ async function stop(code: number): Promise<never> {
   }, 5000);
   await Promise.all(children.map((c) => (alive(c) ? new Promise((r) => c.once('exit', r)) : undefined)));
   clearTimeout(killer);
+  await Promise.all(redisServers.map((r) => r.stop()));
   await dynamo?.stop();
-  for (const d of redisDirs) rmSync(d, { recursive: true, force: true });
   if (tlsMaterial) rmSync(tlsMaterial.dir, { recursive: true, force: true });
   process.exit(code);
 }
