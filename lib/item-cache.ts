@@ -408,20 +408,33 @@ function checkAttributes(table: TableDefinition, attrs: unknown, field: string, 
 }
 
 /**
+ * DynamoDB's nesting limit: a top-level attribute holds at most 31 lists or maps one inside another
+ * (measured on DynamoDB Local: 32 is refused, "Nesting Levels have exceeded supported limits").
+ * Checked before the write, so such a request never reaches the cache (a rejected request changes
+ * nothing: SECURITY.md).
+ */
+const MAX_NESTED_CONTAINERS = 31;
+
+/**
  * Every string of a value (set members, nested map names included) must be well-formed UTF-16.
  * DynamoDB stores UTF-8, which has no spelling for a lone surrogate: what a deployed table makes of
  * one is not something to leave to chance (DynamoDB Local keeps it as sent), so it is refused and
- * every value written reads back as written (G4).
+ * every value written reads back as written (G4). Lists and maps nest at most MAX_NESTED_CONTAINERS.
  */
-function checkWellFormedValue(v: AttributeValue, field: string): void {
+function checkWellFormedValue(v: AttributeValue, field: string, containers = 0): void {
   if (v.S !== undefined) checkWellFormedText(v.S, field);
   else if (v.SS !== undefined) for (const s of v.SS) checkWellFormedText(s, field);
-  else if (v.L !== undefined) v.L.forEach((x, i) => checkWellFormedValue(x, `${field}[${i}]`));
-  else if (v.M !== undefined) {
-    for (const [name, x] of Object.entries(v.M)) {
-      const inner = attributeField(field, name);
-      checkWellFormedText(name, inner);
-      checkWellFormedValue(x, inner);
+  else if (v.L !== undefined || v.M !== undefined) {
+    if (containers + 1 > MAX_NESTED_CONTAINERS) {
+      throw new ValidationError(field, `nests lists and maps deeper than the ${MAX_NESTED_CONTAINERS} levels DynamoDB accepts`);
+    }
+    if (v.L !== undefined) v.L.forEach((x, i) => checkWellFormedValue(x, `${field}[${i}]`, containers + 1));
+    else {
+      for (const [name, x] of Object.entries(v.M ?? {})) {
+        const inner = attributeField(field, name);
+        checkWellFormedText(name, inner);
+        checkWellFormedValue(x, inner, containers + 1);
+      }
     }
   }
 }

@@ -84,12 +84,20 @@ function failed(node: CacheNode, err: unknown, during: string): void {
 
 async function ensureConnected(node: CacheNode, deadline: number): Promise<void> {
   const asked = Date.now();
-  if (await before(node, deadline, () => node.connected())) return;
-  const status = node.client.status;
   // A connection made but not yet ready (a cold start whose handshake or ready check is slow) is a
-  // node that did not answer in time, a suspicion; one being (re)made after a refusal or a close is not.
-  if (status === 'connect' || status === 'ready') throw new NoAnswer(node.address, deadline - asked);
-  throw new Error(`not connected (${status})`);
+  // node that did not answer in time, a suspicion; one being (re)made after a refusal or a close is
+  // not, whichever of the two waits ran out first.
+  const handshaking = (): boolean => node.client.status === 'connect' || node.client.status === 'ready';
+  let ready: boolean;
+  try {
+    ready = await before(node, deadline, () => node.connected());
+  } catch (err) {
+    if (err instanceof NoAnswer && !handshaking()) throw new Error(`not connected (${node.client.status})`);
+    throw err;
+  }
+  if (ready) return;
+  if (handshaking()) throw new NoAnswer(node.address, deadline - asked);
+  throw new Error(`not connected (${node.client.status})`);
 }
 
 /** An entry as read from the node: its payload when it carries the epoch's tag, else undefined (R9). */
