@@ -61,7 +61,7 @@ describe('fuzzed HTTP API', () => {
         // leaves a new write stamp (w), as any begin does (ARCHITECTURE.md, "How a write travels").
         if ((await client.type(key)) === 'hash') {
           const [d, v] = await client.hmget(key, 'd', 'v');
-          if (d !== null) redis.set(key, { d, v: v ?? '' });
+          if (d !== null && d !== undefined) redis.set(key, { d, v: v ?? '' });
         }
       }
     }
