@@ -32,12 +32,16 @@ export function captureLogs(): CapturedLogs {
   };
 }
 
-/** The JSON lines the library logged while `fn` ran, with its result. */
-export async function logsDuring<T>(fn: () => Promise<T>): Promise<{ result: T; logs: Record<string, unknown>[] }> {
+/** The JSON lines the library logged while `fn` ran (parsed, and as written), with its result. */
+export async function logsDuring<T>(fn: () => Promise<T>): Promise<{ result: T; logs: Record<string, unknown>[]; lines: string[] }> {
   const capture = captureLogs();
   try {
     const result = await fn();
-    return { result, logs: capture.entries() };
+    const lines = capture
+      .text()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
+    return { result, logs: capture.entries(), lines };
   } finally {
     capture.stop();
   }

@@ -13,31 +13,7 @@ import { CacheUnavailableError, invalidateStreamRecords } from '../../lib/index.
 import type { ItemCache } from '../../lib/item-cache.ts';
 import type { CacheNode } from '../../lib/cache/node.ts';
 import type { ResolvedKey } from '../../lib/keys.ts';
-
-/** Lines the library logged while `fn` ran (Powertools writes JSON lines, errors to stderr). */
-async function captureLogs<T>(fn: () => Promise<T>): Promise<{ result: T; logs: Record<string, unknown>[] }> {
-  const lines: string[] = [];
-  const streams = [process.stdout, process.stderr];
-  const writes = streams.map((s) => s.write);
-  for (const s of streams) {
-    const write = s.write.bind(s);
-    s.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      lines.push(String(chunk));
-      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof s.write;
-  }
-  try {
-    const result = await fn();
-    const logs = lines
-      .join('')
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    return { result, logs };
-  } finally {
-    streams.forEach((s, i) => (s.write = writes[i] as typeof s.write));
-  }
-}
+import { logsDuring } from '../helpers/capture-logs.ts';
 
 /** Resolves at the client's next 'ready': register it before the connection is reset. */
 function nextReady(node: CacheNode): Promise<void> {
@@ -146,7 +122,7 @@ describe('node faults', () => {
       assert.equal((await other.get('users', key)).cache, 'hit');
       const seq = '200';
       proxy.cut();
-      const { result, logs } = await captureLogs(() => writer.put('users', { ...key, v: 'new' }));
+      const { result, logs } = await logsDuring(() => writer.put('users', { ...key, v: 'new' }));
       assert.equal(result.version, 2, 'the write committed and was acknowledged');
       const dirty = logs.find((l) => l.message === 'CACHE_DIRTY_DATA');
       assert.ok(dirty, 'the dirty key was logged');

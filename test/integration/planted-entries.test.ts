@@ -13,32 +13,7 @@ import { call } from '../helpers/api-event.ts';
 import { createHttpApp, type HttpHandler } from '../../functions/http/app.ts';
 import { allRoutes } from '../../functions/http/routes.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
-
-/** JSON lines the library logged while `fn` ran (Powertools writes errors to stderr). */
-async function captureLogs<T>(fn: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
-  const chunks: string[] = [];
-  const streams = [process.stdout, process.stderr];
-  const writes = streams.map((s) => s.write);
-  for (const s of streams) {
-    const write = s.write.bind(s);
-    s.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      chunks.push(String(chunk));
-      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-    }) as typeof s.write;
-  }
-  try {
-    const result = await fn();
-    return {
-      result,
-      lines: chunks
-        .join('')
-        .split('\n')
-        .filter((l) => l.startsWith('{')),
-    };
-  } finally {
-    streams.forEach((s, i) => (s.write = writes[i] as typeof s.write));
-  }
-}
+import { logsDuring } from '../helpers/capture-logs.ts';
 
 const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 
@@ -88,7 +63,7 @@ describe('planted cache entries', () => {
       // Tagged with the node's epoch, as the library's own entries are: it would trust it.
       await admin.hset(rk.redisKey, 'd', cache.nodeFor(rk)!.epochTag + entry(userId));
       // Act
-      const { result: res, lines } = await captureLogs(() => call(app, 'GET', `/tables/users/items/${userId}`));
+      const { result: res, lines } = await logsDuring(() => call(app, 'GET', `/tables/users/items/${userId}`));
       // Assess
       assert.equal(res.status, 200, res.text);
       assert.deepEqual(res.json, { userId, v: 1 });
@@ -114,7 +89,7 @@ describe('planted cache entries', () => {
       await admin.hset(rk.redisKey, 'd', cache.nodeFor(rk)!.epochTag + PLANTED[i]![1](userId));
     }
     // Act
-    const { result: res, lines } = await captureLogs(() =>
+    const { result: res, lines } = await logsDuring(() =>
       call(app, 'POST', '/tables/users/batch-get', { body: { keys: ids.map((userId) => ({ userId })) } }),
     );
     // Assess

@@ -12,7 +12,7 @@ import { batch, streamRecord } from '../helpers/stream-records.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 import type { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
-import { faultyDynamoClient } from '../helpers/faults.ts';
+import { endSettle, faultyDynamoClient } from '../helpers/faults.ts';
 import { StreamFeed } from '../../infra/local/stream-feed.ts';
 import { ConfigError, type ItemCache } from '../../lib/index.ts';
 import { FIRST_SWEEP_DELAY_MS, parkInvalidation } from '../../lib/stream/parking.ts';
@@ -314,7 +314,11 @@ describe('parked invalidations', () => {
 
   test('a replay mapping created after records were parked reads them: every mapping starts at the trim horizon', async () => {
     const { onA } = usersOnTwoServers(writer, 'late');
-    await writer.put('users', { ...onA, v: 'old' });
+    // A container of its own: the shared writer's node state is what the tests before left it.
+    const cacheOld = stack.cache();
+    await cacheOld.get('users', onA);
+    await endSettle(cacheOld.nodeFor(cacheOld.resolve('users', onA))!); // an earlier test's fault may still settle it
+    await cacheOld.put('users', { ...onA, v: 'old' });
     await writeAround(onA.userId, 'new');
     const consumer = stack.cache();
     const rk = consumer.resolve('users', onA);
@@ -326,7 +330,7 @@ describe('parked invalidations', () => {
       node: '',
       reason: 'parked before the replay mapping existed',
     });
-    assert.equal((await writer.get('users', onA)).item?.v, 'old');
+    assert.equal((await cacheOld.get('users', onA)).item?.v, 'old');
     // The replay mapping, created now, with the deploy's settings.
     const feed = new StreamFeed({
       client: localDynamoClientConfig(stack.env.DYNAMODB_ENDPOINT),
