@@ -64,10 +64,12 @@ const keyCount = Number(values.keys);
 const ids = Array.from({ length: keyCount }, (_, i) => `h${i}`);
 const rks = ids.map((userId) => cache.resolve('users', { userId }));
 const node = cache.nodeFor(rks[0]!)!;
-// After the node's epoch is sealed (sealing flushes whatever a new epoch finds).
+// After the node's epoch is sealed: entries carry its tag (lib/cache/scripts.ts), as the library writes them.
 while (!node.readable) await new Promise((r) => setTimeout(r, 10));
 const encode = values.form === 'av' ? encodeAttributes : (av: Parameters<typeof encodeAttributes>[0]) => encodeEntry(av, '_version');
-for (const [i, rk] of rks.entries()) await raw.hset(rk.redisKey, 'd', encode(userAttributes(rk.key.userId as string, i)), 'v', '1');
+for (const [i, rk] of rks.entries()) {
+  await raw.hset(rk.redisKey, 'd', node.epochTag + encode(userAttributes(rk.key.userId as string, i)), 'v', '1');
+}
 
 const variants: Record<string, (i: number) => Promise<unknown>> = {
   raw: (i) => raw.hget(rks[i % keyCount]!.redisKey, 'd'),
