@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.ts';
-import { redactUrl } from './cache/node.ts';
-import { LogKeyHasher, type LogKeys } from './log.ts';
+import type { TableDefinition } from './tables.ts';
+import { LogKeyHasher, redactUrl, type LogKeys } from './log.ts';
 
 export type CacheMode = 'shards' | 'cluster' | 'off';
 export type WritePolicy = 'available' | 'strict';
@@ -218,6 +218,11 @@ function readCaFile(path: string | undefined): string | undefined {
  */
 export function fenceTimeMs(config: Config): number {
   return config.store.deadlineMs + config.cache.commandTimeoutMs + 1000;
+}
+
+/** An entry's lifetime in a table: its own TTL, else CACHE_TTL_SECONDS. */
+export function entryTtlSeconds(config: Config, table: TableDefinition): number {
+  return table.ttlSeconds ?? config.cache.ttlSeconds;
 }
 
 /** Builds the typed settings once; nothing else in the library reads `process.env`. */

@@ -1,5 +1,5 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { fenceTimeMs, loadConfig, type Config } from './config.ts';
+import { entryTtlSeconds, fenceTimeMs, loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
@@ -125,7 +125,7 @@ export class ItemCache {
   }
 
   private ttlMs(table: TableDefinition): number {
-    return (table.ttlSeconds ?? this.config.cache.ttlSeconds) * 1000;
+    return entryTtlSeconds(this.config, table) * 1000;
   }
 
   /**

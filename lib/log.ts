@@ -36,3 +36,22 @@ export type LogKeys = 'plain' | LogKeyHasher;
 export function loggedKey(key: string, mode: LogKeys): string {
   return mode === 'plain' ? key : mode.hash(key);
 }
+
+/**
+ * `redis://host:port/db` without user or password: safe for logs, errors and /health. Text that is
+ * not a URL (a malformed setting) keeps no user information either: everything before its last `@`
+ * (after the scheme) is dropped, since it cannot be parsed to tell the user from the password.
+ */
+export function redactUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    const at = url.lastIndexOf('@');
+    if (at === -1) return url;
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? '';
+    return `${scheme}…@${url.slice(at + 1)}`;
+  }
+  const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
+  return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
+}

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { encodeAttributes, type Attributes } from '../codec.ts';
 import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
-import { entryTtlSeconds, fillMarginSeconds } from './window.ts';
+import { entryTtlSeconds } from '../config.ts';
+import { fillMarginSeconds } from './window.ts';
 
 /**
  * Parked invalidations (R6 without a blocked shard). A stream shard delivers in order: a record

@@ -1,4 +1,4 @@
-import { fenceTimeMs, type Config } from '../config.ts';
+import { entryTtlSeconds, fenceTimeMs, type Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import type { TableDefinition } from '../tables.ts';
 
@@ -12,11 +12,6 @@ export const STREAM_RETENTION_SECONDS = 86_400;
  */
 export function fillMarginSeconds(config: Config): number {
   return Math.ceil((config.cache.leaseMs + fenceTimeMs(config)) / 1000);
-}
-
-/** An entry's lifetime in a table: its own TTL, else CACHE_TTL_SECONDS. */
-export function entryTtlSeconds(config: Config, table: TableDefinition): number {
-  return table.ttlSeconds ?? config.cache.ttlSeconds;
 }
 
 /**

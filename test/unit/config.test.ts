@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, parseShardMap, VIRTUAL_SHARDS } from '../../lib/index.ts';
-import { clientOptions, redactUrl } from '../../lib/cache/node.ts';
+import { clientOptions } from '../../lib/cache/node.ts';
+import { redactUrl } from '../../lib/log.ts';
 
 /** The minimal environment for the default mode (shards). */
 const BASE = { CACHE_NODES: 'redis://127.0.0.1:6379' } as const;
