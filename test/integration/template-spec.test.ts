@@ -1,0 +1,169 @@
+/**
+ * The packaged CloudFormation template of the dev and prod stages, checked against the AWS resource
+ * specification (infra/template-spec.ts) and against the deploy rules of README "Deploying it":
+ * what CloudFormation itself would refuse, and what a review found that it would accept.
+ */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkTemplate, loadSpec, type SpecIndex } from '../../infra/template-spec.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const STAGES = ['dev', 'prod'] as const;
+
+// biome-ignore lint/suspicious/noExplicitAny: a template is untyped JSON
+type Obj = Record<string, any>;
+
+/** `osls package` of one stage into a directory of its own, with the params `npm run package` gives. */
+function packageStage(stage: string, extra: string[] = []): Obj {
+  const out = mkdtempSync(join(ROOT, '.tmp-package-'));
+  try {
+    const script = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.package as string;
+    const params = script.split(' ').filter((a) => a.startsWith('--param='));
+    const run = spawnSync('npx', ['osls', 'package', '--stage', stage, '--package', out, ...params, ...extra], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    assert.equal(run.status, 0, `osls package --stage ${stage} failed (${run.status ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
+    return JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+const templates: Record<string, Obj> = {};
+let spec: SpecIndex;
+
+before(async () => {
+  spec = await loadSpec();
+  for (const stage of STAGES) templates[stage] = packageStage(stage);
+});
+
+const resourcesOf = (t: Obj, type: string): [string, Obj][] => Object.entries(t.Resources as Obj).filter(([, r]) => r.Type === type);
+const copy = (t: Obj): Obj => structuredClone(t);
+
+for (const stage of STAGES) {
+  describe(`the ${stage} template against the AWS resource specification`, () => {
+    test('every resource, property, value and reference is valid', () => {
+      assert.deepEqual(checkTemplate(templates[stage]!, spec), []);
+    });
+  });
+}
+
+describe('the check catches planted mistakes', () => {
+  const fn = (t: Obj): Obj => resourcesOf(t, 'AWS::Lambda::Function')[0]![1];
+  const plants: [string, (t: Obj) => void, RegExp][] = [
+    [
+      'an unknown resource type',
+      (t) => void (t.Resources.UsersTable.Type = 'AWS::DynamoDB::Tabel'),
+      /resource type 'AWS::DynamoDB::Tabel' does not exist/,
+    ],
+    ['an unknown top-level property', (t) => void (fn(t).Properties.Memory = 512), /unknown property 'Memory'/],
+    [
+      'an unknown nested property',
+      (t) => void (t.Resources.UsersTable.Properties.StreamSpecification.StreamViewTyp = 'KEYS_ONLY'),
+      /StreamSpecification: unknown property 'StreamViewTyp'/,
+    ],
+    [
+      'a missing required property',
+      (t) => void delete t.Resources.UsersTable.Properties.KeySchema,
+      /required property 'KeySchema' is missing/,
+    ],
+    [
+      'a missing required nested property',
+      (t) => void delete t.Resources.UsersTable.Properties.KeySchema[0].KeyType,
+      /KeySchema\[0\]: required property 'KeyType'/,
+    ],
+    ['a string for an integer', (t) => void (fn(t).Properties.MemorySize = 'lots'), /MemorySize: expected an integer/],
+    [
+      'an object for a list',
+      (t) => void (t.Resources.UsersTable.Properties.KeySchema = { AttributeName: 'userId' }),
+      /KeySchema: expected a list/,
+    ],
+    [
+      'a value outside the allowed ones',
+      (t) => void (resourcesOf(t, 'AWS::Logs::LogGroup')[0]![1].Properties.RetentionInDays = 31),
+      /RetentionInDays: 31 is not one of/,
+    ],
+    ['a Ref to nothing', (t) => void (fn(t).Properties.Role = { Ref: 'NoSuchRole' }), /Ref to 'NoSuchRole'/],
+    [
+      'a GetAtt of a missing resource',
+      (t) => void (fn(t).Properties.Role = { 'Fn::GetAtt': ['NoSuchRole', 'Arn'] }),
+      /Fn::GetAtt of 'NoSuchRole', which is not a resource/,
+    ],
+    [
+      'a GetAtt of a missing attribute',
+      (t) => void (fn(t).Properties.Role = { 'Fn::GetAtt': ['ReadFunctionRole', 'Name'] }),
+      /has no attribute 'Name'/,
+    ],
+    ['a DependsOn on nothing', (t) => void (fn(t).DependsOn = ['Nothing']), /DependsOn: 'Nothing' is not a resource/],
+    [
+      'an undeclared condition',
+      (t) => void (t.Resources.UsersTable.Condition = 'NoSuchCondition'),
+      /Condition: 'NoSuchCondition' is not declared/,
+    ],
+    [
+      'a Sub naming nothing',
+      (t) => void (fn(t).Properties.Description = { 'Fn::Sub': 'x-${NoSuchThing}' }),
+      /Fn::Sub names '\$\{NoSuchThing\}'/,
+    ],
+  ];
+  for (const [what, plant, expected] of plants) {
+    test(what, () => {
+      const t = copy(templates.dev!);
+      plant(t);
+      const problems = checkTemplate(t, spec);
+      assert.ok(
+        problems.some((p) => expected.test(p)),
+        `no problem matched ${expected}: ${problems.join('; ') || 'none'}`,
+      );
+    });
+  }
+});
+
+describe('deploy rules (README "Deploying it")', () => {
+  test('the cache runs under an explicit parameter group that pins volatile-lru', () => {
+    for (const stage of STAGES) {
+      const t = templates[stage]!;
+      const groups = resourcesOf(t, 'AWS::ElastiCache::ParameterGroup');
+      assert.equal(groups.length, 1, stage);
+      const [groupId, group] = groups[0]!;
+      assert.equal(group.Properties.Properties['maxmemory-policy'], 'volatile-lru');
+      const shards = resourcesOf(t, 'AWS::ElastiCache::ReplicationGroup');
+      assert.ok(shards.length > 0);
+      for (const [id, g] of shards) assert.deepEqual(g.Properties.CacheParameterGroupName, { Ref: groupId }, `${stage} ${id}`);
+    }
+  });
+
+  test('no security group lets anything out to everywhere', () => {
+    for (const stage of STAGES) {
+      const t = templates[stage]!;
+      const groups = resourcesOf(t, 'AWS::EC2::SecurityGroup');
+      assert.ok(groups.length > 0);
+      for (const [id, g] of groups) {
+        // A group without an egress list keeps AWS's default rule: all traffic to 0.0.0.0/0.
+        assert.ok(
+          Array.isArray(g.Properties.SecurityGroupEgress) && g.Properties.SecurityGroupEgress.length > 0,
+          `${stage} ${id} keeps the default egress`,
+        );
+        for (const rule of g.Properties.SecurityGroupEgress) {
+          assert.ok(!(rule.CidrIp === '0.0.0.0/0' || rule.CidrIpv6 === '::/0'), `${stage} ${id}: ${JSON.stringify(rule)}`);
+        }
+      }
+      // Egress only inline: a separate rule is dropped when the inline list is updated.
+      assert.deepEqual(resourcesOf(t, 'AWS::EC2::SecurityGroupEgress'), [], stage);
+    }
+  });
+
+  test('the DynamoDB gateway endpoint, when created, has a policy limited to this account', () => {
+    const endpoints = resourcesOf(templates.dev!, 'AWS::EC2::VPCEndpoint');
+    assert.equal(endpoints.length, 1);
+    const doc = endpoints[0]![1].Properties.PolicyDocument;
+    assert.ok(doc, 'no endpoint policy');
+    assert.match(JSON.stringify(doc.Statement[0].Resource), /AWS::AccountId/);
+  });
+});
