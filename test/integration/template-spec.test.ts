@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import preconditions from '../../infra/deploy-preconditions.cjs';
 import { checkTemplate, loadSpec, type SpecIndex } from '../../infra/template-spec.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -165,5 +166,57 @@ describe('deploy rules (README "Deploying it")', () => {
     const doc = endpoints[0]![1].Properties.PolicyDocument;
     assert.ok(doc, 'no endpoint policy');
     assert.match(JSON.stringify(doc.Statement[0].Resource), /AWS::AccountId/);
+  });
+});
+
+describe('deploy preconditions, checked at package time (infra/deploy-preconditions.cjs)', () => {
+  const good = {
+    subnetIds: 'subnet-0123456789abcdef0,subnet-0123456789abcdef1',
+    dynamodbEndpointRouteTableIds: 'rtb-0123456789abcdef0',
+    subnetsReachDynamoDb: 'false',
+    dynamodbPrefixListId: 'pl-02cd2c6b',
+  };
+  test('a deploy with two subnets, a route to DynamoDB and the prefix list goes ahead', () => {
+    assert.deepEqual(preconditions.problems(good), []);
+    assert.deepEqual(preconditions.problems({ ...good, dynamodbEndpointRouteTableIds: '', subnetsReachDynamoDb: 'true' }), []);
+  });
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['one subnet', { subnetIds: 'subnet-0123456789abcdef0' }, /subnetIds: name two private subnets or more/],
+    ['the same subnet twice', { subnetIds: 'subnet-0123456789abcdef0,subnet-0123456789abcdef0' }, /subnetIds: name two/],
+    ['no route to DynamoDB', { dynamodbEndpointRouteTableIds: '' }, /would not reach DynamoDB/],
+    ['a malformed route table', { dynamodbEndpointRouteTableIds: 'rt-1' }, /'rt-1' is not a route table id/],
+    ['no prefix list', { dynamodbPrefixListId: '' }, /dynamodbPrefixListId: the id of the managed prefix list/],
+  ];
+  for (const [what, change, expected] of cases) {
+    test(`refused: ${what}`, () => {
+      const found = preconditions.problems({ ...good, ...change });
+      assert.ok(
+        found.some((p: string) => expected.test(p)),
+        found.join('; '),
+      );
+    });
+  }
+  test('npm run package fails with the message when a precondition is not met', () => {
+    const run = spawnSync(
+      'npx',
+      [
+        'osls',
+        'package',
+        '--param=vpcId=vpc-0',
+        '--param=subnetIds=subnet-0123456789abcdef0',
+        '--package',
+        join(ROOT, '.tmp-package-refused'),
+      ],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 300_000,
+      },
+    );
+    rmSync(join(ROOT, '.tmp-package-refused'), { recursive: true, force: true });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stdout + run.stderr, /deploy preconditions/);
+    assert.match(run.stdout + run.stderr, /subnetIds: name two private subnets or more/);
+    assert.match(run.stdout + run.stderr, /dynamodbPrefixListId/);
   });
 });
