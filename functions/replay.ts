@@ -1,5 +1,6 @@
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { checkStreamRetryWindow, ConfigError, replayParkedInvalidations, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import { checkStreamRetryWindow, ConfigError, replayParkedInvalidations, type ItemCache } from '../lib/index.ts';
+import { functionCache } from './shared-cache.ts';
 
 export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
@@ -20,6 +21,6 @@ let replay: ReplayHandler | undefined;
 
 /** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
 export const handler: ReplayHandler = async (event) => {
-  replay ??= createReplayHandler(sharedItemCache());
+  replay ??= createReplayHandler(await functionCache());
   return replay(event);
 };

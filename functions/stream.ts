@@ -1,5 +1,6 @@
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { checkStreamRetryWindow, invalidateStreamRecords, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import { checkStreamRetryWindow, invalidateStreamRecords, type ItemCache } from '../lib/index.ts';
+import { functionCache } from './shared-cache.ts';
 
 export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
@@ -25,6 +26,6 @@ export function createStreamHandler(cache: ItemCache): StreamHandler {
 
 /**
  * The shared instance is taken on the first invocation rather than at import, so that tests can
- * import createStreamHandler without an environment; sharedItemCache() keeps it for warm ones.
+ * import createStreamHandler without an environment; functionCache() keeps it for warm ones.
  */
-export const handler: StreamHandler = async (event) => createStreamHandler(sharedItemCache())(event);
+export const handler: StreamHandler = async (event) => createStreamHandler(await functionCache())(event);

@@ -3,12 +3,12 @@ import {
   checkStreamRetryWindow,
   ConfigError,
   invalidateTableEntries,
-  sharedItemCache,
   sweepParkedInvalidations,
   ValidationError,
   type ItemCache,
   type SweepResult,
 } from '../lib/index.ts';
+import { functionCache } from './shared-cache.ts';
 
 /**
  * A scheduled event (anything without `invalidateTables`) sweeps; `{ "invalidateTables": [...] }`,
@@ -50,6 +50,6 @@ let sweep: SweepHandler | undefined;
 
 /** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
 export const handler: SweepHandler = async (event, context) => {
-  sweep ??= createSweepHandler(sharedItemCache());
+  sweep ??= createSweepHandler(await functionCache());
   return sweep(event, context);
 };

@@ -29,6 +29,8 @@ export interface CacheConfig {
   dirtyKeysMax: number;
   /** AUTH for nodes whose URL carries no password (ElastiCache AUTH token, from SSM/Secrets Manager). */
   authToken: string | undefined;
+  /** The secret CACHE_AUTH_TOKEN came from (lib/secrets.ts): asked again when a node refuses the token. */
+  authTokenSecretArn: string | undefined;
   /** ACL user for nodes whose URL names none. */
   authUser: string | undefined;
   /** PEM of the CA that signs the nodes' TLS certificates, when not a public one (rediss:// only). */
@@ -282,6 +284,7 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMs: intVar(env, 'CACHE_LEASE_MS', 2000, 10, 60_000),
       dirtyKeysMax: intVar(env, 'CACHE_DIRTY_KEYS_MAX', 10_000, 1, 10_000_000),
       authToken,
+      authTokenSecretArn: env.CACHE_AUTH_TOKEN_SECRET_ARN?.trim() || undefined,
       authUser: env.CACHE_AUTH_USER || undefined,
       tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
       logKeys: logKeysVar(env),

@@ -40,3 +40,4 @@ export {
 } from './errors.ts';
 export { NumberValue } from '@aws-sdk/lib-dynamodb';
 export { logger } from './log.ts';
+export { resolveSecretVariables } from './secrets.ts';

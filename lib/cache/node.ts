@@ -1,6 +1,7 @@
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
+import { isAuthRejection, type AuthRefresh } from './auth-refresh.ts';
 import { DirtyKeys } from './dirty.ts';
 import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -19,6 +20,8 @@ export interface NodeSettings {
   connectTimeoutMs: number;
   dirtyKeysMax: number;
   authToken?: string | undefined;
+  /** Where a client finds another AUTH token after a node refused its own (a token from a secret). */
+  authRefresh?: AuthRefresh | undefined;
   authUser?: string | undefined;
   tlsCa?: string | undefined;
   logKeys?: LogKeys;
@@ -178,6 +181,8 @@ export class CacheNode {
     // refused): log each distinct reason once per node, without secrets, so reconnects do not flood.
     const seen = new Set<string>();
     const secrets = [opts.password, settings.authToken].filter((s): s is string => !!s);
+    const refresh = settings.authRefresh;
+    let password = opts.password;
     const report = (err: unknown): void => {
       let reason = errorMessage(err);
       for (const secret of secrets) reason = reason.split(secret).join('…');
@@ -187,6 +192,22 @@ export class CacheNode {
     };
     this.client.on('error', report);
     if (this.isCluster) this.client.on('node error', report);
+    // A refused token (a rotated secret, README "Rotating the AUTH token"): the next reconnect
+    // authenticates with the next token the secret offers.
+    if (refresh) {
+      const onError = (err: unknown): void => {
+        if (!isAuthRejection(err)) return;
+        void refresh.next(password).then((next) => {
+          if (next === undefined || next === password) return;
+          password = next;
+          secrets.push(next);
+          if (this.client instanceof Cluster) this.client.options.redisOptions = { ...this.client.options.redisOptions, password: next };
+          else this.client.options.password = next;
+        });
+      };
+      this.client.on('error', onError);
+      if (this.isCluster) this.client.on('node error', onError);
+    }
   }
 
   /** The seal scripts check for `key`: the current epoch's, or none (the key itself) in cluster mode. */

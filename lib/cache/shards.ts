@@ -1,4 +1,6 @@
 import { VIRTUAL_SHARDS, type CacheConfig } from '../config.ts';
+import { refreshAuthToken } from '../secrets.ts';
+import { AuthRefresh } from './auth-refresh.ts';
 import { CacheNode, type NodeSettings } from './node.ts';
 
 /** Default map: contiguous ranges of the 100 virtual shards over the nodes, in CACHE_NODES order. */
@@ -39,6 +41,7 @@ export class ShardMap {
 }
 
 export function nodeSettings(config: CacheConfig, clock?: () => number): NodeSettings {
+  const secretArn = config.authTokenSecretArn;
   return {
     checkIntervalMs: config.checkIntervalSeconds * 1000,
     startCycles: config.startCycles,
@@ -46,6 +49,8 @@ export function nodeSettings(config: CacheConfig, clock?: () => number): NodeSet
     connectTimeoutMs: config.connectTimeoutMs,
     dirtyKeysMax: config.dirtyKeysMax,
     authToken: config.authToken,
+    // A token from a secret is fetched again when a node refuses it, at most every 5 s.
+    authRefresh: secretArn ? new AuthRefresh(() => refreshAuthToken(secretArn), 5000, clock) : undefined,
     authUser: config.authUser,
     tlsCa: config.tlsCa,
     logKeys: config.logKeys,
