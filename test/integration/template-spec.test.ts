@@ -160,8 +160,34 @@ describe('deploy rules (README "Deploying it")', () => {
     }
   });
 
+  test('no function carries a secret in its configuration: the ARNs only, resolved at cold start', () => {
+    for (const stage of STAGES) {
+      for (const [id, f] of resourcesOf(templates[stage]!, 'AWS::Lambda::Function')) {
+        const vars = f.Properties.Environment.Variables;
+        assert.ok(!JSON.stringify(vars).includes('{{resolve:'), `${stage} ${id}: a dynamic reference in its environment`);
+        assert.equal(vars.CACHE_AUTH_TOKEN, undefined, `${stage} ${id}`);
+        assert.equal(vars.CACHE_LOG_KEYS_SECRET, undefined, `${stage} ${id}`);
+        assert.deepEqual(vars.CACHE_AUTH_TOKEN_SECRET_ARN, { Ref: 'CacheAuthToken' }, `${stage} ${id}`);
+        assert.deepEqual(vars.CACHE_LOG_KEYS_SECRET_SECRET_ARN, { Ref: 'LogKeysSecret' }, `${stage} ${id}`);
+      }
+    }
+  });
+
+  test('the functions reach Secrets Manager through an interface endpoint, on 443 only', () => {
+    const t = templates.dev!;
+    const endpoint = resourcesOf(t, 'AWS::EC2::VPCEndpoint').find(([, e]) => e.Properties.VpcEndpointType === 'Interface');
+    assert.ok(endpoint, 'no interface endpoint');
+    assert.equal(endpoint[1].Properties.PrivateDnsEnabled, true);
+    const egress = t.Resources.LambdaSecurityGroup.Properties.SecurityGroupEgress as Obj[];
+    assert.deepEqual(egress.map((r) => [r.FromPort, r.ToPort]).sort(), [
+      [443, 443],
+      [443, 443],
+      [6379, 6379],
+    ]);
+  });
+
   test('the DynamoDB gateway endpoint, when created, has a policy limited to this account', () => {
-    const endpoints = resourcesOf(templates.dev!, 'AWS::EC2::VPCEndpoint');
+    const endpoints = resourcesOf(templates.dev!, 'AWS::EC2::VPCEndpoint').filter(([, e]) => e.Properties.VpcEndpointType === 'Gateway');
     assert.equal(endpoints.length, 1);
     const doc = endpoints[0]![1].Properties.PolicyDocument;
     assert.ok(doc, 'no endpoint policy');
