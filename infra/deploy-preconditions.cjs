@@ -45,6 +45,9 @@ const NAMES = ['subnetIds', 'dynamodbEndpointRouteTableIds', 'subnetsReachDynamo
 async function resolve({ resolveVariable, options }) {
   const stage = options.stage ?? (await resolveVariable('sls:stage'));
   if (stage === 'local') return 'not checked (local stage)';
+  // serverless-offline (the local stack, any stage) deploys nothing.
+  const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
+  if (command === 'offline') return 'not checked (offline)';
   const params = {};
   for (const n of NAMES) params[n] = await resolveVariable(`param:${n}, null`);
   const found = problems(params);

@@ -129,6 +129,8 @@ async function main(): Promise<void> {
     '--param=httpAuth=none',
     `--param=cacheNodes=${cacheNodes}`,
     `--param=dynamodbEndpoint=${endpoint}`,
+    // No Secrets Manager here: the handlers get the token itself, if any.
+    '--param=secretArnsOf=local',
     ...(token ? [`--param=cacheAuthToken=${token}`] : []),
     ...(env.CACHE_TTL_SECONDS ? [`--param=cacheTtlSeconds=${env.CACHE_TTL_SECONDS}`] : []),
   ];

@@ -392,7 +392,9 @@ describe('npm run package: the CloudFormation template', () => {
     assert.equal(resources.CacheAuthToken.Properties.SecretString, undefined);
     for (const fn of Object.keys(FUNCTIONS)) {
       const env = resources[logicalId(fn)].Properties.Environment.Variables;
-      assert.equal(key(env.CACHE_AUTH_TOKEN), tokenRef, fn);
+      // The token's secret, never the token: the function fetches it at cold start (lib/secrets.ts).
+      assert.deepEqual(env.CACHE_AUTH_TOKEN_SECRET_ARN, { Ref: 'CacheAuthToken' }, fn);
+      assert.equal(env.CACHE_AUTH_TOKEN, undefined, fn);
       assert.equal(env.CACHE_MODE, 'shards', fn);
       const nodes = key(env.CACHE_NODES);
       for (const [id] of groups) assert.ok(nodes.includes(`"${id}","PrimaryEndPoint.Address"`), `${fn}: ${id} not in CACHE_NODES`);
