@@ -3,8 +3,16 @@ export { ItemCache, sharedItemCache, MAX_BATCH_KEYS } from './item-cache.ts';
 export type { ItemCacheOptions, ReadResult, WriteResult, BatchGetResult, UpdateChanges } from './item-cache.ts';
 export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
 export type { Config, CacheConfig, StoreConfig, StreamConfig, CacheMode, WritePolicy } from './config.ts';
-export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } from './tables.ts';
-export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
+export {
+  defineTable,
+  declaredTables,
+  exampleTables,
+  tablesFromJson,
+  TableRegistry,
+  DEFAULT_VERSION_ATTRIBUTE,
+  DEFAULT_STREAM_VIEW_TYPE,
+} from './tables.ts';
+export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType, StreamViewType } from './tables.ts';
 export { resolveKey } from './keys.ts';
 /** @internal The shard a key maps to (the bench and the tests place keys on chosen nodes). */
 export { virtualShard } from './keys.ts';

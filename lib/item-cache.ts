@@ -5,7 +5,7 @@ import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
-import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
+import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
 import type { CacheNode, NodeHealth } from './cache/node.ts';
@@ -14,7 +14,7 @@ import { ABSENT, absentEntry, CacheProtocol, type CacheEntry, type ProtocolHooks
 export interface ItemCacheOptions {
   /** Settings; default: built from the environment. */
   config?: Config;
-  /** Table declarations; default: the example application's (users, orders, readings). */
+  /** Table declarations; default: the ones of tables.json (declaredTables). */
   tables?: readonly TableDefinition[];
   /** @internal Test seams awaited at each step of the protocol (races tests). */
   hooks?: ProtocolHooks;
@@ -70,7 +70,7 @@ export class ItemCache {
 
   constructor(options: ItemCacheOptions = {}) {
     this.config = options.config ?? loadConfig();
-    this.tables = new TableRegistry(options.tables ?? exampleTables, this.config.store.tablePrefix);
+    this.tables = new TableRegistry(options.tables ?? declaredTables, this.config.store.tablePrefix);
     this.store = new ItemStore(this.config.store, this.tables, options.dynamoClient);
     // A write's DynamoDB calls (a put may retry its version guess and read the item back) are all over
     // by its commit deadline (the store stops the SDK there); the fence raised before the commit

@@ -5,72 +5,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { freePort } from '../helpers/ports.ts';
+import { req, startLocalStack, stopLocalStack, type Stack } from '../helpers/local-stack.ts';
 import { eventually } from '../helpers/stack.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
-
-interface Stack {
-  base: string;
-  stage: string;
-  redisPorts: number[];
-  process: ChildProcess;
-  output: () => string;
-}
-
-async function startLocalStack(extraEnv: Record<string, string> = {}): Promise<Stack> {
-  const [http, lambda, r1, r2, r3] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const redisPorts = [r1, r2, r3] as number[];
-  const stage = `e2e${randomBytes(3).toString('hex')}`;
-  let out = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'infra/local/start.ts'], {
-    env: {
-      ...process.env,
-      PORT: String(http),
-      LAMBDA_PORT: String(lambda),
-      REDIS_PORTS: redisPorts.join(','),
-      STAGE: stage,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '1',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (out.includes('ready —')) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 100);
-    child.once('exit', (code) => {
-      clearInterval(timer);
-      reject(new Error(`the local stack exited (${code}):\n${out.slice(-3000)}`));
-    });
-  });
-  return { base: `http://127.0.0.1:${http}`, stage, redisPorts, process: child, output: () => out };
-}
-
-async function stopLocalStack(s: Stack): Promise<void> {
-  if (s.process.exitCode !== null) return;
-  const exited = new Promise((r) => s.process.once('exit', r));
-  s.process.kill('SIGTERM');
-  await exited;
-}
-
-async function req(s: Stack, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(s.base + path, {
-    method,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: text ? (JSON.parse(text) as any) : undefined };
-}
 
 /**
  * Reads `path` until a read misses: the write's own stream record has then invalidated the entry the
