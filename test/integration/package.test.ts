@@ -86,7 +86,12 @@ const logicalId = (fn: string) => `${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFu
 const ROUTES: Record<string, FunctionName> = {
   'GET /tables/{table}/items/{hash}': 'read',
   'GET /tables/{table}/items/{hash}/{range}': 'read',
+  'GET /tables/{table}/item': 'read',
+  'GET /tables/{table}/items': 'read',
   'POST /tables/{table}/batch-get': 'read',
+  'PUT /tables/{table}/item': 'write',
+  'PATCH /tables/{table}/item': 'write',
+  'DELETE /tables/{table}/item': 'write',
   'PUT /tables/{table}/items/{hash}': 'write',
   'PUT /tables/{table}/items/{hash}/{range}': 'write',
   'PATCH /tables/{table}/items/{hash}': 'write',
