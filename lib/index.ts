@@ -20,6 +20,8 @@ export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
 export { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
+export { withCache, CachedDocumentClient } from './drop-in/client.ts';
+export type { DropInOptions } from './drop-in/client.ts';
 export { invalidateStreamRecords, tableNameFromArn } from './stream/consumer.ts';
 export type { StreamRecordLike, StreamConsumerOptions } from './stream/consumer.ts';
 export type { StreamBatchResult } from './stream/batch.ts';
@@ -45,6 +47,7 @@ export {
   ItemTooLargeError,
   StoreUnavailableError,
   CacheUnavailableError,
+  UnsupportedCommandError,
 } from './errors.ts';
 export { NumberValue } from '@aws-sdk/lib-dynamodb';
 export { logger } from './log.ts';

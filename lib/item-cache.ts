@@ -266,6 +266,37 @@ export class ItemCache {
   }
 
   /**
+   * @internal For the drop-in client (lib/drop-in/client.ts): any DynamoDB write of the item at
+   * `key`, made inside the write protocol (the writer's fence and invalidation: G1) as put, update
+   * and delete are. `commit` makes the write, within the deadline it is given, and answers its
+   * result and the item as DynamoDB now holds it: `image` (version included; `null`: no item;
+   * `undefined`: not known, so the entry is dropped and the next read fills it), `exact` when the
+   * image is DynamoDB's own answer rather than built by the caller (whose numbers inside maps and
+   * lists may be spelt otherwise than DynamoDB spells them: such an image is dropped).
+   */
+  async writeItem<T>(
+    table: TableDefinition,
+    key: unknown,
+    commit: (context: { hint: number | undefined; deadline: number }) => Promise<{
+      result: T;
+      image: Attributes | null | undefined;
+      exact: boolean;
+    }>,
+  ): Promise<T> {
+    const rk = this.resolve(table, key);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(table), async (context) => {
+      const { result, image, exact } = await commit(context);
+      if (image === null) return { result, entry: absentEntry };
+      if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
+      try {
+        return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
+      } catch {
+        return { result, entry: undefined };
+      }
+    });
+  }
+
+  /**
    * One page of a partition (tables with a range key), in range-key order, straight from DynamoDB.
    * @example
    * const page = await cache.queryPartition('readings', 's1', { limit: 10 });
