@@ -75,7 +75,7 @@ export class Stack {
     return stack;
   }
 
-  /** The tables the deploy declares (infra/tables.yml), and the parking table of the Streams consumer. */
+  /** The tables the deploy declares (tables.json), and the parking table of the Streams consumer. */
   private async createTables(): Promise<void> {
     await createTables(this.dynamo, TABLES, this.prefix);
     this.parkingTable = await createParkingTable(this.dynamo, this.prefix);

@@ -1,8 +1,7 @@
 /**
- * Reads infra/tables.yml, the one declaration of the application's DynamoDB tables: the deploy
- * includes it as CloudFormation (serverless.yml), the local stack creates its tables from what this
- * module reads out of it (infra/local/create-tables.ts), and test/unit/infra.test.ts holds it equal
- * to lib/tables.ts.
+ * Reads the CloudFormation of the parking table (infra/parking.yml), which the local stack creates
+ * from what this module reads out of it (infra/local/create-tables.ts). The application's tables
+ * are declared in tables.json instead (lib/tables.ts, infra/tables.cjs).
  */
 import type { AttributeDefinition, BillingMode, KeySchemaElement, StreamViewType } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
@@ -10,14 +9,13 @@ import yaml from 'js-yaml';
 import { fileURLToPath } from 'node:url';
 import type { KeyAttribute, KeyType } from '../lib/tables.ts';
 
-export const TABLES_TEMPLATE = fileURLToPath(new URL('./tables.yml', import.meta.url));
 /** The parking table of the Streams consumer (lib/stream/parking.ts), declared apart from the application's. */
 export const PARKING_TEMPLATE = fileURLToPath(new URL('./parking.yml', import.meta.url));
 
 /**
  * How a TableName in the template starts: the serverless variable the deploy replaces with
  * `<service>-<stage>-` (TABLE_PREFIX of the functions is the same variable). What follows it is
- * the table's logical name, the one lib/tables.ts declares.
+ * the table's logical name.
  */
 export const TABLE_NAME_PREFIX = '${self:custom.tablePrefix}';
 
@@ -157,7 +155,7 @@ function readTable(logicalId: string, resource: Obj): TemplateTable {
 }
 
 /** Every AWS::DynamoDB::Table of the template, in the order it declares them. */
-export function readTableTemplate(path: string = TABLES_TEMPLATE): TemplateTable[] {
+export function readTableTemplate(path: string): TemplateTable[] {
   const doc = loadYaml(path);
   if (!isObj(doc) || !isObj(doc.Resources)) throw new TableTemplateError(path, 'has no Resources');
   const tables = Object.entries(doc.Resources)

@@ -40,6 +40,16 @@ export class ValidationError extends CacheLibraryError {
   }
 }
 
+/**
+ * A request the drop-in client (lib/drop-in/) cannot serve with the guarantees held, refused before
+ * anything was sent (a legacy parameter, a command that would write around the cache).
+ */
+export class UnsupportedCommandError extends CacheLibraryError {
+  constructor(message: string) {
+    super('UnsupportedCommand', message, { nothingWritten: true });
+  }
+}
+
 /** A logical table name that no declaration knows. */
 export class UnknownTableError extends CacheLibraryError {
   readonly table: string;

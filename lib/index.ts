@@ -3,8 +3,16 @@ export { ItemCache, sharedItemCache, MAX_BATCH_KEYS } from './item-cache.ts';
 export type { ItemCacheOptions, ReadResult, WriteResult, BatchGetResult, UpdateChanges } from './item-cache.ts';
 export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
 export type { Config, CacheConfig, StoreConfig, StreamConfig, CacheMode, WritePolicy } from './config.ts';
-export { defineTable, exampleTables, TableRegistry, DEFAULT_VERSION_ATTRIBUTE } from './tables.ts';
-export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType } from './tables.ts';
+export {
+  defineTable,
+  declaredTables,
+  exampleTables,
+  tablesFromJson,
+  TableRegistry,
+  DEFAULT_VERSION_ATTRIBUTE,
+  DEFAULT_STREAM_VIEW_TYPE,
+} from './tables.ts';
+export type { TableDefinition, TableDeclaration, KeyAttribute, KeyType, StreamViewType } from './tables.ts';
 export { resolveKey } from './keys.ts';
 /** @internal The shard a key maps to (the bench and the tests place keys on chosen nodes). */
 export { virtualShard } from './keys.ts';
@@ -12,6 +20,8 @@ export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
 export { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
+export { withCache, CachedDocumentClient } from './drop-in/client.ts';
+export type { DropInOptions } from './drop-in/client.ts';
 export { invalidateStreamRecords, tableNameFromArn } from './stream/consumer.ts';
 export type { StreamRecordLike, StreamConsumerOptions } from './stream/consumer.ts';
 export type { StreamBatchResult } from './stream/batch.ts';
@@ -37,6 +47,7 @@ export {
   ItemTooLargeError,
   StoreUnavailableError,
   CacheUnavailableError,
+  UnsupportedCommandError,
 } from './errors.ts';
 export { NumberValue } from '@aws-sdk/lib-dynamodb';
 export { logger } from './log.ts';

@@ -5,7 +5,7 @@ import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
-import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
+import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
 import type { CacheNode, NodeHealth } from './cache/node.ts';
@@ -14,7 +14,7 @@ import { ABSENT, absentEntry, CacheProtocol, type CacheEntry, type ProtocolHooks
 export interface ItemCacheOptions {
   /** Settings; default: built from the environment. */
   config?: Config;
-  /** Table declarations; default: the example application's (users, orders, readings). */
+  /** Table declarations; default: the ones of tables.json (declaredTables). */
   tables?: readonly TableDefinition[];
   /** @internal Test seams awaited at each step of the protocol (races tests). */
   hooks?: ProtocolHooks;
@@ -70,7 +70,7 @@ export class ItemCache {
 
   constructor(options: ItemCacheOptions = {}) {
     this.config = options.config ?? loadConfig();
-    this.tables = new TableRegistry(options.tables ?? exampleTables, this.config.store.tablePrefix);
+    this.tables = new TableRegistry(options.tables ?? declaredTables, this.config.store.tablePrefix);
     this.store = new ItemStore(this.config.store, this.tables, options.dynamoClient);
     // A write's DynamoDB calls (a put may retry its version guess and read the item back) are all over
     // by its commit deadline (the store stops the SDK there); the fence raised before the commit
@@ -262,6 +262,37 @@ export class ItemCache {
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
       const old = await this.store.delete(rk, { ...options, deadline });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
+    });
+  }
+
+  /**
+   * @internal For the drop-in client (lib/drop-in/client.ts): any DynamoDB write of the item at
+   * `key`, made inside the write protocol (the writer's fence and invalidation: G1) as put, update
+   * and delete are. `commit` makes the write, within the deadline it is given, and answers its
+   * result and the item as DynamoDB now holds it: `image` (version included; `null`: no item;
+   * `undefined`: not known, so the entry is dropped and the next read fills it), `exact` when the
+   * image is DynamoDB's own answer rather than built by the caller (whose numbers inside maps and
+   * lists may be spelt otherwise than DynamoDB spells them: such an image is dropped).
+   */
+  async writeItem<T>(
+    table: TableDefinition,
+    key: unknown,
+    commit: (context: { hint: number | undefined; deadline: number }) => Promise<{
+      result: T;
+      image: Attributes | null | undefined;
+      exact: boolean;
+    }>,
+  ): Promise<T> {
+    const rk = this.resolve(table, key);
+    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(table), async (context) => {
+      const { result, image, exact } = await commit(context);
+      if (image === null) return { result, entry: absentEntry };
+      if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
+      try {
+        return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
+      } catch {
+        return { result, entry: undefined };
+      }
     });
   }
 

@@ -1,4 +1,8 @@
 import { UnknownTableError, ValidationError } from './errors.ts';
+// The one file a team edits to declare its tables (README, "Your tables"). Imported, not read: esbuild
+// inlines JSON into each Lambda bundle at package time, so no function reads a file at run time, and
+// the deploy's CloudFormation (infra/tables.cjs) and the local stack read the same file.
+import tablesFile from '../tables.json' with { type: 'json' };
 
 export type KeyType = 'S' | 'N' | 'B';
 
@@ -22,7 +26,22 @@ export interface TableDefinition {
    * item's version (ETag, `ifVersion`) and is reserved: callers cannot write it.
    */
   readonly versionAttribute: string;
+  /**
+   * What the table's stream carries (the deploy and the local stack create it so). The consumer
+   * reads only the keys, which every view type holds (lib/stream/consumer.ts).
+   */
+  readonly streamViewType: StreamViewType;
+  /**
+   * The team's word that every writer of the table goes through the cache under the strict policy
+   * (no out-of-band writer, no writer under `available`): only then is an entry as fresh as a
+   * consistent read of DynamoDB, and the drop-in client may answer `ConsistentRead` from the cache.
+   */
+  readonly allWritesThroughStrictCache: boolean;
 }
+
+export type StreamViewType = 'KEYS_ONLY' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES';
+
+export const STREAM_VIEW_TYPES: readonly StreamViewType[] = ['KEYS_ONLY', 'NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES'];
 
 export interface TableDeclaration {
   name: string;
@@ -31,9 +50,13 @@ export interface TableDeclaration {
   ttlSeconds?: number;
   cached?: boolean;
   versionAttribute?: string;
+  streamViewType?: StreamViewType;
+  allWritesThroughStrictCache?: boolean;
 }
 
 export const DEFAULT_VERSION_ATTRIBUTE = '_version';
+/** Keys only: images would double the stream's payload and put item data where nothing reads it. */
+export const DEFAULT_STREAM_VIEW_TYPE: StreamViewType = 'KEYS_ONLY';
 
 const TABLE_NAME = /^[A-Za-z0-9_.-]{3,200}$/;
 
@@ -58,6 +81,15 @@ export function defineTable(decl: TableDeclaration): TableDefinition {
   if (decl.ttlSeconds !== undefined && (!Number.isInteger(decl.ttlSeconds) || decl.ttlSeconds < 1)) {
     throw new ValidationError(`${decl.name}.ttlSeconds`, 'must be a positive whole number');
   }
+  const streamViewType = decl.streamViewType ?? DEFAULT_STREAM_VIEW_TYPE;
+  if (!STREAM_VIEW_TYPES.includes(streamViewType)) {
+    throw new ValidationError(`${decl.name}.streamViewType`, `must be one of ${STREAM_VIEW_TYPES.join(', ')}, got '${streamViewType}'`);
+  }
+  for (const flag of ['cached', 'allWritesThroughStrictCache'] as const) {
+    if (decl[flag] !== undefined && typeof decl[flag] !== 'boolean') {
+      throw new ValidationError(`${decl.name}.${flag}`, `must be true or false, got ${JSON.stringify(decl[flag])}`);
+    }
+  }
   return Object.freeze({
     name: decl.name,
     hashKey: Object.freeze({ ...decl.hashKey }),
@@ -65,15 +97,43 @@ export function defineTable(decl: TableDeclaration): TableDefinition {
     ttlSeconds: decl.ttlSeconds,
     cached: decl.cached ?? true,
     versionAttribute,
+    streamViewType,
+    allWritesThroughStrictCache: decl.allWritesThroughStrictCache ?? false,
   });
 }
 
-/** The example application's tables; the local stack and the deploy create exactly these. */
-export const exampleTables: readonly TableDefinition[] = [
-  defineTable({ name: 'users', hashKey: { name: 'userId', type: 'S' } }),
-  defineTable({ name: 'orders', hashKey: { name: 'customerId', type: 'S' }, rangeKey: { name: 'orderId', type: 'S' } }),
-  defineTable({ name: 'readings', hashKey: { name: 'sensorId', type: 'S' }, rangeKey: { name: 'ts', type: 'N' } }),
-];
+const DECLARATION_FIELDS = new Set([
+  'name',
+  'hashKey',
+  'rangeKey',
+  'ttlSeconds',
+  'cached',
+  'versionAttribute',
+  'streamViewType',
+  'allWritesThroughStrictCache',
+]);
+
+/**
+ * The tables of a tables.json document (`{ "tables": [ … ] }`), each checked by defineTable. An
+ * unknown field is refused by name: a misspelt `ttlSecond` must not silently fall back to the default.
+ */
+export function tablesFromJson(doc: unknown, where = 'tables.json'): TableDefinition[] {
+  const list = typeof doc === 'object' && doc !== null ? (doc as { tables?: unknown }).tables : undefined;
+  if (!Array.isArray(list) || list.length === 0) throw new ValidationError(where, 'must be { "tables": [ … ] } with one table or more');
+  const tables = list.map((t: unknown, i) => {
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new ValidationError(`${where}: tables[${i}]`, 'must be an object');
+    const unknown = Object.keys(t).filter((k) => !DECLARATION_FIELDS.has(k));
+    if (unknown.length > 0) {
+      throw new ValidationError(`${where}: tables[${i}]`, `unknown field ${unknown.map((k) => `'${k}'`).join(', ')}`);
+    }
+    const decl = t as TableDeclaration;
+    if (typeof decl.hashKey !== 'object' || decl.hashKey === null)
+      throw new ValidationError(`${where}: tables[${i}].hashKey`, 'is required');
+    return defineTable(decl);
+  });
+  new TableRegistry(tables); // refuses a name declared twice
+  return tables;
+}
 
 /** Logical name ⇄ definition ⇄ physical (stage-prefixed) name. */
 export class TableRegistry {
@@ -112,3 +172,10 @@ export class TableRegistry {
     return this.byName.get(physical.slice(this.prefix.length));
   }
 }
+
+// After TableRegistry: tablesFromJson uses it.
+/** The tables of tables.json: what the library serves by default, and what the deploy and the local stack create. */
+export const declaredTables: readonly TableDefinition[] = Object.freeze(tablesFromJson(tablesFile));
+
+/** @deprecated The same as declaredTables (the example application's tables were declared here before tables.json). */
+export const exampleTables: readonly TableDefinition[] = declaredTables;

@@ -62,18 +62,76 @@ function match(compiled: CompiledRoute, segments: string[]): Record<string, stri
   return params;
 }
 
-/** `/tables/a%2Fb/items/x` → ['tables', 'a/b', 'items', 'x']: split first, then decode each segment once. */
+/**
+ * Where a key that no path can carry goes instead (README, "Addressing items"): the query string,
+ * which every API Gateway flavour hands over still encoded.
+ */
+const QUERY_FORM_HINT = 'address it in the query string instead: /tables/{table}/item?hash=…&range=…';
+
+/**
+ * `/tables/users/items/x%20y` → ['tables', 'users', 'items', 'x y']: split first, then decode each
+ * segment once. What the function receives differs by gateway: an API Gateway HTTP API decodes the
+ * path before the function sees it (`/a%2Fb` arrives as `/a/b`), a REST API, a Function URL and
+ * serverless-offline do not. A segment that decodes to a `/` or a `%` means one thing to one and
+ * another to the other, so it is refused rather than read one way (README, "Addressing items").
+ */
 function pathSegments(rawPath: string): string[] {
   return rawPath
     .split('/')
     .slice(1)
     .map((s) => {
+      let decoded: string;
       try {
-        return decodeURIComponent(s);
+        decoded = decodeURIComponent(s);
       } catch {
-        throw new ValidationError('path', `'${s}' holds a malformed %-escape`);
+        throw new ValidationError(
+          'path',
+          `'${s}' holds a malformed %-escape (a literal '%' in a key cannot go in the path: ${QUERY_FORM_HINT})`,
+        );
       }
+      if (decoded.includes('/') || decoded.includes('%')) {
+        throw new ValidationError(
+          'path',
+          `'${s}' decodes to one holding '${decoded.includes('/') ? '/' : '%'}', which a path cannot carry on every API Gateway ` +
+            `(an HTTP API decodes the path before the function sees it): ${QUERY_FORM_HINT}`,
+        );
+      }
+      return decoded;
     });
+}
+
+/**
+ * The route API Gateway matched (`GET /tables/{table}/items/{hash}`), when it names one: a path with
+ * another number of segments than its route had a `%2F` decoded after routing, and its key would be
+ * read wrongly. `$default` (and a test's event) names none.
+ */
+function checkRouteKey(routeKey: string | undefined, segments: readonly string[]): void {
+  const template = routeKey?.split(' ')[1];
+  if (template === undefined || !template.startsWith('/') || template.includes('+}')) return;
+  const expected = template.split('/').length - 1;
+  if (segments.length !== expected) {
+    throw new ValidationError('path', `has ${segments.length} segments where its route ${routeKey} has ${expected}: ${QUERY_FORM_HINT}`);
+  }
+}
+
+/**
+ * The query string's parameters, from `rawQueryString` (still encoded on every API Gateway
+ * flavour; form-encoded: `+` is a space, so a `+` in a value is sent as `%2B`) rather than
+ * `queryStringParameters`, which an HTTP API joins with commas when a name repeats. A name given
+ * twice is refused: `?hash=a&hash=b` names no one key.
+ */
+function queryParameters(event: APIGatewayProxyEventV2): Record<string, string> {
+  if (typeof event.rawQueryString !== 'string') {
+    const given = Object.entries(event.queryStringParameters ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
+    return Object.fromEntries(given);
+  }
+  const params = new Map<string, string>();
+  for (const [name, value] of new URLSearchParams(event.rawQueryString)) {
+    if (params.has(name)) throw new ValidationError(`query.${name}`, 'is given more than once');
+    params.set(name, value);
+  }
+  // Object.fromEntries defines own properties: a parameter named __proto__ stays a parameter.
+  return Object.fromEntries(params);
 }
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
@@ -139,6 +197,7 @@ export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpH
     try {
       const method = (event.requestContext?.http?.method ?? '').toUpperCase();
       const segments = pathSegments(event.rawPath ?? '/');
+      checkRouteKey(event.routeKey, segments);
       const candidates = compiled
         .map((c) => ({ c, params: match(c, segments) }))
         .filter((m): m is { c: CompiledRoute; params: Record<string, string> } => m.params !== undefined);
@@ -166,7 +225,7 @@ export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpH
       const req: HttpRequest = {
         method,
         params: hit.params,
-        query: event.queryStringParameters ?? {},
+        query: queryParameters(event),
         headers: lowerCaseHeaders(event.headers),
         body: bodyText(event.body, event.isBase64Encoded),
         responseHeaders,

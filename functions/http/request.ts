@@ -52,10 +52,11 @@ export function itemBody(req: HttpRequest): Item {
 }
 
 /**
- * One key attribute from its (already decoded) path segment, typed by the table: N parses as a
- * number (a JS number when exact, else a NumberValue), B is base64 or base64url, S is the text.
+ * One key attribute from its text (a decoded path segment or query value), typed by the table: N
+ * parses as a number (a JS number when exact, else a NumberValue), B is base64 or base64url, S is
+ * the text.
  */
-export function keyValueFromPath(attr: KeyAttribute, text: string, field: string): KeyValue {
+export function keyValueFromText(attr: KeyAttribute, text: string, field: string): KeyValue {
   switch (attr.type) {
     case 'S':
       return text;
@@ -70,7 +71,7 @@ export function keyValueFromPath(attr: KeyAttribute, text: string, field: string
 
 /** The item key a path names; the library checks it further (lengths, emptiness) when it resolves it. */
 export function keyFromPath(table: TableDefinition, hash: string, range: string | undefined): ItemKey {
-  const key: ItemKey = { [table.hashKey.name]: keyValueFromPath(table.hashKey, hash, `key.${table.hashKey.name}`) };
+  const key: ItemKey = { [table.hashKey.name]: keyValueFromText(table.hashKey, hash, `key.${table.hashKey.name}`) };
   if (table.rangeKey) {
     if (range === undefined) {
       throw new ValidationError(
@@ -78,12 +79,43 @@ export function keyFromPath(table: TableDefinition, hash: string, range: string 
         `is required: '${table.name}' items live at /tables/${table.name}/items/{${table.hashKey.name}}/{${table.rangeKey.name}}`,
       );
     }
-    key[table.rangeKey.name] = keyValueFromPath(table.rangeKey, range, `key.${table.rangeKey.name}`);
+    key[table.rangeKey.name] = keyValueFromText(table.rangeKey, range, `key.${table.rangeKey.name}`);
   } else if (range !== undefined) {
     throw new ValidationError(
       'key',
-      `'${table.name}' has no range key: its items live at /tables/${table.name}/items/{${table.hashKey.name}}`,
+      `'${table.name}' has no range key: its items live at /tables/${table.name}/items/{${table.hashKey.name}}` +
+        ` (a key holding '/' goes in the query string: /tables/${table.name}/item?hash=…)`,
     );
+  }
+  return key;
+}
+
+/** Checks that the query holds only `allowed` parameters, naming the first one it does not expect. */
+export function onlyQueryParameters(query: HttpRequest['query'], allowed: readonly string[], usage: string): void {
+  const unknown = Object.keys(query).find((name) => !allowed.includes(name));
+  if (unknown !== undefined) throw new ValidationError(`query.${unknown}`, `is not a parameter here: ${usage}`);
+}
+
+/** `/tables/{table}/item?hash=…&range=…`, as the table reads it. */
+export function queryFormUsage(table: TableDefinition): string {
+  return `/tables/${table.name}/item?hash=<${table.hashKey.name}>${table.rangeKey ? `&range=<${table.rangeKey.name}>` : ''}`;
+}
+
+/**
+ * The item key of the query form, `?hash=…&range=…`: any key, whatever its characters, on every
+ * API Gateway flavour (README, "Addressing items"). An empty value is a key attribute of empty
+ * text, which the library refuses by name.
+ */
+export function keyFromQuery(table: TableDefinition, query: HttpRequest['query']): ItemKey {
+  const usage = queryFormUsage(table);
+  onlyQueryParameters(query, table.rangeKey ? ['hash', 'range'] : ['hash'], usage);
+  const hash = query.hash;
+  if (hash === undefined) throw new ValidationError('query.hash', `is required: ${usage}`);
+  const key: ItemKey = { [table.hashKey.name]: keyValueFromText(table.hashKey, hash, `key.${table.hashKey.name}`) };
+  if (table.rangeKey) {
+    const range = query.range;
+    if (range === undefined) throw new ValidationError('query.range', `is required: ${usage}`);
+    key[table.rangeKey.name] = keyValueFromText(table.rangeKey, range, `key.${table.rangeKey.name}`);
   }
   return key;
 }

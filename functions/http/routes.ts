@@ -17,14 +17,21 @@ import {
   itemBody,
   jsonObjectBody,
   keyFromPath,
-  keyValueFromPath,
+  keyFromQuery,
+  keyValueFromText,
+  onlyQueryParameters,
   parseIfMatch,
   parseLimit,
   type HttpRequest,
 } from './request.ts';
 
+// Two ways to address an item (README, "Addressing items"): the path form, for keys without '/' or
+// '%', and the query form, for any key on every API Gateway flavour.
 const ITEM = '/tables/{table}/items/{hash}';
 const RANGE_ITEM = '/tables/{table}/items/{hash}/{range}';
+const QUERY_ITEM = '/tables/{table}/item';
+/** A partition page by the query form: `?hash=…`. */
+const QUERY_PARTITION = '/tables/{table}/items';
 
 function param(req: HttpRequest, name: string): string {
   const v = req.params[name];
@@ -36,8 +43,11 @@ function tableOf(req: HttpRequest, cache: ItemCache): TableDefinition {
   return cache.table(param(req, 'table'));
 }
 
-function pathKey(req: HttpRequest, table: TableDefinition): ItemKey {
-  return keyFromPath(table, param(req, 'hash'), req.params.range);
+/** The item key of either form: the path's `{hash}/{range}`, else the query's `hash` and `range`. */
+function requestKey(req: HttpRequest, table: TableDefinition): ItemKey {
+  const hash = req.params.hash;
+  if (hash === undefined) return keyFromQuery(table, req.query);
+  return keyFromPath(table, hash, req.params.range);
 }
 
 function itemReply(result: { item: Item; version: number }): Reply {
@@ -47,15 +57,33 @@ function itemReply(result: { item: Item; version: number }): Reply {
 /** GET on an item path: the item, or, for `/items/{hash}` of a table with a range key, a page of that partition. */
 async function readItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
-  if (table.rangeKey && req.params.range === undefined) return readPartition(req, cache, table);
-  const r = await cache.get(table.name, pathKey(req, table));
+  if (table.rangeKey && req.params.hash !== undefined && req.params.range === undefined) {
+    return readPartition(req, cache, table, req.params.hash);
+  }
+  const r = await cache.get(table.name, requestKey(req, table));
   req.responseHeaders['x-cache'] = r.cache;
   if (r.item === undefined) throw new ItemNotFoundError(`'${table.name}' has no item with that key`);
   return itemReply({ item: r.item, version: r.version ?? 0 });
 }
 
-async function readPartition(req: HttpRequest, cache: ItemCache, table: TableDefinition): Promise<Reply> {
-  const hash = keyValueFromPath(table.hashKey, param(req, 'hash'), `key.${table.hashKey.name}`);
+/** GET `/tables/{table}/items?hash=…`: a page of the partition, by the query form. */
+async function readPartitionByQuery(req: HttpRequest, cache: ItemCache): Promise<Reply> {
+  const table = tableOf(req, cache);
+  const usage = `/tables/${table.name}/items?hash=<${table.hashKey.name}>[&limit=…&cursor=…]`;
+  if (!table.rangeKey) {
+    throw new ValidationError(
+      'path',
+      `'${table.name}' has no range key, so no partitions to page: read an item at /tables/${table.name}/item?hash=…`,
+    );
+  }
+  onlyQueryParameters(req.query, ['hash', 'limit', 'cursor'], usage);
+  const hash = req.query.hash;
+  if (hash === undefined) throw new ValidationError('query.hash', `is required: ${usage}`);
+  return readPartition(req, cache, table, hash);
+}
+
+async function readPartition(req: HttpRequest, cache: ItemCache, table: TableDefinition, hashText: string): Promise<Reply> {
+  const hash = keyValueFromText(table.hashKey, hashText, `key.${table.hashKey.name}`);
   const options = { limit: parseLimit(req.query.limit), cursor: decodeCursor(req.query.cursor) };
   // Pages come from DynamoDB: the cache holds items by key, never partitions.
   req.responseHeaders['x-cache'] = 'bypass';
@@ -143,7 +171,7 @@ function writeCondition(ifMatch: ReturnType<typeof parseIfMatch>): WriteOptions 
 
 async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
-  const key = pathKey(req, table);
+  const key = requestKey(req, table);
   const ifMatch = parseIfMatch(req.headers['if-match']);
   const body = itemBody(req);
   for (const [name, value] of Object.entries(body)) {
@@ -156,7 +184,7 @@ async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
 /** PATCH: top-level attributes to set; `null` removes one. */
 async function patchItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
-  const key = pathKey(req, table);
+  const key = requestKey(req, table);
   const ifMatch = parseIfMatch(req.headers['if-match']);
   const set: [string, unknown][] = [];
   const remove: string[] = [];
@@ -173,7 +201,7 @@ async function patchItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
 /** DELETE: 204 whether or not there was an item, unless If-Match says it must be there. */
 async function deleteItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const table = tableOf(req, cache);
-  const key = pathKey(req, table);
+  const key = requestKey(req, table);
   const ifMatch = parseIfMatch(req.headers['if-match']);
   await cache.delete(table.name, key, writeCondition(ifMatch));
   return { status: 204 };
@@ -189,6 +217,8 @@ async function health(_req: HttpRequest, cache: ItemCache): Promise<Reply> {
 export const readRoutes: readonly Route[] = [
   { method: 'GET', path: ITEM, handle: readItem },
   { method: 'GET', path: RANGE_ITEM, handle: readItem },
+  { method: 'GET', path: QUERY_ITEM, handle: readItem },
+  { method: 'GET', path: QUERY_PARTITION, handle: readPartitionByQuery },
   { method: 'POST', path: '/tables/{table}/batch-get', handle: batchGet },
 ];
 
@@ -200,6 +230,9 @@ export const writeRoutes: readonly Route[] = [
   { method: 'PATCH', path: RANGE_ITEM, handle: patchItem },
   { method: 'DELETE', path: ITEM, handle: deleteItem },
   { method: 'DELETE', path: RANGE_ITEM, handle: deleteItem },
+  { method: 'PUT', path: QUERY_ITEM, handle: putItem },
+  { method: 'PATCH', path: QUERY_ITEM, handle: patchItem },
+  { method: 'DELETE', path: QUERY_ITEM, handle: deleteItem },
 ];
 
 /** Served by the health function: no DynamoDB access at all. */

@@ -5,50 +5,26 @@ import {
   type CreateTableCommandInput,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import type { KeyAttribute, TableDefinition } from '../../lib/tables.ts';
+import type { TableDefinition } from '../../lib/tables.ts';
 import { PARKING_TABLE_NAME } from '../../lib/stream/parking.ts';
-import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput, type TemplateTable } from '../tables.ts';
-
-/** infra/tables.yml, read once: the tables the deploy creates. */
-let template: readonly TemplateTable[] | undefined;
-function templateTables(): readonly TemplateTable[] {
-  template ??= readTableTemplate();
-  return template;
-}
-
-function sameKey(a: KeyAttribute | undefined, b: KeyAttribute | undefined): boolean {
-  return a?.name === b?.name && a?.type === b?.type;
-}
-
-function describeKeys(t: { hashKey: KeyAttribute; rangeKey?: KeyAttribute | undefined }): string {
-  return [t.hashKey, t.rangeKey]
-    .filter((k) => k !== undefined)
-    .map((k) => `${k.name} ${k.type}`)
-    .join(', ');
-}
+import { PARKING_TEMPLATE, readTableTemplate, templateCreateTableInput } from '../tables.ts';
 
 /**
- * CreateTable input for a declared table, as infra/tables.yml (the deploy) declares it: on-demand,
- * with the stream the consumer reads. A table the template does not declare (a test's own) is
- * created like the template's tables, with the settings they all share.
+ * CreateTable input for a declared table (tables.json, or a test's own defineTable), as the deploy
+ * creates it (infra/tables.cjs): on-demand, with a stream of the table's view type. DynamoDB Local
+ * has no point-in-time recovery.
  */
-export function createTableInput(table: TableDefinition, physicalName: string) {
-  const tables = templateTables();
-  const deployed = tables.find((t) => t.name === table.name);
-  if (deployed !== undefined) {
-    if (!sameKey(deployed.hashKey, table.hashKey) || !sameKey(deployed.rangeKey, table.rangeKey)) {
-      throw new Error(
-        `table '${table.name}': infra/tables.yml declares keys (${describeKeys(deployed)}), the library (${describeKeys(table)})`,
-      );
-    }
-    return templateCreateTableInput(deployed, physicalName);
-  }
-  const [first, ...rest] = tables;
-  if (first === undefined || rest.some((t) => t.billingMode !== first.billingMode || t.streamViewType !== first.streamViewType)) {
-    throw new Error(`table '${table.name}' is not in infra/tables.yml, and its tables share no settings to copy`);
-  }
+export function createTableInput(table: TableDefinition, physicalName: string): CreateTableCommandInput {
   return templateCreateTableInput(
-    { ...first, logicalId: '', name: table.name, hashKey: table.hashKey, rangeKey: table.rangeKey },
+    {
+      logicalId: '',
+      name: table.name,
+      hashKey: table.hashKey,
+      rangeKey: table.rangeKey,
+      billingMode: 'PAY_PER_REQUEST',
+      streamViewType: table.streamViewType,
+      pointInTimeRecovery: true,
+    },
     physicalName,
   );
 }

@@ -2,7 +2,7 @@
  * `npm start`: the whole stack on this machine, on embedded defaults.
  *   DynamoDB Local (in memory)        DYNAMODB_PORT (8000), or an existing DYNAMODB_ENDPOINT
  *   one redis-server per port          REDIS_PORTS (6380,6381,6382); REDIS_TLS=1 for TLS + AUTH
- *   the tables, from infra/tables.yml  prefix dynamo-redis-cache-<STAGE>- (STAGE: local), and the
+ *   the tables, from tables.json       prefix dynamo-redis-cache-<STAGE>- (STAGE: local), and the
  *     parking table (infra/parking.yml)
  *   the HTTP API from serverless.yml   PORT (3000), served by serverless-offline; LAMBDA_PORT (3002)
  *   the Streams consumer               fed from DynamoDB Local's streams as Lambda would, the

@@ -5,72 +5,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { freePort } from '../helpers/ports.ts';
+import { req, startLocalStack, stopLocalStack, type Stack } from '../helpers/local-stack.ts';
 import { eventually } from '../helpers/stack.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
-
-interface Stack {
-  base: string;
-  stage: string;
-  redisPorts: number[];
-  process: ChildProcess;
-  output: () => string;
-}
-
-async function startLocalStack(extraEnv: Record<string, string> = {}): Promise<Stack> {
-  const [http, lambda, r1, r2, r3] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const redisPorts = [r1, r2, r3] as number[];
-  const stage = `e2e${randomBytes(3).toString('hex')}`;
-  let out = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'infra/local/start.ts'], {
-    env: {
-      ...process.env,
-      PORT: String(http),
-      LAMBDA_PORT: String(lambda),
-      REDIS_PORTS: redisPorts.join(','),
-      STAGE: stage,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '1',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (out.includes('ready —')) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 100);
-    child.once('exit', (code) => {
-      clearInterval(timer);
-      reject(new Error(`the local stack exited (${code}):\n${out.slice(-3000)}`));
-    });
-  });
-  return { base: `http://127.0.0.1:${http}`, stage, redisPorts, process: child, output: () => out };
-}
-
-async function stopLocalStack(s: Stack): Promise<void> {
-  if (s.process.exitCode !== null) return;
-  const exited = new Promise((r) => s.process.once('exit', r));
-  s.process.kill('SIGTERM');
-  await exited;
-}
-
-async function req(s: Stack, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(s.base + path, {
-    method,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: text ? (JSON.parse(text) as any) : undefined };
-}
 
 /**
  * Reads `path` until a read misses: the write's own stream record has then invalidated the entry the
@@ -158,6 +97,41 @@ describe('local stack (npm start) over HTTP', () => {
       assert.equal(typeof r.json.error.code, 'string');
       assert.equal(typeof r.json.error.message, 'string');
     }
+  });
+
+  test('the query form carries any key over serverless-offline; the path form refuses one it could misread', async () => {
+    const q = (hash: string, range?: string) =>
+      `?hash=${encodeURIComponent(hash)}${range === undefined ? '' : `&range=${encodeURIComponent(range)}`}`;
+    for (const userId of ['a/b', '//', '100%', '%2F', 'a+b', ' spaced ', 'Zoë 😀', 'a?b#c&d=e+f']) {
+      const put = await req(s, 'PUT', `/tables/users/item${q(userId)}`, { who: userId });
+      assert.equal(put.status, 200, `${userId}: ${put.text}`);
+      assert.equal(put.json.userId, userId);
+      const get = await req(s, 'GET', `/tables/users/item${q(userId)}`);
+      assert.deepEqual(get.json, { userId, who: userId }, userId);
+    }
+    for (const [customerId, orderId] of [
+      ['c/1', 'o//1'],
+      ['c/1', '/'],
+    ] as const) {
+      assert.equal((await req(s, 'PUT', `/tables/orders/item${q(customerId, orderId)}`, { n: 1 })).status, 200);
+      assert.deepEqual((await req(s, 'GET', `/tables/orders/item${q(customerId, orderId)}`)).json, { customerId, orderId, n: 1 });
+    }
+    const page = await req(s, 'GET', `/tables/orders/items${q('c/1')}`);
+    assert.deepEqual(
+      page.json.items.map((i: { orderId: string }) => i.orderId),
+      ['/', 'o//1'],
+    );
+    assert.equal((await req(s, 'GET', `/tables/orders/item${q('c/1', '')}`)).status, 400);
+    assert.equal((await req(s, 'DELETE', `/tables/users/item${q('a/b')}`)).status, 204);
+    assert.equal((await req(s, 'GET', `/tables/users/item${q('a/b')}`)).status, 404);
+    // serverless-offline hands the path over still encoded: '%2F' and '%25' are seen, and refused.
+    for (const path of ['/tables/users/items/a%2Fb', '/tables/users/items/100%25', '/tables/orders/items/c%2F1/o1']) {
+      const r = await req(s, 'GET', path);
+      assert.equal(r.status, 400, `${path}: ${r.text}`);
+      assert.match(r.json.error.message, /item\?hash=/, path);
+    }
+    // Unicode and spaces in the path form arrive encoded and are read as the query form reads them.
+    assert.equal((await req(s, 'GET', `/tables/users/items/${encodeURIComponent('Zoë 😀')}`)).json?.who, 'Zoë 😀');
   });
 
   test('a change written straight to DynamoDB Local shows up through the stream', async () => {

@@ -5,6 +5,8 @@ export interface RequestOptions {
   body?: string | object;
   headers?: Record<string, string>;
   base64?: boolean;
+  /** The route API Gateway matched (`GET /tables/{table}/items/{hash}`); default `$default`. */
+  routeKey?: string;
 }
 
 /** An API Gateway HTTP API (payload 2.0) event, as Lambda would hand it over. */
@@ -23,7 +25,7 @@ export function apiEvent(method: string, path: string, opts: RequestOptions = {}
   for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = v;
   return {
     version: '2.0',
-    routeKey: '$default',
+    routeKey: opts.routeKey ?? '$default',
     rawPath,
     rawQueryString,
     headers,
@@ -35,7 +37,7 @@ export function apiEvent(method: string, path: string, opts: RequestOptions = {}
       domainPrefix: 'api',
       http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' },
       requestId: 'req',
-      routeKey: '$default',
+      routeKey: opts.routeKey ?? '$default',
       stage: '$default',
       time: '01/Jan/2026:00:00:00 +0000',
       timeEpoch: 0,

@@ -13,7 +13,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { inflateRawSync } from 'node:zlib';
 import streamMappings from '../../infra/stream-mappings.cjs';
 import { loadConfig } from '../../lib/config.ts';
-import { exampleTables } from '../../lib/tables.ts';
+import { declaredTables } from '../../lib/tables.ts';
+import tablesCjs from '../../infra/tables.cjs';
 import { checkRetryWindow } from '../../lib/stream/window.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -22,7 +23,8 @@ const MAX_ZIP_BYTES = 300 * 1024;
 
 type Obj = Record<string, any>;
 
-const TABLES = ['UsersTable', 'OrdersTable', 'ReadingsTable'];
+/** The tables of tables.json, by CloudFormation id. */
+const TABLES = tablesCjs.readTables().map((t) => t.logicalId);
 const tableArns = TABLES.map((t) => ({ 'Fn::GetAtt': [t, 'Arn'] }));
 const streamArns = TABLES.map((t) => ({ 'Fn::GetAtt': [t, 'StreamArn'] }));
 /** Every stream of each table: what ListStreams, which names a table and not a stream, is authorized on. */
@@ -84,7 +86,12 @@ const logicalId = (fn: string) => `${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFu
 const ROUTES: Record<string, FunctionName> = {
   'GET /tables/{table}/items/{hash}': 'read',
   'GET /tables/{table}/items/{hash}/{range}': 'read',
+  'GET /tables/{table}/item': 'read',
+  'GET /tables/{table}/items': 'read',
   'POST /tables/{table}/batch-get': 'read',
+  'PUT /tables/{table}/item': 'write',
+  'PATCH /tables/{table}/item': 'write',
+  'DELETE /tables/{table}/item': 'write',
   'PUT /tables/{table}/items/{hash}': 'write',
   'PUT /tables/{table}/items/{hash}/{range}': 'write',
   'PATCH /tables/{table}/items/{hash}': 'write',
@@ -260,11 +267,8 @@ describe('npm run package: the CloudFormation template', () => {
         if (/^dynamodb:/.test(action)) {
           // Only on our tables, or on their streams: never '*', nor any ARN pattern of our own making.
           for (const r of list(s.Resource)) {
-            assert.match(
-              resourceText(r),
-              /^\$\{(UsersTable|OrdersTable|ReadingsTable|ParkedInvalidationsTable)\.(Arn|StreamArn)\}(\/stream\/\*)?$/,
-              key(s),
-            );
+            const ours = new RegExp(`^\\$\\{(${[...TABLES, PARKING].join('|')})\\.(Arn|StreamArn)\\}(/stream/\\*)?$`);
+            assert.match(resourceText(r), ours, key(s));
           }
         }
       }
@@ -348,7 +352,7 @@ describe('npm run package: the CloudFormation template', () => {
       CACHE_TTL_SECONDS: String(env.CACHE_TTL_SECONDS),
       STREAM_RETRY_WINDOW_SECONDS: String(env.STREAM_RETRY_WINDOW_SECONDS),
     });
-    assert.equal(checkRetryWindow(config, exampleTables), expected.maximumRecordAgeInSeconds);
+    assert.equal(checkRetryWindow(config, declaredTables), expected.maximumRecordAgeInSeconds);
   });
 
   test('the sweep of the parking table runs every minute', () => {

@@ -1,20 +1,21 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineTable, exampleTables } from '../../lib/index.ts';
+import { declaredTables, defineTable, tablesFromJson, ValidationError } from '../../lib/index.ts';
 import { loadYaml, readTableTemplate, TABLE_NAME_PREFIX, TableTemplateError } from '../../infra/tables.ts';
 import { createTableInput } from '../../infra/local/create-tables.ts';
 import streamMappings from '../../infra/stream-mappings.cjs';
+import tablesCjs from '../../infra/tables.cjs';
 
 const SERVERLESS_YML = fileURLToPath(new URL('../../serverless.yml', import.meta.url));
-const template = readTableTemplate();
+const IAM_YML = fileURLToPath(new URL('../../infra/iam.yml', import.meta.url));
 
 type Obj = Record<string, any>;
 
-/** A throwaway tables.yml with one table whose properties `props` overrides. */
+/** A throwaway CloudFormation file with one table whose properties `props` overrides. */
 function templateWith(props: Obj): string {
   const dir = mkdtempSync(join(tmpdir(), 'tables-yml-'));
   const path = join(dir, 'tables.yml');
@@ -32,62 +33,175 @@ function templateWith(props: Obj): string {
   return path;
 }
 
-describe('infra/tables.yml: the one declaration of the tables', () => {
-  test('declares exactly the tables lib/tables.ts declares, with the same key names and types', () => {
-    const declared = (t: { name: string; hashKey: object; rangeKey: object | undefined }) => ({
+/** A throwaway tables.json holding `doc`. */
+function withTablesFile<T>(doc: unknown, run: (path: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'tables-json-'));
+  try {
+    const path = join(dir, 'tables.json');
+    writeFileSync(path, JSON.stringify(doc));
+    return run(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** What osls hands a file variable's function: the params and custom values of serverless.yml. */
+const context = (values: Record<string, unknown> = {}) => ({
+  resolveVariable: async (v: string) =>
+    ({
+      'self:custom.tablePrefix': TABLE_NAME_PREFIX,
+      'param:tableDeletionPolicy': 'Delete',
+      'param:tableDeletionProtection': 'false',
+      'param:cacheTtlSeconds': '3600',
+      'param:largestTableTtlSeconds': '0',
+      ...values,
+    })[v],
+});
+
+describe('tables.json: the one declaration of the tables', () => {
+  test('the library and the deploy read the same tables, keys and stream view types from it', () => {
+    const fromDeploy = tablesCjs.readTables().map((t) => ({ name: t.name, keys: t.keys, streamViewType: t.streamViewType }));
+    const fromLibrary = declaredTables.map((t) => ({
       name: t.name,
-      hashKey: { ...t.hashKey },
-      rangeKey: t.rangeKey ? { ...t.rangeKey } : undefined,
+      keys: [t.hashKey, ...(t.rangeKey ? [t.rangeKey] : [])].map((k) => ({ ...k })),
+      streamViewType: t.streamViewType,
+    }));
+    assert.deepEqual(fromDeploy, fromLibrary);
+    assert.deepEqual(
+      declaredTables.map((t) => t.name),
+      ['users', 'orders', 'readings'],
+    );
+  });
+
+  test('each table becomes an on-demand table with its stream and point-in-time recovery, under the logical id it always had', async () => {
+    const { Resources, Outputs } = await tablesCjs.resources(context({ 'param:tableDeletionPolicy': 'Retain' }));
+    // Renaming a deployed table's logical id would replace the table: the ids of tables.yml are kept.
+    assert.deepEqual(Object.keys(Resources), ['UsersTable', 'OrdersTable', 'ReadingsTable']);
+    assert.deepEqual(Resources.OrdersTable, {
+      Type: 'AWS::DynamoDB::Table',
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: {
+        TableName: `${TABLE_NAME_PREFIX}orders`,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'customerId', AttributeType: 'S' },
+          { AttributeName: 'orderId', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'customerId', KeyType: 'HASH' },
+          { AttributeName: 'orderId', KeyType: 'RANGE' },
+        ],
+        StreamSpecification: { StreamViewType: 'KEYS_ONLY' },
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: false,
+      },
     });
-    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
-    assert.deepEqual(template.map(declared).sort(byName), exampleTables.map(declared).sort(byName));
+    assert.deepEqual(Outputs.ReadingsTableStreamArn, { Value: { 'Fn::GetAtt': ['ReadingsTable', 'StreamArn'] } });
   });
 
-  test('every table is on-demand, streams its keys, and has point-in-time recovery', () => {
-    for (const t of template) {
-      assert.equal(t.billingMode, 'PAY_PER_REQUEST', t.name);
-      // Every view type carries Keys, which is all the consumer reads (lib/stream/consumer.ts).
-      assert.ok(t.streamViewType !== undefined, `${t.name} has no stream`);
-      assert.ok(['KEYS_ONLY', 'NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES'].includes(t.streamViewType), t.name);
-      assert.equal(t.pointInTimeRecovery, true, t.name);
-    }
+  test('a declared view type and TTL reach the template and the retry window', () => {
+    const doc = {
+      tables: [
+        { name: 'order-lines', hashKey: { name: 'id', type: 'S' }, streamViewType: 'NEW_IMAGE', ttlSeconds: 7200 },
+        { name: 'users', hashKey: { name: 'userId', type: 'S' } },
+      ],
+    };
+    withTablesFile(doc, (path) => {
+      const [lines, users] = tablesCjs.readTables(path);
+      assert.equal(lines?.logicalId, 'OrderLinesTable');
+      assert.equal(lines?.streamViewType, 'NEW_IMAGE');
+      assert.equal(lines?.ttlSeconds, 7200);
+      assert.equal(users?.streamViewType, 'KEYS_ONLY');
+    });
+    const [lines] = tablesFromJson(doc);
+    assert.equal(lines?.streamViewType, 'NEW_IMAGE');
+    assert.equal(lines?.allWritesThroughStrictCache, false);
   });
 
-  test('the version attribute is no key attribute of the deployed table', () => {
-    for (const lib of exampleTables) {
-      const t = template.find((x) => x.name === lib.name);
-      assert.ok(t);
-      assert.notEqual(t.hashKey.name, lib.versionAttribute);
-      assert.notEqual(t.rangeKey?.name, lib.versionAttribute);
-    }
+  test('what the package and the library refuse in the file, each by name', () => {
+    const refusedByBoth = (doc: unknown, message: RegExp) => {
+      withTablesFile(doc, (path) => assert.throws(() => tablesCjs.readTables(path), message));
+      assert.throws(
+        () => tablesFromJson(doc),
+        (e: unknown) => e instanceof ValidationError && message.test(e.message),
+      );
+    };
+    refusedByBoth({ tables: [] }, /one table or more/);
+    refusedByBoth({ tables: [{ name: 'x', hashKey: { name: 'id', type: 'S' } }] }, /3-200 characters/);
+    refusedByBoth({ tables: [{ name: 'things', hashKey: { name: 'id', type: 'X' } }] }, /S.*N.*B/);
+    refusedByBoth({ tables: [{ name: 'things', hashKey: { name: 'id', type: 'S' }, streamViewType: 'KEYS' }] }, /KEYS_ONLY, NEW_IMAGE/);
+    refusedByBoth({ tables: [{ name: 'things', hashKey: { name: 'id', type: 'S' }, ttlSeconds: 0 }] }, /positive whole number/);
+    refusedByBoth({ tables: [{ name: 'things' }] }, /hashKey/);
+    // The library names what the template does not need: a misspelt field, a flag that is no boolean.
+    const refused = (doc: unknown, message: RegExp) =>
+      assert.throws(
+        () => tablesFromJson(doc),
+        (e: unknown) => e instanceof ValidationError && message.test(e.message),
+      );
+    refused({ tables: [{ name: 'things', hashKey: { name: 'id', type: 'S' }, ttlSecond: 60 }] }, /unknown field 'ttlSecond'/);
+    refused({ tables: [{ name: 'things', hashKey: { name: 'id', type: 'S' }, cached: 'no' }] }, /cached.*true or false/);
+    refused(
+      {
+        tables: [
+          { name: 'things', hashKey: { name: 'id', type: 'S' } },
+          { name: 'things', hashKey: { name: 'id', type: 'S' } },
+        ],
+      },
+      /declared twice/,
+    );
+    // Two names that would make one CloudFormation id.
+    withTablesFile(
+      {
+        tables: [
+          { name: 'a-b-c', hashKey: { name: 'id', type: 'S' } },
+          { name: 'a_b_c', hashKey: { name: 'id', type: 'S' } },
+        ],
+      },
+      (path) => assert.throws(() => tablesCjs.readTables(path), /same CloudFormation id ABCTable/),
+    );
   });
 
   test('the functions look tables up under the prefix the template names them with', () => {
     const sls = loadYaml(SERVERLESS_YML) as Obj;
     assert.equal(sls.provider.environment.TABLE_PREFIX, TABLE_NAME_PREFIX);
-    assert.ok(sls.resources.includes('${file(infra/tables.yml)}'), 'serverless.yml includes infra/tables.yml');
+    assert.ok(sls.resources.includes('${file(infra/tables.cjs):resources}'), 'serverless.yml includes the tables of tables.json');
   });
 
-  test('the stream consumer subscribes to the stream of every table, and of nothing else', () => {
+  test('the stream consumer subscribes to the stream of every table, with the mappings settings', async () => {
     const sls = loadYaml(SERVERLESS_YML) as Obj;
-    const arns = (sls.functions.stream.events as Obj[]).map((e) => e.stream.arn);
+    assert.equal(sls.functions.stream.events, '${file(infra/tables.cjs):streamEvents}');
+    const events = await tablesCjs.streamEvents(context());
     assert.deepEqual(
-      arns.map((a) => JSON.stringify(a)).sort(),
-      template.map((t) => JSON.stringify({ 'Fn::GetAtt': [t.logicalId, 'StreamArn'] })).sort(),
+      events.map((e) => e.stream.arn),
+      ['UsersTable', 'OrdersTable', 'ReadingsTable'].map((id) => ({ 'Fn::GetAtt': [id, 'StreamArn'] })),
     );
+    for (const e of events) assert.deepEqual(e.stream, { type: 'dynamodb', arn: e.stream.arn, ...streamMappings.mappingSettings(3600) });
+  });
+
+  test('the roles are granted the tables of tables.json', async () => {
+    const iam = readFileSync(IAM_YML, 'utf8');
+    for (const piece of ['tableArns', 'streamArns', 'tableStreams']) assert.ok(iam.includes(`\${file(infra/tables.cjs):${piece}}`), piece);
+    assert.deepEqual(await tablesCjs.tableArns(), [
+      { 'Fn::GetAtt': ['UsersTable', 'Arn'] },
+      { 'Fn::GetAtt': ['OrdersTable', 'Arn'] },
+      { 'Fn::GetAtt': ['ReadingsTable', 'Arn'] },
+    ]);
   });
 });
 
 describe('serverless.yml: the mappings take their settings from infra/stream-mappings.cjs', () => {
-  test('every stream event, of the consumer and of the replayer, reads each setting from the one module the local feed reads', () => {
+  test('the replayer reads each setting from the module the local feed reads, with a window over the tables TTLs', async () => {
     const sls = loadYaml(SERVERLESS_YML) as Obj;
-    assert.equal(sls.custom.streamMapping, '${file(infra/stream-mappings.cjs)}');
+    assert.equal(sls.custom.streamMapping, '${file(infra/tables.cjs):streamMapping}');
+    assert.deepEqual(await tablesCjs.streamMapping(context()), streamMappings.mappingSettings(3600));
+    assert.deepEqual(
+      await tablesCjs.streamMapping(context({ 'param:largestTableTtlSeconds': '5000' })),
+      streamMappings.mappingSettings(5000),
+    );
     const settings = Object.keys(streamMappings.mappingSettings(3600));
-    const events = ['stream', 'replay'].flatMap((fn) => (sls.functions[fn].events as Obj[]).map((e) => e.stream));
-    assert.equal(events.length, template.length + 1);
-    for (const e of events) {
-      for (const name of settings) assert.equal(e[name], `\${self:custom.streamMapping.${name}}`, `${JSON.stringify(e.arn)}: ${name}`);
-    }
+    const [replay] = (sls.functions.replay.events as Obj[]).map((e) => e.stream);
+    for (const name of settings) assert.equal(replay[name], `\${self:custom.streamMapping.${name}}`, name);
     for (const fn of ['stream', 'replay', 'sweep']) {
       assert.equal(sls.functions[fn].environment.STREAM_RETRY_WINDOW_SECONDS, '${self:custom.streamMapping.maximumRecordAgeInSeconds}', fn);
     }
@@ -95,9 +209,9 @@ describe('serverless.yml: the mappings take their settings from infra/stream-map
 });
 
 describe('infra/local/create-tables.ts: the local stack creates what the deploy declares', () => {
-  test('CreateTable inputs come from the template, under the local prefix', () => {
-    const [users, orders, readings] = ['users', 'orders', 'readings'].map((n) => exampleTables.find((t) => t.name === n)!);
-    const stream = { StreamEnabled: true, StreamViewType: template[0]!.streamViewType };
+  test('CreateTable inputs come from the declarations, under the local prefix', () => {
+    const [users, orders, readings] = ['users', 'orders', 'readings'].map((n) => declaredTables.find((t) => t.name === n)!);
+    const stream = { StreamEnabled: true, StreamViewType: 'KEYS_ONLY' };
     assert.deepEqual(createTableInput(users!, 'p-users'), {
       TableName: 'p-users',
       BillingMode: 'PAY_PER_REQUEST',
@@ -105,37 +219,21 @@ describe('infra/local/create-tables.ts: the local stack creates what the deploy 
       AttributeDefinitions: [{ AttributeName: 'userId', AttributeType: 'S' }],
       StreamSpecification: stream,
     });
-    assert.deepEqual(createTableInput(orders!, 'p-orders'), {
-      TableName: 'p-orders',
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [
-        { AttributeName: 'customerId', KeyType: 'HASH' },
-        { AttributeName: 'orderId', KeyType: 'RANGE' },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: 'customerId', AttributeType: 'S' },
-        { AttributeName: 'orderId', AttributeType: 'S' },
-      ],
-      StreamSpecification: stream,
-    });
+    assert.deepEqual(createTableInput(orders!, 'p-orders').KeySchema, [
+      { AttributeName: 'customerId', KeyType: 'HASH' },
+      { AttributeName: 'orderId', KeyType: 'RANGE' },
+    ]);
     assert.deepEqual(createTableInput(readings!, 'p-readings').AttributeDefinitions, [
       { AttributeName: 'sensorId', AttributeType: 'S' },
       { AttributeName: 'ts', AttributeType: 'N' },
     ]);
   });
 
-  test('a library declaration whose keys differ from the template is refused', () => {
-    const users = defineTable({ name: 'users', hashKey: { name: 'userId', type: 'N' } });
-    assert.throws(() => createTableInput(users, 'p-users'), /users.*infra\/tables\.yml declares keys \(userId S\)/);
-  });
-
-  test("a test's own table, absent from the template, gets the template's shared settings", () => {
-    const blobs = defineTable({ name: 'blobs', hashKey: { name: 'id', type: 'B' } });
+  test("a table's declared view type is the local stream's", () => {
+    const blobs = defineTable({ name: 'blobs', hashKey: { name: 'id', type: 'B' }, streamViewType: 'NEW_AND_OLD_IMAGES' });
     const input = createTableInput(blobs, 'p-blobs');
-    assert.equal(input.BillingMode, 'PAY_PER_REQUEST');
-    assert.deepEqual(input.KeySchema, [{ AttributeName: 'id', KeyType: 'HASH' }]);
     assert.deepEqual(input.AttributeDefinitions, [{ AttributeName: 'id', AttributeType: 'B' }]);
-    assert.equal(input.StreamSpecification?.StreamViewType, template[0]!.streamViewType);
+    assert.deepEqual(input.StreamSpecification, { StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' });
   });
 });
 
