@@ -118,9 +118,14 @@ async function streamMapping({ resolveVariable }) {
 }
 
 /** The stream consumer's events: one subscription per table, each with the mappings' settings. */
+/** Where Lambda reports records it gave up on (infra/parking.yml). */
+const GIVEN_UP = { onFailure: { arn: { 'Fn::GetAtt': ['StreamRecordsGivenUpQueue', 'Arn'] }, type: 'sqs' } };
+
 async function streamEvents(context) {
   const settings = await streamMapping(context);
-  return readTables().map((t) => ({ stream: { type: 'dynamodb', arn: { 'Fn::GetAtt': [t.logicalId, 'StreamArn'] }, ...settings } }));
+  return readTables().map((t) => ({
+    stream: { type: 'dynamodb', arn: { 'Fn::GetAtt': [t.logicalId, 'StreamArn'] }, ...settings, destinations: GIVEN_UP },
+  }));
 }
 
 module.exports = {

@@ -160,6 +160,39 @@ describe('deploy rules (README "Deploying it")', () => {
     }
   });
 
+  test('the invalidation path cannot be starved: reserved concurrency for its functions, a throttled API stage', () => {
+    for (const stage of STAGES) {
+      const r = templates[stage]!.Resources;
+      for (const fn of ['StreamLambdaFunction', 'ReplayLambdaFunction', 'SweepLambdaFunction']) {
+        assert.ok(r[fn].Properties.ReservedConcurrentExecutions >= 1, `${stage} ${fn}`);
+      }
+      for (const fn of ['ReadLambdaFunction', 'WriteLambdaFunction'])
+        assert.equal(r[fn].Properties.ReservedConcurrentExecutions, undefined, `${stage} ${fn}`);
+      const settings = r.HttpApiStage.Properties.DefaultRouteSettings;
+      assert.ok(settings.ThrottlingRateLimit > 0 && settings.ThrottlingBurstLimit > 0, stage);
+      assert.match(r.HttpApiStage.Properties.AccessLogSettings.Format, /\$context\.identity\.userArn/);
+    }
+  });
+
+  test('every stream mapping starts at TRIM_HORIZON and reports what it gives up to a queue; the replayer sees only what was parked', () => {
+    for (const stage of STAGES) {
+      const mappings = resourcesOf(templates[stage]!, 'AWS::Lambda::EventSourceMapping');
+      assert.ok(mappings.length >= 2);
+      for (const [id, m] of mappings) {
+        assert.equal(m.Properties.StartingPosition, 'TRIM_HORIZON', `${stage} ${id}`);
+        assert.deepEqual(
+          m.Properties.DestinationConfig,
+          { OnFailure: { Destination: { 'Fn::GetAtt': ['StreamRecordsGivenUpQueue', 'Arn'] } } },
+          `${stage} ${id}`,
+        );
+      }
+      const replay = mappings.find(([, m]) => JSON.stringify(m.Properties.EventSourceArn).includes('ParkedInvalidationsTable'));
+      assert.ok(replay);
+      const pattern = JSON.parse(replay[1].Properties.FilterCriteria.Filters[0].Pattern);
+      assert.deepEqual(pattern.eventName, ['INSERT', 'MODIFY']);
+    }
+  });
+
   test('no function carries a secret in its configuration: the ARNs only, resolved at cold start', () => {
     for (const stage of STAGES) {
       for (const [id, f] of resourcesOf(templates[stage]!, 'AWS::Lambda::Function')) {
