@@ -96,7 +96,7 @@ export function worstBodies(bytes: number): Record<string, { method: string; pat
   };
 }
 
-function event(method: string, rawPath: string, body: string, i: number): APIGatewayProxyEventV2 {
+export function hostileEvent(method: string, rawPath: string, body: string, i: number): APIGatewayProxyEventV2 {
   return {
     version: '2.0',
     routeKey: '$default',
@@ -134,7 +134,7 @@ async function measure(
   const parseMs: number[] = [];
   let status = 0;
   for (let r = -1; r < repeats; r++) {
-    const e = event(method, path, body, next());
+    const e = hostileEvent(method, path, body, next());
     const cpu0 = process.cpuUsage();
     let t0 = process.hrtime.bigint();
     const res = await app(e);

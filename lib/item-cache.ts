@@ -2,7 +2,8 @@ import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { entryTtlSeconds, fenceTimeMs, loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
-import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
+import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
+import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
 import { logger, loggedKey } from './log.ts';
 import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
@@ -213,6 +214,7 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
+    checkItemSize(def, attrs);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ hint, deadline }) => {
       const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
       if (!hasNestedNumbers(written)) return writeOutcome(def, written);
@@ -244,6 +246,8 @@ export class ItemCache {
       if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(attributeField('remove', name), 'is also being set');
     }
     checkIfVersion(options);
+    // What is set, with the key, is already part of the item the update leaves.
+    checkItemSize(def, { ...normalizeAttributes(toAttributes(rk.key)), ...set });
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
       const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
       return writeOutcome(def, av);
@@ -436,6 +440,21 @@ function checkWellFormedValue(v: AttributeValue, field: string, containers = 0):
         checkWellFormedValue(x, inner, containers + 1);
       }
     }
+  }
+}
+
+/**
+ * Refuses, before the write and so before the cache's fence, an item DynamoDB would refuse for its
+ * size (SECURITY.md, "item size"): `attrs` holds the key and is at most what the write leaves in
+ * DynamoDB, and the version attribute the store adds is counted at its smallest value (1), so
+ * nothing DynamoDB would store is refused. An item within a few bytes of the limit at a version of
+ * several digits is refused by DynamoDB itself, a definite rejection that leaves the cache as it
+ * was.
+ */
+function checkItemSize(table: TableDefinition, attrs: Attributes): void {
+  const size = itemSize(attrs) + Buffer.byteLength(table.versionAttribute, 'utf8') + numberSize('1');
+  if (size > MAX_ITEM_BYTES) {
+    throw new ItemTooLargeError(`the item is ${size} bytes as DynamoDB counts them, over its limit of ${MAX_ITEM_BYTES} (400 KB)`, size);
   }
 }
 
