@@ -19,12 +19,12 @@ export const MAX_ITEM_BYTES = 400 * 1024;
  */
 export function itemSize(av: Attributes): number {
   let size = 0;
-  for (const name in av) size += Buffer.byteLength(name, 'utf8') + valueSize(av[name] as AttributeValue);
+  for (const name in av) size += utf8Length(name) + valueSize(av[name] as AttributeValue);
   return size;
 }
 
 function valueSize(v: AttributeValue): number {
-  if (v.S !== undefined) return Buffer.byteLength(v.S, 'utf8');
+  if (v.S !== undefined) return utf8Length(v.S);
   if (v.N !== undefined) return numberSize(v.N);
   if (v.B !== undefined) return v.B.byteLength;
   if (v.BOOL !== undefined || v.NULL !== undefined) return 1;
@@ -35,14 +35,30 @@ function valueSize(v: AttributeValue): number {
   }
   if (v.M !== undefined) {
     let size = 3;
-    for (const name in v.M) size += Buffer.byteLength(name, 'utf8') + 1 + valueSize(v.M[name] as AttributeValue);
+    for (const name in v.M) size += utf8Length(name) + 1 + valueSize(v.M[name] as AttributeValue);
     return size;
   }
   let size = 0;
-  if (v.SS !== undefined) for (const s of v.SS) size += Buffer.byteLength(s, 'utf8');
+  if (v.SS !== undefined) for (const s of v.SS) size += utf8Length(s);
   else if (v.NS !== undefined) for (const n of v.NS) size += numberSize(n);
   else if (v.BS !== undefined) for (const b of v.BS) size += b.byteLength;
   return size;
+}
+
+/**
+ * UTF-8 bytes of well-formed text (the library refuses lone surrogates before sizes are counted).
+ * Short names are counted here: a native call costs more than the loop for the names of a body of
+ * 100,000 attributes.
+ */
+function utf8Length(s: string): number {
+  if (s.length > 32) return Buffer.byteLength(s, 'utf8');
+  let bytes = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 2 bytes from U+0080, 3 from U+0800; a surrogate pair (4 bytes) is two units of 2 more each.
+    if (c >= 0x80) bytes += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return bytes;
 }
 
 const ZERO = 0x30;
