@@ -234,7 +234,10 @@ export async function runHostile(
   log: (m: string) => void,
   bytes?: number,
 ): Promise<HostileResult> {
-  const cache = stack.cache();
+  // DynamoDB Local (a JVM on the same two shared cores) can take over a second to store a 1 MB
+  // item when the machine is loaded: the production timeout (1 s) would turn the accepted write
+  // into a 503 that measures nothing. The handler's own work does not depend on these settings.
+  const cache = stack.cache({ DYNAMODB_TIMEOUT_MS: '10000', DYNAMODB_DEADLINE_MS: '30000' });
   await ready(cache);
   const app: (e: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2> = createHttpApp(cache, allRoutes);
   const maxBodyBytes = bytes ?? cache.config.http.maxBodyBytes;
