@@ -42,7 +42,7 @@ function toBytes(v: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {
 type Step = string | number | undefined;
 
 /** `parent.name`, `parent[3]`, or `parent` itself. */
-export function fieldAt(parent: string, step: Step): string {
+function fieldAt(parent: string, step: Step): string {
   return step === undefined ? parent : typeof step === 'number' ? `${parent}[${step}]` : `${parent}.${step}`;
 }
 
