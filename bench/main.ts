@@ -168,10 +168,12 @@ export async function main(opts: MainOptions): Promise<void> {
 
   if (hostile) {
     figures.worstBodyVsJsonParse = hostile.worst;
+    figures.worstBodyWallVsJsonParse = hostile.worstWall;
     figures.worstBodyCpuVsJsonParse = hostile.worstCpu;
     figures.worstBodyCpuGrowth = hostile.worstCpuGrowth;
     for (const [kind, k] of Object.entries(hostile.kinds)) {
       figures[`bodyVsJsonParse.${kind}`] = k.ratio;
+      figures[`bodyWallVsJsonParse.${kind}`] = k.wallRatio;
       figures[`bodyCpuVsJsonParse.${kind}`] = k.cpuRatio;
       if (k.status >= 500) warnings.push(`hostile body ${kind}: answered ${k.status}`);
     }

@@ -35,29 +35,48 @@ function toBytes(v: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {
   return Uint8Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
 }
 
-function numberText(v: number | bigint | NumberValue, field: string): string {
-  if (typeof v === 'bigint') return v.toString();
-  if (v instanceof NumberValue) return v.value;
-  if (!Number.isFinite(v)) throw new ValidationError(field, `${v} is not a number DynamoDB can store`);
-  if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
-    throw new ValidationError(field, `${v} is beyond 2^53 and may have lost digits: pass a NumberValue or bigint`);
+/**
+ * Where a value sits, spelled only when an error names it: `parent` and, below it, a map name or a
+ * list index. A body of 100,000 values must not build 100,000 field strings that no error uses.
+ */
+type Step = string | number | undefined;
+
+/** `parent.name`, `parent[3]`, or `parent` itself. */
+function fieldAt(parent: string, step: Step): string {
+  return step === undefined ? parent : typeof step === 'number' ? `${parent}[${step}]` : `${parent}.${step}`;
+}
+
+/**
+ * A number's text in DynamoDB's spelling (lib/numbers.ts), refusing what DynamoDB cannot store. A
+ * JS number's own spelling without an exponent is already DynamoDB's (no padding zeros, at most 17
+ * significant digits, well inside the range), so only the others go through normalizeNumber.
+ */
+function numberText(v: number | bigint | NumberValue, parent: string, step?: Step): string {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new ValidationError(fieldAt(parent, step), `${v} is not a number DynamoDB can store`);
+    if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
+      throw new ValidationError(fieldAt(parent, step), `${v} is beyond 2^53 and may have lost digits: pass a NumberValue or bigint`);
+    }
+    const text = String(v);
+    if (!text.includes('e')) return text;
+    return normalizeNumber(text, fieldAt(parent, step));
   }
-  return String(v);
+  const text = typeof v === 'bigint' ? v.toString() : v.value;
+  const canonical = tryNormalizeNumber(text);
+  return canonical ?? normalizeNumber(text, fieldAt(parent, step));
 }
 
 const isNumeric = (v: unknown): v is number | bigint | NumberValue =>
   typeof v === 'number' || typeof v === 'bigint' || v instanceof NumberValue;
 
-function entriesOf(v: object, field: string): [string, unknown][] {
-  const entries = v instanceof Map ? [...v.entries()] : Object.entries(v);
-  for (const [k] of entries) {
-    if (typeof k !== 'string') throw new ValidationError(field, 'map keys must be strings');
-    if (k === '') throw new ValidationError(field, 'attribute names must not be empty');
-    if (k === '__proto__') throw new ValidationError(`${field}.__proto__`, 'is not a name the AWS SDK can carry');
-    // DynamoDB's limit on an attribute name.
-    if (Buffer.byteLength(k, 'utf8') > 65_535) throw new ValidationError(field, `an attribute name is longer than 65535 bytes`);
+function checkName(k: unknown, field: string): void {
+  if (typeof k !== 'string') throw new ValidationError(field, 'map keys must be strings');
+  if (k === '') throw new ValidationError(field, 'attribute names must not be empty');
+  if (k === '__proto__') throw new ValidationError(`${field}.__proto__`, 'is not a name the AWS SDK can carry');
+  // DynamoDB's limit on an attribute name (a UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting).
+  if (k.length * 3 > 65_535 && Buffer.byteLength(k, 'utf8') > 65_535) {
+    throw new ValidationError(field, `an attribute name is longer than 65535 bytes`);
   }
-  return entries as [string, unknown][];
 }
 
 function isPlainObject(v: object): boolean {
@@ -65,11 +84,16 @@ function isPlainObject(v: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-export function toAttributeValue(v: unknown, field: string): AttributeValue {
+/**
+ * A native value as an attribute value, numbers in DynamoDB's spelling (normalizeNumber: what a
+ * writer caches equals what a later read returns, G4). `parent` and `step` name it in errors.
+ */
+export function toAttributeValue(v: unknown, parent: string, step?: Step): AttributeValue {
   if (typeof v === 'string') return { S: v };
-  if (isNumeric(v)) return { N: numberText(v, field) };
+  if (isNumeric(v)) return { N: numberText(v, parent, step) };
   if (typeof v === 'boolean') return { BOOL: v };
   if (v === null) return { NULL: true };
+  const field = fieldAt(parent, step);
   if (isBytes(v)) return { B: toBytes(v) };
   if (v instanceof Set) {
     const items = [...(v as Set<unknown>)];
@@ -79,16 +103,30 @@ export function toAttributeValue(v: unknown, field: string): AttributeValue {
     if (items.every(isBytes)) return { BS: items.map(toBytes) };
     throw new ValidationError(field, 'a set must hold only strings, only numbers or only binary values');
   }
-  if (Array.isArray(v)) return { L: v.map((x, i) => toAttributeValue(x, `${field}[${i}]`)) };
+  if (Array.isArray(v)) {
+    const list: AttributeValue[] = new Array(v.length);
+    for (let i = 0; i < v.length; i++) list[i] = toAttributeValue(v[i], field, i);
+    return { L: list };
+  }
   if (typeof v === 'object' && (v instanceof Map || isPlainObject(v))) return { M: toAttributes(v as Item, field) };
   const what = v === undefined ? 'undefined' : typeof v === 'object' ? `a ${v.constructor?.name ?? 'class'} instance` : typeof v;
   throw new ValidationError(field, `${what} cannot be stored in DynamoDB`);
 }
 
-/** A native item (or key) as DynamoDB attribute values. */
+/** A native item (or key) as DynamoDB attribute values, numbers in DynamoDB's spelling. */
 export function toAttributes(item: Item | Map<string, unknown>, field = 'item'): Attributes {
   const out: Attributes = {};
-  for (const [name, value] of entriesOf(item, field)) out[name] = toAttributeValue(value, `${field}.${name}`);
+  if (item instanceof Map) {
+    for (const [name, value] of item) {
+      checkName(name, field);
+      out[name] = toAttributeValue(value, field, name);
+    }
+    return out;
+  }
+  for (const name of Object.keys(item)) {
+    checkName(name, field);
+    out[name] = toAttributeValue(item[name], field, name);
+  }
   return out;
 }
 

@@ -86,8 +86,11 @@ export class VersionMismatchError extends CacheLibraryError {
 
 /** DynamoDB refused the item for its size (400 KB limit). Nothing was written. */
 export class ItemTooLargeError extends CacheLibraryError {
-  constructor(message: string) {
+  /** The item's size as the library counted it before the write; undefined when DynamoDB refused it. */
+  readonly size: number | undefined;
+  constructor(message: string, size?: number) {
     super('ItemTooLarge', message, { nothingWritten: true });
+    this.size = size;
   }
 }
 

@@ -2,9 +2,10 @@ import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { entryTtlSeconds, fenceTimeMs, loadConfig, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
-import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
+import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
+import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
 import { logger, loggedKey } from './log.ts';
-import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
+import { checkKeyValue, checkWellFormedText, isWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
@@ -213,6 +214,7 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
+    checkItemSize(def, attrs);
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ hint, deadline }) => {
       const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
       if (!hasNestedNumbers(written)) return writeOutcome(def, written);
@@ -240,10 +242,12 @@ export class ItemCache {
       throw new ValidationError('remove', 'must be a list of attribute names');
     }
     for (const name of remove) {
-      checkWritableName(def, name, attributeField('remove', name), true);
+      checkWritableName(def, name, 'remove', true);
       if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(attributeField('remove', name), 'is also being set');
     }
     checkIfVersion(options);
+    // What is set, with the key, is already part of the item the update leaves.
+    checkItemSize(def, { ...toAttributes(rk.key), ...set });
     return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
       const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
       return writeOutcome(def, av);
@@ -399,25 +403,26 @@ function attributeField(prefix: string, name: string): string {
   return `${prefix}.${name.length > 64 ? `${name.slice(0, 32)}…(${name.length} characters)` : name}`;
 }
 
-function checkWritableName(table: TableDefinition, name: string, field: string, keysForbidden: boolean): void {
+/** `field` names the attribute in errors: a prefix and the name, spelled only when one is thrown. */
+function checkWritableName(table: TableDefinition, name: string, prefix: string, keysForbidden: boolean): void {
   // A lone surrogate has no UTF-8 spelling: two names could meet in one (G4, G6 for keys).
-  checkWellFormedText(name, field);
+  if (!isWellFormedText(name)) checkWellFormedText(name, attributeField(prefix, name));
   // A UTF-16 unit is at most 3 UTF-8 bytes: only long names need counting.
   if (name.length * 3 > MAX_ATTRIBUTE_NAME_BYTES && Buffer.byteLength(name, 'utf8') > MAX_ATTRIBUTE_NAME_BYTES) {
-    throw new ValidationError(field, `attribute names are at most ${MAX_ATTRIBUTE_NAME_BYTES} bytes`);
+    throw new ValidationError(attributeField(prefix, name), `attribute names are at most ${MAX_ATTRIBUTE_NAME_BYTES} bytes`);
   }
   if (name === table.versionAttribute) {
-    throw new ValidationError(field, `'${name}' is the table's version attribute, which only the library writes`);
+    throw new ValidationError(attributeField(prefix, name), `'${name}' is the table's version attribute, which only the library writes`);
   }
   if (keysForbidden && (name === table.hashKey.name || name === table.rangeKey?.name)) {
-    throw new ValidationError(field, `'${name}' is a key attribute and cannot change`);
+    throw new ValidationError(attributeField(prefix, name), `'${name}' is a key attribute and cannot change`);
   }
 }
 
 /**
- * Checks attribute names and that every value is one DynamoDB can store (marshall refuses undefined,
- * functions, NaN, unsafe integers, empty sets; normalizeAttributes refuses numbers DynamoDB cannot
- * hold); returns them as attribute values, numbers in DynamoDB's spelling.
+ * Checks attribute names and that every value is one DynamoDB can store (toAttributes refuses
+ * undefined, functions, NaN, unsafe integers, empty sets, numbers DynamoDB cannot hold); returns
+ * them as attribute values, numbers in DynamoDB's spelling.
  */
 function checkAttributes(table: TableDefinition, attrs: unknown, field: string, keysForbidden: boolean): Attributes {
   if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) {
@@ -425,16 +430,16 @@ function checkAttributes(table: TableDefinition, attrs: unknown, field: string, 
   }
   for (const name of Object.keys(attrs)) {
     if (name === '') throw new ValidationError(field, 'attribute names must not be empty');
-    checkWritableName(table, name, attributeField(field, name), keysForbidden);
+    checkWritableName(table, name, field, keysForbidden);
   }
   let av: Attributes;
   try {
-    av = normalizeAttributes(toAttributes(attrs as Item), field);
+    av = toAttributes(attrs as Item, field);
   } catch (err) {
     if (err instanceof CacheLibraryError) throw err;
     throw new ValidationError(field, err instanceof Error ? err.message : String(err));
   }
-  for (const [name, value] of Object.entries(av)) checkWellFormedValue(value, attributeField(field, name));
+  for (const name in av) checkWellFormedValue(av[name] as AttributeValue, field, name);
   return av;
 }
 
@@ -452,21 +457,43 @@ const MAX_NESTED_CONTAINERS = 31;
  * one is not something to leave to chance (DynamoDB Local keeps it as sent), so it is refused and
  * every value written reads back as written (G4). Lists and maps nest at most MAX_NESTED_CONTAINERS.
  */
-function checkWellFormedValue(v: AttributeValue, field: string, containers = 0): void {
-  if (v.S !== undefined) checkWellFormedText(v.S, field);
-  else if (v.SS !== undefined) for (const s of v.SS) checkWellFormedText(s, field);
-  else if (v.L !== undefined || v.M !== undefined) {
+function checkWellFormedValue(v: AttributeValue, parent: string, step: string | number, containers = 0): void {
+  if (v.S !== undefined) {
+    if (!isWellFormedText(v.S)) checkWellFormedText(v.S, stepField(parent, step));
+  } else if (v.SS !== undefined) {
+    for (const s of v.SS) if (!isWellFormedText(s)) checkWellFormedText(s, stepField(parent, step));
+  } else if (v.L !== undefined || v.M !== undefined) {
+    const field = stepField(parent, step);
     if (containers + 1 > MAX_NESTED_CONTAINERS) {
       throw new ValidationError(field, `nests lists and maps deeper than the ${MAX_NESTED_CONTAINERS} levels DynamoDB accepts`);
     }
-    if (v.L !== undefined) v.L.forEach((x, i) => checkWellFormedValue(x, `${field}[${i}]`, containers + 1));
+    if (v.L !== undefined) for (let i = 0; i < v.L.length; i++) checkWellFormedValue(v.L[i] as AttributeValue, field, i, containers + 1);
     else {
-      for (const [name, x] of Object.entries(v.M ?? {})) {
-        const inner = attributeField(field, name);
-        checkWellFormedText(name, inner);
-        checkWellFormedValue(x, inner, containers + 1);
+      for (const name in v.M) {
+        if (!isWellFormedText(name)) checkWellFormedText(name, attributeField(field, name));
+        checkWellFormedValue(v.M[name] as AttributeValue, field, name, containers + 1);
       }
     }
+  }
+}
+
+/** `parent.name` (shortened as attributeField does) or `parent[i]`. */
+function stepField(parent: string, step: string | number): string {
+  return typeof step === 'number' ? `${parent}[${step}]` : attributeField(parent, step);
+}
+
+/**
+ * Refuses, before the write and so before the cache's fence, an item DynamoDB would refuse for its
+ * size (SECURITY.md, "item size"): `attrs` holds the key and is at most what the write leaves in
+ * DynamoDB, and the version attribute the store adds is counted at its smallest value (1), so
+ * nothing DynamoDB would store is refused. An item within a few bytes of the limit at a version of
+ * several digits is refused by DynamoDB itself, a definite rejection that leaves the cache as it
+ * was.
+ */
+function checkItemSize(table: TableDefinition, attrs: Attributes): void {
+  const size = itemSize(attrs) + Buffer.byteLength(table.versionAttribute, 'utf8') + numberSize('1');
+  if (size > MAX_ITEM_BYTES) {
+    throw new ItemTooLargeError(`the item is ${size} bytes as DynamoDB counts them, over its limit of ${MAX_ITEM_BYTES} (400 KB)`, size);
   }
 }
 

@@ -16,6 +16,47 @@ export const MAX_NUMBER_LENGTH = 256;
 const NUMBER = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 
 const ZERO = 0x30;
+const NINE = 0x39;
+const DOT = 0x2e;
+const MINUS = 0x2d;
+
+const isDigit = (c: number): boolean => c >= ZERO && c <= NINE;
+
+/**
+ * Whether `text` is already DynamoDB's spelling of a number it can store: `-`?, `0` or a digit run
+ * not starting with 0, optionally `.` and digits not ending in 0; not `-0`; at most 38 significant
+ * digits, the leading one's power of ten from -130 to 125. One pass and no allocation (spell's
+ * general path splits and rebuilds the text); what it does not accept goes that path.
+ */
+function isStorableAsSpelled(text: string): boolean {
+  const n = text.length;
+  const negative = text.charCodeAt(0) === MINUS;
+  let i = negative ? 1 : 0;
+  const lead = text.charCodeAt(i);
+  if (lead === ZERO) i++;
+  else if (lead > ZERO && lead <= NINE) while (i < n && isDigit(text.charCodeAt(i))) i++;
+  else return false;
+  const point = i;
+  if (i < n) {
+    if (text.charCodeAt(i) !== DOT || i + 1 === n || text.charCodeAt(n - 1) === ZERO) return false;
+    for (i++; i < n; i++) if (!isDigit(text.charCodeAt(i))) return false;
+  }
+  // Powers of ten of the first and last non-zero digits.
+  let high = 0;
+  let low = 0;
+  let found = false;
+  for (let j = negative ? 1 : 0; j < n; j++) {
+    const c = text.charCodeAt(j);
+    if (c > ZERO && c <= NINE) {
+      const power = j < point ? point - j - 1 : point - j;
+      if (!found) high = power;
+      found = true;
+      low = power;
+    }
+  }
+  if (!found) return text === '0';
+  return high - low + 1 <= 38 && high <= 125 && high >= -130;
+}
 
 /** Why a spelling is not a number DynamoDB can store (the text is quoted only once it is bounded). */
 type Refusal = (text: string) => string;
@@ -51,6 +92,8 @@ export function tryNormalizeNumber(text: string): string | undefined {
 
 function spell(text: string): string | Refusal {
   if (text.length > MAX_NUMBER_LENGTH) return TOO_LONG;
+  // Most numbers the library meets are already spelled so (its own output, DynamoDB's answers).
+  if (isStorableAsSpelled(text)) return text;
   const m = NUMBER.exec(text);
   if (!m || ((m[2] ?? '') === '' && (m[3] ?? '') === '')) return NOT_A_NUMBER;
   const frac = m[3] ?? '';

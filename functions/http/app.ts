@@ -157,7 +157,8 @@ export function toErrorReply(err: unknown): Reply {
     );
   }
   if (err instanceof ItemTooLargeError) {
-    return errorReply(413, err.code, "the item exceeds DynamoDB's 400 KB item size limit");
+    const size = err.size === undefined ? '' : ` (${err.size} bytes as DynamoDB counts them)`;
+    return errorReply(413, err.code, `the item exceeds DynamoDB's 400 KB item size limit${size}`);
   }
   if (err instanceof StoreUnavailableError || err instanceof CacheUnavailableError) {
     // The library's message may name endpoints or IAM principals: the caller gets a fixed one.

@@ -28,7 +28,11 @@ import { NumberValue, ValidationError, normalizeNumber, tryNormalizeNumber, type
  */
 export function parseJsonExact(text: string, field = 'body'): unknown {
   // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse.
-  const { tokens, onlyShort } = scanTokens(text, field);
+  // The first scan keeps nothing and stops at the first number that is not short; only then is the
+  // text scanned again, whole, keeping the tokens: a body of short numbers allocates nothing per token.
+  let scan = scanTokens(text, field, false);
+  if (!scan.onlyShort) scan = scanTokens(text, field, true);
+  const { tokens, onlyShort } = scan;
   let plain: unknown;
   try {
     // Validates the syntax: the tokens found above are used only for well-formed JSON.
@@ -94,12 +98,14 @@ const isNumberChar = (c: number): boolean => isDigit(c) || c === 0x2e || c === 0
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /**
- * Number tokens and value strings (not object keys) of well-formed JSON, in order; refuses text
+ * Number tokens and value strings (not object keys) of well-formed JSON, in order, and whether
+ * every number is short; without `keep`, no tokens, and it stops at the first number that is not
+ * short (the depth is then checked by the scan that keeps them). Refuses text
  * nested deeper than MAX_JSON_DEPTH. One pass: every character is visited once (strings are
  * skipped by indexOf, a backslash run is counted once, by the quote that ends it). Terminates on
  * any text; on malformed JSON its tokens are meaningless and unused.
  */
-function scanTokens(text: string, field: string): { tokens: Token[]; onlyShort: boolean } {
+function scanTokens(text: string, field: string, keep: boolean): { tokens: Token[]; onlyShort: boolean } {
   const tokens: Token[] = [];
   let onlyShort = true;
   let depth = 0;
@@ -122,13 +128,16 @@ function scanTokens(text: string, field: string): { tokens: Token[]; onlyShort: 
       end++; // past the closing quote
       let next = end;
       while (next < text.length && isSpace(text.charCodeAt(next))) next++;
-      if (text.charCodeAt(next) !== COLON) tokens.push({ kind: 'string', start: i, end });
+      if (keep && text.charCodeAt(next) !== COLON) tokens.push({ kind: 'string', start: i, end });
       i = end;
     } else if (c === MINUS || isDigit(c)) {
       let end = i + 1;
       while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
-      if (onlyShort && !isShortNumber(text, i, end)) onlyShort = false;
-      tokens.push({ kind: 'number', start: i, end });
+      if (onlyShort && !isShortNumber(text, i, end)) {
+        onlyShort = false;
+        if (!keep) return { tokens, onlyShort };
+      }
+      if (keep) tokens.push({ kind: 'number', start: i, end });
       i = end;
     } else {
       if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
@@ -156,11 +165,29 @@ export function exactNumber(text: string): number | NumberValue {
   // thrown for each would cost more than reading them.
   const canonical = tryNormalizeNumber(text);
   if (canonical === undefined) return new NumberValue(text);
+  // More than 17 significant digits: no double spells it (a 38-digit number skips Number and String).
+  if (significantDigits(canonical) > 17) return new NumberValue(canonical);
   const n = Number(canonical);
   if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
   return new NumberValue(canonical);
+}
+
+/** Significant digits of a number in DynamoDB's spelling (from its first non-zero digit to its last). */
+function significantDigits(canonical: string): number {
+  let first = -1;
+  let last = -1;
+  for (let i = 0; i < canonical.length; i++) {
+    const c = canonical.charCodeAt(i);
+    if (c > 0x30 && c <= 0x39) {
+      if (first === -1) first = i;
+      last = i;
+    }
+  }
+  if (first === -1) return 0;
+  const point = canonical.indexOf('.');
+  return last - first + 1 - (point > first && point < last ? 1 : 0);
 }
 
 /**
@@ -197,24 +224,45 @@ export function itemFromJson(json: unknown, field: string): Item {
 /** DynamoDB's limit on an attribute name. */
 const MAX_NAME_BYTES = 65535;
 
+/**
+ * The attribute map in place: `obj` is JSON.parse's own fresh object, whose every name is an own
+ * property (an attribute named __proto__ included, which assignment then updates as a plain
+ * property, for the library to refuse by name). Only values that change are written back, and a
+ * field name is spelled only for an error: a body of 100,000 attributes costs no copy.
+ */
 function mapFromJson(obj: Record<string, unknown>, field: string, depth: number): Item {
-  // Object.fromEntries defines own properties: an attribute named __proto__ stays an attribute
-  // (for the library to refuse by name).
-  return Object.fromEntries(
-    Object.entries(obj).map(([name, v]) => {
-      // Refused here, before any I/O: DynamoDB Local answers an over-long name with a 500.
-      if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) {
-        throw new ValidationError(`${field}.${name.slice(0, 20)}…`, `attribute names are at most ${MAX_NAME_BYTES} bytes`);
-      }
-      return [name, valueFromJson(v, `${field}.${name}`, depth)];
-    }),
-  );
+  for (const name of Object.keys(obj)) {
+    // Refused here, before any I/O: DynamoDB Local answers an over-long name with a 500.
+    if (name.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) {
+      throw new ValidationError(`${field}.${name.slice(0, 20)}…`, `attribute names are at most ${MAX_NAME_BYTES} bytes`);
+    }
+    const v = obj[name];
+    if (typeof v === 'object' && v !== null) {
+      const converted = valueFromJson(v, `${field}.${name}`, depth);
+      if (converted !== v) obj[name] = converted;
+    } else if (depth > MAX_DEPTH) {
+      throw new ValidationError(`${field}.${name}`, `nests deeper than ${MAX_DEPTH} levels`);
+    }
+  }
+  return obj as Item;
 }
 
 function valueFromJson(v: unknown, field: string, depth: number): unknown {
   if (depth > MAX_DEPTH) throw new ValidationError(field, `nests deeper than ${MAX_DEPTH} levels`);
   if (typeof v !== 'object' || v === null || v instanceof NumberValue) return v;
-  if (Array.isArray(v)) return v.map((x, i) => valueFromJson(x, `${field}[${i}]`, depth + 1));
+  if (Array.isArray(v)) {
+    // In place too (the array is JSON.parse's); an element's field is spelled only where it is a container or too deep.
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x === 'object' && x !== null) {
+        const converted = valueFromJson(x, `${field}[${i}]`, depth + 1);
+        if (converted !== x) v[i] = converted;
+      } else if (depth + 1 > MAX_DEPTH) {
+        throw new ValidationError(`${field}[${i}]`, `nests deeper than ${MAX_DEPTH} levels`);
+      }
+    }
+    return v;
+  }
   const obj = v as Record<string, unknown>;
   switch (soleKey(obj)) {
     case '$base64':

@@ -174,10 +174,10 @@ async function putItem(req: HttpRequest, cache: ItemCache): Promise<Reply> {
   const key = requestKey(req, table);
   const ifMatch = parseIfMatch(req.headers['if-match']);
   const body = itemBody(req);
-  for (const [name, value] of Object.entries(body)) {
-    if (isKeyAttribute(table, name)) checkBodyKey(cache, table, key, name, value);
-  }
-  const item = { ...body, ...key };
+  // Only the key attributes: a body of 100,000 attributes is not walked here.
+  for (const name of Object.keys(key)) if (Object.hasOwn(body, name)) checkBodyKey(cache, table, key, name, body[name]);
+  // Into the body itself (itemBody's fresh object): a copy of 100,000 attributes costs more than the parse.
+  const item = Object.assign(body, key);
   return itemReply(await cache.put(table.name, item, writeCondition(ifMatch)));
 }
 

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { exactNumber, itemFromJson, MAX_JSON_DEPTH, parseJsonExact } from '../../functions/http/json.ts';
-import { normalizeAttributes, toAttributes } from '../../lib/codec.ts';
+import { toAttributes } from '../../lib/codec.ts';
 import { MAX_NUMBER_LENGTH, tryNormalizeNumber } from '../../lib/numbers.ts';
 import { NumberValue, ValidationError } from '../../lib/index.ts';
 
@@ -22,8 +22,8 @@ function validationError(fn: () => unknown): ValidationError {
   assert.fail('accepted');
 }
 
-/** What the HTTP write routes do with a body, short of I/O. */
-const checkBody = (text: string) => normalizeAttributes(toAttributes(itemFromJson(parseJsonExact(text), 'body')), 'body');
+/** What the HTTP write routes do with a body, short of I/O (toAttributes refuses, naming the attribute, numbers DynamoDB cannot store). */
+const checkBody = (text: string) => toAttributes(itemFromJson(parseJsonExact(text), 'body'), 'body');
 
 describe('parseJsonExact: bounded nesting', () => {
   const nested = (depth: number, inner: string) => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;

@@ -7,6 +7,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { MAX_NUMBER_LENGTH, normalizeNumber, tryNormalizeNumber } from '../../lib/numbers.ts';
 import { ValidationError } from '../../lib/index.ts';
 
@@ -95,3 +96,31 @@ describe('normalizeNumber: bounded before any pattern runs', () => {
     }
   });
 });
+
+describe('normalizeNumber: a spelling already DynamoDB’s is taken as it is', () => {
+  test('property: the one-pass check agrees with the general path (a leading + forces the general path)', () => {
+    const digits = (max: number) => fc.string({ unit: fc.constantFrom('0', '1', '5', '9'), maxLength: max });
+    // Plain decimals, and digits moved near DynamoDB's bounds by up to 140 zeros before or after them.
+    const spelling = fc
+      .tuple(fc.constantFrom('', '-'), digits(45), fc.option(digits(45)), fc.nat({ max: 140 }), fc.constantFrom('plain', 'small', 'large'))
+      .map(([sign, int, frac, zeros, shape]) => {
+        const fraction = frac === null ? '' : `.${frac}`;
+        if (shape === 'small') return { sign, body: `0.${'0'.repeat(zeros)}${int || '1'}` };
+        if (shape === 'large') return { sign, body: `${int || '1'}${'0'.repeat(zeros)}${fraction}` };
+        return { sign, body: `${int || '0'}${fraction}` };
+      });
+    fc.assert(
+      fc.property(spelling, ({ sign, body }) => {
+        // `+body` is never a spelling DynamoDB answers, so it always takes the general path.
+        const general = tryNormalizeNumber(`+${body}`);
+        const expected = general === undefined || sign === '' ? general : negate(general);
+        assert.equal(tryNormalizeNumber(`${sign}${body}`), expected, `${sign}${body}`);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
+
+function negate(canonical: string): string {
+  return canonical === '0' ? '0' : `-${canonical}`;
+}
