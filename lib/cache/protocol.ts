@@ -182,7 +182,9 @@ export class CacheProtocol {
           // A writer is in flight: its end stores the item it wrote (or drops the entry, and then the
           // next LEASE grants a lease). Wait for it, as for a filler, at most until its fence ends and
           // within the same wait as a lease: what this returns is then either the writer's own item or
-          // a read after its fence came down, never older than an acknowledged write (G1).
+          // a read after its fence came down, never older than an acknowledged write (G1). The lease
+          // time bounds it as it bounds the wait for a filler: a writer that died in flight leaves its
+          // fence up until its deadline, and costs a reader no more than a filler that died would.
           const left = Math.min(waitUntil - Date.now(), reply[1]);
           if (left <= 0) return { entry: await load(), source: 'miss' };
           hooks?.fenceWait?.(key);
