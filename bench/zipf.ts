@@ -16,6 +16,7 @@
  * library does with CACHE_MODE=off, priced at the units DynamoDB reports for such a read of these
  * items. The run is cut into segments; the ratio figures are medians over segments.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { TABLE, countingDynamoClient, inChunks, loadItems, ready, userAttributes, type BenchStack } from './setup.ts';
 import { median, prng, shuffle, timedRun, zipfSampler } from './stats.ts';
@@ -84,14 +85,26 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
   // Misses that took the fill lease (a refill) vs the others (a writer's fence was up, or another
   // reader's fill did not land in time): read from DynamoDB without filling.
   let refills = 0;
-  const waited = new Set<string>();
+  // What each read met, through the protocol's hooks (called in the read's own async context).
+  const met = new AsyncLocalStorage<{ fence: boolean; lease: boolean; refill: boolean }>();
   const cache = stack.cache(
     {},
     {
       dynamoClient: client,
       hooks: {
-        afterLease: () => void refills++,
-        fenceWait: (key) => void waited.add(key),
+        afterLease: () => {
+          refills++;
+          const m = met.getStore();
+          if (m) m.refill = true;
+        },
+        fenceWait: () => {
+          const m = met.getStore();
+          if (m) m.fence = true;
+        },
+        leaseWait: () => {
+          const m = met.getStore();
+          if (m) m.lease = true;
+        },
       },
     },
   );
@@ -153,6 +166,8 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
     let writes = 0;
     let idealHits = 0;
     let fenceWaits = 0;
+    /** Misses that did not refill, by what the reader met first: a writer's fence, another reader's lease, neither. */
+    const around = { fence: 0, lease: 0, neither: 0 };
     refills = 0;
     const writeUs: number[] = [];
     counter.reset();
@@ -172,11 +187,11 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
         writeUs.push(Number(process.hrtime.bigint() - t0) / 1000);
       } else {
         reads++;
-        const key = cache.resolve(TABLE, { userId }).redisKey;
-        waited.delete(key);
-        const r = await cache.get(TABLE, { userId });
+        const m = { fence: false, lease: false, refill: false };
+        const r = await met.run(m, () => cache.get(TABLE, { userId }));
         if (r.cache === 'hit') hits++;
-        if (waited.delete(key)) fenceWaits++;
+        if (m.fence) fenceWaits++;
+        if (r.cache !== 'hit' && !m.refill) around[m.fence ? 'fence' : m.lease ? 'lease' : 'neither']++;
       }
     });
     segments.push({
@@ -193,7 +208,7 @@ export async function runZipf(stack: BenchStack, counts: ZipfCounts, log: (m: st
       opsPerSec: run.opsPerSec,
     });
     log(
-      `zipf: segment ${s + 1}/${counts.segments}: hit ratio ${(hits / reads).toFixed(4)} (${reads - hits} misses: ${refills} refills, ${reads - hits - refills} read around the cache; ${fenceWaits} reads waited on a writer's fence), ideal ${(idealHits / reads).toFixed(4)}, ${writes} writes, ${Math.round(run.opsPerSec)} ops/s, write p50 ${(median(writeUs) / 1000).toFixed(1)} ms`,
+      `zipf: segment ${s + 1}/${counts.segments}: hit ratio ${(hits / reads).toFixed(4)} (${reads - hits} misses: ${refills} refills, ${reads - hits - refills} read around the cache, ${JSON.stringify(around)} by what they waited on; ${fenceWaits} reads waited on a writer's fence), ideal ${(idealHits / reads).toFixed(4)}, ${writes} writes, ${Math.round(run.opsPerSec)} ops/s, write p50 ${(median(writeUs) / 1000).toFixed(1)} ms`,
     );
   }
   await consumer.stop();

@@ -187,6 +187,9 @@ export class CacheProtocol {
           // fence up until its deadline, and costs a reader no more than a filler that died would.
           const left = Math.min(waitUntil - Date.now(), reply[1]);
           if (left <= 0) return { entry: await load(), source: 'miss' };
+          // The writer's begin removed the lease this reader may have waited on: the filler it waits
+          // for next (if the writer drops its entry) is the first it meets after, within the same wait.
+          waitingOn = undefined;
           hooks?.fenceWait?.(key);
           await sleep(Math.min(pause, left));
           pause = Math.min(pause * 2, 25);
