@@ -11,8 +11,10 @@
  * - `putVsDynamoP50`, `updateVsDynamoP50`, `deleteVsDynamoP50`: the library's put, update and delete
  *   against a raw PutItem, UpdateItem and DeleteItem of the same item shape at concurrency 1, sampled
  *   side by side operation by operation (pairedRun), on keys of their own; median over repeats of each
- *   repeat's p50 ratio. The raw side sends what the library's write sends minus the cache: the
- *   library's put is conditional on the version, and so is nothing on the raw side.
+ *   repeat's p50 ratio. The raw put is a blind PutItem, as the figure is defined; the library's put
+ *   is conditional on the version, so `putVsConditionalPutP50` also compares it with a PutItem whose
+ *   condition reads the item (DynamoDB Local answers those more slowly). The raw update has the
+ *   library's condition and answer (ALL_NEW); the raw delete, like the library's, has none.
  * - `redisRoundTripsPerWrite`: Redis commands the library's own node clients send per write, counted
  *   on their `sendCommand` over a loop of puts, updates and deletes at concurrency 1 (each command is
  *   awaited before the next, so commands are round trips); the consumer is paused meanwhile, its
