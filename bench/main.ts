@@ -167,6 +167,7 @@ export async function main(opts: MainOptions): Promise<void> {
     figures.dynamoReadsPerOwnWrite = writes.dynamoReadsPerOwnWrite;
     figures.dynamoReadsPerOwnWriteNested = writes.dynamoReadsPerOwnWriteNested;
     figures.putVsDynamoP50 = writes.putVsDynamoP50;
+    figures.putVsConditionalPutP50 = writes.putVsConditionalPutP50;
     figures.updateVsDynamoP50 = writes.updateVsDynamoP50;
     figures.deleteVsDynamoP50 = writes.deleteVsDynamoP50;
     figures.redisRoundTripsPerPut = writes.redisRoundTripsPerWrite.put;

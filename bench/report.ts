@@ -151,7 +151,7 @@ export function markdown(input: {
       `Writes (the Streams consumer running, ${w.consumerRecords} records handled): DynamoDB reads per library write ${fmt(w.dynamoReadsPerOwnWrite, 3)} ` +
         `(reads right after the write ${JSON.stringify(w.sources.afterWrite)}, after the consumer caught up ${JSON.stringify(w.sources.afterCatchUp)}); ` +
         `a put of an item with nested numbers ${fmt(w.dynamoReadsPerOwnWriteNested, 3)} (its read-back). ` +
-        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)}, update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
+        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)} (vs a conditional PutItem ${fmt(w.putVsConditionalPutP50)}), update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
         `Redis round trips per write: put ${fmt(w.redisRoundTripsPerWrite.put)}, update ${fmt(w.redisRoundTripsPerWrite.update)}, delete ${fmt(w.redisRoundTripsPerWrite.delete)}; ` +
         `one round trip (raw PING, sampled beside the puts) ${us(w.redisRoundTripP50Us)} at p50.`,
       '',
@@ -160,12 +160,15 @@ export function markdown(input: {
     );
     for (const [kind, raw] of [
       ['put', 'putitem'],
+      ['put', 'putitem-conditional'],
       ['update', 'updateitem'],
       ['delete', 'deleteitem'],
     ] as const) {
       const l = w.stats[`library.${kind}.c1`];
       const r = w.stats[`dynamo.${raw}.c1`];
-      lines.push(`| ${kind} | ${us(l?.p50Us)} | ${us(r?.p50Us)} | ${us(l?.p99Us)} | ${us(r?.p99Us)} |`);
+      lines.push(
+        `| ${kind}${raw.endsWith('conditional') ? ' (raw: conditional)' : ''} | ${us(l?.p50Us)} | ${us(r?.p50Us)} | ${us(l?.p99Us)} | ${us(r?.p99Us)} |`,
+      );
     }
   }
   if (cold) {

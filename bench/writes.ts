@@ -42,7 +42,9 @@ export interface WritesResult {
   putVsDynamoP50: number;
   updateVsDynamoP50: number;
   deleteVsDynamoP50: number;
-  ratios: { put: number[]; update: number[]; delete: number[] };
+  /** Library put p50 / a raw PutItem with a condition that reads the item (as the library's). */
+  putVsConditionalPutP50: number;
+  ratios: { put: number[]; putConditional: number[]; update: number[]; delete: number[] };
   stats: Record<string, RunStats>;
   redisRoundTripsPerWrite: { put: number; update: number; delete: number };
   /** p50 of a raw Redis PING, sampled beside the puts: the cost of one round trip meanwhile. */
@@ -128,6 +130,7 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
     const n = counts.paired;
     const libPutIds = Array.from({ length: n }, (_, i) => `lp${i}`);
     const rawPutIds = Array.from({ length: n }, (_, i) => `rp${i}`);
+    const rawCondPutIds = Array.from({ length: n }, (_, i) => `rc${i}`);
     const libUpdIds = Array.from({ length: n }, (_, i) => `lu${i}`);
     const rawUpdIds = Array.from({ length: n }, (_, i) => `ru${i}`);
     const libDelIds = Array.from({ length: n }, (_, i) => `ld${i}`);
@@ -139,6 +142,20 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
     );
     const rawPut = async (i: number): Promise<void> => {
       await stack.dynamo.send(new PutItemCommand({ TableName: table, Item: userAttributes(rawPutIds[i % n] as string, i) }));
+    };
+    // The same request with a condition that reads the item, as the library's put has (on its version):
+    // DynamoDB Local answers a conditional put more slowly than a blind one.
+    const rawCondPut = async (i: number): Promise<void> => {
+      await stack.dynamo.send(
+        new PutItemCommand({
+          TableName: table,
+          Item: userAttributes(rawCondPutIds[i % n] as string, i),
+          ConditionExpression: 'attribute_not_exists(#v) OR #v >= :zero',
+          ExpressionAttributeNames: { '#v': '_version' },
+          ExpressionAttributeValues: { ':zero': { N: '0' } },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
     };
     const libPut = async (i: number): Promise<void> => {
       await cache.put(TABLE, userItem(libPutIds[i % n] as string, i));
@@ -173,13 +190,14 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       );
     };
     const runs: Record<string, RunStats[]> = {};
-    const ratios = { put: [] as number[], update: [] as number[], delete: [] as number[] };
+    const ratios = { put: [] as number[], putConditional: [] as number[], update: [] as number[], delete: [] as number[] };
     for (let r = 0; r <= counts.repeats; r++) {
       await reloadDeletes();
       const out = {
         ...(await pairedRun(n, [
           { name: 'library.put.c1', op: libPut },
           { name: 'dynamo.putitem.c1', op: rawPut },
+          { name: 'dynamo.putitem-conditional.c1', op: rawCondPut },
           // What one Redis round trip costs meanwhile: a write pays two of them on top of DynamoDB's.
           { name: 'raw.ping.c1', op: () => (stack.raw[0] as (typeof stack.raw)[number]).ping() },
         ])),
@@ -196,12 +214,13 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       for (const [k, v] of Object.entries(out)) (runs[k] ??= []).push(v);
       const p = (a: string, b: string): number => (out[a] as RunStats).p50Us / (out[b] as RunStats).p50Us;
       ratios.put.push(p('library.put.c1', 'dynamo.putitem.c1'));
+      ratios.putConditional.push(p('library.put.c1', 'dynamo.putitem-conditional.c1'));
       ratios.update.push(p('library.update.c1', 'dynamo.updateitem.c1'));
       ratios.delete.push(p('library.delete.c1', 'dynamo.deleteitem.c1'));
     }
     const stats = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, medianStats(v)]));
     log(
-      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))}, update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
+      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))} (vs a conditional PutItem ${ratios.putConditional.map((x) => x.toFixed(2))}), update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
     );
 
     // --- Redis round trips per write ----------------------------------------------------------
@@ -231,6 +250,7 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       dynamoReadsPerOwnWriteNested,
       sources: { afterWrite: own.afterWrite, afterCatchUp: own.afterCatchUp },
       putVsDynamoP50: median(ratios.put),
+      putVsConditionalPutP50: median(ratios.putConditional),
       updateVsDynamoP50: median(ratios.update),
       deleteVsDynamoP50: median(ratios.delete),
       ratios,
