@@ -14,6 +14,7 @@ import { runStorm, type StormCounts, type StormResult } from './storm.ts';
 import { runZipf, type ZipfCounts, type ZipfResult } from './zipf.ts';
 import { runColdStart, type ColdResult } from './coldstart.ts';
 import { runHostile, type HostileCounts, type HostileResult } from './hostile.ts';
+import { runWrites, type WritesCounts, type WritesResult } from './writes.ts';
 import { median } from './stats.ts';
 import { NAMED_FIGURES, TARGETS, markdown, meets } from './report.ts';
 
@@ -25,6 +26,7 @@ export interface Counts {
   zipf: ZipfCounts;
   coldRuns: number;
   hostile: HostileCounts;
+  writes: WritesCounts;
 }
 
 const ZIPF = { concurrency: 64, exponent: 1, writeFraction: 0.05 };
@@ -36,6 +38,7 @@ export const COUNTS: Record<Mode, Counts> = {
     zipf: { keys: 100_000, ops: 200_000, segments: 5, ...ZIPF },
     coldRuns: 9,
     hostile: { repeats: 9 },
+    writes: { keys: 1000, paired: 300, repeats: 5 },
   },
   quick: {
     latency: { repeats: 3, hitKeys: 1000, hitC1: 2000, hitC64: 20_000, dynC1: 200, dynC64: 1000, batchC1: 100, batchC64: 300 },
@@ -43,6 +46,7 @@ export const COUNTS: Record<Mode, Counts> = {
     zipf: { keys: 20_000, ops: 40_000, segments: 3, ...ZIPF },
     coldRuns: 5,
     hostile: { repeats: 5 },
+    writes: { keys: 400, paired: 150, repeats: 3 },
   },
   smoke: {
     latency: { repeats: 1, hitKeys: 50, hitC1: 50, hitC64: 200, dynC1: 10, dynC64: 64, batchC1: 3, batchC64: 8 },
@@ -50,10 +54,11 @@ export const COUNTS: Record<Mode, Counts> = {
     zipf: { keys: 500, ops: 1000, segments: 1, ...ZIPF },
     coldRuns: 1,
     hostile: { repeats: 1, bytes: 65_536 },
+    writes: { keys: 20, paired: 10, repeats: 1 },
   },
 };
 
-const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'cold', 'hostile'];
+const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'writes', 'cold', 'hostile'];
 
 export interface MainOptions {
   mode: Mode;
@@ -87,10 +92,12 @@ export async function main(opts: MainOptions): Promise<void> {
   let zipf: ZipfResult | undefined;
   let cold: ColdResult | undefined;
   let hostile: HostileResult | undefined;
+  let writes: WritesResult | undefined;
   try {
     if (['hit', 'handler', 'dynamo', 'batch', 'ops'].some(only)) latency = await runLatency(stack, counts.latency, log, only);
     if (only('storm')) storm = await runStorm(stack, counts.storm, log);
     if (only('zipf')) zipf = await runZipf(stack, counts.zipf, log);
+    if (only('writes')) writes = await runWrites(stack, counts.writes, log);
     if (only('hostile')) hostile = await runHostile(stack, counts.hostile, log, opts.hostileBytes ?? counts.hostile.bytes);
     if (only('cold')) {
       // A container's environment: the stack's nodes and tables, as the deployed functions get them.
@@ -148,11 +155,25 @@ export async function main(opts: MainOptions): Promise<void> {
   }
   if (zipf) {
     figures.zipfHitRatio = zipf.hitRatio;
+    figures.zipfIdealHitRatio = zipf.idealHitRatio;
+    figures.zipfHitRatioVsIdeal = zipf.hitRatioVsIdeal;
     figures.zipfHitRatioOverall = zipf.hitRatioOverall;
     figures.zipfReadUnitsWith = zipf.readUnitsWith;
     figures.zipfReadUnitsWithout = zipf.readUnitsWithout;
     figures.zipfReadUnitsRatio = zipf.readUnitsRatio;
     figures.zipfOpsPerSec = zipf.opsPerSec;
+  }
+  if (writes) {
+    figures.dynamoReadsPerOwnWrite = writes.dynamoReadsPerOwnWrite;
+    figures.dynamoReadsPerOwnWriteNested = writes.dynamoReadsPerOwnWriteNested;
+    figures.putVsDynamoP50 = writes.putVsDynamoP50;
+    figures.putVsConditionalPutP50 = writes.putVsConditionalPutP50;
+    figures.updateVsDynamoP50 = writes.updateVsDynamoP50;
+    figures.deleteVsDynamoP50 = writes.deleteVsDynamoP50;
+    figures.redisRoundTripsPerPut = writes.redisRoundTripsPerWrite.put;
+    figures.redisRoundTripsPerUpdate = writes.redisRoundTripsPerWrite.update;
+    figures.redisRoundTripsPerDelete = writes.redisRoundTripsPerWrite.delete;
+    figures.redisRoundTripP50UsBesidePuts = writes.redisRoundTripP50Us;
   }
   if (cold) {
     figures.largestBundleKiB = cold.largestBundleKiB;
@@ -189,7 +210,7 @@ export async function main(opts: MainOptions): Promise<void> {
       .map((x) => x.toFixed(2))
       .join('/')} · ${durationS.toFixed(0)} s`,
   ].join('\n');
-  const table = markdown({ figures, stats, storm, zipf, cold, hostile, header, warnings });
+  const table = markdown({ figures, stats, storm, zipf, cold, hostile, writes, header, warnings });
 
   const result = {
     mode: opts.mode,
@@ -205,7 +226,7 @@ export async function main(opts: MainOptions): Promise<void> {
         { ...TARGETS[n], measured: figures[n] ?? null, met: figures[n] === undefined ? null : (meets(n, figures[n] as number) ?? null) },
       ]),
     ),
-    details: { stats, ratios: latency?.ratios, storm, zipf, cold, hostile },
+    details: { stats, ratios: latency?.ratios, storm, zipf, cold, hostile, writes },
     warnings,
   };
   const out = opts.out ? resolve(opts.out) : join(repoRoot, 'bench', 'results', 'latest.json');

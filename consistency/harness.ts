@@ -10,7 +10,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
 import { StreamFeed } from '../infra/local/stream-feed.ts';
 import { createReplayHandler } from '../functions/replay.ts';
@@ -240,11 +240,17 @@ function timedClient(config: Config, als: AsyncLocalStorage<CallAccount>): Dynam
  * The out-of-band writer (straight to DynamoDB, as a console or another service would) and its
  * probe: before each direct write the probe reads the key through the cache (so the old value is
  * cached), after it the probe reads every 25 ms until a read returns the new value (G2's lag), or
- * another write supersedes it.
+ * another write supersedes it. Its puts treat the version attribute the library writes
+ * (`_version`) as another service might (issue 13: the stream's new image is compared with the
+ * entry by version and content digest): `keep` writes new content under the item's current version,
+ * `bump` the next version, `reset` deletes the item and creates it again at version 1 (what a
+ * library put after a delete writes: two writes, each in the history), `none` writes no version.
  */
 class OutOfBand {
   readonly records: OpRecord[] = [];
   readonly samples: OobSample[] = [];
+  /** How many direct writes of each kind were made (see the class's note). */
+  readonly modes = { delete: 0, keep: 0, bump: 0, reset: 0, none: 0 };
   private stopped = false;
   private seq = 0;
   private op = 0;
@@ -307,13 +313,32 @@ class OutOfBand {
     }
   }
 
-  private async write(ref: KeyRef, del: boolean): Promise<OpRecord> {
+  private keyOf(ref: KeyRef): Record<string, AttributeValue> {
+    return ref.table === 'users'
+      ? { userId: { S: String(ref.key.userId) } }
+      : { customerId: { S: String(ref.key.customerId) }, orderId: { S: String(ref.key.orderId) } };
+  }
+
+  /** The item's current version attribute, read straight from DynamoDB (undefined: no item, or none). */
+  private async currentVersion(ref: KeyRef): Promise<number | undefined> {
+    const out = await this.raw.send(
+      new GetItemCommand({
+        TableName: this.prefix + ref.table,
+        Key: this.keyOf(ref),
+        ConsistentRead: true,
+        ProjectionExpression: '#v',
+        ExpressionAttributeNames: { '#v': '_version' },
+      }),
+    );
+    const n = out.Item?._version?.N;
+    return n === undefined ? undefined : Number(n);
+  }
+
+  private async write(ref: KeyRef, del: boolean, version?: number): Promise<OpRecord> {
     const value = del ? ABSENT : `oob-${++this.seq}`;
     const table = this.prefix + ref.table;
-    const key: Record<string, AttributeValue> =
-      ref.table === 'users'
-        ? { userId: { S: String(ref.key.userId) } }
-        : { customerId: { S: String(ref.key.customerId) }, orderId: { S: String(ref.key.orderId) } };
+    const key = this.keyOf(ref);
+    const versioned: Record<string, AttributeValue> = version === undefined ? {} : { _version: { N: String(version) } };
     const start = now();
     const rec: OpRecord = {
       op: ++this.op,
@@ -331,7 +356,10 @@ class OutOfBand {
     };
     try {
       if (del) await this.raw.send(new DeleteItemCommand({ TableName: table, Key: key }));
-      else await this.raw.send(new PutItemCommand({ TableName: table, Item: { ...key, v: { S: value }, pad: { S: 'o'.repeat(200) } } }));
+      else
+        await this.raw.send(
+          new PutItemCommand({ TableName: table, Item: { ...key, v: { S: value }, pad: { S: 'o'.repeat(200) }, ...versioned } }),
+        );
     } catch (err) {
       const e = err as { name?: string; message?: string };
       rec.outcome = 'error';
@@ -353,7 +381,23 @@ class OutOfBand {
         continue;
       }
       const del = before !== ABSENT && this.random() < 0.2;
-      const w = await this.write(ref, del);
+      const mode = del ? 'delete' : pick(this.random, ['keep', 'keep', 'bump', 'reset', 'none'] as const);
+      this.modes[mode]++;
+      let w: OpRecord;
+      if (mode === 'delete') w = await this.write(ref, true);
+      else if (mode === 'reset') {
+        const gone = before !== ABSENT ? await this.write(ref, true) : undefined;
+        w = gone !== undefined && gone.outcome !== 'ok' ? gone : await this.write(ref, false, 1);
+      } else {
+        let version: number | undefined;
+        try {
+          version = mode === 'none' ? undefined : await this.currentVersion(ref);
+        } catch {
+          await sleep(100);
+          continue;
+        }
+        w = await this.write(ref, false, mode === 'bump' ? (version ?? 0) + 1 : version);
+      }
       if (w.outcome !== 'ok') {
         this.samples.push({ key: ref.id, hot: ref.hot, value: w.value, writeEnd: w.end, outcome: 'error' });
         continue;
@@ -686,6 +730,9 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     await Promise.all([...live].map((c) => c.request({ type: 'stop' }, 'stopped')));
     await oobDone;
     log(`load stopped after ${Math.round((now() - t0) / 1000)} s; letting the stream drain and nodes recover`);
+    log(
+      `out-of-band writes: ${JSON.stringify(oob.modes)} (keep: new content under the current version; bump; reset: delete and create at 1; none: no version)`,
+    );
     // Quiet: every fault lifted; the stream drains, nodes come back up in every container.
     await sleep(Math.max(3500, 2 * o.streamPollMs + 1000));
     await Promise.all([...live].map((c) => c.request({ type: 'sweep' }, 'swept')));

@@ -5,8 +5,9 @@ import { functionCache } from './shared-cache.ts';
 export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
 /**
- * The Streams consumer (one subscription per table; KEYS_ONLY is enough, every view carries Keys):
- * invalidates each record's entry. A record whose node cannot be reached is parked in
+ * The Streams consumer (one subscription per table; any view type, every view carries Keys):
+ * invalidates each record's entry, unless the record's new image (NEW_IMAGE, infra/tables.yml) says
+ * the item is what the entry already holds (lib/stream/recorded.ts). A record whose node cannot be reached is parked in
  * STREAM_PARKING_TABLE (functions/replay.ts applies it later) so the shard moves on; one that
  * cannot be parked either is answered by sequence number (ReportBatchItemFailures), so Lambda
  * retries from the first record that failed. Never throws: a batch in which every record failed

@@ -42,6 +42,10 @@ function retryWindowSeconds(largestTtlSeconds) {
  * replayer), in serverless.yml's spelling:
  * - TRIM_HORIZON: a mapping created late (a new stage, a stream replaced, a mapping re-created)
  *   reads what the stream already holds; invalidations are idempotent, so re-reading costs work only.
+ * - batchSize 100: with new images in the stream (infra/tables.yml) a record carries the whole item,
+ *   up to 400 KB; Lambda keeps a batch within its 6 MB invocation payload on its own (fewer records).
+ *   A change of a table's view type gives it a new stream (new ARN): the mapping of that ARN starts at
+ *   its TRIM_HORIZON, and the gap before it calls for a flush (README, "Stream view types").
  * - ReportBatchItemFailures: Lambda retries from the lowest failed record; bisect splits a batch
  *   whose invocation failed as a whole.
  * - No retry count (-1): retries stop at the record's age, the retry window, past which the record

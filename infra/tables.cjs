@@ -18,7 +18,8 @@ const TABLES_FILE = join(__dirname, '..', 'tables.json');
 const TABLE_NAME = /^[A-Za-z0-9_.-]{3,200}$/;
 const KEY_TYPES = ['S', 'N', 'B'];
 const STREAM_VIEW_TYPES = ['KEYS_ONLY', 'NEW_IMAGE', 'OLD_IMAGE', 'NEW_AND_OLD_IMAGES'];
-const DEFAULT_STREAM_VIEW_TYPE = 'KEYS_ONLY';
+// New images by default: the consumer compares a record's image with the entry (lib/tables.ts says why).
+const DEFAULT_STREAM_VIEW_TYPE = 'NEW_IMAGE';
 
 /**
  * The CloudFormation logical id of a table: its name in PascalCase + `Table` (`users` → UsersTable,

@@ -10,7 +10,17 @@ import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
 import type { CacheNode, NodeHealth } from './cache/node.ts';
-import { ABSENT, absentEntry, CacheProtocol, type CacheEntry, type ProtocolHooks, type ReadSource } from './cache/protocol.ts';
+import {
+  ABSENT,
+  absentEntry,
+  CacheProtocol,
+  type CacheEntry,
+  type InvalidationOutcome,
+  type ProtocolHooks,
+  type ReadSource,
+  type RecordedState,
+} from './cache/protocol.ts';
+import { itemDigest } from './digest.ts';
 
 export interface ItemCacheOptions {
   /** Settings; default: built from the environment. */
@@ -336,10 +346,11 @@ export class ItemCache {
 
   /**
    * @internal For the Streams consumer, the replayer and the sweep (lib/stream/).
-   * Drops an item's entry. Throws CacheUnavailableError when its node cannot be reached.
+   * Drops an item's entry; told what a stream record says the item now is, it keeps an entry that
+   * holds exactly that. Throws CacheUnavailableError when its node cannot be reached.
    */
-  async invalidate(rk: ResolvedKey): Promise<void> {
-    await this.protocol.invalidate(this.nodeFor(rk), rk.redisKey);
+  async invalidate(rk: ResolvedKey, recorded?: RecordedState): Promise<InvalidationOutcome> {
+    return this.protocol.invalidate(this.nodeFor(rk), rk.redisKey, recorded);
   }
 
   /**
@@ -374,7 +385,7 @@ export class ItemCache {
 
 function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {
   if (av === undefined) return absentEntry;
-  return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)) };
+  return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)), digest: itemDigest(av) };
 }
 
 function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {

@@ -55,8 +55,13 @@ export interface TableDeclaration {
 }
 
 export const DEFAULT_VERSION_ATTRIBUTE = '_version';
-/** Keys only: images would double the stream's payload and put item data where nothing reads it. */
-export const DEFAULT_STREAM_VIEW_TYPE: StreamViewType = 'KEYS_ONLY';
+/**
+ * New images: the consumer leaves an entry that already holds a record's change (its version and content
+ * digest), so the library's own writes keep what they stored (lib/stream/recorded.ts). Not
+ * NEW_AND_OLD_IMAGES: the old image is never read and would double a MODIFY's payload. KEYS_ONLY still
+ * works: every record then invalidates (README, "Stream view types").
+ */
+export const DEFAULT_STREAM_VIEW_TYPE: StreamViewType = 'NEW_IMAGE';
 
 const TABLE_NAME = /^[A-Za-z0-9_.-]{3,200}$/;
 

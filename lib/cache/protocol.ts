@@ -2,7 +2,7 @@ import type { WritePolicy } from '../config.ts';
 import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
 import { BudgetSpent, NoAnswer, within } from './deadline.ts';
 import type { CacheNode } from './node.ts';
-import { LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
+import { INVALIDATE_REPLY, LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -10,10 +10,21 @@ export interface CacheEntry {
   data: string;
   /** The item's version ('' when absent). */
   version: string;
+  /** The canonical digest of the item's content (digest.ts), kept with the entry; '' when absent or unknown. */
+  digest?: string;
 }
 
 export const ABSENT = '-';
-export const absentEntry: CacheEntry = { data: ABSENT, version: '' };
+export const absentEntry: CacheEntry = { data: ABSENT, version: '', digest: '' };
+
+/**
+ * What a stream record says an item now is (issue 13): its new image's version and digest, or
+ * deleted. An invalidation told this leaves an entry that holds exactly that alone.
+ */
+export type RecordedState = { kind: 'item'; version: string; digest: string } | { kind: 'absent' };
+
+/** What an invalidation did: the entry dropped, or kept because it already held the recorded state. */
+export type InvalidationOutcome = 'invalidated' | 'kept';
 
 /** hit: served by the cache; miss: read from DynamoDB through the cache; bypass: cache not used. */
 export type ReadSource = 'hit' | 'miss' | 'bypass';
@@ -33,6 +44,8 @@ export interface ProtocolHooks {
   afterLease?(redisKey: string): Promise<void> | void;
   /** A reader found another reader's lease and waits for its fill (once per poll). */
   leaseWait?(redisKey: string): void;
+  /** A reader found a writer's fence and waits for the writer's store (once per poll). */
+  fenceWait?(redisKey: string): void;
   /** A reader has read DynamoDB and is about to fill. */
   beforeFill?(redisKey: string): Promise<void> | void;
   /** A reader's fill was answered: stored, or refused because its lease did not survive. */
@@ -162,9 +175,27 @@ export class CacheProtocol {
           return { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
         case LEASE_REPLY.fenced:
         case LEASE_REPLY.unsealed:
-          // Writers are in flight, the node's epoch is settling, or its seal is gone (the node is being
-          // sealed again): read around the cache, fill nothing.
+          // The node's epoch is settling, or its seal is gone (the node is being sealed again): read
+          // around the cache, fill nothing.
           return { entry: await load(), source: 'miss' };
+        case LEASE_REPLY.writing: {
+          // A writer is in flight: its end stores the item it wrote (or drops the entry, and then the
+          // next LEASE grants a lease). Wait for it, as for a filler, at most until its fence ends and
+          // within the same wait as a lease: what this returns is then either the writer's own item or
+          // a read after its fence came down, never older than an acknowledged write (G1). The lease
+          // time bounds it as it bounds the wait for a filler: a writer that died in flight leaves its
+          // fence up until its deadline, and costs a reader no more than a filler that died would.
+          const left = Math.min(waitUntil - Date.now(), reply[1]);
+          if (left <= 0) return { entry: await load(), source: 'miss' };
+          // The writer's begin removed the lease this reader may have waited on: the filler it waits
+          // for next (if the writer drops its entry) is the first it meets after, within the same wait.
+          waitingOn = undefined;
+          hooks?.fenceWait?.(key);
+          await sleep(Math.min(pause, left));
+          pause = Math.min(pause * 2, 25);
+          deadline = Date.now() + commandTimeoutMs;
+          continue;
+        }
         case LEASE_REPLY.leased: {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5). For one
           // filler only: when its lease gives way to another's (an invalidation or a writer refused
@@ -213,7 +244,7 @@ export class CacheProtocol {
     try {
       await hooks?.beforeFill?.(key);
       const stored = await before(node, deadline, () =>
-        node.client.wtFill(key, node.sealKeyFor(key), lease.value, lease.tag + entry.data, entry.version, ttlMs),
+        node.client.wtFill(key, node.sealKeyFor(key), lease.value, lease.tag + entry.data, entry.version, ttlMs, entry.digest ?? ''),
       );
       await hooks?.afterFill?.(key, stored === 1);
     } catch (err) {
@@ -376,6 +407,7 @@ export class CacheProtocol {
           tag + (entry?.data ?? ''),
           entry?.version ?? '',
           ttlMs,
+          entry?.digest ?? '',
         ),
       );
     } catch (err) {
@@ -387,20 +419,28 @@ export class CacheProtocol {
   }
 
   /**
-   * Drops an entry (stream records, out-of-band changes). Throws when the node cannot be reached; the
-   * caller makes the invalidation durable (a parked record, Lambda's retry), so the key is not kept
-   * dirty here: a full dirty set would flush the node.
+   * Drops an entry (stream records, out-of-band changes). Told what the record says the item now is
+   * (`recorded`), it leaves an entry that holds exactly that alone (INVALIDATE decides, atomically).
+   * Throws when the node cannot be reached; the caller makes the invalidation durable (a parked
+   * record, Lambda's retry), so the key is not kept dirty here: a full dirty set would flush the node.
    */
-  async invalidate(node: CacheNode | undefined, key: string): Promise<void> {
-    if (node === undefined) return;
+  async invalidate(node: CacheNode | undefined, key: string, recorded?: RecordedState): Promise<InvalidationOutcome> {
+    if (node === undefined) return 'invalidated';
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
       const deadline = Date.now() + this.settings.commandTimeoutMs;
       try {
         await ensureConnected(node, deadline);
-        await before(node, deadline, () => node.client.wtInvalidate(key, randomToken()));
-        return;
+        const stamp = randomToken();
+        const reply = await before(node, deadline, () =>
+          recorded === undefined
+            ? node.client.wtInvalidate(key, stamp)
+            : recorded.kind === 'absent'
+              ? node.client.wtInvalidate(key, stamp, node.epochTag, '', '')
+              : node.client.wtInvalidate(key, stamp, node.epochTag, recorded.version, recorded.digest),
+        );
+        return reply === INVALIDATE_REPLY.kept ? 'kept' : 'invalidated';
       } catch (err) {
         failure = err;
         failed(node, err, 'invalidate');

@@ -5,13 +5,17 @@ import type { Cluster, Redis } from 'ioredis';
  *   d       the node's epoch tag, then the item as DynamoDB holds it (codec.ts encodeEntry) or "-" for
  *           not-found (R8). An entry whose tag is not the node's current epoch is no entry (R9, below)
  *   v       the item's version (the version attribute DynamoDB increments in every library write)
+ *   g       the canonical digest of the item's content (digest.ts; '' for not-found), stored with d and v
+ *           by every store (END_WRITE, FILL): a stream record whose new image has the same version and
+ *           digest leaves the entry alone (INVALIDATE, issue 13)
  *   l       the fill lease: the epoch tag and a random token given to one missing reader (G5); gone = no fill
  *   lt      when the lease may be taken over (ms, Redis clock), in case its holder died
  *   w       write stamp: a random token replaced by every invalidation (unforgeable, unlike a counter)
  *   f:<s>   one per writer in flight (s = its stamp): until when its fence holds (ms, Redis clock)
  *   pd      the latest of those fences, so a reader checks one field: no lease is granted before it
- *   h, hv   the entry a writer set aside at its begin (hs: that writer's stamp), put back only by that
- *   hs      writer, and only if DynamoDB definitely refused its write and nobody touched the entry since
+ *   h, hv   the entry a writer set aside at its begin (hg: its digest, hs: that writer's stamp), put
+ *   hg, hs  back only by that writer, and only if DynamoDB definitely refused its write and nobody
+ *           touched the entry since
  *
  * A node's epoch is its server's run_id (a restart, a reload of a dump and a promoted replica each get
  * a new one). Its tag (epochTag) prefixes every entry and lease written under it, so an entry written
@@ -80,13 +84,15 @@ export const LEASE_REPLY = {
   leased: 3,
   /** The epoch's seal is gone: read DynamoDB, fill nothing, and seal the node again. */
   unsealed: 4,
+  /** A writer holds the fence (ms until it ends): wait for its store, as for a filler, or read DynamoDB. */
+  writing: 5,
 } as const;
 
 /**
  * A reader missed. KEYS: the entry, the epoch's seal (the entry itself in cluster mode: no epochs).
  * ARGV: token, lease ms, '1' when the node is trusted for reads, the epoch tag. Returns
- * {entry, d} when an entry of this epoch appeared meanwhile (trusted nodes only), {fenced, ms} while
- * writers hold the fence or the epoch settles, {leased, ms, holder's lease} while another reader holds
+ * {entry, d} when an entry of this epoch appeared meanwhile (trusted nodes only), {writing, ms} while
+ * writers hold the fence, {fenced, ms} while the epoch settles, {leased, ms, holder's lease} while another reader holds
  * a live lease, {unsealed} when the seal is gone, and {granted} when the lease is ours.
  */
 const LEASE = `${NOW}
@@ -103,7 +109,7 @@ if KEYS[2] ~= k then
   if u > now then return {2, u - now} end
 end
 local pd = tonumber(f[4] or '0')
-if pd > now then return {2, pd - now} end
+if pd > now then return {5, pd - now} end
 local lt = tonumber(f[3] or '0')
 if f[2] and lt > now then return {3, lt - now, f[2]} end
 local lease = tonumber(ARGV[2])
@@ -118,13 +124,13 @@ return {0}
  * expiry or takeover since the lease was granted removed or replaced it (R1, R2, R4, R5), and a lease
  * of another epoch carries another tag (R9): refused. Nor while the epoch settles (a settle a later
  * client lengthened). KEYS: the entry, the epoch's seal (the entry itself in cluster mode). ARGV: the
- * lease (tag and token), the tagged entry, its version, the TTL in ms.
+ * lease (tag and token), the tagged entry, its version, the TTL in ms, its digest.
  */
 const FILL = `${NOW}
 local k = KEYS[1]
 if redis.call('HGET', k, 'l') ~= ARGV[1] then return 0 end
 if KEYS[2] ~= k and settling(KEYS[2], now_ms()) then return 0 end
-if not try_grow('HSET', k, 'd', ARGV[2], 'v', ARGV[3]) then return 0 end
+if not try_grow('HSET', k, 'd', ARGV[2], 'v', ARGV[3], 'g', ARGV[5]) then return 0 end
 redis.call('HDEL', k, 'l', 'lt')
 redis.call('PEXPIRE', k, ARGV[4])
 return 1
@@ -150,7 +156,7 @@ return 1
 const BEGIN_WRITE = `${NOW}
 local k = KEYS[1]
 local tag = ARGV[3]
-local f = redis.call('HMGET', k, 'd', 'v')
+local f = redis.call('HMGET', k, 'd', 'v', 'g')
 local now = now_ms()
 local mine = now + tonumber(ARGV[2])
 local latest, expired = live_fences(k, now)
@@ -159,9 +165,9 @@ local d = f[1]
 if d and string.sub(d, 1, #tag) ~= tag then d = false end
 -- The invalidation first: a deletion, which Redis allows even at maxmemory under noeviction (the
 -- writes after it are then allowed too; the entry set aside takes the place of the one deleted).
-redis.call('HDEL', k, 'd', 'v', 'l', 'lt')
+redis.call('HDEL', k, 'd', 'v', 'g', 'l', 'lt')
 if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
-if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hs', ARGV[1]) end
+if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hg', f[3] or '', 'hs', ARGV[1]) end
 redis.call('HSET', k, 'w', ARGV[1], 'f:' .. ARGV[1], mine, 'pd', latest)
 extend(k, latest - now + 1000)
 if not d then return '' end
@@ -183,7 +189,8 @@ export const END_WRITE_REPLY = {
 
 /**
  * The writer's DynamoDB call is over. KEYS: the entry, the epoch's seal (the entry itself in cluster
- * mode). ARGV: stamp, new stamp, outcome ('store', 'restore' or 'drop'), tagged entry, version, TTL ms.
+ * mode). ARGV: stamp, new stamp, outcome ('store', 'restore' or 'drop'), tagged entry, version, TTL ms,
+ * digest.
  * The writer's own fence comes down. It may store its item, or put back the entry it set aside, only
  * when it had the entry to itself from begin to end: its stamp still there (no invalidation, stream
  * record, eviction or other writer since), no other writer's fence up, its own fence not expired, the
@@ -202,36 +209,66 @@ local others, expired = live_fences(k, now, mine)
 local alone = f[1] == ARGV[1] and others == 0 and tonumber(f[2] or '0') > now
 if alone and KEYS[2] ~= k and settling(KEYS[2], now) then alone = false end
 -- The store is the script's first write, so a node out of memory refuses it (then: drop below).
-local stored = alone and ARGV[3] == 'store' and try_grow('HSET', k, 'd', ARGV[4], 'v', ARGV[5])
+local stored = alone and ARGV[3] == 'store' and try_grow('HSET', k, 'd', ARGV[4], 'v', ARGV[5], 'g', ARGV[7])
 redis.call('HDEL', k, mine)
 if #expired > 0 then redis.call('HDEL', k, unpack(expired)) end
 if others > 0 then redis.call('HSET', k, 'pd', others) else redis.call('HDEL', k, 'pd') end
 if stored then
-  redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hs')
+  redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hg', 'hs')
   redis.call('PEXPIRE', k, ARGV[6])
   return 1
 end
 if alone and ARGV[3] == 'restore' then
-  local h = redis.call('HMGET', k, 'h', 'hv', 'hs')
+  local h = redis.call('HMGET', k, 'h', 'hv', 'hs', 'hg')
   if h[1] and h[3] == ARGV[1] then
-    redis.call('HSET', k, 'd', h[1], 'v', h[2])
-    redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hs')
+    redis.call('HSET', k, 'd', h[1], 'v', h[2], 'g', h[4] or '')
+    redis.call('HDEL', k, 'l', 'lt', 'h', 'hv', 'hg', 'hs')
     return 3
   end
 end
-redis.call('HDEL', k, 'd', 'v', 'l', 'lt', 'h', 'hv', 'hs')
+redis.call('HDEL', k, 'd', 'v', 'g', 'l', 'lt', 'h', 'hv', 'hg', 'hs')
 redis.call('HSET', k, 'w', ARGV[2])
 return 2
 `;
 
+/** What INVALIDATE answers, by name. */
+export const INVALIDATE_REPLY = {
+  /** No hash for the key: nothing to drop. */
+  vanished: 0,
+  /** The entry, what a writer set aside and any lease are gone; restamped. */
+  invalidated: 1,
+  /** The entry already holds what the record says the item is: left alone (only its lease is gone). */
+  kept: 2,
+} as const;
+
 /**
  * Stream records and dirty-key repair: drop the entry, what a writer set aside and any lease; restamp.
- * Writers' fences stay (they are still in flight). Idempotent.
+ * Writers' fences stay (they are still in flight). Idempotent. ARGV: a new stamp; then, for a record
+ * that says what the item now is (issue 13), the epoch tag and either a version and a digest (its new
+ * image) or '' and '' (it was deleted). Such a record leaves an entry of this epoch alone when the
+ * entry holds exactly that (the same version and digest; or not-found for a deletion): the entry
+ * already reflects the record's change, and later changes have records of their own. Its lease still
+ * goes (a filler may have read the item from before the change, R5). Anything else invalidates.
  */
 const INVALIDATE = `
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
-redis.call('HDEL', k, 'd', 'v', 'l', 'lt', 'h', 'hv', 'hs')
+local tag = ARGV[2]
+if tag then
+  local f = redis.call('HMGET', k, 'd', 'v', 'g')
+  local d = f[1]
+  if d and string.sub(d, 1, #tag) == tag then
+    local absent = string.sub(d, #tag + 1) == '-'
+    local same
+    if ARGV[3] == '' then same = absent
+    else same = not absent and ARGV[4] ~= '' and f[2] == ARGV[3] and f[3] == ARGV[4] end
+    if same then
+      redis.call('HDEL', k, 'l', 'lt')
+      return 2
+    end
+  end
+end
+redis.call('HDEL', k, 'd', 'v', 'g', 'l', 'lt', 'h', 'hv', 'hg', 'hs')
 redis.call('HSET', k, 'w', ARGV[1])
 return 1
 `;
@@ -295,9 +332,12 @@ export type LeaseReply =
   | [typeof LEASE_REPLY.entry, string]
   | [typeof LEASE_REPLY.fenced, number]
   | [typeof LEASE_REPLY.leased, number, string]
-  | [typeof LEASE_REPLY.unsealed];
+  | [typeof LEASE_REPLY.unsealed]
+  | [typeof LEASE_REPLY.writing, number];
 
 export type EndWriteReply = (typeof END_WRITE_REPLY)[keyof typeof END_WRITE_REPLY];
+
+export type InvalidateReply = (typeof INVALIDATE_REPLY)[keyof typeof INVALIDATE_REPLY];
 
 /** How a writer ends: store its item, put back the entry it set aside (refused for sure), or drop it. */
 export type WriteEnding = 'store' | 'restore' | 'drop';
@@ -305,7 +345,7 @@ export type WriteEnding = 'store' | 'restore' | 'drop';
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
   wtLease(key: string, sealKey: string, token: string, leaseMs: number, trustData: '0' | '1', tag: string): Promise<LeaseReply>;
-  wtFill(key: string, sealKey: string, lease: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
+  wtFill(key: string, sealKey: string, lease: string, data: string, version: string, ttlMs: number, digest: string): Promise<0 | 1>;
   wtRelease(key: string, lease: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number, tag: string): Promise<string>;
   wtEndWrite(
@@ -317,8 +357,11 @@ export interface ScriptCommands {
     data: string,
     version: string,
     ttlMs: number,
+    digest: string,
   ): Promise<EndWriteReply>;
-  wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
+  wtInvalidate(key: string, stamp: string): Promise<InvalidateReply>;
+  /** INVALIDATE for a record that says what the item now is: version and digest, or '' and '' for a deletion. */
+  wtInvalidate(key: string, stamp: string, tag: string, version: string, digest: string): Promise<InvalidateReply>;
   wtSeal(sealKey: string, settleMs: number): Promise<[number, number]>;
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
 }

@@ -6,10 +6,13 @@ import { logger, loggedKey } from '../log.ts';
 import { eachRecord, type StreamBatchResult } from './batch.ts';
 import { FailuresByNode } from './node-failures.ts';
 import { parkInvalidation } from './parking.ts';
+import { recordedState } from './recorded.ts';
 
 /**
  * The part of a DynamoDB Streams record the consumer needs, in Lambda's event shape (binary as
- * base64) or the SDK's (binary as bytes). Every view type carries Keys, KEYS_ONLY included.
+ * base64) or the SDK's (binary as bytes). Every view type carries Keys, KEYS_ONLY included; NEW_IMAGE
+ * and NEW_AND_OLD_IMAGES also the item's new image, which lets a record of a change the cache already
+ * holds leave its entry alone (recorded.ts).
  */
 export interface StreamRecordLike {
   eventID?: string;
@@ -17,6 +20,8 @@ export interface StreamRecordLike {
   eventSourceARN?: string;
   dynamodb?: {
     Keys?: Record<string, unknown>;
+    NewImage?: Record<string, unknown>;
+    StreamViewType?: string;
     SequenceNumber?: string;
   };
 }
@@ -36,8 +41,11 @@ export interface StreamConsumerOptions {
 }
 
 /**
- * Invalidates the entry of every record's item (G2, R5). An invalidation is idempotent, so repeated
- * and out-of-order records are harmless. A record whose node cannot be reached keeps its key dirty
+ * Invalidates the entry of every record's item (G2, R5), unless the record says the item now is what
+ * the entry already holds (the same version and content digest from its new image, or deleted and
+ * held as not-found: recorded.ts, INVALIDATE in scripts.ts), so the library's own writes keep what
+ * they stored. An invalidation is idempotent, and a kept entry equals a state the item had at the
+ * record's change, so repeated and out-of-order records are harmless. A record whose node cannot be reached keeps its key dirty
  * in this container and is parked (see StreamConsumerOptions) or reported as a failure, so that it
  * is retried until applied (R6). A record that can never apply (not one of our tables, a malformed
  * key) is logged and skipped: retrying it would only block the shard.
@@ -60,8 +68,9 @@ export async function invalidateStreamRecords(
       logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
       return true;
     }
+    const recorded = recordedState(rk.table, record);
     try {
-      await cache.invalidate(rk);
+      await cache.invalidate(rk, recorded);
       return true;
     } catch (err) {
       const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
@@ -69,7 +78,15 @@ export async function invalidateStreamRecords(
       let reason = errorMessage(err);
       if (options.parkingTable !== undefined) {
         try {
-          await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
+          await parkInvalidation(cache, options.parkingTable, {
+            eventID: record.eventID,
+            rk,
+            physicalTable: physical,
+            keys,
+            recorded,
+            node,
+            reason,
+          });
           parked.add(node, itemKey, reason);
           return true;
         } catch (parkErr) {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { encodeAttributes, type Attributes } from '../codec.ts';
+import type { RecordedState } from '../cache/protocol.ts';
 import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import { entryTtlSeconds } from '../config.ts';
@@ -31,6 +32,12 @@ export interface ParkedInvalidation {
   table: string;
   /** The item's key attributes, as encodeAttributes writes them. */
   keys: string;
+  /**
+   * What the record said the item now is, when its stream carries new images: `-` (deleted) or
+   * `<version>:<digest>` (recordedText). Never item values: a version number and a digest of the
+   * content. Absent for KEYS_ONLY records: the invalidation is then unconditional.
+   */
+  recorded?: string;
   /** Where it could not be applied, and why: for operators reading the table. */
   node: string;
   reason: string;
@@ -52,6 +59,8 @@ export interface Unapplied {
   /** The record's table (physical name) and key attributes, as the record gave them. */
   physicalTable: string;
   keys: Attributes;
+  /** What the record said the item now is (recorded.ts), if anything. */
+  recorded?: RecordedState | undefined;
   /** The node that could not be reached, and why. */
   node: string;
   reason: string;
@@ -82,6 +91,7 @@ export async function parkInvalidation(cache: ItemCache, parkingTable: string, u
     id: { S: u.eventID || randomUUID() },
     table: { S: u.physicalTable },
     keys: { S: encodeAttributes(u.keys) },
+    ...(u.recorded !== undefined ? { recorded: { S: recordedText(u.recorded) } } : {}),
     node: { S: u.node },
     reason: { S: u.reason.slice(0, 1000) },
     parkedAt: { N: String(now) },
@@ -91,11 +101,25 @@ export async function parkInvalidation(cache: ItemCache, parkingTable: string, u
   });
 }
 
+/** A RecordedState as a parked item keeps it: `-`, or `<version>:<digest>`. */
+export function recordedText(r: RecordedState): string {
+  return r.kind === 'absent' ? '-' : `${r.version}:${r.digest}`;
+}
+
+/** The inverse of recordedText; undefined (an unconditional invalidation) for anything else. */
+export function parseRecorded(text: string | undefined): RecordedState | undefined {
+  if (text === '-') return { kind: 'absent' };
+  const m = text === undefined ? null : /^(\d+):([A-Za-z0-9+/]+)$/.exec(text);
+  return m ? { kind: 'item', version: m[1] as string, digest: m[2] as string } : undefined;
+}
+
 /** A parked item as the replayer and the sweep read it (from a stream image or a Scan). */
 export interface ParkedRead {
   id: string;
   table: string;
   keys: string;
+  /** What the parked record said the item now is; undefined: invalidate unconditionally. */
+  recorded: RecordedState | undefined;
   /** As stored: the conditions on a delete or a deferral compare it verbatim. */
   parkedAt: { N: string };
   attempts: number;
@@ -124,6 +148,7 @@ export function readParked(image: Record<string, unknown>): ParkedRead {
     id: string('id'),
     table: string('table'),
     keys: string('keys'),
+    recorded: parseRecorded((image.recorded as { S?: string } | undefined)?.S),
     parkedAt: { N: parkedAt },
     attempts: Number(number('attempts') ?? '0'),
     nextAttemptAt: nextAttemptAt === undefined ? undefined : Number(nextAttemptAt),

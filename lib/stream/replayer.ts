@@ -15,7 +15,9 @@ export interface ParkingRecordLike {
 }
 
 /**
- * The replayer: the first attempt at each parked invalidation, as soon as its record arrives. An
+ * The replayer: the first attempt at each parked invalidation, as soon as its record arrives, under
+ * the consumer's rule (a parked record that says what the item now is leaves an entry holding exactly
+ * that alone: parking.ts `recorded`). An
  * applied one is deleted (a failed delete only leaves an item for the sweep or the TTL to remove).
  * One whose node still cannot be reached is answered as done all the same and stays in the table:
  * the sweep (sweep.ts) retries it with back-off. Reporting it failed would make Lambda retry the
@@ -43,7 +45,7 @@ export async function replayParkedInvalidations(
       return true;
     }
     try {
-      await cache.invalidate(rk);
+      await cache.invalidate(rk, parked.recorded);
     } catch (err) {
       waiting.add(cache.nodeFor(rk)?.address ?? '', loggedKey(rk.redisKey, cache.config.cache.logKeys), errorMessage(err));
       return true;

@@ -39,7 +39,7 @@ export interface SweepResult {
  * when its node still cannot be reached, conditionally, so a re-parking or a concurrent sweep is
  * never overwritten; one that is not due is retried only if its node answers (a probe, at most one
  * a second per node), so the back-off spares writes while a node is away but delays nothing once it
- * is back. Each item waits only on its own node: an outage of one holds back nothing for others.
+ * is back. An attempt follows the consumer's rule (parking.ts `recorded`). Each item waits only on its own node: an outage of one holds back nothing for others.
  */
 export async function sweepParkedInvalidations(cache: ItemCache, parkingTable: string, options: SweepOptions = {}): Promise<SweepResult> {
   const now = options.now ?? Date.now();
@@ -110,7 +110,7 @@ async function sweepOne(
     }
   }
   try {
-    await cache.invalidate(rk);
+    await cache.invalidate(rk, parked.recorded);
   } catch (err) {
     if (!due) {
       // Not due: its back-off stands; a failure here writes nothing.

@@ -40,12 +40,13 @@ export function faultyDynamoClient(): { client: DynamoDBClient; faults: { before
   return { client, faults, calls };
 }
 
-/** A stream record in Lambda's event shape for an item's key. */
+/** A stream record in Lambda's event shape for an item's key (with NEW_IMAGE, `newImage` as its image). */
 export function streamRecord(
   cache: ItemCache,
   rk: ResolvedKey,
   seq: string,
   view: 'KEYS_ONLY' | 'NEW_IMAGE' = 'KEYS_ONLY',
+  newImage?: Record<string, unknown>,
 ): StreamRecordLike {
   const physical = cache.tables.physicalName(rk.table);
   const keys = JSON.parse(
@@ -55,7 +56,12 @@ export function streamRecord(
     eventID: `e${seq}`,
     eventName: 'MODIFY',
     eventSourceARN: `arn:aws:dynamodb:us-east-1:000000000000:table/${physical}/stream/2026-01-01T00:00:00.000`,
-    dynamodb: { Keys: keys, SequenceNumber: seq, ...(view === 'KEYS_ONLY' ? {} : {}) },
+    dynamodb: {
+      Keys: keys,
+      SequenceNumber: seq,
+      StreamViewType: view,
+      ...(view === 'NEW_IMAGE' && newImage ? { NewImage: newImage } : {}),
+    },
   };
 }
 

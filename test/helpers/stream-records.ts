@@ -10,7 +10,7 @@ export function streamRecord(
   table: string,
   keys: Image,
   seq: string,
-  view: 'KEYS_ONLY' | 'NEW_AND_OLD_IMAGES' = 'KEYS_ONLY',
+  view: 'KEYS_ONLY' | 'NEW_IMAGE' | 'NEW_AND_OLD_IMAGES' = 'KEYS_ONLY',
   images: { NewImage?: Image; OldImage?: Image } = {},
 ): DynamoDBRecord {
   return {
@@ -22,7 +22,7 @@ export function streamRecord(
     dynamodb: {
       ApproximateCreationDateTime: 1767225600,
       Keys: keys,
-      ...(view === 'NEW_AND_OLD_IMAGES' ? images : {}),
+      ...(view === 'NEW_AND_OLD_IMAGES' ? images : view === 'NEW_IMAGE' && images.NewImage ? { NewImage: images.NewImage } : {}),
       SequenceNumber: seq,
       SizeBytes: 64,
       StreamViewType: view,
