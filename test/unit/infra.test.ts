@@ -92,7 +92,7 @@ describe('tables.json: the one declaration of the tables', () => {
           { AttributeName: 'customerId', KeyType: 'HASH' },
           { AttributeName: 'orderId', KeyType: 'RANGE' },
         ],
-        StreamSpecification: { StreamViewType: 'KEYS_ONLY' },
+        StreamSpecification: { StreamViewType: 'NEW_IMAGE' },
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         DeletionProtectionEnabled: false,
       },
@@ -103,19 +103,21 @@ describe('tables.json: the one declaration of the tables', () => {
   test('a declared view type and TTL reach the template and the retry window', () => {
     const doc = {
       tables: [
-        { name: 'order-lines', hashKey: { name: 'id', type: 'S' }, streamViewType: 'NEW_IMAGE', ttlSeconds: 7200 },
+        { name: 'order-lines', hashKey: { name: 'id', type: 'S' }, streamViewType: 'KEYS_ONLY', ttlSeconds: 7200 },
         { name: 'users', hashKey: { name: 'userId', type: 'S' } },
       ],
     };
     withTablesFile(doc, (path) => {
       const [lines, users] = tablesCjs.readTables(path);
       assert.equal(lines?.logicalId, 'OrderLinesTable');
-      assert.equal(lines?.streamViewType, 'NEW_IMAGE');
+      assert.equal(lines?.streamViewType, 'KEYS_ONLY');
       assert.equal(lines?.ttlSeconds, 7200);
-      assert.equal(users?.streamViewType, 'KEYS_ONLY');
+      // Undeclared: new images, which let the consumer keep what the library's own writes store.
+      assert.equal(users?.streamViewType, 'NEW_IMAGE');
     });
-    const [lines] = tablesFromJson(doc);
-    assert.equal(lines?.streamViewType, 'NEW_IMAGE');
+    const [lines, users] = tablesFromJson(doc);
+    assert.equal(lines?.streamViewType, 'KEYS_ONLY');
+    assert.equal(users?.streamViewType, 'NEW_IMAGE');
     assert.equal(lines?.allWritesThroughStrictCache, false);
   });
 
@@ -176,7 +178,9 @@ describe('tables.json: the one declaration of the tables', () => {
       events.map((e) => e.stream.arn),
       ['UsersTable', 'OrdersTable', 'ReadingsTable'].map((id) => ({ 'Fn::GetAtt': [id, 'StreamArn'] })),
     );
-    for (const e of events) assert.deepEqual(e.stream, { type: 'dynamodb', arn: e.stream.arn, ...streamMappings.mappingSettings(3600) });
+    // What the stream gives up on goes to the queue of infra/parking.yml.
+    const destinations = { onFailure: { arn: { 'Fn::GetAtt': ['StreamRecordsGivenUpQueue', 'Arn'] }, type: 'sqs' } };
+    for (const e of events) assert.deepEqual(e.stream, { type: 'dynamodb', arn: e.stream.arn, ...streamMappings.mappingSettings(3600), destinations });
   });
 
   test('the roles are granted the tables of tables.json', async () => {
@@ -211,7 +215,7 @@ describe('serverless.yml: the mappings take their settings from infra/stream-map
 describe('infra/local/create-tables.ts: the local stack creates what the deploy declares', () => {
   test('CreateTable inputs come from the declarations, under the local prefix', () => {
     const [users, orders, readings] = ['users', 'orders', 'readings'].map((n) => declaredTables.find((t) => t.name === n)!);
-    const stream = { StreamEnabled: true, StreamViewType: 'KEYS_ONLY' };
+    const stream = { StreamEnabled: true, StreamViewType: 'NEW_IMAGE' };
     assert.deepEqual(createTableInput(users!, 'p-users'), {
       TableName: 'p-users',
       BillingMode: 'PAY_PER_REQUEST',
