@@ -50,6 +50,7 @@ import {
   ONE_VALUE,
   parseProjection,
   project,
+  type ProjectionTree,
   VERSION_NAME,
   withVersionIncrement,
   type ExpressionParts,
@@ -86,6 +87,8 @@ export class CachedDocumentClient {
   private readonly unmarshallOptions: unmarshallOptions;
   /** Read shapes DynamoDB accepted once: their errors are static, so the cache may serve them since. */
   private readonly acceptedShapes = new Set<string>();
+  /** Projection expressions read into path trees, by expression and names. */
+  private readonly projections = new Map<string, ProjectionTree>();
 
   constructor(
     /** The wrapped client: what passes through goes to it. */
@@ -199,10 +202,17 @@ export class CachedDocumentClient {
 
   private projection(input: { ProjectionExpression?: string; ExpressionAttributeNames?: Record<string, string> }) {
     if (input.ProjectionExpression === undefined) return undefined;
-    // Accepted by DynamoDB already (acceptedShapes): one this reader cannot follow is never served.
-    const tree = parseProjection(input.ProjectionExpression, input.ExpressionAttributeNames);
-    if (tree === undefined)
-      throw new UnsupportedCommandError(`ProjectionExpression '${input.ProjectionExpression}' is not one the cache can apply`);
+    const memo = JSON.stringify([input.ProjectionExpression, input.ExpressionAttributeNames ?? null]);
+    let tree = this.projections.get(memo);
+    if (tree === undefined) {
+      // Accepted by DynamoDB already (acceptedShapes): one this reader cannot follow is never served.
+      tree = parseProjection(input.ProjectionExpression, input.ExpressionAttributeNames);
+      if (tree === undefined) {
+        throw new UnsupportedCommandError(`ProjectionExpression '${input.ProjectionExpression}' is not one the cache can apply`);
+      }
+      if (this.projections.size >= ACCEPTED_SHAPES_MAX) this.projections.clear();
+      this.projections.set(memo, tree);
+    }
     return tree;
   }
 
@@ -228,9 +238,16 @@ export class CachedDocumentClient {
       else rest[tableName] = def === undefined ? request : { ...request, ConsistentRead: true };
       if (def !== undefined && keys.length === 0) wellFormed = false;
     }
-    // A request DynamoDB refuses as a whole goes to it whole, for its own exception.
+    // A request DynamoDB refuses as a whole goes to it whole, for its own exception (strongly
+    // consistent on the cached tables: never older than what the cache would serve).
     if (!wellFormed || keyCount > 100 || (command.input.ReturnConsumedCapacity ?? 'NONE') !== 'NONE') {
-      const out = (await this.plain.send(command, options)) as Obj;
+      const consistent = Object.fromEntries(
+        Object.entries(requests).map(([t, r]) => [t, this.cachedTable(t) === undefined ? r : { ...(r as Obj), ConsistentRead: true }]),
+      );
+      const out = (await this.plain.send(
+        new BatchGetCommand({ ...command.input, RequestItems: consistent as BatchGetCommand['input']['RequestItems'] }),
+        options,
+      )) as Obj;
       return this.stripResponses(out);
     }
     const out: Obj = { $metadata: {}, Responses: {}, UnprocessedKeys: {} };

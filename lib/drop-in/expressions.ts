@@ -93,7 +93,10 @@ export function andCondition(callers: string | undefined, ours: string): string 
 /** One step of a document path: a map member or a list index. */
 type Step = { name: string } | { index: number };
 
-interface PathNode {
+/** A projection read into a tree of document paths. */
+export type ProjectionTree = PathNode;
+
+export interface PathNode {
   terminal: boolean;
   names: Map<string, PathNode>;
   indexes: Map<number, PathNode>;
