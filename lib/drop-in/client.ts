@@ -30,6 +30,7 @@ import {
   BatchGetCommand,
   DeleteCommand,
   GetCommand,
+  NumberValue,
   PutCommand,
   QueryCommand,
   ScanCommand,
@@ -99,7 +100,14 @@ export class CachedDocumentClient {
     // As lib-dynamodb translates each attribute value (baseCommand/DynamoDBDocumentClientCommand).
     this.marshallOptions = { ...translate.marshallOptions, convertTopLevelContainer: true };
     this.unmarshallOptions = { ...translate.unmarshallOptions, convertWithoutMapWrapper: true };
-    this.send = ((command: unknown, options?: SendOptions) => this.dispatch(command, options)) as DynamoDBDocumentClient['send'];
+    // A refusal is a rejected promise, as the SDK's send gives, never a synchronous throw.
+    this.send = ((command: unknown, options?: SendOptions) => {
+      try {
+        return this.dispatch(command, options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }) as DynamoDBDocumentClient['send'];
   }
 
   /** Closes the wrapped client (the cache is the caller's to close). */
@@ -158,31 +166,45 @@ export class CachedDocumentClient {
     return out;
   }
 
-  private async get(command: GetCommand, options: SendOptions | undefined): Promise<unknown> {
+  private get(command: GetCommand, options: SendOptions | undefined): Promise<unknown> {
     const input = command.input;
     const def = this.cachedTable(input.TableName);
     if (def === undefined) return this.plain.send(command, options);
     checkExpressions(def, input as ExpressionParts, 'GetCommand');
     const shape = readShape(input.TableName as string, input);
-    const served =
+    const servable =
       this.servable(def, input.ConsistentRead) &&
       (input.ReturnConsumedCapacity === undefined || input.ReturnConsumedCapacity === 'NONE') &&
-      this.acceptedShapes.has(shape) &&
-      this.resolvable(def, input.Key);
-    if (!served) {
-      // DynamoDB answers, strongly consistent: never older than what the cache would have served.
-      const out = (await this.plain.send(new GetCommand({ ...input, ConsistentRead: true }), options)) as Obj;
-      this.accept(shape);
-      return stripped(def, out, 'Item');
-    }
+      this.acceptedShapes.has(shape);
+    if (!servable) return this.getFromDynamo(def, input, shape, options);
     const projection = this.projection(input);
-    const read = await this.cache.get(def.name, input.Key);
-    const out: Obj = { $metadata: {} };
-    if (read.item !== undefined) {
-      const attrs = toAttributes(read.item);
-      out.Item = this.unmarshallMap(projection ? project(attrs, projection) : attrs);
-    }
-    return out;
+    // The hit path: no async frame of its own, one continuation on the library's read.
+    return this.cache.get(def.name, input.Key).then(
+      (read) => (read.item === undefined ? { $metadata: {} } : { $metadata: {}, Item: this.answerItem(read.item, projection) }),
+      (err: unknown) => {
+        // A key the library refuses (before any I/O) is DynamoDB's to judge.
+        if (err instanceof ValidationError) return this.getFromDynamo(def, input, shape, options);
+        throw err;
+      },
+    );
+  }
+
+  /** DynamoDB's answer to a read, strongly consistent: never older than what the cache would have served. */
+  private async getFromDynamo(def: TableDefinition, input: GetCommand['input'], shape: string, options: SendOptions | undefined) {
+    const out = (await this.plain.send(new GetCommand({ ...input, ConsistentRead: true }), options)) as Obj;
+    this.accept(shape);
+    return stripped(def, out, 'Item');
+  }
+
+  /**
+   * A cached item as the wrapped client would unmarshall it. The library's native form is already
+   * that form unless a number in it is a NumberValue (a value a double cannot hold) or the client
+   * wraps numbers: then, and for a projection, through DynamoDB's attribute values.
+   */
+  private answerItem(item: Native, projection: ProjectionTree | undefined): Native {
+    if (projection === undefined && this.unmarshallOptions.wrapNumbers === undefined && !holdsNumberValue(item)) return item;
+    const attrs = toAttributes(item);
+    return this.unmarshallMap(projection ? project(attrs, projection) : attrs);
   }
 
   private resolvable(def: TableDefinition, key: unknown): boolean {
@@ -268,10 +290,7 @@ export class CachedDocumentClient {
       fromCache.map(async ([tableName, def, request]) => {
         const projection = this.projection(request);
         const read = await this.cache.batchGet(def.name, request.Keys);
-        out.Responses[tableName] = read.items.map((item) => {
-          const attrs = toAttributes(item);
-          return this.unmarshallMap(projection ? project(attrs, projection) : attrs);
-        });
+        out.Responses[tableName] = read.items.map((item) => this.answerItem(item, projection));
       }),
     );
     return out;
@@ -560,6 +579,18 @@ export class CachedDocumentClient {
   }
 }
 
+/** Whether a native value holds a NumberValue anywhere (maps, lists and sets included). */
+function holdsNumberValue(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return false;
+  if (value instanceof NumberValue) return true;
+  if (Array.isArray(value) || value instanceof Set) {
+    for (const v of value) if (holdsNumberValue(v)) return true;
+    return false;
+  }
+  for (const name in value) if (holdsNumberValue((value as Native)[name])) return true;
+  return false;
+}
+
 function versionOf(def: TableDefinition, item: Attributes): number {
   const n = item[def.versionAttribute]?.N;
   return n === undefined ? 0 : Number(n);
@@ -592,6 +623,13 @@ function readShape(
   tableName: string,
   input: { ProjectionExpression?: string; ExpressionAttributeNames?: Record<string, string>; [k: string]: unknown },
 ): string {
+  if (
+    input.ProjectionExpression === undefined &&
+    input.ExpressionAttributeNames === undefined &&
+    input.ExpressionAttributeValues === undefined
+  ) {
+    return tableName;
+  }
   return JSON.stringify([
     tableName,
     input.ProjectionExpression ?? null,
