@@ -17,7 +17,15 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { defineTable, UnsupportedCommandError, ValidationError, withCache, type ItemCache } from '../../lib/index.ts';
+import {
+  defineTable,
+  invalidateStreamRecords,
+  UnsupportedCommandError,
+  ValidationError,
+  withCache,
+  type ItemCache,
+} from '../../lib/index.ts';
+import { streamRecord } from '../helpers/faults.ts';
 import type { ProtocolHooks } from '../../lib/cache/protocol.ts';
 import { Gate, startStack, type TestStack } from '../helpers/stack.ts';
 
@@ -183,6 +191,21 @@ describe('drop-in client', () => {
     const [one, two] = await Promise.all([cache.get('orders', key), cache.get('orders', { customerId: 'shared', orderId: '2' })]);
     assert.deepEqual([one.item?.by, one.version], ['transaction', 3]);
     assert.deepEqual([two.item?.by, two.version], ['transaction', 1]);
+  });
+
+  test('G2 through the drop-in: a write made around it is read once its stream record is applied', async () => {
+    const cache = stack.cache();
+    const client = withCache(plain, { cache });
+    const key = { customerId: 'g2', orderId: '1' };
+    await client.send(new PutCommand({ TableName: name('orders'), Item: { ...key, v: 'through' } }));
+    await client.send(new GetCommand({ TableName: name('orders'), Key: key })); // the shape met once
+    assert.equal((await client.send(new GetCommand({ TableName: name('orders'), Key: key }))).Item?.v, 'through');
+    await plain.send(new PutCommand({ TableName: name('orders'), Item: { ...key, v: 'around' } })); // out of band
+    assert.equal((await client.send(new GetCommand({ TableName: name('orders'), Key: key }))).Item?.v, 'through', 'until the stream');
+    const consumer = stack.cache();
+    const result = await invalidateStreamRecords(consumer, [streamRecord(consumer, consumer.resolve('orders', key), '100')]);
+    assert.deepEqual(result.batchItemFailures, []);
+    assert.equal((await client.send(new GetCommand({ TableName: name('orders'), Key: key }))).Item?.v, 'around');
   });
 
   test('R1 through the drop-in: a reader that read the old item cannot store it after a drop-in write returned', async () => {
