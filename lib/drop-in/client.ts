@@ -30,6 +30,7 @@ import {
   BatchGetCommand,
   DeleteCommand,
   GetCommand,
+  NumberValue,
   PutCommand,
   QueryCommand,
   ScanCommand,
@@ -50,6 +51,7 @@ import {
   ONE_VALUE,
   parseProjection,
   project,
+  type ProjectionTree,
   VERSION_NAME,
   withVersionIncrement,
   type ExpressionParts,
@@ -86,6 +88,8 @@ export class CachedDocumentClient {
   private readonly unmarshallOptions: unmarshallOptions;
   /** Read shapes DynamoDB accepted once: their errors are static, so the cache may serve them since. */
   private readonly acceptedShapes = new Set<string>();
+  /** Projection expressions read into path trees, by expression and names. */
+  private readonly projections = new Map<string, ProjectionTree>();
 
   constructor(
     /** The wrapped client: what passes through goes to it. */
@@ -96,7 +100,14 @@ export class CachedDocumentClient {
     // As lib-dynamodb translates each attribute value (baseCommand/DynamoDBDocumentClientCommand).
     this.marshallOptions = { ...translate.marshallOptions, convertTopLevelContainer: true };
     this.unmarshallOptions = { ...translate.unmarshallOptions, convertWithoutMapWrapper: true };
-    this.send = ((command: unknown, options?: SendOptions) => this.dispatch(command, options)) as DynamoDBDocumentClient['send'];
+    // A refusal is a rejected promise, as the SDK's send gives, never a synchronous throw.
+    this.send = ((command: unknown, options?: SendOptions) => {
+      try {
+        return this.dispatch(command, options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }) as DynamoDBDocumentClient['send'];
   }
 
   /** Closes the wrapped client (the cache is the caller's to close). */
@@ -155,31 +166,45 @@ export class CachedDocumentClient {
     return out;
   }
 
-  private async get(command: GetCommand, options: SendOptions | undefined): Promise<unknown> {
+  private get(command: GetCommand, options: SendOptions | undefined): Promise<unknown> {
     const input = command.input;
     const def = this.cachedTable(input.TableName);
     if (def === undefined) return this.plain.send(command, options);
     checkExpressions(def, input as ExpressionParts, 'GetCommand');
     const shape = readShape(input.TableName as string, input);
-    const served =
+    const servable =
       this.servable(def, input.ConsistentRead) &&
       (input.ReturnConsumedCapacity === undefined || input.ReturnConsumedCapacity === 'NONE') &&
-      this.acceptedShapes.has(shape) &&
-      this.resolvable(def, input.Key);
-    if (!served) {
-      // DynamoDB answers, strongly consistent: never older than what the cache would have served.
-      const out = (await this.plain.send(new GetCommand({ ...input, ConsistentRead: true }), options)) as Obj;
-      this.accept(shape);
-      return stripped(def, out, 'Item');
-    }
+      this.acceptedShapes.has(shape);
+    if (!servable) return this.getFromDynamo(def, input, shape, options);
     const projection = this.projection(input);
-    const read = await this.cache.get(def.name, input.Key);
-    const out: Obj = { $metadata: {} };
-    if (read.item !== undefined) {
-      const attrs = toAttributes(read.item);
-      out.Item = this.unmarshallMap(projection ? project(attrs, projection) : attrs);
-    }
-    return out;
+    // The hit path: no async frame of its own, one continuation on the library's read.
+    return this.cache.get(def.name, input.Key).then(
+      (read) => (read.item === undefined ? { $metadata: {} } : { $metadata: {}, Item: this.answerItem(read.item, projection) }),
+      (err: unknown) => {
+        // A key the library refuses (before any I/O) is DynamoDB's to judge.
+        if (err instanceof ValidationError) return this.getFromDynamo(def, input, shape, options);
+        throw err;
+      },
+    );
+  }
+
+  /** DynamoDB's answer to a read, strongly consistent: never older than what the cache would have served. */
+  private async getFromDynamo(def: TableDefinition, input: GetCommand['input'], shape: string, options: SendOptions | undefined) {
+    const out = (await this.plain.send(new GetCommand({ ...input, ConsistentRead: true }), options)) as Obj;
+    this.accept(shape);
+    return stripped(def, out, 'Item');
+  }
+
+  /**
+   * A cached item as the wrapped client would unmarshall it. The library's native form is already
+   * that form unless a number in it is a NumberValue (a value a double cannot hold) or the client
+   * wraps numbers: then, and for a projection, through DynamoDB's attribute values.
+   */
+  private answerItem(item: Native, projection: ProjectionTree | undefined): Native {
+    if (projection === undefined && this.unmarshallOptions.wrapNumbers === undefined && !holdsNumberValue(item)) return item;
+    const attrs = toAttributes(item);
+    return this.unmarshallMap(projection ? project(attrs, projection) : attrs);
   }
 
   private resolvable(def: TableDefinition, key: unknown): boolean {
@@ -199,10 +224,17 @@ export class CachedDocumentClient {
 
   private projection(input: { ProjectionExpression?: string; ExpressionAttributeNames?: Record<string, string> }) {
     if (input.ProjectionExpression === undefined) return undefined;
-    // Accepted by DynamoDB already (acceptedShapes): one this reader cannot follow is never served.
-    const tree = parseProjection(input.ProjectionExpression, input.ExpressionAttributeNames);
-    if (tree === undefined)
-      throw new UnsupportedCommandError(`ProjectionExpression '${input.ProjectionExpression}' is not one the cache can apply`);
+    const memo = JSON.stringify([input.ProjectionExpression, input.ExpressionAttributeNames ?? null]);
+    let tree = this.projections.get(memo);
+    if (tree === undefined) {
+      // Accepted by DynamoDB already (acceptedShapes): one this reader cannot follow is never served.
+      tree = parseProjection(input.ProjectionExpression, input.ExpressionAttributeNames);
+      if (tree === undefined) {
+        throw new UnsupportedCommandError(`ProjectionExpression '${input.ProjectionExpression}' is not one the cache can apply`);
+      }
+      if (this.projections.size >= ACCEPTED_SHAPES_MAX) this.projections.clear();
+      this.projections.set(memo, tree);
+    }
     return tree;
   }
 
@@ -228,9 +260,16 @@ export class CachedDocumentClient {
       else rest[tableName] = def === undefined ? request : { ...request, ConsistentRead: true };
       if (def !== undefined && keys.length === 0) wellFormed = false;
     }
-    // A request DynamoDB refuses as a whole goes to it whole, for its own exception.
+    // A request DynamoDB refuses as a whole goes to it whole, for its own exception (strongly
+    // consistent on the cached tables: never older than what the cache would serve).
     if (!wellFormed || keyCount > 100 || (command.input.ReturnConsumedCapacity ?? 'NONE') !== 'NONE') {
-      const out = (await this.plain.send(command, options)) as Obj;
+      const consistent = Object.fromEntries(
+        Object.entries(requests).map(([t, r]) => [t, this.cachedTable(t) === undefined ? r : { ...(r as Obj), ConsistentRead: true }]),
+      );
+      const out = (await this.plain.send(
+        new BatchGetCommand({ ...command.input, RequestItems: consistent as BatchGetCommand['input']['RequestItems'] }),
+        options,
+      )) as Obj;
       return this.stripResponses(out);
     }
     const out: Obj = { $metadata: {}, Responses: {}, UnprocessedKeys: {} };
@@ -251,10 +290,7 @@ export class CachedDocumentClient {
       fromCache.map(async ([tableName, def, request]) => {
         const projection = this.projection(request);
         const read = await this.cache.batchGet(def.name, request.Keys);
-        out.Responses[tableName] = read.items.map((item) => {
-          const attrs = toAttributes(item);
-          return this.unmarshallMap(projection ? project(attrs, projection) : attrs);
-        });
+        out.Responses[tableName] = read.items.map((item) => this.answerItem(item, projection));
       }),
     );
     return out;
@@ -543,6 +579,18 @@ export class CachedDocumentClient {
   }
 }
 
+/** Whether a native value holds a NumberValue anywhere (maps, lists and sets included). */
+function holdsNumberValue(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return false;
+  if (value instanceof NumberValue) return true;
+  if (Array.isArray(value) || value instanceof Set) {
+    for (const v of value) if (holdsNumberValue(v)) return true;
+    return false;
+  }
+  for (const name in value) if (holdsNumberValue((value as Native)[name])) return true;
+  return false;
+}
+
 function versionOf(def: TableDefinition, item: Attributes): number {
   const n = item[def.versionAttribute]?.N;
   return n === undefined ? 0 : Number(n);
@@ -575,6 +623,13 @@ function readShape(
   tableName: string,
   input: { ProjectionExpression?: string; ExpressionAttributeNames?: Record<string, string>; [k: string]: unknown },
 ): string {
+  if (
+    input.ProjectionExpression === undefined &&
+    input.ExpressionAttributeNames === undefined &&
+    input.ExpressionAttributeValues === undefined
+  ) {
+    return tableName;
+  }
   return JSON.stringify([
     tableName,
     input.ProjectionExpression ?? null,

@@ -40,6 +40,13 @@ const EXPRESSIONS = [
  */
 export function checkExpressions(table: TableDefinition, parts: ExpressionParts, where: string): void {
   const version = table.versionAttribute;
+  if (
+    parts.ExpressionAttributeNames === undefined &&
+    parts.ExpressionAttributeValues === undefined &&
+    EXPRESSIONS.every((name) => parts[name] === undefined)
+  ) {
+    return;
+  }
   for (const [placeholder, name] of Object.entries(parts.ExpressionAttributeNames ?? {})) {
     if (placeholder === VERSION_NAME)
       throw new UnsupportedCommandError(`${where}: the placeholder ${VERSION_NAME} is the drop-in client's own`);
@@ -55,16 +62,27 @@ export function checkExpressions(table: TableDefinition, parts: ExpressionParts,
       throw new UnsupportedCommandError(`${where}: the placeholder ${placeholder} is the drop-in client's own`);
     }
   }
-  const bare = new RegExp(`(?<![#:\\w])${escapeRegExp(version)}(?![\\w])`);
   for (const name of EXPRESSIONS) {
     const text = parts[name];
-    if (text !== undefined && bare.test(text)) {
+    if (text !== undefined && bareName(version).test(text)) {
       throw new ValidationError(
         `${where}.${name}`,
         `names '${version}', the table's version attribute, which only the library reads and writes`,
       );
     }
   }
+}
+
+const bareNames = new Map<string, RegExp>();
+
+/** The version attribute written bare in an expression (not a `#name` or `:value` placeholder, nor part of a longer name). */
+function bareName(version: string): RegExp {
+  let re = bareNames.get(version);
+  if (re === undefined) {
+    re = new RegExp(`(?<![#:\\w])${escapeRegExp(version)}(?![\\w])`);
+    bareNames.set(version, re);
+  }
+  return re;
 }
 
 function escapeRegExp(text: string): string {
@@ -93,7 +111,10 @@ export function andCondition(callers: string | undefined, ours: string): string 
 /** One step of a document path: a map member or a list index. */
 type Step = { name: string } | { index: number };
 
-interface PathNode {
+/** A projection read into a tree of document paths. */
+export type ProjectionTree = PathNode;
+
+export interface PathNode {
   terminal: boolean;
   names: Map<string, PathNode>;
   indexes: Map<number, PathNode>;

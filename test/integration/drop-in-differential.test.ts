@@ -251,7 +251,17 @@ function comparable(out: Obj, table: string): Obj {
   ).replaceAll(`"${table}"`, '"T"');
   const parsed = JSON.parse(text) as Obj;
   // DynamoDB answers a batch in no particular order, and a projection may leave no key to order by.
-  const order = (items: Obj[]) => items.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  // Attribute order differs between answers (deepEqual ignores it): items are ordered by their sorted attributes.
+  const canonical = (v: unknown): string =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? `{${Object.keys(v)
+          .sort()
+          .map((k) => `${JSON.stringify(k)}:${canonical((v as Obj)[k])}`)
+          .join(',')}}`
+      : Array.isArray(v)
+        ? `[${v.map(canonical).join(',')}]`
+        : JSON.stringify(v);
+  const order = (items: Obj[]) => items.sort((a, b) => canonical(a).localeCompare(canonical(b)));
   if (Array.isArray(parsed.Items)) order(parsed.Items);
   for (const items of Object.values((parsed.Responses ?? {}) as Record<string, Obj[]>)) if (Array.isArray(items)) order(items);
   return parsed;

@@ -180,7 +180,8 @@ describe('tables.json: the one declaration of the tables', () => {
     );
     // What the stream gives up on goes to the queue of infra/parking.yml.
     const destinations = { onFailure: { arn: { 'Fn::GetAtt': ['StreamRecordsGivenUpQueue', 'Arn'] }, type: 'sqs' } };
-    for (const e of events) assert.deepEqual(e.stream, { type: 'dynamodb', arn: e.stream.arn, ...streamMappings.mappingSettings(3600), destinations });
+    for (const e of events)
+      assert.deepEqual(e.stream, { type: 'dynamodb', arn: e.stream.arn, ...streamMappings.mappingSettings(3600), destinations });
   });
 
   test('the roles are granted the tables of tables.json', async () => {
