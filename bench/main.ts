@@ -13,6 +13,7 @@ import { runLatency, type LatencyCounts, type LatencyResult } from './latency.ts
 import { runStorm, type StormCounts, type StormResult } from './storm.ts';
 import { runZipf, type ZipfCounts, type ZipfResult } from './zipf.ts';
 import { runColdStart, type ColdResult } from './coldstart.ts';
+import { latencyDistributions } from './charts.ts';
 import { runHostile, type HostileCounts, type HostileResult } from './hostile.ts';
 import { runWrites, type WritesCounts, type WritesResult } from './writes.ts';
 import { median } from './stats.ts';
@@ -57,6 +58,14 @@ export const COUNTS: Record<Mode, Counts> = {
     writes: { keys: 20, paired: 10, repeats: 1 },
   },
 };
+
+/** The operations the latency chart draws, and their names there. */
+const CHARTED: [string, string][] = [
+  ['raw.hget', 'raw Redis HGET'],
+  ['library.get-hit', 'library get, hit'],
+  ['library.get-miss', 'library get, miss + fill'],
+  ['dynamo.getitem', 'DynamoDB Local GetItem'],
+];
 
 const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'writes', 'cold', 'hostile'];
 
@@ -232,6 +241,15 @@ export async function main(opts: MainOptions): Promise<void> {
   const out = opts.out ? resolve(opts.out) : join(repoRoot, 'bench', 'results', 'latest.json');
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  // The latency distributions side by side (BENCHMARKS.md shows the chart of a full run).
+  const drawn = Object.fromEntries(
+    CHARTED.filter(([op]) => stats[op]?.quantilesUs?.length).map(([op, name]) => [name, stats[op]?.quantilesUs as number[]]),
+  );
+  if (Object.keys(drawn).length > 0) {
+    const svg = out.replace(/\.json$/, '') + '-latency.svg';
+    writeFileSync(svg, latencyDistributions('Latency at concurrency 1: a hit against raw Redis, a miss and DynamoDB Local', drawn));
+    log(`chart written to ${svg}`);
+  }
   process.stdout.write(`${table}\n`);
   log(`results written to ${out} (${durationS.toFixed(0)} s)`);
 }

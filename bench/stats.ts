@@ -13,6 +13,8 @@ export interface RunStats {
   meanUs: number;
   /** Completed operations per second of wall-clock time (the whole run, all workers). */
   opsPerSec: number;
+  /** p0, p1 … p100 (µs): the distribution, for the charts (bench/charts.ts). */
+  quantilesUs?: number[];
 }
 
 function summarise(lat: Float64Array, concurrency: number, opsPerSec: number): RunStats {
@@ -26,6 +28,7 @@ function summarise(lat: Float64Array, concurrency: number, opsPerSec: number): R
     p99Us: percentile(lat, 99),
     meanUs: sum / Math.max(1, lat.length),
     opsPerSec,
+    quantilesUs: lat.length === 0 ? [] : Array.from({ length: 101 }, (_, p) => (p === 0 ? (lat[0] as number) : percentile(lat, p))),
   };
 }
 

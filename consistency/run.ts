@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultRunOptions, runConsistency, type RunOptions } from './harness.ts';
 import { ALL_FAULTS, type FaultKind } from './history.ts';
+import { readHistory, timelineCharts } from './timeline.ts';
 import { formatReport } from './report.ts';
 
 function usage(message?: string): never {
@@ -96,6 +97,9 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
 }
 
 const { options, out } = parse(process.argv.slice(2));
+// The history is kept beside the results unless asked elsewhere: the charts are drawn from it.
+options.historyFile ??= join(dirname(out), 'history.ndjson');
+mkdirSync(dirname(options.historyFile), { recursive: true });
 const seconds = options.seconds ?? defaultRunOptions.seconds;
 const started = Date.now();
 try {
@@ -104,6 +108,12 @@ try {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify({ command, ...result }, null, 2)}\n`);
   console.log(formatReport(result));
+  const { records, windows } = readHistory(options.historyFile);
+  const charts = timelineCharts(records, windows);
+  const base = out.replace(/\.json$/, '');
+  writeFileSync(`${base}-hit-ratio.svg`, charts.hitRatio);
+  writeFileSync(`${base}-latency.svg`, charts.latency);
+  console.log(`charts: ${base}-hit-ratio.svg, ${base}-latency.svg`);
   console.log(`\n${out} written (${Math.round((Date.now() - started) / 1000)} s in all)`);
   process.exit(result.verdict.ok ? 0 : 1);
 } catch (err) {
