@@ -1,7 +1,15 @@
-import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { checkStreamRetryWindow, invalidateStreamRecords, sharedItemCache, type ItemCache } from '../lib/index.ts';
+import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import {
+  checkStreamRetryWindow,
+  ConsistencyInspector,
+  invalidateStreamRecords,
+  sharedItemCache,
+  streamAgeSeconds,
+  type ItemCache,
+} from '../lib/index.ts';
+import { withMetrics } from './metrics.ts';
 
-export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+export type StreamHandler = (event: DynamoDBStreamEvent, context?: Pick<Context, 'functionName'>) => Promise<DynamoDBBatchResponse>;
 
 /**
  * The Streams consumer (one subscription per table; KEYS_ONLY is enough, every view carries Keys):
@@ -16,15 +24,32 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
  * skips records that can never apply (another table, a malformed key) instead of blocking the
  * shard on them, and answers in Lambda's shape; the processor would add a per-record wrapper and
  * throw FullBatchFailureError on a fully failed batch unless told not to.
+ *
+ * After the batch, the consistency inspector checks the samples of earlier batches whose delay has
+ * passed (lib/stream/inspector.ts); then the invocation's metrics are published (functions/metrics.ts).
  */
-export function createStreamHandler(cache: ItemCache): StreamHandler {
+export function createStreamHandler(cache: ItemCache, inspector = new ConsistencyInspector(cache)): StreamHandler {
   // Refuses to start (ConfigError) when the mappings' retry window does not cover every TTL.
   checkStreamRetryWindow(cache);
-  return async (event) => invalidateStreamRecords(cache, event?.Records ?? [], { parkingTable: cache.config.stream.parkingTable });
+  const options = { parkingTable: cache.config.stream.parkingTable, onApplied: inspector.applied };
+  return withMetrics(cache, async (event: DynamoDBStreamEvent) => {
+    const records = event?.Records ?? [];
+    cache.metrics.count('StreamRecords', records.length);
+    const age = streamAgeSeconds(records);
+    if (age !== undefined) cache.metrics.level('StreamAge', age);
+    const result = await invalidateStreamRecords(cache, records, options);
+    await inspector.checkDue();
+    return result;
+  });
 }
 
+let stream: StreamHandler | undefined;
+
 /**
- * The shared instance is taken on the first invocation rather than at import, so that tests can
- * import createStreamHandler without an environment; sharedItemCache() keeps it for warm ones.
+ * Built on the first invocation rather than at import, so that tests can import createStreamHandler
+ * without an environment; kept for warm ones (with the inspector's samples waiting in it).
  */
-export const handler: StreamHandler = async (event) => createStreamHandler(sharedItemCache())(event);
+export const handler: StreamHandler = async (event, context) => {
+  stream ??= createStreamHandler(sharedItemCache());
+  return stream(event, context);
+};

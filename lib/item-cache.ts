@@ -4,6 +4,7 @@ import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAt
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
 import { logger, loggedKey } from './log.ts';
+import { CacheMetrics } from './metrics.ts';
 import { checkKeyValue, checkWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { exampleTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
@@ -66,6 +67,8 @@ export class ItemCache {
   readonly store: ItemStore;
   /** @internal The nodes and the shard map, for the stream functions, the bench and the tests. */
   readonly shards: ShardMap;
+  /** What this container counted since the handler last published it (lib/metrics.ts). */
+  readonly metrics = new CacheMetrics();
   private readonly protocol: CacheProtocol;
 
   constructor(options: ItemCacheOptions = {}) {
@@ -78,7 +81,11 @@ export class ItemCache {
     // settles for the same time: the longest a writer from before it can still be in flight.
     const commitMs = this.config.store.deadlineMs;
     const fenceMs = fenceTimeMs(this.config);
-    this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
+    this.shards = new ShardMap(this.config.cache, {
+      ...nodeSettings(this.config.cache, options.clock),
+      settleMs: fenceMs,
+      metrics: this.metrics,
+    });
     this.protocol = new CacheProtocol({
       commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
@@ -86,6 +93,7 @@ export class ItemCache {
       fenceMs,
       writePolicy: this.config.cache.writePolicy,
       hooks: options.hooks,
+      metrics: this.metrics,
     });
   }
 
@@ -141,7 +149,13 @@ export class ItemCache {
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
-    return this.readResult(rk, entry, source) ?? this.repairUnreadable(rk);
+    const result = this.readResult(rk, entry, source) ?? (await this.repairUnreadable(rk));
+    this.countRead(result.cache);
+    return result;
+  }
+
+  private countRead(source: ReadSource): void {
+    this.metrics.count(source === 'hit' ? 'ReadHit' : source === 'miss' ? 'ReadMiss' : 'ReadBypass');
   }
 
   /**
@@ -194,6 +208,7 @@ export class ItemCache {
       outcomes.map((o, i) => this.readResult(rks[i] as ResolvedKey, o.entry, o.source) ?? this.repairUnreadable(rks[i] as ResolvedKey)),
     );
     results.forEach((r, i) => {
+      this.countRead(r.cache);
       if (r.item === undefined) missing.push((rks[i] as ResolvedKey).key);
       else items.push(r.item);
     });

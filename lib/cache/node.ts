@@ -1,6 +1,7 @@
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
+import type { CacheMetrics } from '../metrics.ts';
 import { DirtyKeys } from './dirty.ts';
 import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -26,6 +27,8 @@ export interface NodeSettings {
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
   settleMs?: number;
+  /** Counts status changes (lib/metrics.ts). */
+  metrics?: CacheMetrics;
 }
 
 export interface NodeHealth {
@@ -495,6 +498,7 @@ export class CacheNode {
     if (next === this.state) return;
     this.state = next;
     this.since = this.clock();
+    this.settings.metrics?.count('NodeStatusChanges');
     logger.info('CACHE_NODE_STATUS', { cacheNode: this.address, status: next });
   }
 

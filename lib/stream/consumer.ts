@@ -33,6 +33,8 @@ export interface StreamConsumerOptions {
    * the record is reported failed and the shard waits on it.
    */
   parkingTable?: string | undefined;
+  /** Called for each record whose invalidation was applied, with when it was sent (the consistency inspector samples these). */
+  onApplied?: (rk: ResolvedKey, sentAt: number) => void;
 }
 
 /**
@@ -58,10 +60,14 @@ export async function invalidateStreamRecords(
       rk = cache.keyFromStream(physical, keys);
     } catch (err) {
       logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
+      cache.metrics.count('StreamRecordsSkipped');
       return true;
     }
     try {
+      const sentAt = Date.now();
       await cache.invalidate(rk);
+      cache.metrics.count('StreamInvalidations');
+      options.onApplied?.(rk, sentAt);
       return true;
     } catch (err) {
       const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
@@ -71,12 +77,14 @@ export async function invalidateStreamRecords(
         try {
           await parkInvalidation(cache, options.parkingTable, { eventID: record.eventID, rk, physicalTable: physical, keys, node, reason });
           parked.add(node, itemKey, reason);
+          cache.metrics.count('StreamRecordsParked');
           return true;
         } catch (parkErr) {
           reason = `${reason}; not parked: ${errorMessage(parkErr)}`;
         }
       }
       failed.add(node, itemKey, reason);
+      cache.metrics.count('StreamRecordsFailed');
       return false;
     }
   });
