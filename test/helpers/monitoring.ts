@@ -7,10 +7,11 @@ export interface NamedMetric {
 
 /**
  * The dashboard body (the Fn::Sub template string) as JSON: CloudFormation's own variables
- * (`${AWS::Region}`, `${ReadLambdaFunction}`) replaced by their names, as Fn::Sub would by values.
+ * (`${AWS::Region}`, `${ReadLambdaFunction}`) replaced by their names, as Fn::Sub would by values;
+ * the serverless variables of the unpackaged file (`${self:service}`, lower case) stay as they are.
  */
 export function dashboardBody(template: string): { widgets: { properties: { metrics: unknown[][] } }[] } {
-  return JSON.parse(template.replace(/\$\{([A-Za-z0-9:]+)\}/g, (_, name: string) => name));
+  return JSON.parse(template.replace(/\$\{([A-Z][A-Za-z0-9:]*)\}/g, (_, name: string) => name));
 }
 
 /**
