@@ -73,6 +73,8 @@ export class ConsistencyInspector {
   private readonly maxPending: number;
   private readonly random: () => number;
   private pending: Sample[] = [];
+  /** Samples checked since the inspector was made. */
+  checked = 0;
 
   constructor(
     private readonly cache: ItemCache,
@@ -123,6 +125,7 @@ export class ConsistencyInspector {
     }
     const checkedAt = Date.now();
     const raw = fields[0] ?? null;
+    this.checked++;
     this.cache.metrics.count('InspectorChecks');
     if (raw === null || !raw.startsWith(tag)) return undefined;
     // Every store (FILL, END_WRITE) sets the TTL anew, so the TTL left dates the entry; one without a
