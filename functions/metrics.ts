@@ -23,9 +23,13 @@ export interface RequestTiming {
  */
 export class InvocationMetrics {
   private readonly metrics: Metrics;
+  /** The latency's document, built once: Powertools' singleMetric() builds a Metrics (and a Console) per call, about 0.5 ms. */
+  private readonly latency: Metrics;
 
   constructor(private readonly cache: ItemCache) {
-    this.metrics = new Metrics({ namespace: cache.config.observe.metricsNamespace, serviceName: METRICS_SERVICE });
+    const options = { namespace: cache.config.observe.metricsNamespace, serviceName: METRICS_SERVICE };
+    this.metrics = new Metrics(options);
+    this.latency = new Metrics(options);
   }
 
   /** Powertools' ColdStart metric, on the container's first invocation only. */
@@ -44,9 +48,10 @@ export class InvocationMetrics {
     for (const m of this.cache.metrics.take()) this.metrics.addMetric(m.name, m.unit, m.value);
     this.metrics.publishStoredMetrics();
     if (timing !== undefined) {
-      const latency = this.metrics.singleMetric();
-      latency.addDimension('route', timing.route);
-      latency.addMetric('Latency', MetricUnit.Milliseconds, timing.ms);
+      // Its dimension goes with the flush (publishStoredMetrics clears it).
+      this.latency.addDimension('route', timing.route);
+      this.latency.addMetric('Latency', MetricUnit.Milliseconds, timing.ms);
+      this.latency.publishStoredMetrics();
     }
   }
 }
