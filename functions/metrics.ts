@@ -1,6 +1,6 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import type { ItemCache } from '../lib/index.ts';
+import { logger, type ItemCache } from '../lib/index.ts';
 
 /** The `service` dimension of every metric (the logger's service name, lib/log.ts). */
 export const METRICS_SERVICE = 'dynamo-redis-cache';
@@ -37,21 +37,28 @@ export class InvocationMetrics {
     this.metrics.captureColdStartMetric(context?.functionName);
   }
 
-  /** The invocation's one flush: the levels seen now (nodes not up, dirty keys), then everything counted. */
+  /**
+   * The invocation's one flush: the levels seen now (nodes not up, dirty keys), then everything
+   * counted. Never throws: metrics must not fail a request (a failure is logged instead).
+   */
   publish(timing?: RequestTiming): void {
-    const nodes = this.cache.health();
-    this.cache.metrics.level('NodesNotUp', nodes.filter((n) => n.status === 'down' || n.status === 'starting').length);
-    this.cache.metrics.level(
-      'DirtyKeys',
-      nodes.reduce((sum, n) => sum + n.dirtyKeys, 0),
-    );
-    for (const m of this.cache.metrics.take()) this.metrics.addMetric(m.name, m.unit, m.value);
-    this.metrics.publishStoredMetrics();
-    if (timing !== undefined) {
-      // Its dimension goes with the flush (publishStoredMetrics clears it).
-      this.latency.addDimension('route', timing.route);
-      this.latency.addMetric('Latency', MetricUnit.Milliseconds, timing.ms);
-      this.latency.publishStoredMetrics();
+    try {
+      const nodes = this.cache.health();
+      this.cache.metrics.level('NodesNotUp', nodes.filter((n) => n.status === 'down' || n.status === 'starting').length);
+      this.cache.metrics.level(
+        'DirtyKeys',
+        nodes.reduce((sum, n) => sum + n.dirtyKeys, 0),
+      );
+      for (const m of this.cache.metrics.take()) this.metrics.addMetric(m.name, m.unit, m.value);
+      this.metrics.publishStoredMetrics();
+      if (timing !== undefined) {
+        // Its dimension goes with the flush (publishStoredMetrics clears it).
+        this.latency.addDimension('route', timing.route);
+        this.latency.addMetric('Latency', MetricUnit.Milliseconds, timing.ms);
+        this.latency.publishStoredMetrics();
+      }
+    } catch (err) {
+      logger.warn('METRICS_NOT_PUBLISHED', { error: err instanceof Error ? err.message : String(err) });
     }
   }
 }

@@ -22,7 +22,7 @@ export const METRICS = {
   ReadBypass: { unit: 'Count', combine: 'sum' },
   /** Misses that waited for another reader's fill instead of reading DynamoDB too (G5). */
   LeaseWaits: { unit: 'Count', combine: 'sum' },
-  /** Consistent DynamoDB reads made under a fill lease (one per filled key: G5 says one per hot-key miss). */
+  /** Consistent DynamoDB reads made under a fill lease that answered (one per filled key: G5 says one per hot-key miss). */
   FillReads: { unit: 'Count', combine: 'sum' },
   /** Writes whose item was stored in the cache (write-through). */
   WriteStored: { unit: 'Count', combine: 'sum' },
