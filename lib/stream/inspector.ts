@@ -127,7 +127,8 @@ export class ConsistencyInspector {
     const raw = fields[0] ?? null;
     this.checked++;
     this.cache.metrics.count('InspectorChecks');
-    if (raw === null || !raw.startsWith(tag)) return undefined;
+    // No entry of the epoch readers trust, or the key gone between the two reads (PTTL -2): nothing served.
+    if (raw === null || !raw.startsWith(tag) || ttlLeftMs === -2) return undefined;
     // Every store (FILL, END_WRITE) sets the TTL anew, so the TTL left dates the entry; one without a
     // TTL was not written by the library, and nothing says it came after the invalidation.
     const storedAt = ttlLeftMs >= 0 ? checkedAt - (entryTtlSeconds(this.cache.config, rk.table) * 1000 - ttlLeftMs) : undefined;
