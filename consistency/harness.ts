@@ -473,6 +473,8 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   const random = rng(o.seed);
   const startedAt = new Date();
   logger.setLogLevel('SILENT');
+  // The replayer's and the sweep's metrics (EMF lines on stdout) would interleave with the report.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const stack = await Stack.start({
     shards: o.shards,
