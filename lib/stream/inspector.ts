@@ -130,7 +130,9 @@ export class ConsistencyInspector {
     // No entry of the epoch readers trust, or the key gone between the two reads (PTTL -2): nothing served.
     if (raw === null || !raw.startsWith(tag) || ttlLeftMs === -2) return undefined;
     // Every store (FILL, END_WRITE) sets the TTL anew, so the TTL left dates the entry; one without a
-    // TTL was not written by the library, and nothing says it came after the invalidation.
+    // TTL was not written by the library, and nothing says it came after the invalidation. Dated from
+    // the answer's arrival, the estimate errs late by the round trip: never a fresh entry taken for an
+    // old one, at the price of missing one stored less than a round trip before the invalidation.
     const storedAt = ttlLeftMs >= 0 ? checkedAt - (entryTtlSeconds(this.cache.config, rk.table) * 1000 - ttlLeftMs) : undefined;
     if (storedAt !== undefined && storedAt >= sentAt) return undefined;
     let current: Awaited<ReturnType<ItemCache['store']['get']>>;
