@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { Redis } from 'ioredis';
 import yaml from 'js-yaml';
@@ -293,7 +293,7 @@ describe('metrics (EMF) and the consistency inspector', () => {
     });
   }
 
-  test('inspector: no inconsistency when the invalidation removed the old entry and a reader refilled it afterwards', async () => {
+  test('inspector: no inconsistency when the invalidation removed the old entry and a reader refilled it, not even once a later out-of-band change (its record still to come) makes the refill old', async () => {
     // Prepare: the old entry is planted before the record is applied: the invalidation must take it.
     const writer = stack.cache();
     const userId = userOn(writer, live, 'inspect-clean');
@@ -306,12 +306,20 @@ describe('metrics (EMF) and the consistency inspector', () => {
       // Act: applied; a reader fills version 2 (an entry stored after the invalidation); then the check.
       await invoke(() => handler(batch(streamRecord(stack, 'users', { userId: { S: userId } }, '300'))));
       const read = await writer.get('users', { userId });
+      // A change straight in DynamoDB whose record has not reached the consumer: G2's lag, not an inconsistency.
+      await stack.dynamo.send(
+        new PutItemCommand({
+          TableName: `${stack.prefix}users`,
+          Item: { userId: { S: userId }, name: { S: 'out of band' }, _version: { N: '3' } },
+        }),
+      );
       await new Promise((r) => setTimeout(r, 250));
       const checked = await invoke(() => handler(batch()));
 
       // Assess
       assert.equal(read.cache, 'miss');
       assert.ok(await raw.hget(redisKey, 'd'), 'the check met an entry (the refill)');
+      assert.deepEqual((await writer.get('users', { userId })).item, { userId, name: 'v2' }, 'the refill, older than DynamoDB now');
       const m = counters(checked.docs)[0]!.metrics;
       assert.equal(m.InspectorChecks, 1);
       assert.equal(m.Inconsistencies, undefined);
