@@ -102,7 +102,15 @@ export class ConsistencyInspector {
     const due = this.pending.filter((s) => s.dueAt <= now);
     if (due.length === 0) return [];
     this.pending = this.pending.filter((s) => s.dueAt > now);
-    const found = await Promise.all(due.map((s) => this.check(s)));
+    // Never throws: the inspector must not fail the batch it follows.
+    const found = await Promise.all(
+      due.map((s) =>
+        this.check(s).catch((err: unknown) => {
+          logger.warn('INSPECTOR_CHECK_FAILED', { reason: errorMessage(err) });
+          return undefined;
+        }),
+      ),
+    );
     return found.filter((f): f is Inconsistency => f !== undefined);
   }
 
