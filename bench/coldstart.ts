@@ -324,7 +324,8 @@ function initOnce(
           return;
         }
         try {
-          resolve(JSON.parse(stdout) as { initMs: number; sinceStartMs: number });
+          // The last line: a stream bundle's invocation prints its metrics (EMF) before it.
+          resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '') as { initMs: number; sinceStartMs: number });
         } catch {
           reject(new Error(`init of ${file} printed no timing: ${stdout}\n${stderr}`));
         }

@@ -30,6 +30,10 @@ const { values } = parseArgs({
 });
 
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
+// The handler suites would print one EMF document per request (functions/metrics.ts) among the
+// bench's own output; Powertools then skips serializing and printing them (README, "Operating it",
+// gives what a flush costs).
+process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const { main } = await import('./main.ts');

@@ -13,6 +13,8 @@ const { startDynamoDbLocal } = await import(`${R}/test/helpers/dynamodb-local.ts
 const ddb = await startDynamoDbLocal();
 process.env.DYNAMODB_ENDPOINT = ddb.endpoint;
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+// The stream functions' metrics (EMF lines on stdout) would interleave with the report.
+process.env.POWERTOOLS_METRICS_DISABLED = 'true';
 const { startStack } = await import(`${R}/test/helpers/stack.ts`);
 const { TcpProxy } = await import(`${R}/test/helpers/tcp-proxy.ts`);
 const { StreamFeed } = await import(`${R}/infra/local/stream-feed.ts`);

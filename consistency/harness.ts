@@ -15,7 +15,15 @@ import { localDynamoClientConfig } from '../infra/local/dynamodb-local.ts';
 import { StreamFeed } from '../infra/local/stream-feed.ts';
 import { createReplayHandler } from '../functions/replay.ts';
 import { createSweepHandler } from '../functions/sweep.ts';
-import { ItemCache, invalidateStreamRecords, loadConfig, logger, type Config } from '../lib/index.ts';
+import {
+  ConsistencyInspector,
+  ItemCache,
+  invalidateStreamRecords,
+  loadConfig,
+  logger,
+  type Config,
+  type Inconsistency,
+} from '../lib/index.ts';
 import { VIRTUAL_SHARDS } from '../lib/config.ts';
 import { check, type CheckResult, type Policy } from './checker.ts';
 import { faultDuration, Nemesis, type RemapOutcome } from './faults.ts';
@@ -118,6 +126,11 @@ export interface RunResult extends CheckResult {
   faultLog: (FaultWindow & { relStartMs: number; durationMs: number })[];
   /** Feed totals (every subscription); replayed: parked invalidations applied; replayRetries: replayer batches retried. */
   stream: { batches: number; records: number; retries: number; hotInvalidations: number; replayed: number; replayRetries: number };
+  /**
+   * The live consistency inspector on the consumer (lib/stream/inspector.ts), sampling every applied
+   * record and checking it 2 s later: samples checked, and what it found (none, in a clean run).
+   */
+  inspector: { checked: number; inconsistencies: Inconsistency[] };
   /** What each container's nodes looked like at the end. */
   endHealth: Record<string, { status: string; dirtyKeys: number }[]>;
   /**
@@ -504,6 +517,8 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   const random = rng(o.seed);
   const startedAt = new Date();
   logger.setLogLevel('SILENT');
+  // The replayer's and the sweep's metrics (EMF lines on stdout) would interleave with the report.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const stack = await Stack.start({
     shards: o.shards,
@@ -536,12 +551,16 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   let replayer: ItemCache | undefined;
   let sweeper: ItemCache | undefined;
   let oob: OutOfBand | undefined;
+  let inspector: ConsistencyInspector | undefined;
+  const inconsistencies: Inconsistency[] = [];
   const streamCounts = { hotInvalidations: 0, replayed: 0, replayRetries: 0 };
   try {
     // The Streams consumer: its own container, fed as Lambda's event source mapping feeds it.
     // It parks what it cannot apply; the replayer, a container of its own, applies that later.
     consumer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
     const consumerCache = consumer;
+    inspector = new ConsistencyInspector(consumerCache, { sampleRate: 1, delayMs: 2000 });
+    const sampler = inspector;
     replayer = new ItemCache({ config: loadConfig(env(-1)), tables: TABLES });
     const replay = createReplayHandler(replayer);
     // The sweep of parked invalidations: a container of its own, on the deploy's schedule (serverless.yml).
@@ -551,7 +570,11 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       tables: stack.physicalTables,
       pollMs: o.streamPollMs,
       handler: async (event) => {
-        const res = await invalidateStreamRecords(consumerCache, event.Records, { parkingTable: stack.parkingTable });
+        const res = await invalidateStreamRecords(consumerCache, event.Records, {
+          parkingTable: stack.parkingTable,
+          onApplied: sampler.applied,
+        });
+        inconsistencies.push(...(await sampler.checkDue()));
         const failed = new Set(res.batchItemFailures.map((f) => f.itemIdentifier));
         for (const r of event.Records) {
           const id = (r.dynamodb?.Keys as Record<string, { S?: string }> | undefined)?.userId?.S;
@@ -738,6 +761,8 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     await Promise.all([...live].map((c) => c.request({ type: 'sweep' }, 'swept')));
     await Promise.all([...live].map((c) => c.request({ type: 'close' }, 'closed')));
 
+    // The samples still waiting: checked now (the check holds at any time after the invalidation).
+    inconsistencies.push(...(await inspector.checkDue(Number.POSITIVE_INFINITY)));
     mainDelay.disable();
     const records: OpRecord[] = [...oob.records];
     for (const c of containers) {
@@ -765,6 +790,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     const violations: string[] = [];
     if (result.staleReads > 0) violations.push(`${result.staleReads} stale reads`);
     if (result.phantomReads > 0) violations.push(`${result.phantomReads} phantom reads`);
+    if (inconsistencies.length > 0) violations.push(`${inconsistencies.length} inconsistencies found by the inspector`);
     if (result.failedRequests > 0) violations.push(`${result.failedRequests} failed requests while DynamoDB was healthy`);
     if (o.policy === 'available' && result.boundedStaleReads.beyondBound > 0) {
       violations.push(`${result.boundedStaleReads.beyondBound} stale reads (unreachable node) older than ${1000 + o.streamPollMs} ms`);
@@ -782,6 +808,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       faults,
       faultLog: nemesis.windows.map((w) => ({ ...w, relStartMs: Math.round(w.start - t0), durationMs: Math.round(w.end - w.start) })),
       stream: { ...feed.stats, ...streamCounts },
+      inspector: { checked: inspector.checked, inconsistencies },
       endHealth: Object.fromEntries(containers.map((c) => [c.name, c.health])),
       eventLoopDelayMs: {
         harness: { p99: Math.round(mainDelay.percentile(99) / 1e5) / 10, max: Math.round(mainDelay.max / 1e5) / 10 },

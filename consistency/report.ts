@@ -83,6 +83,7 @@ export function formatReport(r: RunResult): string {
         'stream consumer',
         `${r.stream.records} records in ${r.stream.batches} batches, ${r.stream.retries} retries; ${r.stream.replayed} parked invalidations replayed, ${r.stream.replayRetries} replay retries`,
       ],
+      ['consistency inspector', `${r.inspector.checked} samples checked, ${r.inspector.inconsistencies.length} inconsistencies`],
       [
         'event-loop delay max ms',
         Object.entries(r.eventLoopDelayMs)

@@ -1,8 +1,10 @@
-import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { checkStreamRetryWindow, ConfigError, replayParkedInvalidations, type ItemCache } from '../lib/index.ts';
 import { functionCache } from './shared-cache.ts';
 
-export type ReplayHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+import { withMetrics } from './metrics.ts';
+
+export type ReplayHandler = (event: DynamoDBStreamEvent, context?: Pick<Context, 'functionName'>) => Promise<DynamoDBBatchResponse>;
 
 /**
  * The replayer, subscribed to the parking table's stream (NEW_IMAGE): the first attempt at each
@@ -14,13 +16,13 @@ export function createReplayHandler(cache: ItemCache): ReplayHandler {
   const table = cache.config.stream.parkingTable;
   if (table === undefined) throw new ConfigError('STREAM_PARKING_TABLE', 'required by the replayer: the table whose stream it reads');
   checkStreamRetryWindow(cache);
-  return async (event) => replayParkedInvalidations(cache, table, event?.Records ?? []);
+  return withMetrics(cache, async (event: DynamoDBStreamEvent) => replayParkedInvalidations(cache, table, event?.Records ?? []));
 }
 
 let replay: ReplayHandler | undefined;
 
 /** Built on the first invocation (see functions/stream.ts), kept for warm ones. */
-export const handler: ReplayHandler = async (event) => {
+export const handler: ReplayHandler = async (event, context) => {
   replay ??= createReplayHandler(await functionCache());
-  return replay(event);
+  return replay(event, context);
 };

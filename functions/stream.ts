@@ -1,13 +1,13 @@
-import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { checkStreamRetryWindow, invalidateStreamRecords, type ItemCache } from '../lib/index.ts';
+import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import { checkStreamRetryWindow, ConsistencyInspector, invalidateStreamRecords, streamAgeSeconds, type ItemCache } from '../lib/index.ts';
 import { functionCache } from './shared-cache.ts';
+import { withMetrics } from './metrics.ts';
 
-export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
+export type StreamHandler = (event: DynamoDBStreamEvent, context?: Pick<Context, 'functionName'>) => Promise<DynamoDBBatchResponse>;
 
 /**
- * The Streams consumer (one subscription per table; any view type, every view carries Keys):
- * invalidates each record's entry, unless the record's new image (NEW_IMAGE, infra/tables.yml) says
- * the item is what the entry already holds (lib/stream/recorded.ts). A record whose node cannot be reached is parked in
+ * The Streams consumer (one subscription per table; KEYS_ONLY is enough, every view carries Keys):
+ * invalidates each record's entry. A record whose node cannot be reached is parked in
  * STREAM_PARKING_TABLE (functions/replay.ts applies it later) so the shard moves on; one that
  * cannot be parked either is answered by sequence number (ReportBatchItemFailures), so Lambda
  * retries from the first record that failed. Never throws: a batch in which every record failed
@@ -18,15 +18,32 @@ export type StreamHandler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatc
  * skips records that can never apply (another table, a malformed key) instead of blocking the
  * shard on them, and answers in Lambda's shape; the processor would add a per-record wrapper and
  * throw FullBatchFailureError on a fully failed batch unless told not to.
+ *
+ * After the batch, the consistency inspector checks the samples of earlier batches whose delay has
+ * passed (lib/stream/inspector.ts); then the invocation's metrics are published (functions/metrics.ts).
  */
-export function createStreamHandler(cache: ItemCache): StreamHandler {
+export function createStreamHandler(cache: ItemCache, inspector = new ConsistencyInspector(cache)): StreamHandler {
   // Refuses to start (ConfigError) when the mappings' retry window does not cover every TTL.
   checkStreamRetryWindow(cache);
-  return async (event) => invalidateStreamRecords(cache, event?.Records ?? [], { parkingTable: cache.config.stream.parkingTable });
+  const options = { parkingTable: cache.config.stream.parkingTable, onApplied: inspector.applied };
+  return withMetrics(cache, async (event: DynamoDBStreamEvent) => {
+    const records = event?.Records ?? [];
+    cache.metrics.count('StreamRecords', records.length);
+    const age = streamAgeSeconds(records);
+    if (age !== undefined) cache.metrics.level('StreamAge', age);
+    const result = await invalidateStreamRecords(cache, records, options);
+    await inspector.checkDue();
+    return result;
+  });
 }
 
+let stream: StreamHandler | undefined;
+
 /**
- * The shared instance is taken on the first invocation rather than at import, so that tests can
- * import createStreamHandler without an environment; functionCache() keeps it for warm ones.
+ * Built on the first invocation rather than at import, so that tests can import createStreamHandler
+ * without an environment; kept for warm ones (with the inspector's samples waiting in it).
  */
-export const handler: StreamHandler = async (event) => createStreamHandler(await functionCache())(event);
+export const handler: StreamHandler = async (event, context) => {
+  stream ??= createStreamHandler(await functionCache());
+  return stream(event, context);
+};

@@ -75,11 +75,22 @@ export interface StreamConfig {
   retryWindowSeconds: number | undefined;
 }
 
+export interface ObserveConfig {
+  /** CloudWatch namespace of the functions' metrics (functions/metrics.ts publishes them). */
+  metricsNamespace: string;
+  /**
+   * Share of applied stream records the consistency inspector checks against the cache (0 to 1;
+   * lib/stream/inspector.ts): each costs one Redis round trip, and a DynamoDB read when an entry is found.
+   */
+  inspectSampleRate: number;
+}
+
 export interface Config {
   cache: CacheConfig;
   store: StoreConfig;
   http: HttpConfig;
   stream: StreamConfig;
+  observe: ObserveConfig;
 }
 
 type Env = Record<string, string | undefined>;
@@ -90,6 +101,14 @@ function intVar(env: Env, name: string, fallback: number, min: number, max: numb
   if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got '${raw}'`);
   const n = Number(raw.trim());
   if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function rateVar(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw.trim());
+  if (!/^\d*\.?\d+$/.test(raw.trim()) || !(n >= 0 && n <= 1)) throw new ConfigError(name, `expected a share from 0 to 1, got '${raw}'`);
   return n;
 }
 
@@ -267,8 +286,14 @@ export function loadConfig(env: Env = process.env): Config {
   // Lambda's limits on a mapping's maximum record age, below the stream's 24 h retention.
   const retryWindowSeconds =
     retryWindowRaw === undefined || retryWindowRaw.trim() === '' ? undefined : intVar(env, 'STREAM_RETRY_WINDOW_SECONDS', 0, 60, 86400);
+  const metricsNamespace = env.CACHE_METRICS_NAMESPACE?.trim() || 'dynamo-redis-cache';
+  // CloudWatch's limit on a namespace: 1-255 characters of letters, digits and . - _ / # : (no leading colon).
+  if (!/^[A-Za-z0-9.\-_/#][A-Za-z0-9.\-_/#:]{0,254}$/.test(metricsNamespace)) {
+    throw new ConfigError('CACHE_METRICS_NAMESPACE', `'${metricsNamespace}' is not a CloudWatch namespace (letters, digits, . - _ / # :)`);
+  }
   return {
     stream: { parkingTable, retryWindowSeconds },
+    observe: { metricsNamespace, inspectSampleRate: rateVar(env, 'CACHE_INSPECT_SAMPLE_RATE', 0.01) },
     // An item is at most 400 KB in DynamoDB; its JSON (base64 binary, escapes) stays well within 1 MiB.
     http: { maxBodyBytes: intVar(env, 'HTTP_MAX_BODY_BYTES', 1024 * 1024, 1024, 6 * 1024 * 1024) },
     cache: {

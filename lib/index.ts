@@ -2,7 +2,7 @@
 export { ItemCache, sharedItemCache, MAX_BATCH_KEYS } from './item-cache.ts';
 export type { ItemCacheOptions, ReadResult, WriteResult, BatchGetResult, UpdateChanges } from './item-cache.ts';
 export { loadConfig, parseShardMap, VIRTUAL_SHARDS } from './config.ts';
-export type { Config, CacheConfig, StoreConfig, StreamConfig, CacheMode, WritePolicy } from './config.ts';
+export type { Config, CacheConfig, StoreConfig, StreamConfig, ObserveConfig, CacheMode, WritePolicy } from './config.ts';
 export {
   defineTable,
   declaredTables,
@@ -32,6 +32,10 @@ export type { ParkingRecordLike } from './stream/replayer.ts';
 export { sweepParkedInvalidations } from './stream/sweep.ts';
 export { checkStreamRetryWindow } from './stream/window.ts';
 export { invalidateTableEntries } from './stream/flush.ts';
+export { ConsistencyInspector } from './stream/inspector.ts';
+export type { InspectorOptions, Inconsistency } from './stream/inspector.ts';
+export { CacheMetrics, METRICS, streamAgeSeconds } from './metrics.ts';
+export type { MetricName, MetricUnitName, MetricValue } from './metrics.ts';
 export type { SweepOptions, SweepResult } from './stream/sweep.ts';
 export type { NodeHealth, NodeStatus } from './cache/node.ts';
 export type { ReadSource } from './cache/protocol.ts';

@@ -5,6 +5,7 @@ import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
 import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
 import { logger, loggedKey } from './log.ts';
+import { CacheMetrics } from './metrics.ts';
 import { checkKeyValue, checkWellFormedText, isWellFormedText, resolveKey, type ItemKey, type ResolvedKey } from './keys.ts';
 import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
@@ -77,6 +78,8 @@ export class ItemCache {
   readonly store: ItemStore;
   /** @internal The nodes and the shard map, for the stream functions, the bench and the tests. */
   readonly shards: ShardMap;
+  /** What this container counted since the handler last published it (lib/metrics.ts). */
+  readonly metrics = new CacheMetrics();
   private readonly protocol: CacheProtocol;
 
   constructor(options: ItemCacheOptions = {}) {
@@ -89,7 +92,11 @@ export class ItemCache {
     // settles for the same time: the longest a writer from before it can still be in flight.
     const commitMs = this.config.store.deadlineMs;
     const fenceMs = fenceTimeMs(this.config);
-    this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
+    this.shards = new ShardMap(this.config.cache, {
+      ...nodeSettings(this.config.cache, options.clock),
+      settleMs: fenceMs,
+      metrics: this.metrics,
+    });
     this.protocol = new CacheProtocol({
       commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
@@ -97,6 +104,7 @@ export class ItemCache {
       fenceMs,
       writePolicy: this.config.cache.writePolicy,
       hooks: options.hooks,
+      metrics: this.metrics,
     });
   }
 
@@ -152,7 +160,13 @@ export class ItemCache {
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
-    return this.readResult(rk, entry, source) ?? this.repairUnreadable(rk);
+    const result = this.readResult(rk, entry, source) ?? (await this.repairUnreadable(rk));
+    this.countRead(result.cache);
+    return result;
+  }
+
+  private countRead(source: ReadSource): void {
+    this.metrics.count(source === 'hit' ? 'ReadHit' : source === 'miss' ? 'ReadMiss' : 'ReadBypass');
   }
 
   /**
@@ -205,6 +219,7 @@ export class ItemCache {
       outcomes.map((o, i) => this.readResult(rks[i] as ResolvedKey, o.entry, o.source) ?? this.repairUnreadable(rks[i] as ResolvedKey)),
     );
     results.forEach((r, i) => {
+      this.countRead(r.cache);
       if (r.item === undefined) missing.push((rks[i] as ResolvedKey).key);
       else items.push(r.item);
     });

@@ -1,4 +1,4 @@
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import {
   CacheLibraryError,
   CacheUnavailableError,
@@ -11,6 +11,7 @@ import {
   logger,
   type ItemCache,
 } from '../../lib/index.ts';
+import { invocationMetrics } from '../metrics.ts';
 import { bodyText, type HttpRequest } from './request.ts';
 import { stringifyJson } from './json.ts';
 
@@ -30,7 +31,10 @@ export interface Route {
   handle(req: HttpRequest, cache: ItemCache): Promise<Reply>;
 }
 
-export type HttpHandler = (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
+export type HttpHandler = (
+  event: APIGatewayProxyEventV2,
+  context?: Pick<Context, 'functionName'>,
+) => Promise<APIGatewayProxyStructuredResultV2>;
 
 interface CompiledRoute {
   route: Route;
@@ -189,11 +193,16 @@ function lowerCaseHeaders(headers: Record<string, string | undefined> | undefine
 
 /**
  * An API Gateway HTTP API (payload 2.0) handler serving `routes` over `cache`. Matches method and
- * path, runs the route, and maps whatever it throws in toErrorReply; never throws itself.
+ * path, runs the route, and maps whatever it throws in toErrorReply; never throws itself. Each
+ * invocation publishes its metrics (functions/metrics.ts), with the matched route's latency.
  */
 export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpHandler {
   const compiled = routes.map(compile);
-  return async (event) => {
+  const metrics = invocationMetrics(cache);
+  return async (event, context) => {
+    metrics.coldStart(context);
+    const started = performance.now();
+    let route: Route | undefined;
     const responseHeaders: Record<string, string> = {};
     try {
       const method = (event.requestContext?.http?.method ?? '').toUpperCase();
@@ -231,9 +240,12 @@ export function createHttpApp(cache: ItemCache, routes: readonly Route[]): HttpH
         body: bodyText(event.body, event.isBase64Encoded),
         responseHeaders,
       };
+      route = hit.c.route;
       return toResult(await hit.c.route.handle(req, cache), responseHeaders);
     } catch (err) {
       return toResult(toErrorReply(err), responseHeaders);
+    } finally {
+      metrics.publish(route && { route: `${route.method} ${route.path}`, ms: performance.now() - started });
     }
   };
 }

@@ -2,6 +2,7 @@ import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { isAuthRejection, type AuthRefresh } from './auth-refresh.ts';
+import type { CacheMetrics } from '../metrics.ts';
 import { DirtyKeys } from './dirty.ts';
 import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
@@ -29,6 +30,8 @@ export interface NodeSettings {
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
   settleMs?: number;
+  /** Counts status changes (lib/metrics.ts). */
+  metrics?: CacheMetrics;
 }
 
 export interface NodeHealth {
@@ -516,6 +519,7 @@ export class CacheNode {
     if (next === this.state) return;
     this.state = next;
     this.since = this.clock();
+    this.settings.metrics?.count('NodeStatusChanges');
     logger.info('CACHE_NODE_STATUS', { cacheNode: this.address, status: next });
   }
 

@@ -1,8 +1,9 @@
 import type { WritePolicy } from '../config.ts';
 import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
 import { BudgetSpent, NoAnswer, within } from './deadline.ts';
+import type { CacheMetrics } from '../metrics.ts';
 import type { CacheNode } from './node.ts';
-import { INVALIDATE_REPLY, LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
+import { END_WRITE_REPLY, INVALIDATE_REPLY, LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -66,6 +67,8 @@ export interface ProtocolSettings {
   fenceMs: number;
   writePolicy: WritePolicy;
   hooks?: ProtocolHooks;
+  /** Counts of waits, fills and write outcomes (lib/metrics.ts). */
+  metrics?: CacheMetrics;
 }
 
 /** The hint a writer's begin returns: the cached version (0 = cached as absent), if known. */
@@ -201,6 +204,7 @@ export class CacheProtocol {
           // filler only: when its lease gives way to another's (an invalidation or a writer refused
           // its fill), waiting again could cost a second DynamoDB read's time: read it ourselves.
           const left = waitUntil - Date.now();
+          if (waitingOn === undefined) this.settings.metrics?.count('LeaseWaits');
           waitingOn ??= reply[2];
           if (left <= 0 || reply[2] !== waitingOn) return { entry: await load(), source: 'miss' };
           hooks?.leaseWait?.(key);
@@ -241,6 +245,7 @@ export class CacheProtocol {
   private async fill(lease: Lease, entry: CacheEntry, ttlMs: number, deadline: number): Promise<void> {
     const { node, key } = lease;
     const hooks = this.settings.hooks;
+    this.settings.metrics?.count('FillReads');
     try {
       await hooks?.beforeFill?.(key);
       const stored = await before(node, deadline, () =>
@@ -359,6 +364,7 @@ export class CacheProtocol {
     }
     if (!begun) {
       if (writePolicy === 'strict') {
+        this.settings.metrics?.count('WriteRefused');
         throw new CacheUnavailableError(
           `cache node ${node.address} cannot be invalidated (${errorMessage(failure)}); nothing was written`,
           {
@@ -397,7 +403,7 @@ export class CacheProtocol {
     tag: string,
   ): Promise<void> {
     try {
-      await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
+      const reply = await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
         node.client.wtEndWrite(
           key,
           node.sealKeyFor(key),
@@ -410,6 +416,8 @@ export class CacheProtocol {
           entry?.digest ?? '',
         ),
       );
+      if (reply !== END_WRITE_REPLY.restored)
+        this.settings.metrics?.count(reply === END_WRITE_REPLY.stored ? 'WriteStored' : 'WriteInvalidated');
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
       // the key is also repaired before the node is trusted again.

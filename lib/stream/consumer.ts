@@ -38,6 +38,8 @@ export interface StreamConsumerOptions {
    * the record is reported failed and the shard waits on it.
    */
   parkingTable?: string | undefined;
+  /** Called for each record whose invalidation was applied, with when it was sent (the consistency inspector samples these). */
+  onApplied?: (rk: ResolvedKey, sentAt: number) => void;
 }
 
 /**
@@ -66,11 +68,15 @@ export async function invalidateStreamRecords(
       rk = cache.keyFromStream(physical, keys);
     } catch (err) {
       logger.warn('STREAM_RECORD_SKIPPED', { record: id, reason: errorMessage(err) });
+      cache.metrics.count('StreamRecordsSkipped');
       return true;
     }
     const recorded = recordedState(rk.table, record);
     try {
-      await cache.invalidate(rk, recorded);
+      const sentAt = Date.now();
+      const outcome = await cache.invalidate(rk, recorded);
+      cache.metrics.count(outcome === 'kept' ? 'StreamRecordsKept' : 'StreamInvalidations');
+      options.onApplied?.(rk, sentAt);
       return true;
     } catch (err) {
       const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);
@@ -88,12 +94,14 @@ export async function invalidateStreamRecords(
             reason,
           });
           parked.add(node, itemKey, reason);
+          cache.metrics.count('StreamRecordsParked');
           return true;
         } catch (parkErr) {
           reason = `${reason}; not parked: ${errorMessage(parkErr)}`;
         }
       }
       failed.add(node, itemKey, reason);
+      cache.metrics.count('StreamRecordsFailed');
       return false;
     }
   });

@@ -48,8 +48,10 @@ export async function replayParkedInvalidations(
       await cache.invalidate(rk, parked.recorded);
     } catch (err) {
       waiting.add(cache.nodeFor(rk)?.address ?? '', loggedKey(rk.redisKey, cache.config.cache.logKeys), errorMessage(err));
+      cache.metrics.count('ParkedLeftForSweep');
       return true;
     }
+    cache.metrics.count('ParkedReplayed');
     await cache.store.unpark(parkingTable, parked.id, parked.parkedAt).catch((err: unknown) => {
       logger.warn('PARKED_INVALIDATION_NOT_DELETED', { record: seq, reason: errorMessage(err) });
     });

@@ -223,6 +223,9 @@ describe('consistency run', () => {
     assert.ok(result.operations.total > 1000, `enough operations: ${result.operations.total}`);
     assert.equal(result.staleReads, 0, `stale reads: ${JSON.stringify(result.staleExamples.slice(0, 3))}`);
     assert.equal(result.phantomReads, 0, `phantom reads: ${JSON.stringify(result.phantomExamples.slice(0, 3))}`);
+    // The live inspector, sampling every record the consumer applied, agrees: nothing it checked was stale.
+    assert.ok(result.inspector.checked > 50, `inspector samples checked: ${result.inspector.checked}`);
+    assert.deepEqual(result.inspector.inconsistencies, []);
     const other = result.failedExamples.filter((e) => e.error !== 'CacheUnavailable');
     assert.equal(result.failedRequests - result.refusalsCountedFailed, 0, `failed requests: ${JSON.stringify(other.slice(0, 3))}`);
   });

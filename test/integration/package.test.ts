@@ -16,6 +16,7 @@ import { loadConfig } from '../../lib/config.ts';
 import { declaredTables } from '../../lib/tables.ts';
 import tablesCjs from '../../infra/tables.cjs';
 import { checkRetryWindow } from '../../lib/stream/window.ts';
+import { alarmMetrics, dashboardBody, dashboardMetrics } from '../helpers/monitoring.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OUT = join(ROOT, '.serverless');
@@ -451,5 +452,66 @@ describe('npm run package: the CloudFormation template', () => {
     for (const [id, g] of ofType('AWS::ElastiCache::ReplicationGroup')) {
       assert.deepEqual(g.Properties.SecurityGroupIds, [{ 'Fn::GetAtt': ['CacheSecurityGroup', 'GroupId'] }], id);
     }
+  });
+
+  test('monitoring: a dashboard and the alarms, in the namespace the functions publish to, and no PutMetricData (EMF)', () => {
+    // Prepare
+    const namespaces = Object.keys(FUNCTIONS).map(
+      (fn) => resources[logicalId(fn)].Properties.Environment.Variables.CACHE_METRICS_NAMESPACE,
+    );
+    const namespace = namespaces[0];
+    const dashboards = ofType('AWS::CloudWatch::Dashboard');
+    // Act
+    const graphed = dashboardMetrics(dashboards[0]![1].Properties.DashboardBody['Fn::Sub']);
+    const watched = alarmMetrics(resources);
+    // Assess
+    assert.equal(namespace, 'dynamo-redis-cache-dev');
+    assert.deepEqual(new Set(namespaces), new Set([namespace]), 'every function publishes to one namespace');
+    assert.equal(dashboards.length, 1);
+    for (const m of [...graphed, ...watched])
+      assert.ok(m.namespace === namespace || m.namespace === 'AWS/Lambda', `${m.name} in ${m.namespace}`);
+    for (const name of [
+      'ReadHit',
+      'ReadMiss',
+      'ReadBypass',
+      'Latency',
+      'NodesNotUp',
+      'StreamAge',
+      'ParkedBacklog',
+      'Inconsistencies',
+      'WriteRefused',
+    ]) {
+      assert.ok(
+        graphed.some((m) => m.name === name && m.namespace === namespace),
+        `the dashboard graphs ${name}`,
+      );
+    }
+    const rows = dashboardBody(dashboards[0]![1].Properties.DashboardBody['Fn::Sub']).widgets.flatMap((w) => w.properties.metrics);
+    for (const fn of Object.keys(FUNCTIONS)) {
+      for (const name of ['Errors', 'Throttles']) {
+        assert.ok(
+          rows.some((r) => key(r) === key(['AWS/Lambda', name, 'FunctionName', logicalId(fn)])),
+          `${name} of ${fn}`,
+        );
+      }
+    }
+    assert.deepEqual(watched.map((m) => m.name).sort(), [
+      'Errors',
+      'Inconsistencies',
+      'NodesNotUp',
+      'ParkedBacklog',
+      'StreamAge',
+      'StreamRecordsFailed',
+    ]);
+    assert.deepEqual(resources.StreamConsumerErrorsAlarm.Properties.Dimensions, [
+      { Name: 'FunctionName', Value: { Ref: 'StreamLambdaFunction' } },
+    ]);
+    // No --param=alarmTopicArn: the alarms notify nobody, and the condition says so.
+    assert.deepEqual(template.Conditions.NotifyAlarms, { 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] });
+    for (const [id, alarm] of ofType('AWS::CloudWatch::Alarm')) {
+      assert.deepEqual(alarm.Properties.AlarmActions, { 'Fn::If': ['NotifyAlarms', [''], { Ref: 'AWS::NoValue' }] }, id);
+    }
+    const actions = allowStatements(resources).flatMap((s) => list(s.Action));
+    assert.ok(!actions.some((a: string) => a.startsWith('cloudwatch:')), 'EMF needs no CloudWatch permission');
   });
 });

@@ -307,3 +307,34 @@ describe('clientOptions: credentials as the README says', () => {
     assert.equal(redactUrl('no credentials here'), 'no credentials here');
   });
 });
+
+describe('loadConfig: metrics and the consistency inspector', () => {
+  test('defaults: the namespace dynamo-redis-cache, one record in a hundred inspected', () => {
+    const c = loadConfig({ ...BASE });
+    assert.deepEqual(c.observe, { metricsNamespace: 'dynamo-redis-cache', inspectSampleRate: 0.01 });
+  });
+
+  test('set: a stage namespace, any share from 0 to 1', () => {
+    for (const [raw, rate] of [
+      ['0', 0],
+      ['1', 1],
+      ['0.25', 0.25],
+      ['.5', 0.5],
+    ] as const) {
+      const c = loadConfig({ ...BASE, CACHE_METRICS_NAMESPACE: 'dynamo-redis-cache-prod', CACHE_INSPECT_SAMPLE_RATE: raw });
+      assert.deepEqual(c.observe, { metricsNamespace: 'dynamo-redis-cache-prod', inspectSampleRate: rate });
+    }
+  });
+
+  test('a share outside 0 to 1, or not a number, names CACHE_INSPECT_SAMPLE_RATE', () => {
+    for (const raw of ['1.5', '-0.1', 'often', '1e-2', '50%']) {
+      throwsConfig(() => loadConfig({ ...BASE, CACHE_INSPECT_SAMPLE_RATE: raw }), 'CACHE_INSPECT_SAMPLE_RATE', /from 0 to 1/);
+    }
+  });
+
+  test('a namespace CloudWatch refuses names CACHE_METRICS_NAMESPACE', () => {
+    for (const raw of [':leading-colon', 'with space', 'x'.repeat(256), 'émoji']) {
+      throwsConfig(() => loadConfig({ ...BASE, CACHE_METRICS_NAMESPACE: raw }), 'CACHE_METRICS_NAMESPACE');
+    }
+  });
+});
