@@ -389,6 +389,8 @@ port.on('message', (m: ToWorker) => {
 // (cold starts are not what is measured).
 void (async () => {
   const until = Date.now() + 15_000;
+  // Its shard map registered on the nodes (lib/cache/maps.ts), as a container's first request does.
+  await cache.shards.view?.refresh();
   while (Date.now() < until && !cache.shards.nodes.every((n) => n.readable)) await sleep(20);
   post({ type: 'ready' });
 })();

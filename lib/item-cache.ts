@@ -1,5 +1,5 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { entryTtlSeconds, fenceTimeMs, loadConfig, type Config } from './config.ts';
+import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, UnknownTableError, ValidationError } from './errors.ts';
@@ -78,7 +78,16 @@ export class ItemCache {
     // settles for the same time: the longest a writer from before it can still be in flight.
     const commitMs = this.config.store.deadlineMs;
     const fenceMs = fenceTimeMs(this.config);
-    this.shards = new ShardMap(this.config.cache, { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs });
+    // Shards mode: the live shard maps (lib/cache/maps.ts), registered and read every refresh period.
+    this.shards = new ShardMap(
+      this.config.cache,
+      { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs },
+      {
+        refreshMs: this.config.cache.mapRefreshSeconds * 1000,
+        expiryMs: this.config.cache.mapExpirySeconds * 1000,
+        waitMs: mapWaitMs(this.config),
+      },
+    );
     this.protocol = new CacheProtocol({
       commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
@@ -124,6 +133,18 @@ export class ItemCache {
     return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
   }
 
+  /**
+   * @internal The nodes a write or an invalidation of an item must reach: its node under this
+   * container's map and under every other live map (lib/cache/maps.ts), after taking the view again
+   * when it is older than the refresh period.
+   */
+  async ownersFor(rk: ResolvedKey): Promise<{ node: CacheNode | undefined; others: CacheNode[] }> {
+    const node = this.nodeFor(rk);
+    if (node === undefined) return { node, others: [] };
+    await this.shards.view?.fresh();
+    return { node, others: this.shards.othersFor(rk.shard) };
+  }
+
   private ttlMs(table: TableDefinition): number {
     return entryTtlSeconds(this.config, table) * 1000;
   }
@@ -138,6 +159,8 @@ export class ItemCache {
    */
   async get(table: string, key: unknown): Promise<ReadResult> {
     const rk = this.resolve(table, key);
+    const viewing = this.shards.view?.beforeRead();
+    if (viewing !== undefined) await viewing;
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
@@ -177,6 +200,8 @@ export class ItemCache {
     if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
     if (keys.length > MAX_BATCH_KEYS) throw new ValidationError('keys', `at most ${MAX_BATCH_KEYS} keys, got ${keys.length}`);
     const rks = keys.map((k, i) => this.resolve(def, k, `keys[${i}]`));
+    const viewing = this.shards.view?.beforeRead();
+    if (viewing !== undefined) await viewing;
     const outcomes = await this.protocol.readMany(
       rks.map((rk) => ({ node: this.nodeFor(rk), key: rk.redisKey })),
       this.ttlMs(def),
@@ -213,16 +238,23 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ hint, deadline }) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
-      // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
-      // the fence) so the answer and the entry are exactly what later reads return.
-      const stored = await this.store.get(rk, deadline);
-      const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
-      const outcome = writeOutcome(def, ours ? stored : written);
-      return { result: outcome.result, entry: ours ? outcome.entry : undefined };
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ hint, deadline }) => {
+        const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
+        if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+        // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
+        // the fence) so the answer and the entry are exactly what later reads return.
+        const stored = await this.store.get(rk, deadline);
+        const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
+        const outcome = writeOutcome(def, ours ? stored : written);
+        return { result: outcome.result, entry: ours ? outcome.entry : undefined };
+      },
+      others,
+    );
   }
 
   /**
@@ -244,10 +276,17 @@ export class ItemCache {
       if (Object.hasOwn(changes.set ?? {}, name)) throw new ValidationError(attributeField('remove', name), 'is also being set');
     }
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
-      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
-      return writeOutcome(def, av);
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ deadline }) => {
+        const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
+        return writeOutcome(def, av);
+      },
+      others,
+    );
   }
 
   /**
@@ -259,10 +298,17 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
-      const old = await this.store.delete(rk, { ...options, deadline });
-      return { result: { deleted: old !== undefined }, entry: absentEntry };
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ deadline }) => {
+        const old = await this.store.delete(rk, { ...options, deadline });
+        return { result: { deleted: old !== undefined }, entry: absentEntry };
+      },
+      others,
+    );
   }
 
   /**
@@ -301,10 +347,12 @@ export class ItemCache {
 
   /**
    * @internal For the Streams consumer, the replayer and the sweep (lib/stream/).
-   * Drops an item's entry. Throws CacheUnavailableError when its node cannot be reached.
+   * Drops an item's entry, on its node under every live shard map. Throws CacheUnavailableError when
+   * one of those nodes cannot be reached.
    */
   async invalidate(rk: ResolvedKey): Promise<void> {
-    await this.protocol.invalidate(this.nodeFor(rk), rk.redisKey);
+    const { node, others } = await this.ownersFor(rk);
+    await this.protocol.invalidate(node, rk.redisKey, others);
   }
 
   /**

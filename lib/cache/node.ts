@@ -2,7 +2,7 @@ import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
-import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { epochTag, installScripts, REGISTRY_KEY, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 
@@ -26,6 +26,29 @@ export interface NodeSettings {
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
   settleMs?: number;
+}
+
+/**
+ * This container's own shard map on the node (lib/cache/maps.ts MapView): the map part of the tag of
+ * what it writes and trusts, and whether its record there is trusted yet. Undefined on a node only
+ * another map names, and in cluster mode.
+ */
+export interface MapTrust {
+  readonly mapId: string;
+  /** The map's generation on the node; '' until the container registered there. */
+  readonly generation: string;
+  /** mapId + generation once registered, else ''. */
+  readonly tag: string;
+  /** How long a new generation waits before it is trusted (0 while no other map is live), ms. */
+  readonly waitMs: number;
+  /** After how long a record nobody renewed is gone (E), ms. */
+  readonly expiryMs: number;
+  /** Another map is live: a hit checks the record too (protocol.ts readHit). */
+  readonly othersLive: boolean;
+  /** Entries of this generation may be trusted and stored (state machine clock). */
+  trusted(now: number): boolean;
+  /** LEASE found no live record of the generation: register again. */
+  lost(): void;
 }
 
 export interface NodeHealth {
@@ -134,6 +157,8 @@ export class CacheNode {
   private readonly reads: DeadlineQueue;
   /** The socket held corked until the end of this event-loop turn (see read), if any. */
   private corked: { uncork(): void } | undefined;
+  /** This container's own shard map on the node, in shards mode (set by the ShardMap). */
+  map: MapTrust | undefined;
 
   constructor(id: string, urls: string[], settings: NodeSettings, kind: 'node' | 'cluster' = 'node') {
     this.id = id;
@@ -194,9 +219,17 @@ export class CacheNode {
     return this.isCluster || this.runId === undefined ? key : sealKey(this.runId);
   }
 
-  /** The tag of the epoch this client verified ('' in cluster mode, where epochs are not checked). */
+  /** The map registry scripts check: the node's, or none (the key itself) in cluster mode. */
+  registryKeyFor(key: string): string {
+    return this.isCluster ? key : REGISTRY_KEY;
+  }
+
+  /**
+   * The tag of what this client writes and trusts on the node: the epoch it verified, then its map's
+   * generation on the node (lib/cache/maps.ts); '' in cluster mode, where neither is checked.
+   */
   get epochTag(): string {
-    return this.tag;
+    return this.tag + (this.map?.tag ?? '');
   }
 
   /** The state machine's state (`settling` shows only in health()). */
@@ -217,7 +250,12 @@ export class CacheNode {
   /** Reads may trust the node's entries now. Synchronous, so the hit path pays no extra await. */
   get readable(): boolean {
     this.refresh();
-    return this.state === 'up' && this.verified && this.client.status === 'ready';
+    return this.state === 'up' && this.verified && this.client.status === 'ready' && (this.map?.trusted(this.clock()) ?? true);
+  }
+
+  /** This container's map generation on the node is trusted (always, where there is no map): its writers may store. */
+  get mapTrusted(): boolean {
+    return this.map?.trusted(this.clock()) ?? true;
   }
 
   /** Invalidations and fills may be sent (up or starting). */
@@ -293,7 +331,11 @@ export class CacheNode {
 
   health(): NodeHealth {
     let status: NodeStatus = this.status;
-    if (status === 'up' && this.clock() < this.settleUntil) status = 'settling';
+    const now = this.clock();
+    // Settling: the new epoch takes no fills yet, or this map's new generation here is not trusted yet.
+    if (status === 'up' && (now < this.settleUntil || (this.map !== undefined && this.map.generation !== '' && !this.map.trusted(now)))) {
+      status = 'settling';
+    }
     return { id: this.id, address: this.address, status, since: new Date(this.since).toISOString(), dirtyKeys: this.dirty.size };
   }
 

@@ -2,8 +2,9 @@ import type { Cluster, Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
- *   d       the node's epoch tag, then the item as DynamoDB holds it (codec.ts encodeEntry) or "-" for
- *           not-found (R8). An entry whose tag is not the node's current epoch is no entry (R9, below)
+ *   d       the tag (the node's epoch tag, then in shards mode the map's: lib/cache/maps.ts), then the
+ *           item as DynamoDB holds it (codec.ts encodeEntry) or "-" for not-found (R8). An entry whose
+ *           tag is not the node's current epoch and the reader's map generation is no entry (R9, below)
  *   v       the item's version (the version attribute DynamoDB increments in every library write)
  *   l       the fill lease: the epoch tag and a random token given to one missing reader (G5); gone = no fill
  *   lt      when the lease may be taken over (ms, Redis clock), in case its holder died
@@ -80,23 +81,39 @@ export const LEASE_REPLY = {
   leased: 3,
   /** The epoch's seal is gone: read DynamoDB, fill nothing, and seal the node again. */
   unsealed: 4,
+  /** The reader's map has no live record of its generation on the node: read DynamoDB, fill nothing, register again. */
+  unregistered: 5,
 } as const;
 
 /**
- * A reader missed. KEYS: the entry, the epoch's seal (the entry itself in cluster mode: no epochs).
- * ARGV: token, lease ms, '1' when the node is trusted for reads, the epoch tag. Returns
- * {entry, d} when an entry of this epoch appeared meanwhile (trusted nodes only), {fenced, ms} while
- * writers hold the fence or the epoch settles, {leased, ms, holder's lease} while another reader holds
- * a live lease, {unsealed} when the seal is gone, and {granted} when the lease is ours.
+ * A reader missed. KEYS: the entry, the epoch's seal, the map registry (both the entry itself in cluster
+ * mode: no epochs, no maps). ARGV: token, lease ms, '1' when the node is trusted for reads, the tag
+ * (epoch, then map), then the reader's map id and generation on this node ('' in cluster mode), how
+ * long a new generation waits before it is trusted (W) and after how long an unrenewed record is gone
+ * (E), both ms. Returns {unregistered} when the reader's map has no live record of its generation here,
+ * {fenced, ms} while its generation is younger than W, {entry, d} when an entry of this tag appeared
+ * meanwhile (trusted nodes only), {fenced, ms} while writers hold the fence or the epoch settles,
+ * {leased, ms, holder's lease} while another reader holds a live lease, {unsealed} when the seal is
+ * gone, and {granted} when the lease is ours.
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
 local tag = ARGV[4]
 local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'pd')
+local now
+if ARGV[5] ~= '' then
+  -- The map's trust on this node (lib/cache/maps.ts): its record, of this generation, renewed within E,
+  -- begun at least W ago. Read by every miss, so an LRU policy sees the registry in use.
+  now = now_ms()
+  local g, since, seen = string.match(redis.call('HGET', KEYS[3], ARGV[5]) or '', '^([^:]+):(%d+):(%d+)$')
+  if g ~= ARGV[6] or now - tonumber(seen) > tonumber(ARGV[8]) then return {5} end
+  local trusted_at = tonumber(since) + tonumber(ARGV[7])
+  if trusted_at > now then return {2, trusted_at - now} end
+end
 local d = f[1]
 if d and string.sub(d, 1, #tag) ~= tag then d = false end
 if d and ARGV[3] == '1' then return {1, d} end
-local now = now_ms()
+now = now or now_ms()
 if KEYS[2] ~= k then
   local u = settle_until(KEYS[2])
   if u == nil then return {4} end
@@ -278,9 +295,50 @@ redis.call('SET', KEYS[1], (now + tonumber(ARGV[1])) .. ':' .. now)
 return 1
 `;
 
+/**
+ * A container's shard map on a node (lib/cache/maps.ts). KEYS: the registry. ARGV: the map's id, its
+ * definition (JSON: node addresses and shard map, no secrets), a fresh generation, E (ms). The map's
+ * record `<id>` = `<generation>:<since>:<seen>` (Redis ms) is renewed (seen = now); one that is missing
+ * or was not renewed within E is created anew, with the fresh generation (since = now): entries tagged
+ * with an earlier generation are never trusted again. Records of other maps not renewed within E are
+ * deleted. Returns {now, generation, since, then for every other live map: id, generation, seen,
+ * definition}; {now} alone when the node is out of memory (nothing renewed).
+ */
+const REGISTER = `${NOW}
+local reg, id = KEYS[1], ARGV[1]
+local expiry = tonumber(ARGV[4])
+local now = now_ms()
+local function parse(r)
+  local g, since, seen = string.match(r or '', '^([^:]+):(%d+):(%d+)$')
+  return g, tonumber(since), tonumber(seen)
+end
+local g, since, seen = parse(redis.call('HGET', reg, id))
+if not g or now - seen > expiry then g, since = ARGV[3], now end
+if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2]) then return {now} end
+local out = {now, g, since}
+local all = redis.call('HGETALL', reg)
+for i = 1, #all, 2 do
+  local name = all[i]
+  if string.sub(name, -2) == ':d' then
+    if redis.call('HEXISTS', reg, string.sub(name, 1, -3)) == 0 then redis.call('HDEL', reg, name) end
+  elseif name ~= id then
+    local og, _, oseen = parse(all[i + 1])
+    if not og or now - oseen > expiry then
+      redis.call('HDEL', reg, name, name .. ':d')
+    else
+      out[#out + 1] = name
+      out[#out + 1] = og
+      out[#out + 1] = oseen
+      out[#out + 1] = redis.call('HGET', reg, name .. ':d') or ''
+    end
+  end
+end
+return out
+`;
+
 /** Each script with the number of keys it takes. */
 export const SCRIPTS = {
-  wtLease: [LEASE, 2],
+  wtLease: [LEASE, 3],
   wtFill: [FILL, 2],
   wtRelease: [RELEASE, 1],
   wtBeginWrite: [BEGIN_WRITE, 1],
@@ -288,6 +346,7 @@ export const SCRIPTS = {
   wtInvalidate: [INVALIDATE, 1],
   wtSeal: [SEAL, 1],
   wtFlush: [FLUSH, 1],
+  wtRegister: [REGISTER, 1],
 } as const;
 
 export type LeaseReply =
@@ -295,7 +354,8 @@ export type LeaseReply =
   | [typeof LEASE_REPLY.entry, string]
   | [typeof LEASE_REPLY.fenced, number]
   | [typeof LEASE_REPLY.leased, number, string]
-  | [typeof LEASE_REPLY.unsealed];
+  | [typeof LEASE_REPLY.unsealed]
+  | [typeof LEASE_REPLY.unregistered];
 
 export type EndWriteReply = (typeof END_WRITE_REPLY)[keyof typeof END_WRITE_REPLY];
 
@@ -304,7 +364,19 @@ export type WriteEnding = 'store' | 'restore' | 'drop';
 
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
-  wtLease(key: string, sealKey: string, token: string, leaseMs: number, trustData: '0' | '1', tag: string): Promise<LeaseReply>;
+  wtLease(
+    key: string,
+    sealKey: string,
+    registryKey: string,
+    token: string,
+    leaseMs: number,
+    trustData: '0' | '1',
+    tag: string,
+    mapId: string,
+    generation: string,
+    waitMs: number,
+    expiryMs: number,
+  ): Promise<LeaseReply>;
   wtFill(key: string, sealKey: string, lease: string, data: string, version: string, ttlMs: number): Promise<0 | 1>;
   wtRelease(key: string, lease: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number, tag: string): Promise<string>;
@@ -321,6 +393,7 @@ export interface ScriptCommands {
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
   wtSeal(sealKey: string, settleMs: number): Promise<[number, number]>;
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
+  wtRegister(registryKey: string, mapId: string, definition: string, generation: string, expiryMs: number): Promise<(string | number)[]>;
 }
 
 export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
@@ -334,8 +407,20 @@ export function installScripts(client: Redis | Cluster): ScriptedClient {
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
 
+/**
+ * The node's map registry (lib/cache/maps.ts): one hash, with no TTL (a volatile-* policy never takes
+ * it) and read by every miss (LEASE), as the seal is. It cannot collide with an entry (those end in `:t`).
+ */
+export const REGISTRY_KEY = '__wt_maps';
+
+/** How long a map's tag is: its id (10 hex characters), then its generation on the node (8 characters). */
+export const MAP_TAG_LENGTH = 18;
+
 /** How long an epoch's tag is: 48 bits of the run_id's 160. */
 export const EPOCH_TAG_LENGTH = 12;
 
 /** The tag of an epoch: what prefixes its entries and leases. */
 export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);
+
+/** How long the tag of an entry is in shards mode: the epoch's, then the map's. */
+export const ENTRY_TAG_LENGTH = EPOCH_TAG_LENGTH + MAP_TAG_LENGTH;

@@ -1,0 +1,299 @@
+import { createHash } from 'node:crypto';
+import { VIRTUAL_SHARDS } from '../config.ts';
+import { errorMessage } from '../errors.ts';
+import { logger } from '../log.ts';
+import { BudgetSpent, within } from './deadline.ts';
+import type { CacheNode, MapTrust } from './node.ts';
+import { REGISTRY_KEY } from './scripts.ts';
+import { randomToken } from './tokens.ts';
+
+/*
+ * Live shard maps (ARCHITECTURE.md, "The shard map"). While a canary deploy keeps two maps live, or a
+ * rollback brings one back, a key can live on one node under one map and on another under the other.
+ * Each container registers its map on every node it knows (the REGISTER script: a record per map, with
+ * a generation that is new each time the record is created) and reads the maps registered there, at
+ * least every refresh period (H). Writers and invalidations then fence the key's node under every live
+ * map; a reader trusts only entries tagged with its map's current generation on the node; and a
+ * generation created while another map is live is trusted only after W (mapWaitMs: H + the fence time
+ * + a margin), by when every writer of the other maps has learnt of it and every write that began
+ * before is over.
+ */
+
+/** What other containers need to place a key under a map: node addresses (no credentials) and the shard map. */
+export interface MapDefinition {
+  nodes: string[];
+  shards: number[];
+}
+
+/** A node's URL without its user and password: how a map names it to other containers. */
+export function bareAddress(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.href;
+}
+
+/** The map's id: the same nodes in the same order and the same shard map give the same id, anywhere. */
+export function mapIdOf(def: MapDefinition): string {
+  return createHash('sha256').update(JSON.stringify(def)).digest('hex').slice(0, 10);
+}
+
+const GENERATION_LENGTH = 8;
+
+/** A definition read from a node, checked as strictly as a setting (a node is not trusted to be well-formed). */
+function parseDefinition(raw: string): MapDefinition | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const d = v as Partial<MapDefinition> | null;
+  if (d === null || !Array.isArray(d.nodes) || !Array.isArray(d.shards) || d.shards.length !== VIRTUAL_SHARDS) return undefined;
+  const nodes = d.nodes;
+  if (nodes.length === 0 || !nodes.every((n) => typeof n === 'string' && /^rediss?:\/\//.test(n))) return undefined;
+  if (!d.shards.every((s) => Number.isInteger(s) && s >= 0 && s < nodes.length)) return undefined;
+  return { nodes, shards: d.shards };
+}
+
+export interface MapViewSettings {
+  /** H: the view is taken again when older than this. */
+  refreshMs: number;
+  /** E: a record not renewed for this long is gone. */
+  expiryMs: number;
+  /** W: how long a new generation waits while another map is live. */
+  waitMs: number;
+  commandTimeoutMs: number;
+  clock: () => number;
+}
+
+interface KnownMap {
+  def: MapDefinition;
+  /** When its record will have expired at the latest, as far as this container saw it renewed (view clock). */
+  goneAt: number;
+}
+
+/** Registering again after a LEASE found the record gone: at most this often. */
+const LOST_REFRESH_MS = 1000;
+/** Rounds of a view: maps found on the nodes read lead to their nodes, read in the next round. */
+const VIEW_ROUNDS = 4;
+
+/** This container's map on one of its nodes (MapTrust, node.ts). */
+class Registration implements MapTrust {
+  generation = '';
+  tag = '';
+  /** When the generation began, on the view clock (conservatively late). */
+  private since = Number.POSITIVE_INFINITY;
+  /** When this container last renewed the record (the request's start, conservatively early). */
+  private renewedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly view: MapView) {}
+
+  get mapId(): string {
+    return this.view.id;
+  }
+
+  get waitMs(): number {
+    return this.view.waitMs;
+  }
+
+  get expiryMs(): number {
+    return this.view.expiryMs;
+  }
+
+  get othersLive(): boolean {
+    return this.view.othersLive();
+  }
+
+  /**
+   * Registered; the generation older than W (when another map is live); and renewed by this container
+   * recently enough that the record cannot have expired meanwhile (E - H: a warm container that was
+   * frozen longer registers again before it trusts anything).
+   */
+  trusted(now: number): boolean {
+    return (
+      this.generation !== '' && now >= this.since + this.view.waitMs && now - this.renewedAt < this.view.expiryMs - this.view.refreshMs
+    );
+  }
+
+  lost(): void {
+    this.view.lost();
+  }
+
+  renewed(generation: string, since: number, renewedAt: number): void {
+    this.generation = generation;
+    this.tag = this.view.id + generation;
+    this.since = since;
+    this.renewedAt = renewedAt;
+  }
+}
+
+/** The maps live on this container's nodes, as this container last saw them. */
+export class MapView {
+  readonly id: string;
+  readonly expiryMs: number;
+  readonly refreshMs: number;
+  private readonly definition: string;
+  private readonly known = new Map<string, KnownMap>();
+  private readonly own = new Map<CacheNode, Registration>();
+  private viewAt = Number.NEGATIVE_INFINITY;
+  private lostAt = Number.NEGATIVE_INFINITY;
+  private refreshing: Promise<void> | undefined;
+
+  constructor(
+    def: MapDefinition,
+    ownNodes: readonly CacheNode[],
+    private readonly nodeAt: (address: string) => CacheNode,
+    private readonly settings: MapViewSettings,
+  ) {
+    this.id = mapIdOf(def);
+    this.definition = JSON.stringify(def);
+    this.expiryMs = settings.expiryMs;
+    this.refreshMs = settings.refreshMs;
+    for (const node of ownNodes) {
+      const r = new Registration(this);
+      this.own.set(node, r);
+      node.map = r;
+    }
+  }
+
+  /** W while another map is live (its writers may not know this map's new generations yet), else 0. */
+  get waitMs(): number {
+    return this.othersLive() ? this.settings.waitMs : 0;
+  }
+
+  /** Another map is live, as far as this container saw (cheap: the hit path asks). */
+  othersLive(): boolean {
+    if (this.known.size === 0) return false;
+    const now = this.settings.clock();
+    for (const k of this.known.values()) if (k.goneAt > now) return true;
+    return false;
+  }
+
+  /** The ids of the other maps this container believes live. */
+  otherMaps(): string[] {
+    const now = this.settings.clock();
+    return [...this.known].filter(([, k]) => k.goneAt > now).map(([id]) => id);
+  }
+
+  /**
+   * For reads, which the scripts check themselves: a view older than H is taken again in the
+   * background; the first one (a cold container) is awaited, so its first reads can trust the cache.
+   */
+  beforeRead(): Promise<void> | undefined {
+    if (this.settings.clock() - this.viewAt < this.settings.refreshMs) return undefined;
+    const taking = this.refresh();
+    return this.viewAt === Number.NEGATIVE_INFINITY ? taking : undefined;
+  }
+
+  /** For writes and invalidations: a view older than H is taken again first (awaited, Lambda timers do not run while frozen). */
+  async fresh(): Promise<void> {
+    if (this.settings.clock() - this.viewAt >= this.settings.refreshMs) await this.refresh();
+  }
+
+  /** The nodes other live maps place a shard on, besides `own` (deduplicated). */
+  othersFor(shard: number, own: CacheNode | undefined): CacheNode[] {
+    const out: CacheNode[] = [];
+    if (this.known.size === 0) return out;
+    const now = this.settings.clock();
+    for (const k of this.known.values()) {
+      if (k.goneAt <= now) continue;
+      const node = this.nodeAt(k.def.nodes[k.def.shards[shard] as number] as string);
+      if (node !== own && !out.includes(node)) out.push(node);
+    }
+    return out;
+  }
+
+  /** Every node of the live maps this container knows, its own first. */
+  nodes(): CacheNode[] {
+    const out = [...this.own.keys()];
+    const now = this.settings.clock();
+    for (const k of this.known.values()) {
+      if (k.goneAt <= now) continue;
+      for (const address of k.def.nodes) {
+        const node = this.nodeAt(address);
+        if (!out.includes(node)) out.push(node);
+      }
+    }
+    return out;
+  }
+
+  /** A LEASE found this map's record gone on a node: register again (at most once a second). */
+  lost(): void {
+    const now = this.settings.clock();
+    if (now - this.lostAt < LOST_REFRESH_MS) return;
+    this.lostAt = now;
+    void this.refresh();
+  }
+
+  /** Registers this map on every node known and reads the maps there; one at a time, callers share it. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.takeView().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async takeView(): Promise<void> {
+    const started = this.settings.clock();
+    const visited = new Set<CacheNode>();
+    // Nodes of maps found in one round are read in the next: a map is registered on every node of
+    // every map it knows, so another map's containers find it on their own nodes too.
+    for (let round = 0; round < VIEW_ROUNDS; round++) {
+      const todo = this.nodes().filter((n) => !visited.has(n));
+      if (todo.length === 0) break;
+      for (const n of todo) visited.add(n);
+      await Promise.all(todo.map((n) => this.registerOn(n)));
+    }
+    this.viewAt = started;
+    const now = this.settings.clock();
+    for (const [id, k] of this.known) if (k.goneAt <= now) this.known.delete(id);
+  }
+
+  private async registerOn(node: CacheNode): Promise<void> {
+    if (!node.writable) return;
+    const clock = this.settings.clock;
+    const deadline = Date.now() + this.settings.commandTimeoutMs;
+    const sent = clock();
+    let reply: (string | number)[];
+    try {
+      if (!(await within(node.address, deadline, () => node.connected()))) return;
+      const generation = randomToken().slice(0, GENERATION_LENGTH);
+      reply = await within(node.address, deadline, () =>
+        node.client.wtRegister(REGISTRY_KEY, this.id, this.definition, generation, this.settings.expiryMs),
+      );
+    } catch (err) {
+      if (!(err instanceof BudgetSpent)) node.fail(err, 'register-map');
+      return;
+    }
+    const got = clock();
+    const now = Number(reply[0]);
+    if (reply.length < 3) {
+      logger.warn('CACHE_MAP_NOT_REGISTERED', { cacheNode: node.address, mapId: this.id, reason: 'the node is out of memory' });
+      return;
+    }
+    const registration = this.own.get(node);
+    if (registration !== undefined) {
+      const generation = String(reply[1]);
+      const since = got - (now - Number(reply[2]));
+      registration.renewed(generation, since, sent);
+      // A record created by this call: a new generation (the map's first container, or a record lost or expired).
+      if (Number(reply[2]) === now) {
+        logger.info('CACHE_MAP_REGISTERED', { cacheNode: node.address, mapId: this.id, generation, otherMaps: this.otherMaps() });
+      }
+    }
+    for (let i = 3; i + 3 < reply.length; i += 4) {
+      const id = String(reply[i]);
+      const seen = Number(reply[i + 2]);
+      const def = parseDefinition(String(reply[i + 3]));
+      if (def === undefined || mapIdOf(def) !== id) {
+        logger.warn('CACHE_MAP_UNREADABLE', { cacheNode: node.address, mapId: id });
+        continue;
+      }
+      const goneAt = got + this.settings.expiryMs - (now - seen);
+      const before = this.known.get(id);
+      if (before === undefined) logger.info('CACHE_MAP_FOUND', { cacheNode: node.address, mapId: this.id, otherMapId: id });
+      this.known.set(id, { def, goneAt: Math.max(goneAt, before?.goneAt ?? goneAt) });
+    }
+  }
+}
