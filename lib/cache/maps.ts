@@ -4,7 +4,7 @@ import { errorMessage } from '../errors.ts';
 import { logger } from '../log.ts';
 import { BudgetSpent, within } from './deadline.ts';
 import type { CacheNode, MapTrust } from './node.ts';
-import { REGISTRY_KEY } from './scripts.ts';
+import { GENERATION_LENGTH, MAP_ID_LENGTH, REGISTRY_KEY } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 /*
@@ -35,10 +35,8 @@ export function bareAddress(url: string): string {
 
 /** The map's id: the same nodes in the same order and the same shard map give the same id, anywhere. */
 export function mapIdOf(def: MapDefinition): string {
-  return createHash('sha256').update(JSON.stringify(def)).digest('hex').slice(0, 10);
+  return createHash('sha256').update(JSON.stringify(def)).digest('hex').slice(0, MAP_ID_LENGTH);
 }
-
-const GENERATION_LENGTH = 8;
 
 /** A definition read from a node, checked as strictly as a setting (a node is not trusted to be well-formed). */
 function parseDefinition(raw: string): MapDefinition | undefined {
@@ -69,8 +67,21 @@ export interface MapViewSettings {
 
 interface KnownMap {
   def: MapDefinition;
+  /** The ids of its nodes (by index, '' unknown), as its containers last told them: the same data set has the same id. */
+  nodeIds: string[];
   /** When its record will have expired at the latest, as far as this container saw it renewed (view clock). */
   goneAt: number;
+}
+
+/** Node ids as a map's containers tell them: a list of strings, one per node, or nothing usable. */
+function parseNodeIds(raw: string, count: number): string[] {
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (Array.isArray(v) && v.length === count && v.every((x) => typeof x === 'string')) return v as string[];
+  } catch {
+    // below
+  }
+  return new Array<string>(count).fill('');
 }
 
 /** Registering again after a LEASE found the record gone: at most this often. */
@@ -86,6 +97,8 @@ class Registration implements MapTrust {
   private since = Number.POSITIVE_INFINITY;
   /** When this container last renewed the record (the request's start, conservatively early). */
   private renewedAt = Number.NEGATIVE_INFINITY;
+  /** The other maps' generations on this node at the last view, and until when their records live at least. */
+  private readonly others = new Map<string, { generation: string; goneAt: number }>();
 
   constructor(private readonly view: MapView) {}
 
@@ -116,6 +129,15 @@ class Registration implements MapTrust {
     );
   }
 
+  /**
+   * Another map's entry (its map tag) may be served on this node: that map's record here held the
+   * entry's generation at the last view and cannot have expired since (LEASE checks the same on the node).
+   */
+  accepts(mapTag: string, now: number): boolean {
+    const other = this.others.get(mapTag.slice(0, MAP_ID_LENGTH));
+    return other !== undefined && other.generation === mapTag.slice(MAP_ID_LENGTH) && other.goneAt > now;
+  }
+
   lost(): void {
     this.view.lost();
   }
@@ -125,6 +147,11 @@ class Registration implements MapTrust {
     this.tag = this.view.id + generation;
     this.since = since;
     this.renewedAt = renewedAt;
+    this.others.clear();
+  }
+
+  sawOther(id: string, generation: string, goneAt: number): void {
+    this.others.set(id, { generation, goneAt });
   }
 }
 
@@ -139,6 +166,11 @@ export class MapView {
   private viewAt = Number.NEGATIVE_INFINITY;
   private lostAt = Number.NEGATIVE_INFINITY;
   private refreshing: Promise<void> | undefined;
+  /** Own nodes by node id, and the node id found at each address: another map's address for a node of this map's data set is that node. */
+  private readonly ownById = new Map<string, CacheNode>();
+  /** The node id each node (own or another map's) answered when this container registered there. */
+  private readonly idByNode = new Map<CacheNode, string>();
+  private readonly ownNodes: readonly CacheNode[];
 
   constructor(
     def: MapDefinition,
@@ -148,6 +180,7 @@ export class MapView {
   ) {
     this.id = mapIdOf(def);
     this.definition = JSON.stringify(def);
+    this.ownNodes = ownNodes;
     this.expiryMs = settings.expiryMs;
     this.refreshMs = settings.refreshMs;
     for (const node of ownNodes) {
@@ -198,10 +231,25 @@ export class MapView {
     const now = this.settings.clock();
     for (const k of this.known.values()) {
       if (k.goneAt <= now) continue;
-      const node = this.nodeAt(k.def.nodes[k.def.shards[shard] as number] as string);
+      const i = k.def.shards[shard] as number;
+      const node = this.nodeOf(k, i);
       if (node !== own && !out.includes(node)) out.push(node);
     }
     return out;
+  }
+
+  /**
+   * Node `i` of another map: this container's own node when it holds the same data set (the same node
+   * id: the same server reached under another name, or its replica promoted), else a node at that
+   * map's address.
+   */
+  private nodeOf(k: KnownMap, i: number): CacheNode {
+    const told = k.nodeIds[i];
+    const own = told ? this.ownById.get(told) : undefined;
+    if (own !== undefined) return own;
+    const node = this.nodeAt(k.def.nodes[i] as string);
+    const found = this.idByNode.get(node);
+    return (found ? this.ownById.get(found) : undefined) ?? node;
   }
 
   /** Every node of the live maps this container knows, its own first. */
@@ -210,8 +258,8 @@ export class MapView {
     const now = this.settings.clock();
     for (const k of this.known.values()) {
       if (k.goneAt <= now) continue;
-      for (const address of k.def.nodes) {
-        const node = this.nodeAt(address);
+      for (let i = 0; i < k.def.nodes.length; i++) {
+        const node = this.nodeOf(k, i);
         if (!out.includes(node)) out.push(node);
       }
     }
@@ -259,8 +307,9 @@ export class MapView {
     try {
       if (!(await within(node.address, deadline, () => node.connected()))) return;
       const generation = randomToken().slice(0, GENERATION_LENGTH);
+      const ownIds = JSON.stringify(this.ownNodes.map((n) => this.idByNode.get(n) ?? ''));
       reply = await within(node.address, deadline, () =>
-        node.client.wtRegister(REGISTRY_KEY, this.id, this.definition, generation, this.settings.expiryMs),
+        node.client.wtRegister(REGISTRY_KEY, this.id, this.definition, generation, this.settings.expiryMs, randomToken(), ownIds),
       );
     } catch (err) {
       if (!(err instanceof BudgetSpent)) node.fail(err, 'register-map');
@@ -268,22 +317,27 @@ export class MapView {
     }
     const got = clock();
     const now = Number(reply[0]);
-    if (reply.length < 3) {
+    if (reply.length < 4) {
       logger.warn('CACHE_MAP_NOT_REGISTERED', { cacheNode: node.address, mapId: this.id, reason: 'the node is out of memory' });
       return;
     }
+    const nodeId = String(reply[1]);
+    this.idByNode.set(node, nodeId);
     const registration = this.own.get(node);
     if (registration !== undefined) {
-      const generation = String(reply[1]);
-      const since = got - (now - Number(reply[2]));
+      for (const [id, n] of this.ownById) if (n === node && id !== nodeId) this.ownById.delete(id);
+      this.ownById.set(nodeId, node);
+      const generation = String(reply[2]);
+      const since = got - (now - Number(reply[3]));
       registration.renewed(generation, since, sent);
       // A record created by this call: a new generation (the map's first container, or a record lost or expired).
-      if (Number(reply[2]) === now) {
+      if (Number(reply[3]) === now) {
         logger.info('CACHE_MAP_REGISTERED', { cacheNode: node.address, mapId: this.id, generation, otherMaps: this.otherMaps() });
       }
     }
-    for (let i = 3; i + 3 < reply.length; i += 4) {
+    for (let i = 4; i + 4 < reply.length; i += 5) {
       const id = String(reply[i]);
+      const generation = String(reply[i + 1]);
       const seen = Number(reply[i + 2]);
       const def = parseDefinition(String(reply[i + 3]));
       if (def === undefined || mapIdOf(def) !== id) {
@@ -293,7 +347,12 @@ export class MapView {
       const goneAt = got + this.settings.expiryMs - (now - seen);
       const before = this.known.get(id);
       if (before === undefined) logger.info('CACHE_MAP_FOUND', { cacheNode: node.address, mapId: this.id, otherMapId: id });
-      this.known.set(id, { def, goneAt: Math.max(goneAt, before?.goneAt ?? goneAt) });
+      this.known.set(id, {
+        def,
+        nodeIds: parseNodeIds(String(reply[i + 4]), def.nodes.length),
+        goneAt: Math.max(goneAt, before?.goneAt ?? goneAt),
+      });
+      registration?.sawOther(id, generation, goneAt);
     }
   }
 }

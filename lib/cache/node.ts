@@ -47,6 +47,8 @@ export interface MapTrust {
   readonly othersLive: boolean;
   /** Entries of this generation may be trusted and stored (state machine clock). */
   trusted(now: number): boolean;
+  /** Another map's entry, by its map tag, may be served here (state machine clock). */
+  accepts(mapTag: string, now: number): boolean;
   /** LEASE found no live record of the generation: register again. */
   lost(): void;
 }
@@ -247,15 +249,28 @@ export class CacheNode {
     void this.verify();
   }
 
-  /** Reads may trust the node's entries now. Synchronous, so the hit path pays no extra await. */
+  /**
+   * Reads may trust the node's entries now (which entries: the epoch's, and of the map generations the
+   * protocol accepts, protocol.ts readHit). Synchronous, so the hit path pays no extra await.
+   */
   get readable(): boolean {
     this.refresh();
-    return this.state === 'up' && this.verified && this.client.status === 'ready' && (this.map?.trusted(this.clock()) ?? true);
+    return this.state === 'up' && this.verified && this.client.status === 'ready';
+  }
+
+  /** The state machine's clock (the map's trust is kept on it). */
+  now(): number {
+    return this.clock();
   }
 
   /** This container's map generation on the node is trusted (always, where there is no map): its writers may store. */
   get mapTrusted(): boolean {
     return this.map?.trusted(this.clock()) ?? true;
+  }
+
+  /** The tag of the epoch alone ('' in cluster mode): what another map's entries of this epoch start with. */
+  get runTag(): string {
+    return this.tag;
   }
 
   /** Invalidations and fills may be sent (up or starting). */

@@ -2,7 +2,7 @@ import type { WritePolicy } from '../config.ts';
 import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
 import { BudgetSpent, NoAnswer, within } from './deadline.ts';
 import type { CacheNode } from './node.ts';
-import { LEASE_REPLY, REGISTRY_KEY, type LeaseReply, type WriteEnding } from './scripts.ts';
+import { ENTRY_TAG_LENGTH, LEASE_REPLY, REGISTRY_KEY, type LeaseReply, type WriteEnding } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -106,20 +106,33 @@ function ofEpoch(raw: string | null, tag: string): string | undefined {
 }
 
 /**
- * The hit path's read: the entry's payload when it carries this client's tag. While another shard map
- * is live, the map's record on the node is read in the same round trip and must still hold this
- * client's generation (a record lost since the last view: registered again, lib/cache/maps.ts).
+ * The hit path's read: the entry's payload when this client may serve it. In shards mode that is an
+ * entry of its own map's generation once that generation is trusted, or another map's entry whose
+ * record on the node held its generation at the last view (lib/cache/maps.ts). While another map is
+ * live, the own map's record is read in the same round trip and must still hold this client's
+ * generation (a record lost since the last view: registered again).
  */
 async function readHit(node: CacheNode, key: string, deadline: number): Promise<string | undefined> {
   const tag = node.epochTag;
   const map = node.map;
-  if (map === undefined || !map.othersLive) return ofEpoch(await node.read(key, 'd', deadline), tag);
-  const [raw, record] = await Promise.all([node.read(key, 'd', deadline), node.read(REGISTRY_KEY, map.mapId, deadline)]);
-  if (record === null || !record.startsWith(`${map.generation}:`)) {
-    map.lost();
-    return undefined;
+  if (map === undefined) return ofEpoch(await node.read(key, 'd', deadline), tag);
+  let raw: string | null;
+  if (map.othersLive) {
+    let record: string | null;
+    [raw, record] = await Promise.all([node.read(key, 'd', deadline), node.read(REGISTRY_KEY, map.mapId, deadline)]);
+    if (record === null || !record.startsWith(`${map.generation}:`)) {
+      map.lost();
+      return undefined;
+    }
+  } else {
+    raw = await node.read(key, 'd', deadline);
   }
-  return ofEpoch(raw, tag);
+  if (raw === null) return undefined;
+  const now = node.now();
+  if (raw.startsWith(tag)) return map.trusted(now) ? raw.slice(tag.length) : undefined;
+  const run = node.runTag;
+  if (!raw.startsWith(run) || raw.length < ENTRY_TAG_LENGTH) return undefined;
+  return map.accepts(raw.slice(run.length, ENTRY_TAG_LENGTH), now) ? raw.slice(ENTRY_TAG_LENGTH) : undefined;
 }
 
 /** What a writer's begin on one node gave: whether its fence is up, the cached version, the tag it wrote under. */

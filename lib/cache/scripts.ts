@@ -26,6 +26,17 @@ import type { Cluster, Redis } from 'ioredis';
  * Every rule that must not interleave with another client lives in one of these scripts.
  */
 
+/** How long an epoch's tag is: 48 bits of the run_id's 160. */
+export const EPOCH_TAG_LENGTH = 12;
+/** A map's id (lib/cache/maps.ts): 10 hex characters of its definition's hash. */
+export const MAP_ID_LENGTH = 10;
+/** A map's generation on a node: 8 random characters. */
+export const GENERATION_LENGTH = 8;
+/** How long a map's tag is: its id, then its generation on the node. */
+export const MAP_TAG_LENGTH = MAP_ID_LENGTH + GENERATION_LENGTH;
+/** How long the tag of an entry is in shards mode: the epoch's, then the map's. */
+export const ENTRY_TAG_LENGTH = EPOCH_TAG_LENGTH + MAP_TAG_LENGTH;
+
 const NOW = `
 local function now_ms()
   local t = redis.call('TIME')
@@ -62,6 +73,12 @@ local function settle_until(seal)
   if not s then return nil end
   return tonumber(string.match(s, '^(%d+)'))
 end
+-- A map's record in the registry (lib/cache/maps.ts): generation, since, seen; nil when missing or malformed.
+local function map_record(reg, id)
+  local g, since, seen = string.match(redis.call('HGET', reg, id) or '', '^([^:]+):(%d+):(%d+)$')
+  if not g then return nil end
+  return g, tonumber(since), tonumber(seen)
+end
 -- The node settles while its seal says so; a missing seal (evicted, flushed by hand) counts as settling.
 local function settling(seal, now)
   local u = settle_until(seal)
@@ -90,29 +107,40 @@ export const LEASE_REPLY = {
  * mode: no epochs, no maps). ARGV: token, lease ms, '1' when the node is trusted for reads, the tag
  * (epoch, then map), then the reader's map id and generation on this node ('' in cluster mode), how
  * long a new generation waits before it is trusted (W) and after how long an unrenewed record is gone
- * (E), both ms. Returns {unregistered} when the reader's map has no live record of its generation here,
- * {fenced, ms} while its generation is younger than W, {entry, d} when an entry of this tag appeared
- * meanwhile (trusted nodes only), {fenced, ms} while writers hold the fence or the epoch settles,
- * {leased, ms, holder's lease} while another reader holds a live lease, {unsealed} when the seal is
- * gone, and {granted} when the lease is ours.
+ * (E), both ms. Returns {unregistered} when the reader's map has no live record of its generation here;
+ * {entry, d} when an entry appeared meanwhile (trusted nodes only) that carries the reader's tag (its
+ * generation older than W), or the tag of another map whose record here still holds that generation
+ * (lib/cache/maps.ts); {fenced, ms} while the reader's generation is younger than W, while writers hold
+ * the fence or while the epoch settles; {leased, ms, holder's lease} while another reader holds a live
+ * lease; {unsealed} when the seal is gone; and {granted} when the lease is ours.
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
 local tag = ARGV[4]
 local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'pd')
 local now
+local waiting = 0
+local expiry = tonumber(ARGV[8])
 if ARGV[5] ~= '' then
   -- The map's trust on this node (lib/cache/maps.ts): its record, of this generation, renewed within E,
   -- begun at least W ago. Read by every miss, so an LRU policy sees the registry in use.
   now = now_ms()
-  local g, since, seen = string.match(redis.call('HGET', KEYS[3], ARGV[5]) or '', '^([^:]+):(%d+):(%d+)$')
-  if g ~= ARGV[6] or now - tonumber(seen) > tonumber(ARGV[8]) then return {5} end
-  local trusted_at = tonumber(since) + tonumber(ARGV[7])
-  if trusted_at > now then return {2, trusted_at - now} end
+  local g, since, seen = map_record(KEYS[3], ARGV[5])
+  if g ~= ARGV[6] or now - seen > expiry then return {5} end
+  waiting = since + tonumber(ARGV[7]) - now
 end
 local d = f[1]
-if d and string.sub(d, 1, #tag) ~= tag then d = false end
-if d and ARGV[3] == '1' then return {1, d} end
+if d and ARGV[3] == '1' then
+  if string.sub(d, 1, #tag) == tag then
+    if waiting <= 0 then return {1, d} end
+  elseif ARGV[5] ~= '' and string.sub(d, 1, ${EPOCH_TAG_LENGTH}) == string.sub(tag, 1, ${EPOCH_TAG_LENGTH}) then
+    -- Another map's entry of this epoch: as good as the reader's own while that map's record here still
+    -- holds the generation it was stored under (every writer since fenced this node for the key).
+    local g, _, seen = map_record(KEYS[3], string.sub(d, ${EPOCH_TAG_LENGTH} + 1, ${EPOCH_TAG_LENGTH} + ${MAP_ID_LENGTH}))
+    if g == string.sub(d, ${EPOCH_TAG_LENGTH} + ${MAP_ID_LENGTH} + 1, ${ENTRY_TAG_LENGTH}) and now - seen <= expiry then return {1, d} end
+  end
+end
+if waiting > 0 then return {2, waiting} end
 now = now or now_ms()
 if KEYS[2] ~= k then
   local u = settle_until(KEYS[2])
@@ -297,39 +325,40 @@ return 1
 
 /**
  * A container's shard map on a node (lib/cache/maps.ts). KEYS: the registry. ARGV: the map's id, its
- * definition (JSON: node addresses and shard map, no secrets), a fresh generation, E (ms). The map's
- * record `<id>` = `<generation>:<since>:<seen>` (Redis ms) is renewed (seen = now); one that is missing
- * or was not renewed within E is created anew, with the fresh generation (since = now): entries tagged
- * with an earlier generation are never trusted again. Records of other maps not renewed within E are
- * deleted. Returns {now, generation, since, then for every other live map: id, generation, seen,
- * definition}; {now} alone when the node is out of memory (nothing renewed).
+ * definition (JSON: node addresses and shard map, no secrets), a fresh generation, E (ms), a fresh node
+ * id, the node ids this container knows for its map's nodes (JSON). The map's record `<id>` =
+ * `<generation>:<since>:<seen>` (Redis ms) is renewed (seen = now); one that is missing or was not
+ * renewed within E is created anew, with the fresh generation (since = now): entries tagged with an
+ * earlier generation are never trusted again. Records of other maps not renewed within E are deleted.
+ * The node's own id (`__node`, kept with the data: a replica has its primary's) is set once. Returns
+ * {now, node id, generation, since, then for every other live map: id, generation, seen, definition,
+ * node ids}; {now} alone when the node is out of memory (nothing renewed).
  */
 const REGISTER = `${NOW}
 local reg, id = KEYS[1], ARGV[1]
 local expiry = tonumber(ARGV[4])
 local now = now_ms()
-local function parse(r)
-  local g, since, seen = string.match(r or '', '^([^:]+):(%d+):(%d+)$')
-  return g, tonumber(since), tonumber(seen)
-end
-local g, since, seen = parse(redis.call('HGET', reg, id))
+local g, since, seen = map_record(reg, id)
 if not g or now - seen > expiry then g, since = ARGV[3], now end
-if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2]) then return {now} end
-local out = {now, g, since}
+if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2], id .. ':n', ARGV[6]) then return {now} end
+redis.call('HSETNX', reg, '__node', ARGV[5])
+local out = {now, redis.call('HGET', reg, '__node'), g, since}
 local all = redis.call('HGETALL', reg)
 for i = 1, #all, 2 do
   local name = all[i]
-  if string.sub(name, -2) == ':d' then
+  local suffix = string.sub(name, -2)
+  if suffix == ':d' or suffix == ':n' then
     if redis.call('HEXISTS', reg, string.sub(name, 1, -3)) == 0 then redis.call('HDEL', reg, name) end
-  elseif name ~= id then
-    local og, _, oseen = parse(all[i + 1])
+  elseif name ~= id and name ~= '__node' then
+    local og, _, oseen = map_record(reg, name)
     if not og or now - oseen > expiry then
-      redis.call('HDEL', reg, name, name .. ':d')
+      redis.call('HDEL', reg, name, name .. ':d', name .. ':n')
     else
       out[#out + 1] = name
       out[#out + 1] = og
       out[#out + 1] = oseen
       out[#out + 1] = redis.call('HGET', reg, name .. ':d') or ''
+      out[#out + 1] = redis.call('HGET', reg, name .. ':n') or ''
     end
   end
 end
@@ -393,7 +422,15 @@ export interface ScriptCommands {
   wtInvalidate(key: string, stamp: string): Promise<0 | 1>;
   wtSeal(sealKey: string, settleMs: number): Promise<[number, number]>;
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
-  wtRegister(registryKey: string, mapId: string, definition: string, generation: string, expiryMs: number): Promise<(string | number)[]>;
+  wtRegister(
+    registryKey: string,
+    mapId: string,
+    definition: string,
+    generation: string,
+    expiryMs: number,
+    nodeId: string,
+    nodeIds: string,
+  ): Promise<(string | number)[]>;
 }
 
 export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
@@ -413,14 +450,5 @@ export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
  */
 export const REGISTRY_KEY = '__wt_maps';
 
-/** How long a map's tag is: its id (10 hex characters), then its generation on the node (8 characters). */
-export const MAP_TAG_LENGTH = 18;
-
-/** How long an epoch's tag is: 48 bits of the run_id's 160. */
-export const EPOCH_TAG_LENGTH = 12;
-
 /** The tag of an epoch: what prefixes its entries and leases. */
 export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);
-
-/** How long the tag of an entry is in shards mode: the epoch's, then the map's. */
-export const ENTRY_TAG_LENGTH = EPOCH_TAG_LENGTH + MAP_TAG_LENGTH;
