@@ -71,6 +71,12 @@ interface KnownMap {
   nodeIds: string[];
   /** When its record will have expired at the latest, as far as this container saw it renewed (view clock). */
   goneAt: number;
+  /**
+   * It places some virtual shard on another data set than this map does. One that places every shard
+   * on the same data sets (the same servers under other names) needs no fencing of its own, and no
+   * wait: every writer of either map fences the same nodes.
+   */
+  moves: boolean;
 }
 
 /** Node ids as a map's containers tell them: a list of strings, one per node, or nothing usable. */
@@ -171,6 +177,7 @@ export class MapView {
   /** The node id each node (own or another map's) answered when this container registered there. */
   private readonly idByNode = new Map<CacheNode, string>();
   private readonly ownNodes: readonly CacheNode[];
+  private readonly ownShards: readonly number[];
 
   constructor(
     def: MapDefinition,
@@ -181,6 +188,7 @@ export class MapView {
     this.id = mapIdOf(def);
     this.definition = JSON.stringify(def);
     this.ownNodes = ownNodes;
+    this.ownShards = def.shards;
     this.expiryMs = settings.expiryMs;
     this.refreshMs = settings.refreshMs;
     for (const node of ownNodes) {
@@ -195,11 +203,11 @@ export class MapView {
     return this.othersLive() ? this.settings.waitMs : 0;
   }
 
-  /** Another map is live, as far as this container saw (cheap: the hit path asks). */
+  /** Another map that moves keys is live, as far as this container saw (cheap: the hit path asks). */
   othersLive(): boolean {
     if (this.known.size === 0) return false;
     const now = this.settings.clock();
-    for (const k of this.known.values()) if (k.goneAt > now) return true;
+    for (const k of this.known.values()) if (k.moves && k.goneAt > now) return true;
     return false;
   }
 
@@ -230,7 +238,7 @@ export class MapView {
     if (this.known.size === 0) return out;
     const now = this.settings.clock();
     for (const k of this.known.values()) {
-      if (k.goneAt <= now) continue;
+      if (!k.moves || k.goneAt <= now) continue;
       const i = k.def.shards[shard] as number;
       const node = this.nodeOf(k, i);
       if (node !== own && !out.includes(node)) out.push(node);
@@ -295,7 +303,17 @@ export class MapView {
     }
     this.viewAt = started;
     const now = this.settings.clock();
-    for (const [id, k] of this.known) if (k.goneAt <= now) this.known.delete(id);
+    for (const [id, k] of this.known) {
+      if (k.goneAt <= now) this.known.delete(id);
+      else k.moves = this.moves(k);
+    }
+  }
+
+  private moves(k: KnownMap): boolean {
+    for (let s = 0; s < VIRTUAL_SHARDS; s++) {
+      if (this.nodeOf(k, k.def.shards[s] as number) !== this.ownNodes[this.ownShards[s] as number]) return true;
+    }
+    return false;
   }
 
   private async registerOn(node: CacheNode): Promise<void> {
@@ -325,7 +343,8 @@ export class MapView {
     this.idByNode.set(node, nodeId);
     const registration = this.own.get(node);
     if (registration !== undefined) {
-      for (const [id, n] of this.ownById) if (n === node && id !== nodeId) this.ownById.delete(id);
+      // An earlier id stays too: another map's containers may still tell it (the node was emptied and
+      // took a new id since), and no other data set can hold it.
       this.ownById.set(nodeId, node);
       const generation = String(reply[2]);
       const since = got - (now - Number(reply[3]));
@@ -351,6 +370,8 @@ export class MapView {
         def,
         nodeIds: parseNodeIds(String(reply[i + 4]), def.nodes.length),
         goneAt: Math.max(goneAt, before?.goneAt ?? goneAt),
+        // Until the view is over and its node ids are known, a map moves keys (the safe side).
+        moves: before?.moves ?? true,
       });
       registration?.sawOther(id, generation, goneAt);
     }
