@@ -295,18 +295,27 @@ export class MapView {
     const visited = new Set<CacheNode>();
     // Nodes of maps found in one round are read in the next: a map is registered on every node of
     // every map it knows, so another map's containers find it on their own nodes too.
+    const told = this.toldIds();
     for (let round = 0; round < VIEW_ROUNDS; round++) {
       const todo = this.nodes().filter((n) => !visited.has(n));
       if (todo.length === 0) break;
       for (const n of todo) visited.add(n);
       await Promise.all(todo.map((n) => this.registerOn(n)));
     }
+    // Node ids learnt in this view (a container's first, a node emptied since) are told at once, so
+    // that other maps' containers know these nodes under any name (nodeOf) without waiting a period.
+    if (this.toldIds() !== told) await Promise.all(this.ownNodes.map((n) => this.registerOn(n)));
     this.viewAt = started;
     const now = this.settings.clock();
     for (const [id, k] of this.known) {
       if (k.goneAt <= now) this.known.delete(id);
       else k.moves = this.moves(k);
     }
+  }
+
+  /** The ids of this map's nodes as this container knows them (JSON, '' unknown), as REGISTER tells them. */
+  private toldIds(): string {
+    return JSON.stringify(this.ownNodes.map((n) => this.idByNode.get(n) ?? ''));
   }
 
   private moves(k: KnownMap): boolean {
@@ -325,7 +334,7 @@ export class MapView {
     try {
       if (!(await within(node.address, deadline, () => node.connected()))) return;
       const generation = randomToken().slice(0, GENERATION_LENGTH);
-      const ownIds = JSON.stringify(this.ownNodes.map((n) => this.idByNode.get(n) ?? ''));
+      const ownIds = this.toldIds();
       reply = await within(node.address, deadline, () =>
         node.client.wtRegister(REGISTRY_KEY, this.id, this.definition, generation, this.settings.expiryMs, randomToken(), ownIds),
       );

@@ -340,7 +340,18 @@ local expiry = tonumber(ARGV[4])
 local now = now_ms()
 local g, since, seen = map_record(reg, id)
 if not g or now - seen > expiry then g, since = ARGV[3], now end
-if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2], id .. ':n', ARGV[6]) then return {now} end
+-- Node ids: one this container does not know ('') keeps the one another container of the map told.
+local ids = cjson.decode(ARGV[6])
+local told = redis.call('HGET', reg, id .. ':n')
+if told then
+  local ok, before = pcall(cjson.decode, told)
+  if ok and type(before) == 'table' then
+    for i = 1, #ids do
+      if ids[i] == '' and type(before[i]) == 'string' then ids[i] = before[i] end
+    end
+  end
+end
+if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2], id .. ':n', cjson.encode(ids)) then return {now} end
 redis.call('HSETNX', reg, '__node', ARGV[5])
 local out = {now, redis.call('HGET', reg, '__node'), g, since}
 local all = redis.call('HGETALL', reg)
