@@ -17,7 +17,7 @@
  */
 import { BatchGetItemCommand, GetItemCommand, type BatchGetItemCommandOutput } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { EPOCH_TAG_LENGTH } from '../lib/cache/scripts.ts';
+import { ENTRY_TAG_LENGTH } from '../lib/cache/scripts.ts';
 import type { ItemCache } from '../lib/item-cache.ts';
 import { TABLE, loadItems, ready, userAttributes, userItem, type Attributes, type BenchStack } from './setup.ts';
 import { alternatingBlocks, medianStats, pairedRun, prng, shuffle, timedRun, type Op, type PairedOp, type RunStats } from './stats.ts';
@@ -171,7 +171,7 @@ export async function runLatency(
     const h = hitAt(i);
     const d = await (stack.raw[h.node] as (typeof stack.raw)[number]).hget(h.redisKey, 'd');
     if (d === null) anomaly('raw: no entry');
-    else JSON.parse(d.slice(EPOCH_TAG_LENGTH)); // past the epoch's tag (lib/cache/scripts.ts)
+    else JSON.parse(d.slice(ENTRY_TAG_LENGTH)); // past the tag: epoch, then map (lib/cache/scripts.ts)
   };
   // Supplementary floors at c64: an ioredis client with its defaults (each command written at once,
   // no auto-pipelining), and the library's own hit-path read alone (CacheNode.read: no decoding,

@@ -41,7 +41,7 @@ const { ItemCache } = await import('../lib/item-cache.ts');
 const { loadConfig } = await import('../lib/config.ts');
 const { exampleTables } = await import('../lib/tables.ts');
 const { encodeAttributes, encodeEntry, decodeEntry } = await import('../lib/codec.ts');
-const { EPOCH_TAG_LENGTH } = await import('../lib/cache/scripts.ts');
+const { ENTRY_TAG_LENGTH } = await import('../lib/cache/scripts.ts');
 const { userAttributes } = await import('./setup.ts');
 const { timedRun, medianStats, pairedRun, alternatingBlocks } = await import('./stats.ts');
 type RunStats = Awaited<ReturnType<typeof timedRun>>;
@@ -64,7 +64,8 @@ const keyCount = Number(values.keys);
 const ids = Array.from({ length: keyCount }, (_, i) => `h${i}`);
 const rks = ids.map((userId) => cache.resolve('users', { userId }));
 const node = cache.nodeFor(rks[0]!)!;
-// After the node's epoch is sealed: entries carry its tag (lib/cache/scripts.ts), as the library writes them.
+// After the node's epoch is sealed and the map registered: entries carry its tag (lib/cache/scripts.ts), as the library writes them.
+await cache.shards.view?.refresh();
 while (!node.readable) await new Promise((r) => setTimeout(r, 10));
 const encode = values.form === 'av' ? encodeAttributes : (av: Parameters<typeof encodeAttributes>[0]) => encodeEntry(av, '_version');
 for (const [i, rk] of rks.entries()) {
@@ -77,8 +78,8 @@ const variants: Record<string, (i: number) => Promise<unknown>> = {
   client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
   read: (i) => node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000),
   readparse: async (i) => JSON.parse((await node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000))!),
-  parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(EPOCH_TAG_LENGTH)),
-  decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(EPOCH_TAG_LENGTH), '_version'),
+  parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(ENTRY_TAG_LENGTH)),
+  decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(ENTRY_TAG_LENGTH), '_version'),
   lib: async (i) => {
     const r = await cache.get('users', { userId: ids[i % keyCount] });
     if (r.cache !== 'hit') throw new Error(`not a hit: ${r.cache}`);

@@ -104,6 +104,8 @@ export async function startStack(log: (m: string) => void, dynamoEndpoint?: stri
 /** Waits until every node of a library instance is connected, its epoch verified: a warm container. */
 export async function ready(cache: ItemCache, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  // Its shard map registered on the nodes (lib/cache/maps.ts), as a container's first request does.
+  await cache.shards.view?.refresh();
   while (!cache.shards.nodes.every((n) => n.readable)) {
     if (Date.now() > deadline) throw new Error(`cache nodes not ready: ${JSON.stringify(cache.health())}`);
     await new Promise((r) => setTimeout(r, 10));

@@ -599,12 +599,17 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
 
     // The client containers.
     const entry = new URL('./worker.ts', import.meta.url).href;
+    // Every address any container uses, by shard name (the main thread's list last).
+    const addressNames: Record<string, string> = {};
+    for (let c = 0; c < o.workers; c++) for (const n of stack.nodeList(c)) addressNames[n.url] = n.name;
+    for (const n of stack.nodeList(-1)) addressNames[n.url] = n.name;
     const startContainer = (client: string, seed: number, containerEnv: Record<string, string>, nodeNames: string[]): ContainerThread => {
       const wc: WorkerConfig = {
         entry,
         client,
         env: containerEnv,
         nodeNames,
+        addressNames,
         seed,
         concurrency: o.concurrency,
         thinkMs: o.thinkMs,

@@ -45,6 +45,12 @@ export interface WorkerConfig {
   env: Record<string, string>;
   /** The shard name (`shard0`…, as fault windows name them) of each CACHE_NODES entry, in order. */
   nodeNames: string[];
+  /**
+   * The shard name of every address any container uses (their maps differ: proxies, per-container
+   * endpoints, another shard map): a write fences its key's node under every live map (lib/cache/maps.ts),
+   * so a refusal names the node that could not be reached, which may be another map's.
+   */
+  addressNames?: Record<string, string>;
   seed: number;
   concurrency: number;
   thinkMs: [number, number];
@@ -297,7 +303,10 @@ async function execute(p: Planned, sweep = false): Promise<void> {
   const write = p.kind === 'put' || p.kind === 'update' || p.kind === 'delete';
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
-    const node = write ? nodeNameOf(ref) : undefined;
+    // A refusal is judged by the node that refused it (named in its message), which under two live
+    // maps may be the key's node under the other map; any other write by its own map's node.
+    const refusedBy = error === 'CacheUnavailable' ? /cache node (\S+) cannot/.exec(message ?? '')?.[1] : undefined;
+    const node = write ? ((refusedBy !== undefined ? cfg.addressNames?.[refusedBy] : undefined) ?? nodeNameOf(ref)) : undefined;
     buffer.push({
       op,
       client: cfg.client,
@@ -389,6 +398,8 @@ port.on('message', (m: ToWorker) => {
 // (cold starts are not what is measured).
 void (async () => {
   const until = Date.now() + 15_000;
+  // Its shard map registered on the nodes (lib/cache/maps.ts), as a container's first request does.
+  await cache.shards.view?.refresh();
   while (Date.now() < until && !cache.shards.nodes.every((n) => n.readable)) await sleep(20);
   post({ type: 'ready' });
 })();

@@ -37,6 +37,15 @@ export interface CacheConfig {
   tlsCa: string | undefined;
   /** How item keys appear in logs: as they are, or as an HMAC-SHA-256 prefix under CACHE_LOG_KEYS_SECRET. */
   logKeys: LogKeys;
+  /**
+   * Shards mode: how often a container registers its shard map on the nodes and reads the maps live
+   * there (lib/cache/maps.ts), at most; a write or an invalidation waits for it when its view is older.
+   */
+  mapRefreshSeconds: number;
+  /** A map whose record on a node nobody renewed for this long is gone: its entries are no longer trusted. */
+  mapExpirySeconds: number;
+  /** Plain `redis://` nodes may be sent a password (CACHE_ALLOW_PLAIN_AUTH): also those another map names. */
+  allowPlainAuth: boolean;
 }
 
 export interface StoreConfig {
@@ -241,6 +250,15 @@ export function fenceTimeMs(config: Config): number {
   return config.store.deadlineMs + config.cache.commandTimeoutMs + 1000;
 }
 
+/**
+ * How long a map's new record on a node is not trusted while another map is live (W, lib/cache/maps.ts):
+ * every writer reads the maps at least every refresh period, and a write that began before it learnt
+ * the new map is over within the fence time; a second of margin.
+ */
+export function mapWaitMs(config: Config): number {
+  return config.cache.mapRefreshSeconds * 1000 + fenceTimeMs(config) + 1000;
+}
+
 /** An entry's lifetime in a table: its own TTL, else CACHE_TTL_SECONDS. */
 export function entryTtlSeconds(config: Config, table: TableDefinition): number {
   return table.ttlSeconds ?? config.cache.ttlSeconds;
@@ -282,6 +300,16 @@ export function loadConfig(env: Env = process.env): Config {
   const authToken = env.CACHE_AUTH_TOKEN || undefined;
   const allowPlainAuth = flagVar(env, 'CACHE_ALLOW_PLAIN_AUTH');
   if (mode !== 'off' && !allowPlainAuth) checkNoPlainAuth(nodes, authToken);
+  const mapRefreshSeconds = intVar(env, 'CACHE_MAP_REFRESH_SECONDS', 10, 1, 3600);
+  const mapExpirySeconds = intVar(env, 'CACHE_MAP_EXPIRY_SECONDS', 3600, 1, 30 * 86400);
+  // A container trusts its own entries while its last registration is younger than expiry - refresh:
+  // that must leave at least one refresh period.
+  if (mapExpirySeconds < 3 * mapRefreshSeconds) {
+    throw new ConfigError(
+      'CACHE_MAP_EXPIRY_SECONDS',
+      `must be at least 3 × CACHE_MAP_REFRESH_SECONDS (${3 * mapRefreshSeconds}), got ${mapExpirySeconds}`,
+    );
+  }
   const retryWindowRaw = env.STREAM_RETRY_WINDOW_SECONDS;
   // Lambda's limits on a mapping's maximum record age, below the stream's 24 h retention.
   const retryWindowSeconds =
@@ -313,6 +341,9 @@ export function loadConfig(env: Env = process.env): Config {
       authUser: env.CACHE_AUTH_USER || undefined,
       tlsCa: readCaFile(env.CACHE_TLS_CA_FILE),
       logKeys: logKeysVar(env),
+      mapRefreshSeconds,
+      mapExpirySeconds,
+      allowPlainAuth,
     },
     store: {
       endpoint,

@@ -1,5 +1,5 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { entryTtlSeconds, fenceTimeMs, loadConfig, type Config } from './config.ts';
+import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from './config.ts';
 import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
@@ -92,11 +92,16 @@ export class ItemCache {
     // settles for the same time: the longest a writer from before it can still be in flight.
     const commitMs = this.config.store.deadlineMs;
     const fenceMs = fenceTimeMs(this.config);
-    this.shards = new ShardMap(this.config.cache, {
-      ...nodeSettings(this.config.cache, options.clock),
-      settleMs: fenceMs,
-      metrics: this.metrics,
-    });
+    // Shards mode: the live shard maps (lib/cache/maps.ts), registered and read every refresh period.
+    this.shards = new ShardMap(
+      this.config.cache,
+      { ...nodeSettings(this.config.cache, options.clock), settleMs: fenceMs, metrics: this.metrics },
+      {
+        refreshMs: this.config.cache.mapRefreshSeconds * 1000,
+        expiryMs: this.config.cache.mapExpirySeconds * 1000,
+        waitMs: mapWaitMs(this.config),
+      },
+    );
     this.protocol = new CacheProtocol({
       commandTimeoutMs: this.config.cache.commandTimeoutMs,
       leaseMs: this.config.cache.leaseMs,
@@ -143,6 +148,18 @@ export class ItemCache {
     return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
   }
 
+  /**
+   * @internal The nodes a write or an invalidation of an item must reach: its node under this
+   * container's map and under every other live map (lib/cache/maps.ts), after taking the view again
+   * when it is older than the refresh period.
+   */
+  async ownersFor(rk: ResolvedKey): Promise<{ node: CacheNode | undefined; others: CacheNode[] }> {
+    const node = this.nodeFor(rk);
+    if (node === undefined) return { node, others: [] };
+    await this.shards.view?.fresh();
+    return { node, others: this.shards.othersFor(rk.shard) };
+  }
+
   private ttlMs(table: TableDefinition): number {
     return entryTtlSeconds(this.config, table) * 1000;
   }
@@ -157,6 +174,8 @@ export class ItemCache {
    */
   async get(table: string, key: unknown): Promise<ReadResult> {
     const rk = this.resolve(table, key);
+    const viewing = this.shards.view?.beforeRead();
+    if (viewing !== undefined) await viewing;
     const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
       toEntry(rk.table, await this.store.get(rk)),
     );
@@ -202,6 +221,8 @@ export class ItemCache {
     if (!Array.isArray(keys)) throw new ValidationError('keys', 'must be an array of keys');
     if (keys.length > MAX_BATCH_KEYS) throw new ValidationError('keys', `at most ${MAX_BATCH_KEYS} keys, got ${keys.length}`);
     const rks = keys.map((k, i) => this.resolve(def, k, `keys[${i}]`));
+    const viewing = this.shards.view?.beforeRead();
+    if (viewing !== undefined) await viewing;
     const outcomes = await this.protocol.readMany(
       rks.map((rk) => ({ node: this.nodeFor(rk), key: rk.redisKey })),
       this.ttlMs(def),
@@ -240,16 +261,23 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     checkItemSize(def, attrs);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ hint, deadline }) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
-      // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
-      // the fence) so the answer and the entry are exactly what later reads return.
-      const stored = await this.store.get(rk, deadline);
-      const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
-      const outcome = writeOutcome(def, ours ? stored : written);
-      return { result: outcome.result, entry: ours ? outcome.entry : undefined };
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ hint, deadline }) => {
+        const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
+        if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+        // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
+        // the fence) so the answer and the entry are exactly what later reads return.
+        const stored = await this.store.get(rk, deadline);
+        const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
+        const outcome = writeOutcome(def, ours ? stored : written);
+        return { result: outcome.result, entry: ours ? outcome.entry : undefined };
+      },
+      others,
+    );
   }
 
   /**
@@ -273,10 +301,17 @@ export class ItemCache {
     checkIfVersion(options);
     // What is set, with the key, is already part of the item the update leaves.
     checkItemSize(def, { ...toAttributes(rk.key), ...set });
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
-      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
-      return writeOutcome(def, av);
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ deadline }) => {
+        const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
+        return writeOutcome(def, av);
+      },
+      others,
+    );
   }
 
   /**
@@ -288,10 +323,17 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(def), async ({ deadline }) => {
-      const old = await this.store.delete(rk, { ...options, deadline });
-      return { result: { deleted: old !== undefined }, entry: absentEntry };
-    });
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(def),
+      async ({ deadline }) => {
+        const old = await this.store.delete(rk, { ...options, deadline });
+        return { result: { deleted: old !== undefined }, entry: absentEntry };
+      },
+      others,
+    );
   }
 
   /**
@@ -313,16 +355,24 @@ export class ItemCache {
     }>,
   ): Promise<T> {
     const rk = this.resolve(table, key);
-    return this.protocol.write(this.nodeFor(rk), rk.redisKey, this.ttlMs(table), async (context) => {
-      const { result, image, exact } = await commit(context);
-      if (image === null) return { result, entry: absentEntry };
-      if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
-      try {
-        return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
-      } catch {
-        return { result, entry: undefined };
-      }
-    });
+    // Fenced under every live shard map, as put, update and delete are (lib/cache/maps.ts).
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(
+      node,
+      rk.redisKey,
+      this.ttlMs(table),
+      async (context) => {
+        const { result, image, exact } = await commit(context);
+        if (image === null) return { result, entry: absentEntry };
+        if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
+        try {
+          return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
+        } catch {
+          return { result, entry: undefined };
+        }
+      },
+      others,
+    );
   }
 
   /**
@@ -361,11 +411,13 @@ export class ItemCache {
 
   /**
    * @internal For the Streams consumer, the replayer and the sweep (lib/stream/).
-   * Drops an item's entry; told what a stream record says the item now is, it keeps an entry that
-   * holds exactly that. Throws CacheUnavailableError when its node cannot be reached.
+   * Drops an item's entry, on its node under every live shard map; told what a stream record says
+   * the item now is, each keeps an entry that holds exactly that. Throws CacheUnavailableError when
+   * one of those nodes cannot be reached.
    */
   async invalidate(rk: ResolvedKey, recorded?: RecordedState): Promise<InvalidationOutcome> {
-    return this.protocol.invalidate(this.nodeFor(rk), rk.redisKey, recorded);
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.invalidate(node, rk.redisKey, recorded, others);
   }
 
   /**

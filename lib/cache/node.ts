@@ -4,7 +4,7 @@ import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { isAuthRejection, type AuthRefresh } from './auth-refresh.ts';
 import type { CacheMetrics } from '../metrics.ts';
 import { DirtyKeys } from './dirty.ts';
-import { epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { epochTag, installScripts, REGISTRY_KEY, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 
@@ -32,6 +32,31 @@ export interface NodeSettings {
   settleMs?: number;
   /** Counts status changes (lib/metrics.ts). */
   metrics?: CacheMetrics;
+}
+
+/**
+ * This container's own shard map on the node (lib/cache/maps.ts MapView): the map part of the tag of
+ * what it writes and trusts, and whether its record there is trusted yet. Undefined on a node only
+ * another map names, and in cluster mode.
+ */
+export interface MapTrust {
+  readonly mapId: string;
+  /** The map's generation on the node; '' until the container registered there. */
+  readonly generation: string;
+  /** mapId + generation once registered, else ''. */
+  readonly tag: string;
+  /** How long a new generation waits before it is trusted (0 while no other map is live), ms. */
+  readonly waitMs: number;
+  /** After how long a record nobody renewed is gone (E), ms. */
+  readonly expiryMs: number;
+  /** Another map is live: a hit checks the record too (protocol.ts readHit). */
+  readonly othersLive: boolean;
+  /** Entries of this generation may be trusted and stored (state machine clock). */
+  trusted(now: number): boolean;
+  /** Another map's entry, by its map tag, may be served here (state machine clock). */
+  accepts(mapTag: string, now: number): boolean;
+  /** LEASE found no live record of the generation: register again. */
+  lost(): void;
 }
 
 export interface NodeHealth {
@@ -140,6 +165,8 @@ export class CacheNode {
   private readonly reads: DeadlineQueue;
   /** The socket held corked until the end of this event-loop turn (see read), if any. */
   private corked: { uncork(): void } | undefined;
+  /** This container's own shard map on the node, in shards mode (set by the ShardMap). */
+  map: MapTrust | undefined;
 
   constructor(id: string, urls: string[], settings: NodeSettings, kind: 'node' | 'cluster' = 'node') {
     this.id = id;
@@ -218,9 +245,17 @@ export class CacheNode {
     return this.isCluster || this.runId === undefined ? key : sealKey(this.runId);
   }
 
-  /** The tag of the epoch this client verified ('' in cluster mode, where epochs are not checked). */
+  /** The map registry scripts check: the node's, or none (the key itself) in cluster mode. */
+  registryKeyFor(key: string): string {
+    return this.isCluster ? key : REGISTRY_KEY;
+  }
+
+  /**
+   * The tag of what this client writes and trusts on the node: the epoch it verified, then its map's
+   * generation on the node (lib/cache/maps.ts); '' in cluster mode, where neither is checked.
+   */
   get epochTag(): string {
-    return this.tag;
+    return this.tag + (this.map?.tag ?? '');
   }
 
   /** The state machine's state (`settling` shows only in health()). */
@@ -238,10 +273,28 @@ export class CacheNode {
     void this.verify();
   }
 
-  /** Reads may trust the node's entries now. Synchronous, so the hit path pays no extra await. */
+  /**
+   * Reads may trust the node's entries now (which entries: the epoch's, and of the map generations the
+   * protocol accepts, protocol.ts readHit). Synchronous, so the hit path pays no extra await.
+   */
   get readable(): boolean {
     this.refresh();
     return this.state === 'up' && this.verified && this.client.status === 'ready';
+  }
+
+  /** The state machine's clock (the map's trust is kept on it). */
+  now(): number {
+    return this.clock();
+  }
+
+  /** This container's map generation on the node is trusted (always, where there is no map): its writers may store. */
+  get mapTrusted(): boolean {
+    return this.map?.trusted(this.clock()) ?? true;
+  }
+
+  /** The tag of the epoch alone ('' in cluster mode): what another map's entries of this epoch start with. */
+  get runTag(): string {
+    return this.tag;
   }
 
   /** Invalidations and fills may be sent (up or starting). */
@@ -317,7 +370,11 @@ export class CacheNode {
 
   health(): NodeHealth {
     let status: NodeStatus = this.status;
-    if (status === 'up' && this.clock() < this.settleUntil) status = 'settling';
+    const now = this.clock();
+    // Settling: the new epoch takes no fills yet, or this map's new generation here is not trusted yet.
+    if (status === 'up' && (now < this.settleUntil || (this.map !== undefined && this.map.generation !== '' && !this.map.trusted(now)))) {
+      status = 'settling';
+    }
     return { id: this.id, address: this.address, status, since: new Date(this.since).toISOString(), dirtyKeys: this.dirty.size };
   }
 

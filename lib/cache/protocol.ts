@@ -3,7 +3,15 @@ import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.t
 import { BudgetSpent, NoAnswer, within } from './deadline.ts';
 import type { CacheMetrics } from '../metrics.ts';
 import type { CacheNode } from './node.ts';
-import { END_WRITE_REPLY, INVALIDATE_REPLY, LEASE_REPLY, type LeaseReply, type WriteEnding } from './scripts.ts';
+import {
+  END_WRITE_REPLY,
+  ENTRY_TAG_LENGTH,
+  INVALIDATE_REPLY,
+  LEASE_REPLY,
+  REGISTRY_KEY,
+  type LeaseReply,
+  type WriteEnding,
+} from './scripts.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -121,6 +129,44 @@ function ofEpoch(raw: string | null, tag: string): string | undefined {
   return raw !== null && raw.startsWith(tag) ? raw.slice(tag.length) : undefined;
 }
 
+/**
+ * The hit path's read: the entry's payload when this client may serve it. In shards mode that is an
+ * entry of its own map's generation once that generation is trusted, or another map's entry whose
+ * record on the node held its generation at the last view (lib/cache/maps.ts). While another map is
+ * live, the own map's record is read in the same round trip and must still hold this client's
+ * generation (a record lost since the last view: registered again).
+ */
+async function readHit(node: CacheNode, key: string, deadline: number): Promise<string | undefined> {
+  const tag = node.epochTag;
+  const map = node.map;
+  if (map === undefined) return ofEpoch(await node.read(key, 'd', deadline), tag);
+  let raw: string | null;
+  if (map.othersLive) {
+    let record: string | null;
+    [raw, record] = await Promise.all([node.read(key, 'd', deadline), node.read(REGISTRY_KEY, map.mapId, deadline)]);
+    if (record === null || !record.startsWith(`${map.generation}:`)) {
+      map.lost();
+      return undefined;
+    }
+  } else {
+    raw = await node.read(key, 'd', deadline);
+  }
+  if (raw === null) return undefined;
+  const now = node.now();
+  if (raw.startsWith(tag)) return map.trusted(now) ? raw.slice(tag.length) : undefined;
+  const run = node.runTag;
+  if (!raw.startsWith(run) || raw.length < ENTRY_TAG_LENGTH) return undefined;
+  return map.accepts(raw.slice(run.length, ENTRY_TAG_LENGTH), now) ? raw.slice(ENTRY_TAG_LENGTH) : undefined;
+}
+
+/** What a writer's begin on one node gave: whether its fence is up, the cached version, the tag it wrote under. */
+interface Begin {
+  begun: boolean;
+  hint: VersionHint;
+  tag: string;
+  failure: unknown;
+}
+
 /** A lease this reader holds: the tagged value FILL and RELEASE compare with. */
 interface Lease {
   node: CacheNode;
@@ -142,9 +188,8 @@ export class CacheProtocol {
     // One budget for everything the request asks of the node before it reads DynamoDB.
     const deadline = Date.now() + this.settings.commandTimeoutMs;
     if (node.readable) {
-      const tag = node.epochTag;
       try {
-        const data = ofEpoch(await node.read(key, 'd', deadline), tag);
+        const data = await readHit(node, key, deadline);
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
@@ -178,7 +223,9 @@ export class CacheProtocol {
           return { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
         case LEASE_REPLY.fenced:
         case LEASE_REPLY.unsealed:
-          // The node's epoch is settling, or its seal is gone (the node is being sealed again): read
+        case LEASE_REPLY.unregistered:
+          // The node's epoch is settling, its seal is gone (the node is being sealed again), or this
+          // map's generation there is new or gone (registered again): read
           // around the cache, fill nothing.
           return { entry: await load(), source: 'miss' };
         case LEASE_REPLY.writing: {
@@ -234,10 +281,24 @@ export class CacheProtocol {
     await ensureConnected(node, deadline);
     const tag = node.epochTag;
     const trusted = node.readable ? '1' : '0';
+    const map = node.map;
     const reply = await before(node, deadline, () =>
-      node.client.wtLease(key, node.sealKeyFor(key), token, this.settings.leaseMs, trusted, tag),
+      node.client.wtLease(
+        key,
+        node.sealKeyFor(key),
+        node.registryKeyFor(key),
+        token,
+        this.settings.leaseMs,
+        trusted,
+        tag,
+        map?.mapId ?? '',
+        map?.generation ?? '',
+        map?.waitMs ?? 0,
+        map?.expiryMs ?? 0,
+      ),
     );
     if (reply[0] === LEASE_REPLY.unsealed) node.unsealed();
+    if (reply[0] === LEASE_REPLY.unregistered) map?.lost();
     return { reply, lease: { node, key, value: tag + token, tag } };
   }
 
@@ -274,9 +335,8 @@ export class CacheProtocol {
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
-        const tag = node.epochTag;
         try {
-          const data = ofEpoch(await node.read(key, 'd', deadline), tag);
+          const data = await readHit(node, key, deadline);
           if (data !== undefined) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {
           failed(node, err, 'read');
@@ -333,46 +393,42 @@ export class CacheProtocol {
    * must not cost writes). When the begin still cannot reach the node, the `strict` policy refuses the
    * write before anything is committed; `available` commits and leaves the key dirty for repair (G1's
    * documented bound).
+   *
+   * `others`: the key's nodes under the other live shard maps (lib/cache/maps.ts). Each is fenced the
+   * same way, and only invalidated at the end (their maps' entries are not this writer's to store).
    */
   async write<T>(
     node: CacheNode | undefined,
     key: string,
     ttlMs: number,
     commit: (context: CommitContext) => Promise<CommitOutcome<T>>,
+    others: readonly CacheNode[] = [],
   ): Promise<T> {
-    const { hooks, fenceMs, commitMs, writePolicy, commandTimeoutMs } = this.settings;
+    const { hooks, commitMs, writePolicy } = this.settings;
     if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
     const stamp = randomToken();
-    let begun = false;
-    let hint: VersionHint;
-    let failure: unknown = new Error('node is down');
-    if (!node.writable) await node.probeNow();
-    // The epoch's tag once the node is verified: the entry this writer stores carries it.
-    let tag = '';
-    if (node.writable) {
-      const deadline = Date.now() + commandTimeoutMs;
-      try {
-        await ensureConnected(node, deadline);
-        tag = node.epochTag;
-        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs, tag));
-        hint = cached === '' ? undefined : Number(cached);
-        begun = true;
-      } catch (err) {
-        failure = err;
-        failed(node, err, 'begin-write');
-      }
-    }
-    if (!begun) {
+    const targets = [node, ...others];
+    const begins = await Promise.all(targets.map((n) => this.beginWrite(n, key, stamp)));
+    const own = begins[0] as Begin;
+    const refused = begins.findIndex((b) => !b.begun);
+    if (refused !== -1) {
+      const failure = (begins[refused] as Begin).failure;
+      const address = (targets[refused] as CacheNode).address;
       if (writePolicy === 'strict') {
         this.settings.metrics?.count('WriteRefused');
-        throw new CacheUnavailableError(
-          `cache node ${node.address} cannot be invalidated (${errorMessage(failure)}); nothing was written`,
-          {
-            cause: failure,
-          },
+        // Nothing is committed: whatever was set aside is put back.
+        await Promise.all(
+          begins.map((b, i) =>
+            b.begun ? this.endWrite(targets[i] as CacheNode, key, stamp, 'restore', undefined, ttlMs, b.tag) : undefined,
+          ),
         );
+        throw new CacheUnavailableError(`cache node ${address} cannot be invalidated (${errorMessage(failure)}); nothing was written`, {
+          cause: failure,
+        });
       }
-      node.dirty.add(key, `begin-write: ${errorMessage(failure)}`);
+      begins.forEach((b, i) => {
+        if (!b.begun) (targets[i] as CacheNode).dirty.add(key, `begin-write: ${errorMessage(b.failure)}`);
+      });
     }
     // Counted from the begin's answer: the fence, raised before it, outlasts the commit by the begin's
     // own travel time (at most the command timeout) plus a margin.
@@ -380,17 +436,52 @@ export class CacheProtocol {
     await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
-      outcome = await commit({ hint, deadline: commitBy });
+      outcome = await commit({ hint: own.hint, deadline: commitBy });
     } catch (err) {
       // R7: nothing new may be cached. A write DynamoDB definitely refused puts back what it set aside
       // (a rejected request changes nothing); one that failed otherwise may still have committed, so
       // its entry is dropped.
-      if (begun) await this.endWrite(node, key, stamp, refusedForSure(err) ? 'restore' : 'drop', undefined, ttlMs, tag);
+      const ending = refusedForSure(err) ? 'restore' : 'drop';
+      await Promise.all(
+        begins.map((b, i) => (b.begun ? this.endWrite(targets[i] as CacheNode, key, stamp, ending, undefined, ttlMs, b.tag) : undefined)),
+      );
       throw err;
     }
     await hooks?.afterCommit?.(key);
-    if (begun) await this.endWrite(node, key, stamp, outcome.entry ? 'store' : 'drop', outcome.entry, ttlMs, tag);
+    // The writer's own map stores only where its generation is trusted (W passed, lib/cache/maps.ts);
+    // the other maps' nodes are only invalidated.
+    const store = outcome.entry !== undefined && node.mapTrusted;
+    await Promise.all(
+      begins.map((b, i) =>
+        b.begun
+          ? i === 0
+            ? this.endWrite(node, key, stamp, store ? 'store' : 'drop', store ? outcome.entry : undefined, ttlMs, b.tag)
+            : this.endWrite(targets[i] as CacheNode, key, stamp, 'drop', undefined, ttlMs, b.tag)
+          : undefined,
+      ),
+    );
     return outcome.result;
+  }
+
+  /** BEGIN_WRITE on one node (a node believed down is probed first); never throws. */
+  private async beginWrite(node: CacheNode, key: string, stamp: string): Promise<Begin> {
+    const { fenceMs, commandTimeoutMs } = this.settings;
+    let failure: unknown = new Error('node is down');
+    if (!node.writable) await node.probeNow();
+    if (node.writable) {
+      const deadline = Date.now() + commandTimeoutMs;
+      try {
+        await ensureConnected(node, deadline);
+        // The tag once the node is verified: the entry this writer stores carries it.
+        const tag = node.epochTag;
+        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs, tag));
+        return { begun: true, hint: cached === '' ? undefined : Number(cached), tag, failure: undefined };
+      } catch (err) {
+        failure = err;
+        failed(node, err, 'begin-write');
+      }
+    }
+    return { begun: false, hint: undefined, tag: '', failure };
   }
 
   private async endWrite(
@@ -427,13 +518,31 @@ export class CacheProtocol {
   }
 
   /**
-   * Drops an entry (stream records, out-of-band changes). Told what the record says the item now is
-   * (`recorded`), it leaves an entry that holds exactly that alone (INVALIDATE decides, atomically).
-   * Throws when the node cannot be reached; the caller makes the invalidation durable (a parked
-   * record, Lambda's retry), so the key is not kept dirty here: a full dirty set would flush the node.
+   * Drops an entry (stream records, out-of-band changes) on its node and on its nodes under the other
+   * live shard maps (`others`). Told what the record says the item now is (`recorded`), each node
+   * leaves an entry that holds exactly that alone (INVALIDATE decides, atomically): 'kept' when every
+   * node did. Throws when one cannot be reached, after trying them all; the caller makes the
+   * invalidation durable (a parked record, Lambda's retry), so the key is not kept dirty here: a full
+   * dirty set would flush the node.
    */
-  async invalidate(node: CacheNode | undefined, key: string, recorded?: RecordedState): Promise<InvalidationOutcome> {
+  async invalidate(
+    node: CacheNode | undefined,
+    key: string,
+    recorded?: RecordedState,
+    others: readonly CacheNode[] = [],
+  ): Promise<InvalidationOutcome> {
     if (node === undefined) return 'invalidated';
+    const results = await Promise.all([node, ...others].map((n) => this.invalidateOn(n, key, recorded)));
+    const failure = results.find((r) => r instanceof CacheUnavailableError);
+    if (failure !== undefined) throw failure;
+    return results.every((r) => r === 'kept') ? 'kept' : 'invalidated';
+  }
+
+  private async invalidateOn(
+    node: CacheNode,
+    key: string,
+    recorded: RecordedState | undefined,
+  ): Promise<InvalidationOutcome | CacheUnavailableError> {
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
@@ -454,6 +563,6 @@ export class CacheProtocol {
         failed(node, err, 'invalidate');
       }
     }
-    throw new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });
+    return new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });
   }
 }

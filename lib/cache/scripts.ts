@@ -2,8 +2,9 @@ import type { Cluster, Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
- *   d       the node's epoch tag, then the item as DynamoDB holds it (codec.ts encodeEntry) or "-" for
- *           not-found (R8). An entry whose tag is not the node's current epoch is no entry (R9, below)
+ *   d       the tag (the node's epoch tag, then in shards mode the map's: lib/cache/maps.ts), then the
+ *           item as DynamoDB holds it (codec.ts encodeEntry) or "-" for not-found (R8). An entry whose
+ *           tag is not the node's current epoch and the reader's map generation is no entry (R9, below)
  *   v       the item's version (the version attribute DynamoDB increments in every library write)
  *   g       the canonical digest of the item's content (digest.ts; '' for not-found), stored with d and v
  *           by every store (END_WRITE, FILL): a stream record whose new image has the same version and
@@ -28,6 +29,17 @@ import type { Cluster, Redis } from 'ioredis';
  *
  * Every rule that must not interleave with another client lives in one of these scripts.
  */
+
+/** How long an epoch's tag is: 48 bits of the run_id's 160. */
+export const EPOCH_TAG_LENGTH = 12;
+/** A map's id (lib/cache/maps.ts): 10 hex characters of its definition's hash. */
+export const MAP_ID_LENGTH = 10;
+/** A map's generation on a node: 8 random characters. */
+export const GENERATION_LENGTH = 8;
+/** How long a map's tag is: its id, then its generation on the node. */
+export const MAP_TAG_LENGTH = MAP_ID_LENGTH + GENERATION_LENGTH;
+/** How long the tag of an entry is in shards mode: the epoch's, then the map's. */
+export const ENTRY_TAG_LENGTH = EPOCH_TAG_LENGTH + MAP_TAG_LENGTH;
 
 const NOW = `
 local function now_ms()
@@ -65,6 +77,12 @@ local function settle_until(seal)
   if not s then return nil end
   return tonumber(string.match(s, '^(%d+)'))
 end
+-- A map's record in the registry (lib/cache/maps.ts): generation, since, seen; nil when missing or malformed.
+local function map_record(reg, id)
+  local g, since, seen = string.match(redis.call('HGET', reg, id) or '', '^([^:]+):(%d+):(%d+)$')
+  if not g then return nil end
+  return g, tonumber(since), tonumber(seen)
+end
 -- The node settles while its seal says so; a missing seal (evicted, flushed by hand) counts as settling.
 local function settling(seal, now)
   local u = settle_until(seal)
@@ -86,23 +104,50 @@ export const LEASE_REPLY = {
   unsealed: 4,
   /** A writer holds the fence (ms until it ends): wait for its store, as for a filler, or read DynamoDB. */
   writing: 5,
+  /** The reader's map has no live record of its generation on the node: read DynamoDB, fill nothing, register again. */
+  unregistered: 6,
 } as const;
 
 /**
- * A reader missed. KEYS: the entry, the epoch's seal (the entry itself in cluster mode: no epochs).
- * ARGV: token, lease ms, '1' when the node is trusted for reads, the epoch tag. Returns
- * {entry, d} when an entry of this epoch appeared meanwhile (trusted nodes only), {writing, ms} while
- * writers hold the fence, {fenced, ms} while the epoch settles, {leased, ms, holder's lease} while another reader holds
- * a live lease, {unsealed} when the seal is gone, and {granted} when the lease is ours.
+ * A reader missed. KEYS: the entry, the epoch's seal, the map registry (both the entry itself in cluster
+ * mode: no epochs, no maps). ARGV: token, lease ms, '1' when the node is trusted for reads, the tag
+ * (epoch, then map), then the reader's map id and generation on this node ('' in cluster mode), how
+ * long a new generation waits before it is trusted (W) and after how long an unrenewed record is gone
+ * (E), both ms. Returns {unregistered} when the reader's map has no live record of its generation here;
+ * {entry, d} when an entry appeared meanwhile (trusted nodes only) that carries the reader's tag (its
+ * generation older than W), or the tag of another map whose record here still holds that generation
+ * (lib/cache/maps.ts); {fenced, ms} while the reader's generation is younger than W or while the epoch
+ * settles; {writing, ms} while writers hold the fence; {leased, ms, holder's lease} while another
+ * reader holds a live lease; {unsealed} when the seal is gone; and {granted} when the lease is ours.
  */
 const LEASE = `${NOW}
 local k = KEYS[1]
 local tag = ARGV[4]
 local f = redis.call('HMGET', k, 'd', 'l', 'lt', 'pd')
+local now
+local waiting = 0
+local expiry = tonumber(ARGV[8])
+if ARGV[5] ~= '' then
+  -- The map's trust on this node (lib/cache/maps.ts): its record, of this generation, renewed within E,
+  -- begun at least W ago. Read by every miss, so an LRU policy sees the registry in use.
+  now = now_ms()
+  local g, since, seen = map_record(KEYS[3], ARGV[5])
+  if g ~= ARGV[6] or now - seen > expiry then return {6} end
+  waiting = since + tonumber(ARGV[7]) - now
+end
 local d = f[1]
-if d and string.sub(d, 1, #tag) ~= tag then d = false end
-if d and ARGV[3] == '1' then return {1, d} end
-local now = now_ms()
+if d and ARGV[3] == '1' then
+  if string.sub(d, 1, #tag) == tag then
+    if waiting <= 0 then return {1, d} end
+  elseif ARGV[5] ~= '' and string.sub(d, 1, ${EPOCH_TAG_LENGTH}) == string.sub(tag, 1, ${EPOCH_TAG_LENGTH}) then
+    -- Another map's entry of this epoch: as good as the reader's own while that map's record here still
+    -- holds the generation it was stored under (every writer since fenced this node for the key).
+    local g, _, seen = map_record(KEYS[3], string.sub(d, ${EPOCH_TAG_LENGTH} + 1, ${EPOCH_TAG_LENGTH} + ${MAP_ID_LENGTH}))
+    if g == string.sub(d, ${EPOCH_TAG_LENGTH} + ${MAP_ID_LENGTH} + 1, ${ENTRY_TAG_LENGTH}) and now - seen <= expiry then return {1, d} end
+  end
+end
+if waiting > 0 then return {2, waiting} end
+now = now or now_ms()
 if KEYS[2] ~= k then
   local u = settle_until(KEYS[2])
   if u == nil then return {4} end
@@ -258,7 +303,8 @@ if tag then
   local f = redis.call('HMGET', k, 'd', 'v', 'g')
   local d = f[1]
   if d and string.sub(d, 1, #tag) == tag then
-    local absent = string.sub(d, #tag + 1) == '-'
+    -- Not-found is '-' after the tag: the epoch's, or (shards mode) the epoch's and a map's.
+    local absent = string.sub(d, -1) == '-' and (#d == #tag + 1 or #d == ${ENTRY_TAG_LENGTH} + 1)
     local same
     if ARGV[3] == '' then same = absent
     else same = not absent and ARGV[4] ~= '' and f[2] == ARGV[3] and f[3] == ARGV[4] end
@@ -315,9 +361,62 @@ redis.call('SET', KEYS[1], (now + tonumber(ARGV[1])) .. ':' .. now)
 return 1
 `;
 
+/**
+ * A container's shard map on a node (lib/cache/maps.ts). KEYS: the registry. ARGV: the map's id, its
+ * definition (JSON: node addresses and shard map, no secrets), a fresh generation, E (ms), a fresh node
+ * id, the node ids this container knows for its map's nodes (JSON). The map's record `<id>` =
+ * `<generation>:<since>:<seen>` (Redis ms) is renewed (seen = now); one that is missing or was not
+ * renewed within E is created anew, with the fresh generation (since = now): entries tagged with an
+ * earlier generation are never trusted again. Records of other maps not renewed within E are deleted.
+ * The node's own id (`__node`, kept with the data: a replica has its primary's) is set once. Returns
+ * {now, node id, generation, since, then for every other live map: id, generation, seen, definition,
+ * node ids}; {now} alone when the node is out of memory (nothing renewed).
+ */
+const REGISTER = `${NOW}
+local reg, id = KEYS[1], ARGV[1]
+local expiry = tonumber(ARGV[4])
+local now = now_ms()
+local g, since, seen = map_record(reg, id)
+if not g or now - seen > expiry then g, since = ARGV[3], now end
+-- Node ids: one this container does not know ('') keeps the one another container of the map told.
+local ids = cjson.decode(ARGV[6])
+local told = redis.call('HGET', reg, id .. ':n')
+if told then
+  local ok, before = pcall(cjson.decode, told)
+  if ok and type(before) == 'table' then
+    for i = 1, #ids do
+      if ids[i] == '' and type(before[i]) == 'string' then ids[i] = before[i] end
+    end
+  end
+end
+if not try_grow('HSET', reg, id, g .. ':' .. since .. ':' .. now, id .. ':d', ARGV[2], id .. ':n', cjson.encode(ids)) then return {now} end
+redis.call('HSETNX', reg, '__node', ARGV[5])
+local out = {now, redis.call('HGET', reg, '__node'), g, since}
+local all = redis.call('HGETALL', reg)
+for i = 1, #all, 2 do
+  local name = all[i]
+  local suffix = string.sub(name, -2)
+  if suffix == ':d' or suffix == ':n' then
+    if redis.call('HEXISTS', reg, string.sub(name, 1, -3)) == 0 then redis.call('HDEL', reg, name) end
+  elseif name ~= id and name ~= '__node' then
+    local og, _, oseen = map_record(reg, name)
+    if not og or now - oseen > expiry then
+      redis.call('HDEL', reg, name, name .. ':d', name .. ':n')
+    else
+      out[#out + 1] = name
+      out[#out + 1] = og
+      out[#out + 1] = oseen
+      out[#out + 1] = redis.call('HGET', reg, name .. ':d') or ''
+      out[#out + 1] = redis.call('HGET', reg, name .. ':n') or ''
+    end
+  end
+end
+return out
+`;
+
 /** Each script with the number of keys it takes. */
 export const SCRIPTS = {
-  wtLease: [LEASE, 2],
+  wtLease: [LEASE, 3],
   wtFill: [FILL, 2],
   wtRelease: [RELEASE, 1],
   wtBeginWrite: [BEGIN_WRITE, 1],
@@ -325,6 +424,7 @@ export const SCRIPTS = {
   wtInvalidate: [INVALIDATE, 1],
   wtSeal: [SEAL, 1],
   wtFlush: [FLUSH, 1],
+  wtRegister: [REGISTER, 1],
 } as const;
 
 export type LeaseReply =
@@ -333,7 +433,8 @@ export type LeaseReply =
   | [typeof LEASE_REPLY.fenced, number]
   | [typeof LEASE_REPLY.leased, number, string]
   | [typeof LEASE_REPLY.unsealed]
-  | [typeof LEASE_REPLY.writing, number];
+  | [typeof LEASE_REPLY.writing, number]
+  | [typeof LEASE_REPLY.unregistered];
 
 export type EndWriteReply = (typeof END_WRITE_REPLY)[keyof typeof END_WRITE_REPLY];
 
@@ -344,7 +445,19 @@ export type WriteEnding = 'store' | 'restore' | 'drop';
 
 /** The scripts as commands; ioredis sends them with EVALSHA and reloads them after a NOSCRIPT. */
 export interface ScriptCommands {
-  wtLease(key: string, sealKey: string, token: string, leaseMs: number, trustData: '0' | '1', tag: string): Promise<LeaseReply>;
+  wtLease(
+    key: string,
+    sealKey: string,
+    registryKey: string,
+    token: string,
+    leaseMs: number,
+    trustData: '0' | '1',
+    tag: string,
+    mapId: string,
+    generation: string,
+    waitMs: number,
+    expiryMs: number,
+  ): Promise<LeaseReply>;
   wtFill(key: string, sealKey: string, lease: string, data: string, version: string, ttlMs: number, digest: string): Promise<0 | 1>;
   wtRelease(key: string, lease: string): Promise<0 | 1>;
   wtBeginWrite(key: string, stamp: string, fenceMs: number, tag: string): Promise<string>;
@@ -364,6 +477,15 @@ export interface ScriptCommands {
   wtInvalidate(key: string, stamp: string, tag: string, version: string, digest: string): Promise<InvalidateReply>;
   wtSeal(sealKey: string, settleMs: number): Promise<[number, number]>;
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
+  wtRegister(
+    registryKey: string,
+    mapId: string,
+    definition: string,
+    generation: string,
+    expiryMs: number,
+    nodeId: string,
+    nodeIds: string,
+  ): Promise<(string | number)[]>;
 }
 
 export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
@@ -377,8 +499,11 @@ export function installScripts(client: Redis | Cluster): ScriptedClient {
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
 
-/** How long an epoch's tag is: 48 bits of the run_id's 160. */
-export const EPOCH_TAG_LENGTH = 12;
+/**
+ * The node's map registry (lib/cache/maps.ts): one hash, with no TTL (a volatile-* policy never takes
+ * it) and read by every miss (LEASE), as the seal is. It cannot collide with an entry (those end in `:t`).
+ */
+export const REGISTRY_KEY = '__wt_maps';
 
 /** The tag of an epoch: what prefixes its entries and leases. */
 export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);

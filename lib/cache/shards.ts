@@ -1,6 +1,8 @@
 import { VIRTUAL_SHARDS, type CacheConfig } from '../config.ts';
+import { logger } from '../log.ts';
 import { refreshAuthToken } from '../secrets.ts';
 import { AuthRefresh } from './auth-refresh.ts';
+import { bareAddress, MapView, type MapViewSettings } from './maps.ts';
 import { CacheNode, type NodeSettings } from './node.ts';
 
 /** Default map: contiguous ranges of the 100 virtual shards over the nodes, in CACHE_NODES order. */
@@ -15,8 +17,15 @@ export function contiguousShardMap(nodeCount: number): number[] {
 export class ShardMap {
   readonly nodes: CacheNode[];
   private readonly map: number[];
+  /** Shards mode: the live maps (maps.ts), and every node by address, those only other maps name included. */
+  readonly view: MapView | undefined;
+  private readonly byAddress = new Map<string, CacheNode>();
 
-  constructor(config: CacheConfig, settings: NodeSettings) {
+  constructor(
+    config: CacheConfig,
+    private readonly settings: NodeSettings,
+    maps?: Omit<MapViewSettings, 'clock' | 'commandTimeoutMs'>,
+  ) {
     if (config.mode === 'off') {
       this.nodes = [];
       this.map = [];
@@ -26,7 +35,42 @@ export class ShardMap {
     } else {
       this.nodes = config.nodes.map((url, i) => new CacheNode(String(i), [url], settings));
       this.map = config.shardMap ?? contiguousShardMap(this.nodes.length);
+      const addresses = config.nodes.map(bareAddress);
+      addresses.forEach((a, i) => this.byAddress.set(a, this.nodes[i] as CacheNode));
+      if (maps !== undefined) {
+        this.allowPlainAuth = config.allowPlainAuth;
+        this.view = new MapView({ nodes: addresses, shards: this.map }, this.nodes, (a) => this.nodeAt(a), {
+          ...maps,
+          commandTimeoutMs: config.commandTimeoutMs,
+          clock: settings.clock ?? Date.now,
+        });
+      }
     }
+  }
+
+  private allowPlainAuth = false;
+
+  /**
+   * The node at an address another map names: this container's own, or one made on demand with this
+   * container's settings and credentials (kept for the container's life). A password is never sent in
+   * clear: to a plain `redis://` node it is not sent unless CACHE_ALLOW_PLAIN_AUTH, so a node that
+   * requires one refuses the connection, and writes treat it as unreachable.
+   */
+  nodeAt(address: string): CacheNode {
+    let node = this.byAddress.get(address);
+    if (node === undefined) {
+      const plain = new URL(address).protocol === 'redis:' && !this.allowPlainAuth;
+      const settings = plain ? { ...this.settings, authToken: undefined, authUser: undefined } : this.settings;
+      node = new CacheNode(`map:${this.byAddress.size}`, [address], settings);
+      this.byAddress.set(address, node);
+      logger.info('CACHE_NODE_OF_OTHER_MAP', { cacheNode: node.address });
+    }
+    return node;
+  }
+
+  /** The nodes other live maps place a virtual shard on, besides this map's own node for it. */
+  othersFor(shard: number): CacheNode[] {
+    return this.view?.othersFor(shard, this.nodeFor(shard)) ?? [];
   }
 
   /** The node that holds a virtual shard; undefined when the cache is off. */
@@ -36,7 +80,7 @@ export class ShardMap {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.close()));
+    await Promise.all([...new Set([...this.nodes, ...this.byAddress.values()])].map((n) => n.close()));
   }
 }
 

@@ -12,14 +12,16 @@ const SCAN_COUNT = 1000;
  * Invalidates every cached entry of the named tables (logical names), on every node: what a
  * stream replacement calls for (changing a table's stream view type gives it a new stream, and the
  * records written between the old stream's last one read and the new mapping's start reach no
- * consumer; README, Deploy). Each entry (`<physical table>:…:t`, lib/keys.ts) found by SCAN gets
+ * consumer; README, Deploy), on every node of every live shard map. Each entry (`<physical table>:…:t`, lib/keys.ts) found by SCAN gets
  * `INVALIDATE`, as a stream record would: `d` and any lease go, a writer's fence stays. Refuses
  * before touching anything when a name is not a declared table or a node cannot be reached; a
  * node lost midway throws too, and running it again is harmless.
  */
 export async function invalidateTableEntries(cache: ItemCache, tables: readonly string[]): Promise<{ entries: number }> {
   const prefixes = tables.map((name) => `${cache.tables.physicalName(cache.table(name))}:`);
-  const nodes = cache.shards.nodes;
+  // Every node of every live shard map (lib/cache/maps.ts): another map's entries are entries too.
+  await cache.shards.view?.fresh();
+  const nodes = cache.shards.view?.nodes() ?? cache.shards.nodes;
   await cache.checkHealth();
   const away = nodes.filter((n) => !n.writable);
   if (away.length > 0) {

@@ -297,10 +297,12 @@ describe('consistency run', () => {
       assert.ok(records.filter((r) => r.kind === 'put').every((r) => r.node?.startsWith('shard')));
       // The black hole held operations (their time is DynamoDB's, not the cache's).
       assert.ok((result.faultLatencyMs.blackhole?.operations ?? 0) > 0, 'operations ran into the black hole');
-      // Per class counts are reported; phantoms are never expected. Stale reads and refusals counted
-      // failed are what these classes find in a library without issue 11's fixes: reported, not asserted.
+      // Per class counts are reported; phantoms are never expected, nor stale reads (two live maps
+      // included: defect 3). Refusals counted failed are reported, not asserted (a short run on a
+      // shared machine: a starved container's timeouts).
       for (const kind of NEW_FAULTS) assert.ok((result.byFault[kind]?.windows ?? 0) >= 1);
       assert.equal(result.phantomReads, 0, `phantom reads: ${JSON.stringify(result.phantomExamples.slice(0, 3))}`);
+      assert.equal(result.staleReads, 0, `stale reads: ${JSON.stringify(result.staleExamples.slice(0, 3))}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

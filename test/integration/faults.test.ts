@@ -116,6 +116,11 @@ describe('node faults', () => {
     const clock = manualClock();
     const writer = stack.cache(viaProxy, { clock: clock.now });
     const consumer = stack.cache(viaProxy, { clock: clock.now });
+    // The writer's and the consumer's views of the live shard maps are taken now (their clock stands
+    // still: never again), before the other container's map appears: they never fence through its
+    // route to the node (lib/cache/maps.ts).
+    await writer.shards.view?.refresh();
+    await consumer.shards.view?.refresh();
     const other = stack.cache(INTERVAL); // another container, which keeps reaching the node
     try {
       await writer.put('users', { ...key, v: 'old' });

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, parseShardMap, VIRTUAL_SHARDS } from '../../lib/index.ts';
+import { mapWaitMs } from '../../lib/config.ts';
 import { clientOptions } from '../../lib/cache/node.ts';
 import { redactUrl } from '../../lib/log.ts';
 
@@ -33,6 +34,9 @@ describe('loadConfig: defaults', () => {
     assert.equal(c.cache.connectTimeoutMs, 1000);
     assert.equal(c.cache.leaseMs, 2000);
     assert.equal(c.cache.dirtyKeysMax, 10_000);
+    assert.equal(c.cache.mapRefreshSeconds, 10);
+    assert.equal(c.cache.mapExpirySeconds, 3600);
+    assert.equal(mapWaitMs(c), 15_250, 'W: the refresh period, the fence time (4.25 s) and a second');
     assert.equal(c.store.endpoint, undefined);
     assert.equal(c.store.region, 'us-east-1');
     assert.equal(c.store.tablePrefix, '');
@@ -123,6 +127,8 @@ describe('loadConfig: every bad value is a ConfigError naming its variable', () 
     ['CACHE_CONNECT_TIMEOUT_MS', ['0', '60001']],
     ['CACHE_LEASE_MS', ['9', '60001']],
     ['CACHE_DIRTY_KEYS_MAX', ['0', '10000001']],
+    ['CACHE_MAP_REFRESH_SECONDS', ['0', '3601', 'ten']],
+    ['CACHE_MAP_EXPIRY_SECONDS', ['0', '29', String(30 * 86400 + 1)]],
     ['DYNAMODB_TIMEOUT_MS', ['99', '60001', 'ten']],
     ['DYNAMODB_MAX_ATTEMPTS', ['0', '11', '3x']],
   ];
@@ -131,6 +137,15 @@ describe('loadConfig: every bad value is a ConfigError naming its variable', () 
       for (const v of values) throwsConfig(() => loadConfig({ ...BASE, [variable]: v }), variable);
     });
   }
+
+  test('CACHE_MAP_EXPIRY_SECONDS: below three refresh periods', () => {
+    throwsConfig(
+      () => loadConfig({ ...BASE, CACHE_MAP_REFRESH_SECONDS: '20', CACHE_MAP_EXPIRY_SECONDS: '59' }),
+      'CACHE_MAP_EXPIRY_SECONDS',
+      /at least 3 × CACHE_MAP_REFRESH_SECONDS \(60\)/,
+    );
+    assert.equal(loadConfig({ ...BASE, CACHE_MAP_REFRESH_SECONDS: '20', CACHE_MAP_EXPIRY_SECONDS: '60' }).cache.mapExpirySeconds, 60);
+  });
 
   test('CACHE_MODE: an unknown mode', () => {
     for (const v of ['redis', 'cluster,shards', 'none', '0']) {
