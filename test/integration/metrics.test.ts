@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { Redis } from 'ioredis';
 import yaml from 'js-yaml';
@@ -144,7 +144,7 @@ describe('metrics (EMF) and the consistency inspector', () => {
     assert.equal(all[0]!.metrics.NodesNotUp, 0);
   });
 
-  test('stream consumer, replayer and sweep: an invalidation, a record left alone, records parked, replayed and swept, one failed without a parking table', async () => {
+  test('stream consumer, replayer and sweep: an invalidation, a record left alone, a record whose change the entry holds, records parked, replayed and swept, one failed without a parking table', async () => {
     // Prepare: the killed node is still down (the test above killed it).
     const consumer = stack.cache();
     const handler = createStreamHandler(consumer, new ConsistencyInspector(consumer, { sampleRate: 0 }));
@@ -162,9 +162,17 @@ describe('metrics (EMF) and the consistency inspector', () => {
       return { eventID: userId, eventName: 'INSERT', dynamodb: { SequenceNumber: '1', NewImage: mine[0] } as DynamoDBRecord['dynamodb'] };
     };
 
+    // A library write and its own record (a new image): the entry already holds that change (issue 13).
+    const k = userOn(consumer, live, 'stream-k');
+    await consumer.put('users', { userId: k, name: 'kept' });
+    const image = (
+      await stack.dynamo.send(new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: k } }, ConsistentRead: true }))
+    ).Item as Record<string, never>;
+    const own = streamRecord(stack, 'users', { userId: { S: k } }, '105', 'NEW_IMAGE', { NewImage: image });
+
     // Act 1: the consumer; then one without a parking table.
     const before = Date.now();
-    const consumed = await invoke(() => handler(batch(record(a, '100'), record(c1, '101'), foreign, record(c2, '103'))));
+    const consumed = await invoke(() => handler(batch(record(a, '100'), record(c1, '101'), foreign, record(c2, '103'), own)));
     const unparked = await invoke(() => createStreamHandler(stack.cache({ STREAM_PARKING_TABLE: '' }))(batch(record(c1, '104'))));
     // Act 2: the replayer, while the node is still away.
     const early = await invoke(async () => replay(batch(await parkingRecord(c1), await parkingRecord(c2))));
@@ -179,8 +187,9 @@ describe('metrics (EMF) and the consistency inspector', () => {
     assert.deepEqual(consumed.result.batchItemFailures, []);
     const c = counters(consumed.docs);
     assert.equal(c.length, 1);
-    assert.equal(c[0]!.metrics.StreamRecords, 4);
+    assert.equal(c[0]!.metrics.StreamRecords, 5);
     assert.equal(c[0]!.metrics.StreamInvalidations, 1);
+    assert.equal(c[0]!.metrics.StreamRecordsKept, 1);
     assert.equal(c[0]!.metrics.StreamRecordsParked, 2);
     assert.equal(c[0]!.metrics.StreamRecordsSkipped, 1);
     assert.equal(c[0]!.metrics.StreamRecordsFailed, undefined);
