@@ -121,7 +121,7 @@ export class ItemCache {
 
   /** @internal The node holding an item's entry; undefined when the table or the cache is off. */
   nodeFor(rk: ResolvedKey): CacheNode | undefined {
-    return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
+    return rk.table.cached ? this.shards.nodeFor(rk.shard, rk.redisKey) : undefined;
   }
 
   private ttlMs(table: TableDefinition): number {

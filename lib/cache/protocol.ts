@@ -100,6 +100,35 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
   throw new Error(`not connected (${node.client.status})`);
 }
 
+/**
+ * `op` on `node`; in cluster mode, when the node redirects it (the key's slot moved, or the key is being
+ * migrated), once more on the node the redirect names (after ASKING, for ASK). Returns the node that
+ * answered, which holds the key now.
+ */
+async function followingRedirect<T>(
+  node: CacheNode,
+  deadline: number,
+  op: (n: CacheNode) => Promise<T>,
+): Promise<{ node: CacheNode; value: T }> {
+  try {
+    return { node, value: await before(node, deadline, () => op(node)) };
+  } catch (err) {
+    const next = node.redirected(err);
+    if (next === undefined) throw err;
+    await ensureConnected(next.node, deadline);
+    // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
+    if (next.asking) next.node.client.asking().catch(() => undefined);
+    return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
+  }
+}
+
+/** The refusal of a strict write or invalidation that no replica of `node` acknowledged (cluster mode, `WAIT`). */
+function unreplicated(node: CacheNode, what: string, nothingWritten: boolean): CacheUnavailableError {
+  return new CacheUnavailableError(
+    `no replica of cache node ${node.address} acknowledged the ${what} in time${nothingWritten ? '; nothing was written' : ''}`,
+  );
+}
+
 /** An entry as read from the node: its payload when it carries the epoch's tag, else undefined (R9). */
 function ofEpoch(raw: string | null, tag: string): string | undefined {
   return raw !== null && raw.startsWith(tag) ? raw.slice(tag.length) : undefined;
@@ -198,6 +227,8 @@ export class CacheProtocol {
   private async lease(node: CacheNode, key: string, token: string, deadline: number): Promise<{ reply: LeaseReply; lease: Lease }> {
     await ensureConnected(node, deadline);
     const tag = node.epochTag;
+    // Cluster mode: the scripts cannot see the epoch's seal (another slot), so its settle is kept here.
+    if (node.settlesLocally) return { reply: [LEASE_REPLY.fenced, 0], lease: { node, key, value: tag + token, tag } };
     const trusted = node.readable ? '1' : '0';
     const reply = await before(node, deadline, () =>
       node.client.wtLease(key, node.sealKeyFor(key), token, this.settings.leaseMs, trusted, tag),
@@ -212,6 +243,7 @@ export class CacheProtocol {
     const hooks = this.settings.hooks;
     try {
       await hooks?.beforeFill?.(key);
+      if (node.settlesLocally) return;
       const stored = await before(node, deadline, () =>
         node.client.wtFill(key, node.sealKeyFor(key), lease.value, lease.tag + entry.data, entry.version, ttlMs),
       );
@@ -313,17 +345,36 @@ export class CacheProtocol {
     if (!node.writable) await node.probeNow();
     // The epoch's tag once the node is verified: the entry this writer stores carries it.
     let tag = '';
+    let beganAt = 0;
     if (node.writable) {
       const deadline = Date.now() + commandTimeoutMs;
       try {
         await ensureConnected(node, deadline);
-        tag = node.epochTag;
-        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs, tag));
-        hint = cached === '' ? undefined : Number(cached);
+        const began = await followingRedirect(node, deadline, (n) => {
+          tag = n.epochTag;
+          return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
+        });
+        node = began.node;
+        beganAt = Date.now();
+        hint = began.value === '' ? undefined : Number(began.value);
         begun = true;
       } catch (err) {
         failure = err;
         failed(node, err, 'begin-write');
+      }
+    }
+    if (begun && writePolicy === 'strict') {
+      // Cluster mode: the fence counts once a replica has it, so no failover can lose it (README, per mode).
+      let acknowledged = false;
+      try {
+        acknowledged = await node.replicated(Date.now() + commandTimeoutMs);
+      } catch (err) {
+        failed(node, err, 'wait-replica');
+      }
+      if (!acknowledged) {
+        // Nothing was committed: the entry set aside goes back and the fence comes down.
+        await this.endWrite(node, key, stamp, 'restore', undefined, ttlMs, tag);
+        throw unreplicated(node, "write's invalidation", true);
       }
     }
     if (!begun) {
@@ -338,8 +389,9 @@ export class CacheProtocol {
       node.dirty.add(key, `begin-write: ${errorMessage(failure)}`);
     }
     // Counted from the begin's answer: the fence, raised before it, outlasts the commit by the begin's
-    // own travel time (at most the command timeout) plus a margin.
-    const commitBy = Date.now() + commitMs;
+    // own travel time (at most the command timeout) plus a margin. A replica's acknowledgement (strict,
+    // cluster mode) is waited for within the commit's time, not added to it.
+    const commitBy = (begun ? beganAt : Date.now()) + commitMs;
     await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
@@ -365,18 +417,11 @@ export class CacheProtocol {
     ttlMs: number,
     tag: string,
   ): Promise<void> {
+    // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
+    const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
     try {
-      await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
-        node.client.wtEndWrite(
-          key,
-          node.sealKeyFor(key),
-          stamp,
-          randomToken(),
-          ending,
-          tag + (entry?.data ?? ''),
-          entry?.version ?? '',
-          ttlMs,
-        ),
+      await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n) =>
+        n.client.wtEndWrite(key, n.sealKeyFor(key), stamp, randomToken(), end, tag + (entry?.data ?? ''), entry?.version ?? '', ttlMs),
       );
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
@@ -393,19 +438,23 @@ export class CacheProtocol {
    */
   async invalidate(node: CacheNode | undefined, key: string): Promise<void> {
     if (node === undefined) return;
-    let failure: unknown = new Error('node is down');
+    let failure: unknown;
     if (!node.writable) await node.probeNow();
     if (node.writable) {
       const deadline = Date.now() + this.settings.commandTimeoutMs;
+      let answered = node;
       try {
         await ensureConnected(node, deadline);
-        await before(node, deadline, () => node.client.wtInvalidate(key, randomToken()));
-        return;
+        answered = (await followingRedirect(node, deadline, (n) => n.client.wtInvalidate(key, randomToken()))).node;
+        // Cluster mode, strict: an invalidation counts once a replica has it (README, per mode).
+        if (this.settings.writePolicy !== 'strict' || (await answered.replicated(Date.now() + this.settings.commandTimeoutMs))) return;
       } catch (err) {
         failure = err;
-        failed(node, err, 'invalidate');
+        failed(answered, err, 'invalidate');
       }
+      if (failure === undefined) throw unreplicated(answered, 'invalidation', false);
     }
+    failure ??= new Error('node is down');
     throw new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });
   }
 }

@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
@@ -323,10 +323,10 @@ export interface ScriptCommands {
   wtFlush(sealKey: string, settleMs: number): Promise<1>;
 }
 
-export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
+export type ScriptedClient = Redis & ScriptCommands;
 
 /** Defines the scripts once per client (module scope), never per request. */
-export function installScripts(client: Redis | Cluster): ScriptedClient {
+export function installScripts(client: Redis): ScriptedClient {
   for (const [name, [lua, numberOfKeys]] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys, lua });
   return client as ScriptedClient;
 }
@@ -339,3 +339,10 @@ export const EPOCH_TAG_LENGTH = 12;
 
 /** The tag of an epoch: what prefixes its entries and leases. */
 export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);
+
+/**
+ * Cluster mode: an epoch's seal, named with the hash tag `{tag}` of a slot its node owns (slots.ts
+ * tagForSlot), since a script may only touch keys of the node's own slots. `epoch` is the run_id and
+ * replication id hashed (node.ts).
+ */
+export const clusterSealKey = (tag: string, epoch: string): string => `__wt_epoch:{${tag}}:${epoch}`;

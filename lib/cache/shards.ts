@@ -1,4 +1,5 @@
 import { VIRTUAL_SHARDS, type CacheConfig } from '../config.ts';
+import { ClusterMap } from './cluster.ts';
 import { CacheNode, type NodeSettings } from './node.ts';
 
 /** Default map: contiguous ranges of the 100 virtual shards over the nodes, in CACHE_NODES order. */
@@ -7,34 +8,40 @@ export function contiguousShardMap(nodeCount: number): number[] {
 }
 
 /**
- * Virtual shard → node. In cluster mode there is one node (an ioredis Cluster, which routes by slot
- * itself) and every shard maps to it; in `off` mode there are none.
+ * Virtual shard → node. In cluster mode the key's slot decides instead: one node per primary of the
+ * cluster (cluster.ts); in `off` mode there are none.
  */
 export class ShardMap {
-  readonly nodes: CacheNode[];
+  private readonly shardNodes: CacheNode[];
   private readonly map: number[];
+  private readonly cluster: ClusterMap | undefined;
 
   constructor(config: CacheConfig, settings: NodeSettings) {
-    if (config.mode === 'off') {
-      this.nodes = [];
-      this.map = [];
-    } else if (config.mode === 'cluster') {
-      this.nodes = [new CacheNode('cluster', config.nodes, settings, 'cluster')];
-      this.map = new Array<number>(VIRTUAL_SHARDS).fill(0);
-    } else {
-      this.nodes = config.nodes.map((url, i) => new CacheNode(String(i), [url], settings));
-      this.map = config.shardMap ?? contiguousShardMap(this.nodes.length);
+    this.shardNodes = [];
+    this.map = [];
+    if (config.mode === 'cluster') {
+      this.cluster = new ClusterMap(config.nodes, settings);
+    } else if (config.mode === 'shards') {
+      this.shardNodes = config.nodes.map((url, i) => new CacheNode(String(i), url, settings));
+      this.map = config.shardMap ?? contiguousShardMap(this.shardNodes.length);
     }
   }
 
-  /** The node that holds a virtual shard; undefined when the cache is off. */
-  nodeFor(shard: number): CacheNode | undefined {
+  /** Every node (in cluster mode: the primaries the last look at the topology found). */
+  get nodes(): CacheNode[] {
+    return this.cluster?.nodes ?? this.shardNodes;
+  }
+
+  /** The node that holds a virtual shard (in cluster mode: the primary of `redisKey`'s slot); undefined when the cache is off. */
+  nodeFor(shard: number, redisKey: string): CacheNode | undefined {
+    if (this.cluster !== undefined) return this.cluster.nodeForKey(redisKey);
     const i = this.map[shard];
-    return i === undefined ? undefined : this.nodes[i];
+    return i === undefined ? undefined : this.shardNodes[i];
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.close()));
+    await Promise.all(this.shardNodes.map((n) => n.close()));
+    await this.cluster?.close();
   }
 }
 
