@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { Command, Redis, type RedisOptions } from 'ioredis';
+import { Command, Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
-import { clusterSealKey, epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { clusterSealKey, epochMarkerKey, epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 import { redirectOf, tagForSlot, type Redirect } from './slots.ts';
@@ -456,9 +456,15 @@ export class CacheNode {
   private async verifyEpoch(): Promise<boolean> {
     try {
       // The default sections: `server` (run_id) and `replication` (role, replication id, replicas).
-      const info = await this.bounded(() => this.client.info());
-      const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
-      if (!runId) throw new Error('INFO carries no run_id');
+      let info = '';
+      try {
+        info = await this.bounded(() => this.client.info());
+      } catch (err) {
+        // Cluster mode: a service may refuse INFO (an error reply); the epoch marker stands in (below).
+        if (this.membership === undefined || !(err instanceof ReplyError)) throw err;
+      }
+      let runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
+      if (!runId && this.membership === undefined) throw new Error('INFO carries no run_id');
       const role = /^role:(\w+)/m.exec(info)?.[1];
       if (role !== undefined && role !== 'master') {
         // A primary demoted by a failover keeps its clients' connections and its run_id, and resyncs
@@ -468,14 +474,23 @@ export class CacheNode {
         this.membership?.moved(undefined);
         throw new Error(`the node is a replica (role:${role}): its primary has moved`);
       }
-      let epoch = runId;
-      let seal = sealKey(runId);
+      let epoch = runId ?? '';
+      let seal = sealKey(epoch);
       if (this.membership !== undefined) {
-        const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
-        epoch = createHash('sha1').update(`${runId}:${replId}`).digest('hex');
         const slot = await this.membership.sealSlot();
         if (slot === undefined) throw new Error('the node owns no slot of the cluster');
-        seal = clusterSealKey(tagForSlot(slot), epoch);
+        const tag = tagForSlot(slot);
+        if (!runId) {
+          // A service that hides run_id (ElastiCache Serverless may, README): the data set's own marker,
+          // made by the first client that finds none (no TTL: volatile-* never evicts it). It goes with
+          // the data, so a cache that lost its data is a new epoch; a failover that keeps it is not seen.
+          const ours = randomToken();
+          const found = await this.bounded(() => this.client.call('SET', epochMarkerKey(tag), ours, 'NX', 'GET'));
+          runId = typeof found === 'string' ? found : ours;
+        }
+        const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
+        epoch = createHash('sha1').update(`${runId}:${replId}`).digest('hex');
+        seal = clusterSealKey(tag, epoch);
       }
       const previousRunId = this.runId;
       // Always asked (one call per connection or probe): the seal may have been evicted since.

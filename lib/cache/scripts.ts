@@ -346,3 +346,6 @@ export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENG
  * replication id hashed (node.ts).
  */
 export const clusterSealKey = (tag: string, epoch: string): string => `__wt_epoch:{${tag}}:${epoch}`;
+
+/** Cluster mode, where INFO carries no run_id: a random marker of the data set, the epoch's stand-in (node.ts). */
+export const epochMarkerKey = (tag: string): string => `__wt_epoch_id:{${tag}}`;
