@@ -498,7 +498,8 @@ export class CacheNode {
       this.runId = runId;
       this.epochSeal = seal;
       this.tag = epochTag(epoch);
-      this.replicaCount = Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? '0');
+      // Cluster mode only (shards mode's epochs already tell a promoted replica, and its writes do not wait).
+      this.replicaCount = this.membership === undefined ? 0 : Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? '0');
       this.settleUntil = this.clock() + settleMs;
       this.lastVerified = this.clock();
       if (keys >= 0) {
