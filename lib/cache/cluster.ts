@@ -85,7 +85,9 @@ export class ClusterMap {
 
   private async askSlots(node: CacheNode): Promise<SlotRange[]> {
     const deadline = Date.now() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
-    if (node.client.status !== 'ready') {
+    const status = node.client.status;
+    if (status === 'reconnecting' || status === 'end' || status === 'close') throw new Error(`not connected (${status})`);
+    if (status !== 'ready') {
       // A connection still being made (a cold start): wait for it, not for the node's verification,
       // which itself waits for the topology (sealSlot).
       await within(node.address, deadline, () => new Promise<void>((resolve) => node.client.once('ready', () => resolve())));

@@ -115,10 +115,16 @@ async function followingRedirect<T>(
   } catch (err) {
     const next = node.redirected(err);
     if (next === undefined) throw err;
-    await ensureConnected(next.node, deadline);
-    // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
-    if (next.asking) next.node.client.asking().catch(() => undefined);
-    return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
+    try {
+      await ensureConnected(next.node, deadline);
+      // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
+      if (next.asking) next.node.client.asking().catch(() => undefined);
+      return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
+    } catch (again) {
+      // The node redirected to failed, not the one that redirected: the caller sees the redirect.
+      failed(next.node, again, 'redirected');
+      throw err;
+    }
   }
 }
 
