@@ -140,8 +140,11 @@ export class ClusterMap {
     const made: { node?: CacheNode } = {};
     const membership: ClusterMembership = {
       sealSlot: async () => {
-        // A node first seen in a redirect, or before the topology is known: learn it first.
-        if (made.node === undefined || !this.sealSlots.has(made.node)) await this.refresh();
+        // A node first seen in a redirect, or before the topology is known: learn it first, within a
+        // command timeout (a longer wait is a NoAnswer, which re-probes the node soon).
+        if (made.node === undefined || !this.sealSlots.has(made.node)) {
+          await within(address, Date.now() + this.settings.commandTimeoutMs, () => this.refresh());
+        }
         return made.node === undefined ? undefined : this.sealSlots.get(made.node);
       },
       moved: (redirect) => this.moved(redirect),
