@@ -17,7 +17,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
-import { sealKey } from '../../lib/cache/scripts.ts';
+import { clusterEpoch, clusterSealKey, sealKey } from '../../lib/cache/scripts.ts';
+import { tagForSlot } from '../../lib/cache/slots.ts';
 import { freePort } from './ports.ts';
 import { hasExited, terminate, waitForExit } from './processes.ts';
 
@@ -294,6 +295,16 @@ export class RedisServer {
       for (const primary of primaries) {
         const i = servers.findIndex((_, j) => infoField(roles[j] ?? '', 'master_port') === String(primary.port));
         if (i >= 0) replicas.push(servers[i] as RedisServer);
+      }
+      // Each primary's first epoch sealed without a settle, as start() does (sealFirstStart).
+      const ranges = (await withProbe(primaries[0]!.port, (c) => c.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
+      for (const primary of primaries) {
+        const lowest = Math.min(...ranges.filter((r) => r[2][1] === primary.port).map((r) => r[0]));
+        await withProbe(primary.port, async (c) => {
+          const info = await c.info();
+          const epoch = clusterEpoch(infoField(info, 'run_id') ?? '', infoField(info, 'master_replid') ?? '');
+          await c.set(clusterSealKey(tagForSlot(lowest), epoch), '0:0', 'NX');
+        });
       }
       if (replicasEach > 0) {
         if (replicas.length !== primaries.length)

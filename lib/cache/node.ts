@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
 import { Command, Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { DirtyKeys } from './dirty.ts';
-import { clusterSealKey, epochMarkerKey, epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
+import { clusterEpoch, clusterSealKey, epochMarkerKey, epochTag, installScripts, sealKey, type ScriptedClient } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 import { redirectOf, tagForSlot, type Redirect } from './slots.ts';
@@ -489,7 +488,7 @@ export class CacheNode {
           runId = typeof found === 'string' ? found : ours;
         }
         const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
-        epoch = createHash('sha1').update(`${runId}:${replId}`).digest('hex');
+        epoch = clusterEpoch(runId, replId);
         seal = clusterSealKey(tag, epoch);
       }
       const previousRunId = this.runId;

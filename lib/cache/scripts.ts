@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
 /*
@@ -346,6 +347,12 @@ export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENG
  * replication id hashed (node.ts).
  */
 export const clusterSealKey = (tag: string, epoch: string): string => `__wt_epoch:{${tag}}:${epoch}`;
+
+/**
+ * Cluster mode: a primary's epoch, its run_id and replication id together (a primary demoted and
+ * promoted again keeps its run_id, not its replication id).
+ */
+export const clusterEpoch = (runId: string, replId: string): string => createHash('sha1').update(`${runId}:${replId}`).digest('hex');
 
 /** Cluster mode, where INFO carries no run_id: a random marker of the data set, the epoch's stand-in (node.ts). */
 export const epochMarkerKey = (tag: string): string => `__wt_epoch_id:{${tag}}`;
