@@ -145,7 +145,7 @@ export class ItemCache {
 
   /** @internal The node holding an item's entry; undefined when the table or the cache is off. */
   nodeFor(rk: ResolvedKey): CacheNode | undefined {
-    return rk.table.cached ? this.shards.nodeFor(rk.shard) : undefined;
+    return rk.table.cached ? this.shards.nodeFor(rk.shard, rk.redisKey) : undefined;
   }
 
   /**
@@ -157,7 +157,7 @@ export class ItemCache {
     const node = this.nodeFor(rk);
     if (node === undefined) return { node, others: [] };
     await this.shards.view?.fresh();
-    return { node, others: this.shards.othersFor(rk.shard) };
+    return { node, others: this.shards.othersFor(rk.shard, rk.redisKey) };
   }
 
   private ttlMs(table: TableDefinition): number {

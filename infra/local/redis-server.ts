@@ -17,7 +17,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
-import { sealKey } from '../../lib/cache/scripts.ts';
+import { clusterEpoch, clusterSealKey, sealKey } from '../../lib/cache/scripts.ts';
+import { tagForSlot } from '../../lib/cache/slots.ts';
 import { freePort } from './ports.ts';
 import { hasExited, terminate, waitForExit } from './processes.ts';
 
@@ -40,7 +41,12 @@ export interface RedisServerOptions {
 }
 
 export interface RedisCluster {
+  /** Every server, primaries and replicas, in the order they were started. */
   servers: RedisServer[];
+  /** The servers that were primaries when the cluster was made. */
+  primaries: RedisServer[];
+  /** The replica of each primary (same index), when the cluster was made with replicas. */
+  replicas: RedisServer[];
   /** redis://127.0.0.1:PORT for every node */
   urls: string[];
   /** { host, port } for every node, handy for `new Cluster(nodes)` */
@@ -225,17 +231,22 @@ export class RedisServer {
   }
 
   /**
-   * Starts `n` cluster-enabled servers, creates a cluster of `n` primaries (no replicas)
-   * with `redis-cli --cluster create`, and waits for `cluster_state:ok` on every node.
+   * Starts cluster-enabled servers, creates a cluster of `n` primaries, each with `replicas` replicas
+   * (`redis-cli --cluster create --cluster-replicas`), and waits for `cluster_state:ok` on every node
+   * and, with replicas, for every replica's link to its primary. `nodeTimeoutMs` is the cluster's
+   * `cluster-node-timeout` (how long a silent primary stays a primary before its replica takes over).
    */
-  static async startCluster(n = 3, opts: RedisServerOptions = {}): Promise<RedisCluster> {
+  static async startCluster(n = 3, opts: RedisServerOptions & { replicas?: number; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
     if (n < 3) throw new Error('redis-cli --cluster create needs at least 3 primaries');
+    const replicasEach = opts.replicas ?? 0;
     const servers: RedisServer[] = [];
     const stopAll = async (): Promise<void> => {
       await Promise.all(servers.map((s) => s.stop()));
     };
+    const primaries: RedisServer[] = [];
+    const replicas: RedisServer[] = [];
     try {
-      for (let i = 0; i < n; i++) {
+      for (let i = 0; i < n * (1 + replicasEach); i++) {
         // The cluster bus defaults to port+10000, which may be above 65535 for ephemeral
         // ports, so give it its own free port.
         const busPort = await freePort();
@@ -246,7 +257,10 @@ export class RedisServer {
             '--cluster-config-file',
             join(dir, 'nodes.conf'),
             '--cluster-node-timeout',
-            '2000',
+            String(opts.nodeTimeoutMs ?? 2000),
+            // As ElastiCache sets it: a primary that is away costs only its own slots.
+            '--cluster-require-full-coverage',
+            'no',
             '--cluster-port',
             String(busPort),
           ]),
@@ -255,7 +269,7 @@ export class RedisServer {
       await new Promise<void>((resolve, reject) => {
         execFile(
           'redis-cli',
-          ['--cluster', 'create', ...servers.map((s) => `${HOST}:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+          ['--cluster', 'create', ...servers.map((s) => `${HOST}:${s.port}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'],
           { timeout: 60_000 },
           (err, stdout, stderr) => {
             if (err) reject(new Error(`redis-cli --cluster create failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -273,12 +287,38 @@ export class RedisServer {
           ),
         ),
       );
+      // Which server redis-cli made a replica of which primary.
+      const roles = await Promise.all(servers.map((s) => withProbe(s.port, (c) => c.info('replication'))));
+      servers.forEach((s, i) => {
+        if (infoField(roles[i] ?? '', 'role') === 'master') primaries.push(s);
+      });
+      for (const primary of primaries) {
+        const i = servers.findIndex((_, j) => infoField(roles[j] ?? '', 'master_port') === String(primary.port));
+        if (i >= 0) replicas.push(servers[i] as RedisServer);
+      }
+      // Each primary's first epoch sealed without a settle, as start() does (sealFirstStart).
+      const ranges = (await withProbe(primaries[0]!.port, (c) => c.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
+      for (const primary of primaries) {
+        const lowest = Math.min(...ranges.filter((r) => r[2][1] === primary.port).map((r) => r[0]));
+        await withProbe(primary.port, async (c) => {
+          const info = await c.info();
+          const epoch = clusterEpoch(infoField(info, 'run_id') ?? '', infoField(info, 'master_replid') ?? '');
+          await c.set(clusterSealKey(tagForSlot(lowest), epoch), '0:0', 'NX');
+        });
+      }
+      if (replicasEach > 0) {
+        if (replicas.length !== primaries.length)
+          throw new Error(`expected a replica per primary, found ${replicas.length} for ${primaries.length}`);
+        await Promise.all(replicas.map((r) => r.waitForReplicationLink()));
+      }
     } catch (err) {
       await stopAll();
       throw err;
     }
     return {
       servers,
+      primaries,
+      replicas,
       urls: servers.map((s) => s.url),
       nodes: servers.map((s) => ({ host: HOST, port: s.port })),
       stop: stopAll,

@@ -1,12 +1,22 @@
-import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
+import { Command, Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl, type LogKeys } from '../log.ts';
 import { isAuthRejection, type AuthRefresh } from './auth-refresh.ts';
 import type { CacheMetrics } from '../metrics.ts';
 import { DirtyKeys } from './dirty.ts';
-import { epochTag, installScripts, REGISTRY_KEY, sealKey, type ScriptedClient } from './scripts.ts';
+import {
+  clusterEpoch,
+  clusterSealKey,
+  epochMarkerKey,
+  epochTag,
+  installScripts,
+  REGISTRY_KEY,
+  sealKey,
+  type ScriptedClient,
+} from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
+import { redirectOf, tagForSlot, type Redirect } from './slots.ts';
 
 /**
  * The state machine's states; `settling` is how /health shows an `up` node whose new epoch takes no
@@ -59,6 +69,17 @@ export interface MapTrust {
   lost(): void;
 }
 
+/**
+ * What a primary of a Redis Cluster (cluster mode, cluster.ts) asks of the map that owns it: where its
+ * epoch's seal lives, and what to do when the topology moved under it.
+ */
+export interface ClusterMembership {
+  /** A slot the node owns (the same for every client with the same view): its seal's hash tag lands there. */
+  sealSlot(): Promise<number | undefined>;
+  /** A redirect answer or a role change: the topology moved. Returns the node a redirected key now goes to. */
+  moved(redirect: Redirect | undefined): CacheNode | undefined;
+}
+
 export interface NodeHealth {
   id: string;
   address: string;
@@ -108,13 +129,6 @@ function withoutCredentials(url: URL): string {
 /** Distinct connection errors a node logs (each once): enough to see why, bounded so logs cannot flood. */
 const MAX_LOGGED_CONNECTION_ERRORS = 20;
 
-function clusterSeeds(urls: string[]): { host: string; port: number }[] {
-  return urls.map((u) => {
-    const p = new URL(u);
-    return { host: p.hostname, port: Number(p.port || 6379) };
-  });
-}
-
 /** A node that did not answer is re-probed this soon at first, then twice as late each time. */
 const FIRST_REPROBE_MS = 100;
 /** How long a suspect node's connection stays mute before it is given up for a new one (a black hole). */
@@ -123,7 +137,7 @@ const SILENT_MS_BEFORE_RECONNECT = 10_000;
 const REPAIR_ROUNDS = 3;
 
 /**
- * One Redis node (or one Redis Cluster) and its health state machine (ARCHITECTURE.md, "Nodes and their
+ * One Redis node (in cluster mode: one primary of the cluster) and its health state machine (ARCHITECTURE.md, "Nodes and their
  * health"): up → down on any failure. A node that did not answer in time is only suspected: it is
  * re-probed at once, with back-off, and trusted again as soon as it answers on the same connection with
  * the same run_id and this container owes it no invalidation. A node whose connection failed, was
@@ -136,7 +150,9 @@ export class CacheNode {
   readonly address: string;
   readonly client: ScriptedClient;
   readonly dirty: DirtyKeys;
+  /** A primary of a Redis Cluster (cluster mode): its epoch's settle is kept by the client (see settlesLocally). */
   readonly isCluster: boolean;
+  private readonly membership: ClusterMembership | undefined;
   private readonly settings: NodeSettings;
   private readonly clock: () => number;
   private state: Exclude<NodeStatus, 'settling'> = 'up';
@@ -153,7 +169,11 @@ export class CacheNode {
   private connection = 0;
   private failedOnConnection = 0;
   private runId: string | undefined;
-  /** The current epoch's tag (scripts.ts): prefixes every entry and lease this client writes; '' in cluster mode. */
+  /** The key of the current epoch's seal (scripts.ts SEAL), once verified. */
+  private epochSeal: string | undefined;
+  /** The replicas the node reported at its last verification (INFO replication): strict writes wait for one. */
+  private replicaCount = 0;
+  /** The current epoch's tag (scripts.ts): prefixes every entry and lease this client writes. */
   private tag = '';
   /** Until when (state machine clock) the epoch settles, as far as this client learnt it. */
   private settleUntil = 0;
@@ -168,37 +188,25 @@ export class CacheNode {
   /** This container's own shard map on the node, in shards mode (set by the ShardMap). */
   map: MapTrust | undefined;
 
-  constructor(id: string, urls: string[], settings: NodeSettings, kind: 'node' | 'cluster' = 'node') {
+  /**
+   * @param url the node's URL (credentials as the README says)
+   * @param membership set for a primary of a Redis Cluster (cluster.ts): the map that routes its slots
+   * @param tlsServername the name its TLS certificate carries, when `url` names it by address (cluster mode)
+   */
+  constructor(id: string, url: string, settings: NodeSettings, membership?: ClusterMembership, tlsServername?: string) {
     this.id = id;
     this.settings = settings;
     this.clock = settings.clock ?? Date.now;
     this.since = this.clock();
-    this.isCluster = kind === 'cluster';
-    this.address = urls.map(redactUrl).join(',');
+    this.membership = membership;
+    this.isCluster = membership !== undefined;
+    this.address = redactUrl(url);
     this.dirty = new DirtyKeys(this.address, settings.dirtyKeysMax, settings.logKeys ?? 'plain');
     this.reads = new DeadlineQueue(this.address);
-    const first = urls[0];
-    if (first === undefined) throw new Error('a cache node needs a URL');
-    let client: Redis | Cluster;
-    const u = new URL(first);
+    const u = new URL(url);
     const opts = clientOptions(settings, u);
-    if (this.isCluster) {
-      client = new Cluster(clusterSeeds(urls), {
-        enableOfflineQueue: false,
-        enableAutoPipelining: true,
-        enableReadyCheck: true,
-        slotsRefreshTimeout: settings.connectTimeoutMs,
-        clusterRetryStrategy: opts.retryStrategy,
-        // ElastiCache hands out TLS certificates for the configuration endpoint's name: keep it.
-        dnsLookup: (address, callback) => callback(null, address),
-        // Per-node options: the offline queue and retries are the Cluster's to manage (ioredis keeps
-        // its internal node queues on; setting them here breaks the slots refresh).
-        redisOptions: { connectTimeout: opts.connectTimeout, username: opts.username, password: opts.password, tls: opts.tls },
-      });
-    } else {
-      client = new Redis(withoutCredentials(u), opts);
-    }
-    this.client = installScripts(client);
+    if (opts.tls && tlsServername) opts.tls = { ...opts.tls, servername: tlsServername };
+    this.client = installScripts(new Redis(withoutCredentials(u), opts));
     this.client.on('ready', () => {
       void this.verify();
     });
@@ -221,41 +229,97 @@ export class CacheNode {
       logger.warn('CACHE_NODE_CONNECTION_ERROR', { cacheNode: this.address, error: reason });
     };
     this.client.on('error', report);
-    if (this.isCluster) this.client.on('node error', report);
     // A refused token (a rotated secret, README "Rotating the AUTH token"): the next reconnect
     // authenticates with the next token the secret offers.
     if (refresh) {
-      const onError = (err: unknown): void => {
+      this.client.on('error', (err: unknown): void => {
         if (!isAuthRejection(err)) return;
         void refresh.next(password).then((next) => {
           if (next === undefined || next === password) return;
           password = next;
           secrets.push(next);
-          if (this.client instanceof Cluster) this.client.options.redisOptions = { ...this.client.options.redisOptions, password: next };
-          else this.client.options.password = next;
+          this.client.options.password = next;
         });
-      };
-      this.client.on('error', onError);
-      if (this.isCluster) this.client.on('node error', onError);
+      });
     }
   }
 
-  /** The seal scripts check for `key`: the current epoch's, or none (the key itself) in cluster mode. */
+  /**
+   * The seal scripts check for `key`: the current epoch's; none (the key itself) in cluster mode, where
+   * a script may touch only keys of one slot and the seal lives in another: there the client keeps the
+   * settle (settlesLocally).
+   */
   sealKeyFor(key: string): string {
     return this.isCluster || this.runId === undefined ? key : sealKey(this.runId);
   }
 
-  /** The map registry scripts check: the node's, or none (the key itself) in cluster mode. */
+  /** The map registry scripts check: the node's, or none (the key itself) in cluster mode (no shard maps there). */
   registryKeyFor(key: string): string {
     return this.isCluster ? key : REGISTRY_KEY;
   }
 
   /**
-   * The tag of what this client writes and trusts on the node: the epoch it verified, then its map's
-   * generation on the node (lib/cache/maps.ts); '' in cluster mode, where neither is checked.
+   * The tag of what this client writes and trusts on the node: the epoch it verified, then (shards
+   * mode) its map's generation on the node (lib/cache/maps.ts).
    */
   get epochTag(): string {
     return this.tag + (this.map?.tag ?? '');
+  }
+
+  /**
+   * Cluster mode: the epoch settles, as far as this client learnt it (from SEAL's answer at each
+   * verification). The scripts cannot see the seal there (another slot), so the protocol itself takes
+   * no lease, fills nothing and stores no writer's entry meanwhile (protocol.ts).
+   */
+  get settlesLocally(): boolean {
+    return this.isCluster && this.clock() < this.settleUntil;
+  }
+
+  /**
+   * A redirect (MOVED, ASK) is no failure of the node: the slot moved. The map learns it, and the
+   * redirected key's new node is returned (with whether it must be asked with ASKING first).
+   */
+  redirected(err: unknown): { node: CacheNode; asking: boolean } | undefined {
+    const redirect = redirectOf(err);
+    if (redirect === undefined || this.membership === undefined) return undefined;
+    const node = this.membership.moved(redirect);
+    return node === undefined || node === this ? undefined : { node, asking: redirect.kind === 'ASK' };
+  }
+
+  /**
+   * Strict writes and invalidations count once a replica has them: `WAIT 1` on this connection (it
+   * covers everything this client wrote before it), bounded by `deadline`. True when a replica
+   * acknowledged, or when the node reported none at its last verification (nothing can be promoted in
+   * its place with less than it holds). One WAIT in flight per node: callers arriving meanwhile share
+   * the next one, so a slow replica delays this connection's other commands by at most two bounds.
+   */
+  async replicated(deadline: number): Promise<boolean> {
+    if (this.replicaCount === 0) return true;
+    const bound = Math.floor((deadline - Date.now()) / 2);
+    if (bound < 1) return false;
+    if (this.waitInFlight === undefined) return (await this.sendWait(bound, deadline)) > 0;
+    this.waitNext ??= this.waitInFlight.then(() => {
+      this.waitNext = undefined;
+      return this.sendWait(Math.max(1, Math.floor((deadline - Date.now()) / 2)), deadline);
+    });
+    return (await this.waitNext) > 0;
+  }
+
+  /** The WAIT in flight (settled: it never rejects), if any. */
+  private waitInFlight: Promise<unknown> | undefined;
+  private waitNext: Promise<number> | undefined;
+
+  private sendWait(bound: number, deadline: number): Promise<number> {
+    const sent = within(this.address, deadline, () => this.client.wait(1, bound));
+    const settled = sent.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.waitInFlight = settled;
+    void settled.then(() => {
+      if (this.waitInFlight === settled) this.waitInFlight = undefined;
+    });
+    return sent;
   }
 
   /** The state machine's state (`settling` shows only in health()). */
@@ -338,6 +402,10 @@ export class CacheNode {
    * waits for the check interval.
    */
   fail(err: unknown, during: string): void {
+    if (this.isCluster && redirectOf(err) !== undefined) {
+      this.membership?.moved(redirectOf(err));
+      return;
+    }
     if (this.state === 'down') return;
     const now = this.clock();
     this.setState('down');
@@ -459,8 +527,9 @@ export class CacheNode {
   /**
    * Learns the server's run_id and seals its epoch (SEAL script): from then on this client tags what
    * it writes with the epoch and trusts only entries of it, so data the node came up with (a dump, a
-   * promotion) is never trusted, and nothing is flushed. Cluster mode relies on ElastiCache's own
-   * failover handling (see ARCHITECTURE.md).
+   * promotion) is never trusted, and nothing is flushed. In cluster mode the epoch is the run_id and the
+   * replication id together (a primary demoted and promoted again keeps its run_id, not its replication
+   * id), and its seal carries the hash tag of a slot the node owns (cluster.ts picks it).
    */
   private verify(): Promise<boolean> {
     // One verification at a time: a probe and a reconnection may both ask for one.
@@ -472,31 +541,55 @@ export class CacheNode {
 
   private async verifyEpoch(): Promise<boolean> {
     try {
-      if (this.isCluster) {
-        await this.bounded(() => this.client.ping());
-      } else {
-        // The default sections: `server` (run_id) and `replication` (role).
-        const info = await this.bounded(() => (this.client as Redis).info());
-        const runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
-        if (!runId) throw new Error('INFO carries no run_id');
-        const role = /^role:(\w+)/m.exec(info)?.[1];
-        if (role !== undefined && role !== 'master') {
-          // A primary demoted by a failover keeps its clients' connections and its run_id, and resyncs
-          // from the new primary: never trusted. A new connection (the endpoint's name now points at
-          // the new primary) is the way back.
-          this.client.disconnect(true);
-          throw new Error(`the node is a replica (role:${role}): its primary has moved`);
+      // The default sections: `server` (run_id) and `replication` (role, replication id, replicas).
+      let info = '';
+      try {
+        info = await this.bounded(() => this.client.info());
+      } catch (err) {
+        // Cluster mode: a service may refuse INFO (an error reply); the epoch marker stands in (below).
+        if (this.membership === undefined || !(err instanceof ReplyError)) throw err;
+      }
+      let runId = /run_id:([0-9a-f]+)/.exec(info)?.[1];
+      if (!runId && this.membership === undefined) throw new Error('INFO carries no run_id');
+      const role = /^role:(\w+)/m.exec(info)?.[1];
+      if (role !== undefined && role !== 'master') {
+        // A primary demoted by a failover keeps its clients' connections and its run_id, and resyncs
+        // from the new primary: never trusted. A new connection (the endpoint's name now points at
+        // the new primary) is the way back; in cluster mode the map learns the new primary.
+        this.client.disconnect(true);
+        this.membership?.moved(undefined);
+        throw new Error(`the node is a replica (role:${role}): its primary has moved`);
+      }
+      let epoch = runId ?? '';
+      let seal = sealKey(epoch);
+      if (this.membership !== undefined) {
+        const slot = await this.membership.sealSlot();
+        if (slot === undefined) throw new Error('the node owns no slot of the cluster');
+        const tag = tagForSlot(slot);
+        if (!runId) {
+          // A service that hides run_id (ElastiCache Serverless may, README): the data set's own marker,
+          // made by the first client that finds none (no TTL: volatile-* never evicts it). It goes with
+          // the data, so a cache that lost its data is a new epoch; a failover that keeps it is not seen.
+          const ours = randomToken();
+          const found = await this.bounded(() => this.client.call('SET', epochMarkerKey(tag), ours, 'NX', 'GET'));
+          runId = typeof found === 'string' ? found : ours;
         }
-        const previousRunId = this.runId;
-        // Always asked (one call per connection or probe): the seal may have been evicted since.
-        const [keys, settleMs] = await this.bounded(() => this.client.wtSeal(sealKey(runId), this.settings.settleMs ?? 60_000));
-        this.runId = runId;
-        this.tag = epochTag(runId);
-        this.settleUntil = this.clock() + settleMs;
-        this.lastVerified = this.clock();
-        if (keys >= 0) {
-          logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, keys, settleMs });
-        }
+        const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
+        epoch = clusterEpoch(runId, replId);
+        seal = clusterSealKey(tag, epoch);
+      }
+      const previousRunId = this.runId;
+      // Always asked (one call per connection or probe): the seal may have been evicted since.
+      const [keys, settleMs] = await this.bounded(() => this.client.wtSeal(seal, this.settings.settleMs ?? 60_000));
+      this.runId = runId;
+      this.epochSeal = seal;
+      this.tag = epochTag(epoch);
+      // Cluster mode only (shards mode's epochs already tell a promoted replica, and its writes do not wait).
+      this.replicaCount = this.membership === undefined ? 0 : Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? '0');
+      this.settleUntil = this.clock() + settleMs;
+      this.lastVerified = this.clock();
+      if (keys >= 0) {
+        logger.warn('CACHE_NODE_NEW_EPOCH', { cacheNode: this.address, previousRunId, runId, keys, settleMs });
       }
       this.verified = true;
       this.lastVerifyError = undefined;
@@ -519,21 +612,26 @@ export class CacheNode {
       const todo = this.dirty.snapshot();
       if (!todo.flush && todo.keys.length === 0) return;
       if (todo.flush) {
-        const client = this.client;
         const settleMs = this.settings.settleMs ?? 60_000;
-        if (client instanceof Cluster) await this.bounded(() => Promise.all(client.nodes('master').map((n) => n.flushdb('ASYNC'))));
-        else if (this.runId !== undefined) {
-          const runId = this.runId;
-          await this.bounded(() => this.client.wtFlush(sealKey(runId), settleMs));
-          this.settleUntil = this.clock() + settleMs;
-        } else throw new Error('the node has no verified epoch to flush');
+        const seal = this.epochSeal;
+        if (seal === undefined) throw new Error('the node has no verified epoch to flush');
+        await this.bounded(() => this.client.wtFlush(seal, settleMs));
+        this.settleUntil = this.clock() + settleMs;
       } else {
-        await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken()))));
+        await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken())).catch(this.unlessMoved)));
       }
       this.dirty.clear(todo);
       logger.info('CACHE_DIRTY_REPAIRED', { cacheNode: this.address, keys: todo.keys.length, flushed: todo.flush });
     }
   }
+
+  /**
+   * Cluster mode: a key this node no longer holds (MOVED, ASK) took its entry, tagged with this node's
+   * epoch, to a node whose clients never trust that tag: nothing is owed for it any more.
+   */
+  private readonly unlessMoved = (err: unknown): void => {
+    if (redirectOf(err) === undefined) throw err;
+  };
 
   /**
    * HGET `key` `field`, bounded by `deadline` (G3): the hit path, so the cheapest way ioredis offers.
@@ -542,11 +640,10 @@ export class CacheNode {
    * event-loop turn, so the reads of concurrent requests still leave in one write, as auto-pipelining
    * sends them. The deadline is kept by the node's DeadlineQueue (one timer for all reads in flight,
    * not one per call). As with any command: no offline queue (a read while disconnected fails at
-   * once). A Cluster routes by slot itself: its reads go through `within`.
+   * once).
    */
   read(key: string, field: string, deadline: number): Promise<string | null> {
     const client = this.client;
-    if (client instanceof Cluster) return within(this.address, deadline, () => client.hget(key, field));
     const ms = deadline - Date.now();
     if (ms <= 0) return Promise.reject(new BudgetSpent());
     const stream = client.stream as Redis['stream'] | undefined;

@@ -124,6 +124,41 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
   throw new Error(`not connected (${node.client.status})`);
 }
 
+/**
+ * `op` on `node`; in cluster mode, when the node redirects it (the key's slot moved, or the key is being
+ * migrated), once more on the node the redirect names (after ASKING, for ASK). Returns the node that
+ * answered, which holds the key now.
+ */
+async function followingRedirect<T>(
+  node: CacheNode,
+  deadline: number,
+  op: (n: CacheNode) => Promise<T>,
+): Promise<{ node: CacheNode; value: T }> {
+  try {
+    return { node, value: await before(node, deadline, () => op(node)) };
+  } catch (err) {
+    const next = node.redirected(err);
+    if (next === undefined) throw err;
+    try {
+      await ensureConnected(next.node, deadline);
+      // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
+      if (next.asking) next.node.client.asking().catch(() => undefined);
+      return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
+    } catch (again) {
+      // The node redirected to failed, not the one that redirected: the caller sees the redirect.
+      failed(next.node, again, 'redirected');
+      throw err;
+    }
+  }
+}
+
+/** The refusal of a strict write or invalidation that no replica of `node` acknowledged (cluster mode, `WAIT`). */
+function unreplicated(node: CacheNode, what: string, nothingWritten: boolean): CacheUnavailableError {
+  return new CacheUnavailableError(
+    `no replica of cache node ${node.address} acknowledged the ${what} in time${nothingWritten ? '; nothing was written' : ''}`,
+  );
+}
+
 /** An entry as read from the node: its payload when it carries the epoch's tag, else undefined (R9). */
 function ofEpoch(raw: string | null, tag: string): string | undefined {
   return raw !== null && raw.startsWith(tag) ? raw.slice(tag.length) : undefined;
@@ -161,9 +196,13 @@ async function readHit(node: CacheNode, key: string, deadline: number): Promise<
 
 /** What a writer's begin on one node gave: whether its fence is up, the cached version, the tag it wrote under. */
 interface Begin {
+  /** The node that answered (cluster mode: the one a redirect named), or the one asked. */
+  node: CacheNode;
   begun: boolean;
   hint: VersionHint;
   tag: string;
+  /** When the begin was answered (ms since the epoch); 0 when it was not. */
+  beganAt: number;
   failure: unknown;
 }
 
@@ -280,6 +319,8 @@ export class CacheProtocol {
   private async lease(node: CacheNode, key: string, token: string, deadline: number): Promise<{ reply: LeaseReply; lease: Lease }> {
     await ensureConnected(node, deadline);
     const tag = node.epochTag;
+    // Cluster mode: the scripts cannot see the epoch's seal (another slot), so its settle is kept here.
+    if (node.settlesLocally) return { reply: [LEASE_REPLY.fenced, 0], lease: { node, key, value: tag + token, tag } };
     const trusted = node.readable ? '1' : '0';
     const map = node.map;
     const reply = await before(node, deadline, () =>
@@ -309,6 +350,7 @@ export class CacheProtocol {
     this.settings.metrics?.count('FillReads');
     try {
       await hooks?.beforeFill?.(key);
+      if (node.settlesLocally) return;
       const stored = await before(node, deadline, () =>
         node.client.wtFill(key, node.sealKeyFor(key), lease.value, lease.tag + entry.data, entry.version, ttlMs, entry.digest ?? ''),
       );
@@ -404,35 +446,47 @@ export class CacheProtocol {
     commit: (context: CommitContext) => Promise<CommitOutcome<T>>,
     others: readonly CacheNode[] = [],
   ): Promise<T> {
-    const { hooks, commitMs, writePolicy } = this.settings;
+    const { hooks, commitMs, writePolicy, commandTimeoutMs } = this.settings;
     if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
     const stamp = randomToken();
-    const targets = [node, ...others];
-    const begins = await Promise.all(targets.map((n) => this.beginWrite(n, key, stamp)));
+    const begins = await Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
+    // The nodes that answered (cluster mode: a redirect moves the write to the slot's new primary).
+    const targets = begins.map((b) => b.node);
     const own = begins[0] as Begin;
     const refused = begins.findIndex((b) => !b.begun);
+    if (refused === -1 && writePolicy === 'strict' && own.node.isCluster) {
+      // Cluster mode: the fence counts once a replica has it, so no failover can lose it (README, per mode).
+      let acknowledged = false;
+      try {
+        acknowledged = await own.node.replicated(Date.now() + commandTimeoutMs);
+      } catch (err) {
+        failed(own.node, err, 'wait-replica');
+      }
+      if (!acknowledged) {
+        // Nothing was committed: the entry set aside goes back and the fence comes down.
+        this.settings.metrics?.count('WriteRefused');
+        await this.endWrite(own.node, key, stamp, 'restore', undefined, ttlMs, own.tag);
+        throw unreplicated(own.node, "write's invalidation", true);
+      }
+    }
     if (refused !== -1) {
       const failure = (begins[refused] as Begin).failure;
       const address = (targets[refused] as CacheNode).address;
       if (writePolicy === 'strict') {
         this.settings.metrics?.count('WriteRefused');
         // Nothing is committed: whatever was set aside is put back.
-        await Promise.all(
-          begins.map((b, i) =>
-            b.begun ? this.endWrite(targets[i] as CacheNode, key, stamp, 'restore', undefined, ttlMs, b.tag) : undefined,
-          ),
-        );
+        await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, 'restore', undefined, ttlMs, b.tag) : undefined)));
         throw new CacheUnavailableError(`cache node ${address} cannot be invalidated (${errorMessage(failure)}); nothing was written`, {
           cause: failure,
         });
       }
-      begins.forEach((b, i) => {
-        if (!b.begun) (targets[i] as CacheNode).dirty.add(key, `begin-write: ${errorMessage(b.failure)}`);
-      });
+      for (const b of begins) if (!b.begun) b.node.dirty.add(key, `begin-write: ${errorMessage(b.failure)}`);
     }
-    // Counted from the begin's answer: the fence, raised before it, outlasts the commit by the begin's
-    // own travel time (at most the command timeout) plus a margin.
-    const commitBy = Date.now() + commitMs;
+    // Counted from the earliest begin's answer: the fence, raised before it, outlasts the commit by the
+    // begin's own travel time (at most the command timeout) plus a margin. A replica's acknowledgement
+    // (strict, cluster mode) is waited for within the commit's time, not added to it.
+    const answered = begins.filter((b) => b.begun).map((b) => b.beganAt);
+    const commitBy = (answered.length > 0 ? Math.min(...answered) : Date.now()) + commitMs;
     await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
@@ -442,28 +496,26 @@ export class CacheProtocol {
       // (a rejected request changes nothing); one that failed otherwise may still have committed, so
       // its entry is dropped.
       const ending = refusedForSure(err) ? 'restore' : 'drop';
-      await Promise.all(
-        begins.map((b, i) => (b.begun ? this.endWrite(targets[i] as CacheNode, key, stamp, ending, undefined, ttlMs, b.tag) : undefined)),
-      );
+      await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, ending, undefined, ttlMs, b.tag) : undefined)));
       throw err;
     }
     await hooks?.afterCommit?.(key);
     // The writer's own map stores only where its generation is trusted (W passed, lib/cache/maps.ts);
     // the other maps' nodes are only invalidated.
-    const store = outcome.entry !== undefined && node.mapTrusted;
+    const store = outcome.entry !== undefined && own.node.mapTrusted;
     await Promise.all(
       begins.map((b, i) =>
         b.begun
           ? i === 0
-            ? this.endWrite(node, key, stamp, store ? 'store' : 'drop', store ? outcome.entry : undefined, ttlMs, b.tag)
-            : this.endWrite(targets[i] as CacheNode, key, stamp, 'drop', undefined, ttlMs, b.tag)
+            ? this.endWrite(b.node, key, stamp, store ? 'store' : 'drop', store ? outcome.entry : undefined, ttlMs, b.tag)
+            : this.endWrite(b.node, key, stamp, 'drop', undefined, ttlMs, b.tag)
           : undefined,
       ),
     );
     return outcome.result;
   }
 
-  /** BEGIN_WRITE on one node (a node believed down is probed first); never throws. */
+  /** BEGIN_WRITE on one node (a node believed down is probed first; a redirect followed once); never throws. */
   private async beginWrite(node: CacheNode, key: string, stamp: string): Promise<Begin> {
     const { fenceMs, commandTimeoutMs } = this.settings;
     let failure: unknown = new Error('node is down');
@@ -473,15 +525,19 @@ export class CacheProtocol {
       try {
         await ensureConnected(node, deadline);
         // The tag once the node is verified: the entry this writer stores carries it.
-        const tag = node.epochTag;
-        const cached = await before(node, deadline, () => node.client.wtBeginWrite(key, stamp, fenceMs, tag));
-        return { begun: true, hint: cached === '' ? undefined : Number(cached), tag, failure: undefined };
+        let tag = '';
+        const began = await followingRedirect(node, deadline, (n) => {
+          tag = n.epochTag;
+          return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
+        });
+        const hint = began.value === '' ? undefined : Number(began.value);
+        return { node: began.node, begun: true, hint, tag, beganAt: Date.now(), failure: undefined };
       } catch (err) {
         failure = err;
         failed(node, err, 'begin-write');
       }
     }
-    return { begun: false, hint: undefined, tag: '', failure };
+    return { node, begun: false, hint: undefined, tag: '', beganAt: 0, failure };
   }
 
   private async endWrite(
@@ -493,14 +549,16 @@ export class CacheProtocol {
     ttlMs: number,
     tag: string,
   ): Promise<void> {
+    // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
+    const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
     try {
-      const reply = await before(node, Date.now() + this.settings.commandTimeoutMs, () =>
-        node.client.wtEndWrite(
+      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n) =>
+        n.client.wtEndWrite(
           key,
-          node.sealKeyFor(key),
+          n.sealKeyFor(key),
           stamp,
           randomToken(),
-          ending,
+          end,
           tag + (entry?.data ?? ''),
           entry?.version ?? '',
           ttlMs,
@@ -521,9 +579,9 @@ export class CacheProtocol {
    * Drops an entry (stream records, out-of-band changes) on its node and on its nodes under the other
    * live shard maps (`others`). Told what the record says the item now is (`recorded`), each node
    * leaves an entry that holds exactly that alone (INVALIDATE decides, atomically): 'kept' when every
-   * node did. Throws when one cannot be reached, after trying them all; the caller makes the
-   * invalidation durable (a parked record, Lambda's retry), so the key is not kept dirty here: a full
-   * dirty set would flush the node.
+   * node did. Under strict in cluster mode, an invalidation counts once a replica has it. Throws when
+   * one cannot be reached, after trying them all; the caller makes the invalidation durable (a parked
+   * record, Lambda's retry), so the key is not kept dirty here: a full dirty set would flush the node.
    */
   async invalidate(
     node: CacheNode | undefined,
@@ -547,20 +605,30 @@ export class CacheProtocol {
     if (!node.writable) await node.probeNow();
     if (node.writable) {
       const deadline = Date.now() + this.settings.commandTimeoutMs;
+      let answered = node;
       try {
         await ensureConnected(node, deadline);
         const stamp = randomToken();
-        const reply = await before(node, deadline, () =>
+        const { node: n, value: reply } = await followingRedirect(node, deadline, (at) =>
           recorded === undefined
-            ? node.client.wtInvalidate(key, stamp)
+            ? at.client.wtInvalidate(key, stamp)
             : recorded.kind === 'absent'
-              ? node.client.wtInvalidate(key, stamp, node.epochTag, '', '')
-              : node.client.wtInvalidate(key, stamp, node.epochTag, recorded.version, recorded.digest),
+              ? at.client.wtInvalidate(key, stamp, at.epochTag, '', '')
+              : at.client.wtInvalidate(key, stamp, at.epochTag, recorded.version, recorded.digest),
         );
-        return reply === INVALIDATE_REPLY.kept ? 'kept' : 'invalidated';
+        answered = n;
+        const outcome: InvalidationOutcome = reply === INVALIDATE_REPLY.kept ? 'kept' : 'invalidated';
+        // Cluster mode, strict: an invalidation counts once a replica has it (README, per mode).
+        if (
+          this.settings.writePolicy !== 'strict' ||
+          !answered.isCluster ||
+          (await answered.replicated(Date.now() + this.settings.commandTimeoutMs))
+        )
+          return outcome;
+        return unreplicated(answered, 'invalidation', false);
       } catch (err) {
         failure = err;
-        failed(node, err, 'invalidate');
+        failed(answered, err, 'invalidate');
       }
     }
     return new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });

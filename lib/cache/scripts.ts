@@ -1,4 +1,5 @@
-import type { Cluster, Redis } from 'ioredis';
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
 
 /*
  * The entry of one item is a Redis hash. Its fields (short: they travel on every call):
@@ -488,10 +489,10 @@ export interface ScriptCommands {
   ): Promise<(string | number)[]>;
 }
 
-export type ScriptedClient = (Redis | Cluster) & ScriptCommands;
+export type ScriptedClient = Redis & ScriptCommands;
 
 /** Defines the scripts once per client (module scope), never per request. */
-export function installScripts(client: Redis | Cluster): ScriptedClient {
+export function installScripts(client: Redis): ScriptedClient {
   for (const [name, [lua, numberOfKeys]] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys, lua });
   return client as ScriptedClient;
 }
@@ -507,3 +508,19 @@ export const REGISTRY_KEY = '__wt_maps';
 
 /** The tag of an epoch: what prefixes its entries and leases. */
 export const epochTag = (runId: string): string => runId.slice(0, EPOCH_TAG_LENGTH);
+
+/**
+ * Cluster mode: an epoch's seal, named with the hash tag `{tag}` of a slot its node owns (slots.ts
+ * tagForSlot), since a script may only touch keys of the node's own slots. `epoch` is the run_id and
+ * replication id hashed (node.ts).
+ */
+export const clusterSealKey = (tag: string, epoch: string): string => `__wt_epoch:{${tag}}:${epoch}`;
+
+/**
+ * Cluster mode: a primary's epoch, its run_id and replication id together (a primary demoted and
+ * promoted again keeps its run_id, not its replication id).
+ */
+export const clusterEpoch = (runId: string, replId: string): string => createHash('sha1').update(`${runId}:${replId}`).digest('hex');
+
+/** Cluster mode, where INFO carries no run_id: a random marker of the data set, the epoch's stand-in (node.ts). */
+export const epochMarkerKey = (tag: string): string => `__wt_epoch_id:{${tag}}`;

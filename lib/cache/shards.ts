@@ -2,6 +2,7 @@ import { VIRTUAL_SHARDS, type CacheConfig } from '../config.ts';
 import { logger } from '../log.ts';
 import { refreshAuthToken } from '../secrets.ts';
 import { AuthRefresh } from './auth-refresh.ts';
+import { ClusterMap } from './cluster.ts';
 import { bareAddress, MapView, type MapViewSettings } from './maps.ts';
 import { CacheNode, type NodeSettings } from './node.ts';
 
@@ -11,35 +12,35 @@ export function contiguousShardMap(nodeCount: number): number[] {
 }
 
 /**
- * Virtual shard → node. In cluster mode there is one node (an ioredis Cluster, which routes by slot
- * itself) and every shard maps to it; in `off` mode there are none.
+ * Virtual shard → node. In cluster mode the key's slot decides instead: one node per primary of the
+ * cluster (cluster.ts); in `off` mode there are none. In shards mode, the live shard maps (maps.ts).
  */
 export class ShardMap {
-  readonly nodes: CacheNode[];
+  private readonly shardNodes: CacheNode[];
   private readonly map: number[];
+  private readonly cluster: ClusterMap | undefined;
   /** Shards mode: the live maps (maps.ts), and every node by address, those only other maps name included. */
   readonly view: MapView | undefined;
   private readonly byAddress = new Map<string, CacheNode>();
+  private allowPlainAuth = false;
 
   constructor(
     config: CacheConfig,
     private readonly settings: NodeSettings,
     maps?: Omit<MapViewSettings, 'clock' | 'commandTimeoutMs'>,
   ) {
-    if (config.mode === 'off') {
-      this.nodes = [];
-      this.map = [];
-    } else if (config.mode === 'cluster') {
-      this.nodes = [new CacheNode('cluster', config.nodes, settings, 'cluster')];
-      this.map = new Array<number>(VIRTUAL_SHARDS).fill(0);
-    } else {
-      this.nodes = config.nodes.map((url, i) => new CacheNode(String(i), [url], settings));
-      this.map = config.shardMap ?? contiguousShardMap(this.nodes.length);
+    this.shardNodes = [];
+    this.map = [];
+    if (config.mode === 'cluster') {
+      this.cluster = new ClusterMap(config.nodes, settings);
+    } else if (config.mode === 'shards') {
+      this.shardNodes = config.nodes.map((url, i) => new CacheNode(String(i), url, settings));
+      this.map = config.shardMap ?? contiguousShardMap(this.shardNodes.length);
       const addresses = config.nodes.map(bareAddress);
-      addresses.forEach((a, i) => this.byAddress.set(a, this.nodes[i] as CacheNode));
+      addresses.forEach((a, i) => this.byAddress.set(a, this.shardNodes[i] as CacheNode));
       if (maps !== undefined) {
         this.allowPlainAuth = config.allowPlainAuth;
-        this.view = new MapView({ nodes: addresses, shards: this.map }, this.nodes, (a) => this.nodeAt(a), {
+        this.view = new MapView({ nodes: addresses, shards: this.map }, this.shardNodes, (a) => this.nodeAt(a), {
           ...maps,
           commandTimeoutMs: config.commandTimeoutMs,
           clock: settings.clock ?? Date.now,
@@ -48,7 +49,10 @@ export class ShardMap {
     }
   }
 
-  private allowPlainAuth = false;
+  /** Every node (in cluster mode: the primaries the last look at the topology found). */
+  get nodes(): CacheNode[] {
+    return this.cluster?.nodes ?? this.shardNodes;
+  }
 
   /**
    * The node at an address another map names: this container's own, or one made on demand with this
@@ -61,26 +65,28 @@ export class ShardMap {
     if (node === undefined) {
       const plain = new URL(address).protocol === 'redis:' && !this.allowPlainAuth;
       const settings = plain ? { ...this.settings, authToken: undefined, authUser: undefined } : this.settings;
-      node = new CacheNode(`map:${this.byAddress.size}`, [address], settings);
+      node = new CacheNode(`map:${this.byAddress.size}`, address, settings);
       this.byAddress.set(address, node);
       logger.info('CACHE_NODE_OF_OTHER_MAP', { cacheNode: node.address });
     }
     return node;
   }
 
-  /** The nodes other live maps place a virtual shard on, besides this map's own node for it. */
-  othersFor(shard: number): CacheNode[] {
-    return this.view?.othersFor(shard, this.nodeFor(shard)) ?? [];
+  /** The nodes other live maps place a virtual shard on, besides this map's own node for it (shards mode). */
+  othersFor(shard: number, redisKey: string): CacheNode[] {
+    return this.view?.othersFor(shard, this.nodeFor(shard, redisKey)) ?? [];
   }
 
-  /** The node that holds a virtual shard; undefined when the cache is off. */
-  nodeFor(shard: number): CacheNode | undefined {
+  /** The node that holds a virtual shard (in cluster mode: the primary of `redisKey`'s slot); undefined when the cache is off. */
+  nodeFor(shard: number, redisKey: string): CacheNode | undefined {
+    if (this.cluster !== undefined) return this.cluster.nodeForKey(redisKey);
     const i = this.map[shard];
-    return i === undefined ? undefined : this.nodes[i];
+    return i === undefined ? undefined : this.shardNodes[i];
   }
 
   async close(): Promise<void> {
-    await Promise.all([...new Set([...this.nodes, ...this.byAddress.values()])].map((n) => n.close()));
+    await Promise.all([...new Set([...this.shardNodes, ...this.byAddress.values()])].map((n) => n.close()));
+    await this.cluster?.close();
   }
 }
 

@@ -1,4 +1,3 @@
-import type { Cluster, Redis } from 'ioredis';
 import type { CacheNode } from '../cache/node.ts';
 import { randomToken } from '../cache/tokens.ts';
 import { CacheUnavailableError, errorMessage } from '../errors.ts';
@@ -29,13 +28,11 @@ export async function invalidateTableEntries(cache: ItemCache, tables: readonly 
   }
   let entries = 0;
   for (const node of nodes) {
-    for (const server of scannable(node)) {
-      for (const prefix of prefixes) {
-        try {
-          entries += await invalidateMatching(node, server, prefix);
-        } catch (err) {
-          throw new CacheUnavailableError(`cache node ${node.address} failed midway (${errorMessage(err)}); run it again`, { cause: err });
-        }
+    for (const prefix of prefixes) {
+      try {
+        entries += await invalidateMatching(node, prefix);
+      } catch (err) {
+        throw new CacheUnavailableError(`cache node ${node.address} failed midway (${errorMessage(err)}); run it again`, { cause: err });
       }
     }
   }
@@ -43,20 +40,15 @@ export async function invalidateTableEntries(cache: ItemCache, tables: readonly 
   return { entries };
 }
 
-/** The servers a SCAN must visit: the node itself, or each primary of a Cluster. */
-function scannable(node: CacheNode): Redis[] {
-  return node.isCluster ? (node.client as unknown as Cluster).nodes('master') : [node.client as unknown as Redis];
-}
-
-async function invalidateMatching(node: CacheNode, server: Redis, prefix: string): Promise<number> {
+/** One node's entries of a table (in cluster mode each primary is a node: SCAN sees its own slots). */
+async function invalidateMatching(node: CacheNode, prefix: string): Promise<number> {
   let count = 0;
   let cursor = '0';
   do {
     // Table names hold only letters, digits, _ . - (lib/tables.ts): nothing a glob would read.
-    const [next, keys] = await server.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', SCAN_COUNT);
+    const [next, keys] = await node.client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', SCAN_COUNT);
     cursor = next;
     const entries = keys.filter((k) => k.endsWith(':t'));
-    // Through the node's own client: a Cluster routes each key to its slot's primary.
     await Promise.all(entries.map((k) => node.client.wtInvalidate(k, randomToken())));
     count += entries.length;
   } while (cursor !== '0');
