@@ -38,6 +38,20 @@ export function mapIdOf(def: MapDefinition): string {
   return createHash('sha256').update(JSON.stringify(def)).digest('hex').slice(0, MAP_ID_LENGTH);
 }
 
+/**
+ * An address as a definition names it: a redis:// or rediss:// URL exactly as bareAddress spells it
+ * (so no credentials). Anything else would throw where the node is made (new URL, the credentials'
+ * decoding) and fail the request that took the view (G3).
+ */
+function isBareAddress(n: unknown): boolean {
+  if (typeof n !== 'string' || !/^rediss?:\/\//.test(n)) return false;
+  try {
+    return bareAddress(n) === n;
+  } catch {
+    return false;
+  }
+}
+
 /** A definition read from a node, checked as strictly as a setting (a node is not trusted to be well-formed). */
 function parseDefinition(raw: string): MapDefinition | undefined {
   let v: unknown;
@@ -49,7 +63,7 @@ function parseDefinition(raw: string): MapDefinition | undefined {
   const d = v as Partial<MapDefinition> | null;
   if (d === null || !Array.isArray(d.nodes) || !Array.isArray(d.shards) || d.shards.length !== VIRTUAL_SHARDS) return undefined;
   const nodes = d.nodes;
-  if (nodes.length === 0 || !nodes.every((n) => typeof n === 'string' && /^rediss?:\/\//.test(n))) return undefined;
+  if (nodes.length === 0 || !nodes.every(isBareAddress)) return undefined;
   if (!d.shards.every((s) => Number.isInteger(s) && s >= 0 && s < nodes.length)) return undefined;
   return { nodes, shards: d.shards };
 }
