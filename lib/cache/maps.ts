@@ -298,9 +298,14 @@ export class MapView {
 
   /** Registers this map on every node known and reads the maps there; one at a time, callers share it. */
   refresh(): Promise<void> {
-    this.refreshing ??= this.takeView().finally(() => {
-      this.refreshing = undefined;
-    });
+    // Never rejects: a view that cannot be taken (each node's failure is handled in registerOn; this
+    // is for anything else) is logged and taken again at the next read or write, never a failed request
+    // (G3) nor an unhandled rejection from a refresh in the background.
+    this.refreshing ??= this.takeView()
+      .catch((err: unknown) => logger.error('CACHE_MAP_VIEW_FAILED', { error: errorMessage(err) }))
+      .finally(() => {
+        this.refreshing = undefined;
+      });
     return this.refreshing;
   }
 
