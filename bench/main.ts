@@ -243,7 +243,10 @@ export async function main(opts: MainOptions): Promise<void> {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   // The latency distributions side by side (BENCHMARKS.md shows the chart of a full run).
   const drawn = Object.fromEntries(
-    CHARTED.filter(([op]) => stats[op]?.quantilesUs?.length).map(([op, name]) => [name, stats[op]?.quantilesUs as number[]]),
+    CHARTED.filter(([op]) => stats[`${op}.c1`]?.quantilesUs?.length).map(([op, name]) => [
+      name,
+      stats[`${op}.c1`]?.quantilesUs as number[],
+    ]),
   );
   if (Object.keys(drawn).length > 0) {
     const svg = out.replace(/\.json$/, '') + '-latency.svg';
