@@ -54,12 +54,16 @@ describe('CACHE_LOG_KEYS=hash: a keyed hash (HMAC-SHA-256) under CACHE_LOG_KEYS_
     assert.ok(!inspect(config, { depth: 10, showHidden: true }).includes(SECRET));
   });
 
-  test('serverless.yml resolves CACHE_LOG_KEYS_SECRET from a generated Secrets Manager secret, as CACHE_AUTH_TOKEN', () => {
+  test('serverless.yml gives the functions the ARN of a generated Secrets Manager secret (fetched at cold start), as for CACHE_AUTH_TOKEN', () => {
     const yml = loadYaml(fileURLToPath(new URL('../../serverless.yml', import.meta.url))) as Record<string, any>;
-    assert.equal(yml.provider.environment.CACHE_LOG_KEYS_SECRET, '${param:logKeysSecret, self:custom.logKeysSecret}');
-    assert.deepEqual(yml.custom.logKeysSecret, {
-      'Fn::Join': ['', ['{{resolve:secretsmanager:', { Ref: 'LogKeysSecret' }, ':SecretString:key}}']],
-    });
+    const env = yml.provider.environment;
+    // The value only where a stage passes one (the local stack); deployed, the secret's ARN (lib/secrets.ts).
+    assert.equal(env.CACHE_LOG_KEYS_SECRET, '${param:logKeysSecret, null}');
+    assert.equal(
+      env.CACHE_LOG_KEYS_SECRET_SECRET_ARN,
+      '${self:custom.secretArns.${param:secretArnsOf, sls:stage}.logKeys, self:custom.secretArns.default.logKeys}',
+    );
+    assert.deepEqual(yml.custom.secretArns.default.logKeys, { Ref: 'LogKeysSecret' });
     const secret = yml.resources.map((r: Record<string, any>) => r.Resources?.LogKeysSecret).find(Boolean);
     assert.equal(secret.Type, 'AWS::SecretsManager::Secret');
     assert.equal(secret.Properties.GenerateSecretString.GenerateStringKey, 'key');
