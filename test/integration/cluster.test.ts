@@ -145,7 +145,9 @@ describe('cluster mode', () => {
   });
 
   test('a stalled primary costs only its own keys: other keys still hit and strict writes of them are accepted', async () => {
-    const cache = container({ CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    // Strict waits for a replica within half the command timeout: 750 ms here, so that a busy 2-core
+    // machine's replica lag is not taken for a lost replica (the paused-replica test covers that).
+    const cache = container({ CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60', CACHE_COMMAND_TIMEOUT_MS: '1500' });
     await warm(cache);
     const stalled = cluster.primaries[1]!;
     const { on, off } = await keysSplitBy(cache, 'stall', stalled, 3);
