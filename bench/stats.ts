@@ -144,6 +144,10 @@ export function medianStats(runs: readonly RunStats[]): RunStats {
     p99Us: median(runs.map((r) => r.p99Us)),
     meanUs: median(runs.map((r) => r.meanUs)),
     opsPerSec: median(runs.map((r) => r.opsPerSec)),
+    // Each quantile the median over the runs: the distribution of a typical run.
+    quantilesUs: first.quantilesUs?.length
+      ? first.quantilesUs.map((_, q) => median(runs.map((r) => r.quantilesUs?.[q] ?? Number.NaN)))
+      : undefined,
   };
 }
 
