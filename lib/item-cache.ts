@@ -16,6 +16,8 @@ import {
   absentEntry,
   CacheProtocol,
   type CacheEntry,
+  type CommitContext,
+  type CommitOutcome,
   type InvalidationOutcome,
   type ProtocolHooks,
   type ReadSource,
@@ -160,6 +162,15 @@ export class ItemCache {
     return { node, others: this.shards.othersFor(rk.shard, rk.redisKey) };
   }
 
+  /**
+   * A write of `rk` inside the write protocol, fenced on its node under every live shard map
+   * (ownersFor): what put, update, delete and the drop-in's writes share.
+   */
+  private async writeThrough<T>(rk: ResolvedKey, commit: (context: CommitContext) => Promise<CommitOutcome<T>>): Promise<T> {
+    const { node, others } = await this.ownersFor(rk);
+    return this.protocol.write(node, rk.redisKey, this.ttlMs(rk.table), commit, others);
+  }
+
   private ttlMs(table: TableDefinition): number {
     return entryTtlSeconds(this.config, table) * 1000;
   }
@@ -261,23 +272,16 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     checkItemSize(def, attrs);
-    const { node, others } = await this.ownersFor(rk);
-    return this.protocol.write(
-      node,
-      rk.redisKey,
-      this.ttlMs(def),
-      async ({ hint, deadline }) => {
-        const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
-        if (!hasNestedNumbers(written)) return writeOutcome(def, written);
-        // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
-        // the fence) so the answer and the entry are exactly what later reads return.
-        const stored = await this.store.get(rk, deadline);
-        const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
-        const outcome = writeOutcome(def, ours ? stored : written);
-        return { result: outcome.result, entry: ours ? outcome.entry : undefined };
-      },
-      others,
-    );
+    return this.writeThrough(rk, async ({ hint, deadline }) => {
+      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
+      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+      // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
+      // the fence) so the answer and the entry are exactly what later reads return.
+      const stored = await this.store.get(rk, deadline);
+      const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
+      const outcome = writeOutcome(def, ours ? stored : written);
+      return { result: outcome.result, entry: ours ? outcome.entry : undefined };
+    });
   }
 
   /**
@@ -301,17 +305,10 @@ export class ItemCache {
     checkIfVersion(options);
     // What is set, with the key, is already part of the item the update leaves.
     checkItemSize(def, { ...toAttributes(rk.key), ...set });
-    const { node, others } = await this.ownersFor(rk);
-    return this.protocol.write(
-      node,
-      rk.redisKey,
-      this.ttlMs(def),
-      async ({ deadline }) => {
-        const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
-        return writeOutcome(def, av);
-      },
-      others,
-    );
+    return this.writeThrough(rk, async ({ deadline }) => {
+      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
+      return writeOutcome(def, av);
+    });
   }
 
   /**
@@ -323,17 +320,10 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    const { node, others } = await this.ownersFor(rk);
-    return this.protocol.write(
-      node,
-      rk.redisKey,
-      this.ttlMs(def),
-      async ({ deadline }) => {
-        const old = await this.store.delete(rk, { ...options, deadline });
-        return { result: { deleted: old !== undefined }, entry: absentEntry };
-      },
-      others,
-    );
+    return this.writeThrough(rk, async ({ deadline }) => {
+      const old = await this.store.delete(rk, { ...options, deadline });
+      return { result: { deleted: old !== undefined }, entry: absentEntry };
+    });
   }
 
   /**
@@ -355,24 +345,16 @@ export class ItemCache {
     }>,
   ): Promise<T> {
     const rk = this.resolve(table, key);
-    // Fenced under every live shard map, as put, update and delete are (lib/cache/maps.ts).
-    const { node, others } = await this.ownersFor(rk);
-    return this.protocol.write(
-      node,
-      rk.redisKey,
-      this.ttlMs(table),
-      async (context) => {
-        const { result, image, exact } = await commit(context);
-        if (image === null) return { result, entry: absentEntry };
-        if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
-        try {
-          return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
-        } catch {
-          return { result, entry: undefined };
-        }
-      },
-      others,
-    );
+    return this.writeThrough(rk, async (context) => {
+      const { result, image, exact } = await commit(context);
+      if (image === null) return { result, entry: absentEntry };
+      if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
+      try {
+        return { result, entry: toEntry(table, exact ? image : normalizeAttributes(image)) };
+      } catch {
+        return { result, entry: undefined };
+      }
+    });
   }
 
   /**
