@@ -7,7 +7,9 @@
  *
  * - A write is *acknowledged* when the call returned normally. A write that was refused or whose
  *   DynamoDB condition failed did not commit. A write that failed otherwise may have committed
- *   ("uncertain"): its value may appear at any time after it started, and it supersedes nothing.
+ *   ("uncertain"): its value may appear at any time after it started, and it supersedes nothing. So
+ *   may a refusal (a version conflict, not found) that came after the SDK retried the request, when
+ *   the library says an earlier attempt whose answer was lost may have been applied (`maybeWritten`).
  *   When the harness itself injected the DynamoDB failure it knows which: before sending (not
  *   committed) or after the answer (committed by the time the call ended).
  * - **Stale read**: a read returned value v although a *library* write w' (not v's write) to the same
@@ -256,7 +258,7 @@ interface KeyIndex {
 function classifyWrite(rec: OpRecord): WriteInfo {
   const oob = OOB_KINDS.has(rec.kind);
   if (rec.outcome === 'ok') return { rec, committed: 'yes', acknowledged: true, effectiveEnd: rec.end, oob };
-  if (rec.outcome === 'rejected' || rec.injected === 'before')
+  if ((rec.outcome === 'rejected' && !rec.maybeWritten) || rec.injected === 'before')
     return { rec, committed: 'no', acknowledged: false, effectiveEnd: rec.end, oob };
   if (rec.injected === 'after') return { rec, committed: 'yes', acknowledged: false, effectiveEnd: rec.end, oob };
   return { rec, committed: 'maybe', acknowledged: false, effectiveEnd: Infinity, oob };

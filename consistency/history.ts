@@ -44,6 +44,12 @@ export interface OpRecord {
   injected?: 'before' | 'after';
   /** Latency injected into its DynamoDB calls (ms). */
   injectedDelayMs?: number;
+  /**
+   * A refusal (VersionMismatch, ItemNotFound) after the SDK retried the request: an earlier attempt
+   * whose answer was lost may have been applied (the library says so: `nothingWritten` false), so
+   * the write is uncertain, not "did not commit".
+   */
+  maybeWritten?: boolean;
   /** A write whose begin-write could not reach the node: committed with the key left dirty (available policy). */
   degraded?: boolean;
   /** A write whose end-write could not reach the node (its fence is what protects readers). */

@@ -202,10 +202,12 @@ for (const node of cache.shards.nodes) {
   };
 }
 
-function classify(err: unknown): { outcome: Outcome; error: string; message: string } {
+function classify(err: unknown): { outcome: Outcome; error: string; message: string; maybeWritten?: true } {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof ItemNotFoundError) return { outcome: 'rejected', error: 'ItemNotFound', message };
-  if (err instanceof VersionMismatchError) return { outcome: 'rejected', error: 'VersionMismatch', message };
+  // A refusal after an SDK retry may follow an applied attempt whose answer was lost (nothingWritten false).
+  const maybe = err instanceof CacheLibraryError && !err.nothingWritten ? { maybeWritten: true as const } : {};
+  if (err instanceof ItemNotFoundError) return { outcome: 'rejected', error: 'ItemNotFound', message, ...maybe };
+  if (err instanceof VersionMismatchError) return { outcome: 'rejected', error: 'VersionMismatch', message, ...maybe };
   if (err instanceof CacheUnavailableError) return { outcome: 'rejected', error: 'CacheUnavailable', message };
   if (err instanceof CacheLibraryError) return { outcome: 'error', error: err.code, message };
   return { outcome: 'error', error: err instanceof Error ? err.name : 'Error', message };
@@ -293,11 +295,12 @@ async function execute(p: Planned, sweep = false): Promise<void> {
   let outcome: Outcome = 'ok';
   let error: string | undefined;
   let message: string | undefined;
+  let maybeWritten: true | undefined;
   let values: Map<string, { value: string; source: string }> | undefined;
   try {
     values = (await als.run(ctx, p.run)).values;
   } catch (err) {
-    ({ outcome, error, message } = classify(err));
+    ({ outcome, error, message, maybeWritten } = classify(err));
   }
   const end = now();
   const write = p.kind === 'put' || p.kind === 'update' || p.kind === 'delete';
@@ -318,6 +321,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       end,
       outcome,
       ...(error !== undefined ? { error, message } : {}),
+      ...(maybeWritten ? { maybeWritten } : {}),
       ...(ctx.injected ? { injected: ctx.injected } : {}),
       ...(ctx.delayMs ? { injectedDelayMs: ctx.delayMs } : {}),
       ...(ctx.degraded ? { degraded: true } : {}),

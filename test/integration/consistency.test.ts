@@ -73,6 +73,18 @@ describe('consistency checker', () => {
     assert.equal(check([injectedAfter, put('b', 20, 30), get('z', 40, 41)], [], []).staleReads, 1);
   });
 
+  test('a refusal after an SDK retry (the library: an earlier attempt may have been applied) is uncertain, not a phantom', () => {
+    // An update whose first attempt committed but whose answer was lost; the retry found the item gone
+    // (a delete in between) and reported not-found with nothingWritten false.
+    const retried = rec({ kind: 'update', value: 'r', start: 0, end: 10, outcome: 'rejected', error: 'ItemNotFound', maybeWritten: true });
+    const r = check([retried, get('r', 20, 21)], [], []);
+    assert.equal(r.phantomReads, 0);
+    assert.equal(r.writes.uncertain, 1);
+    // Without the library's word it stays "did not commit".
+    const refused = rec({ kind: 'update', value: 's', start: 0, end: 10, outcome: 'rejected', error: 'ItemNotFound' });
+    assert.equal(check([refused, get('s', 20, 21)], [], []).phantomReads, 1);
+  });
+
   test('a value never written, or written after the read ended, is a phantom', () => {
     assert.equal(check([get('nobody', 0, 1)], [], []).phantomReads, 1);
     assert.equal(check([get('a', 0, 1), put('a', 5, 10)], [], []).phantomReads, 1);
