@@ -5,6 +5,11 @@
  * every test/**\/*.test.ts (or only those whose path contains one of the filters)
  * with `node --test --test-concurrency=1`, stops DynamoDB Local and exits with the
  * test run's exit code.
+ *
+ * Two lanes, to keep `npm test` within its 10 minutes on a 2-core machine: the files that time
+ * nothing and wait on no service (the unit tests, and the two that package the template with
+ * esbuild and the serverless CLI) run in a second `node --test` process beside the integration
+ * tests, which stay one file at a time. The second lane's report is printed after the first's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -43,20 +48,21 @@ async function main(): Promise<void> {
   }
 
   let dynamo: DynamoDbLocal | undefined;
-  let child: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   let receivedSignal: NodeJS.Signals | undefined;
 
   const onSignal = (sig: NodeJS.Signals): void => {
+    const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
     if (receivedSignal) {
       // Second signal: stop being polite.
-      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const c of running) c.kill('SIGKILL');
       return;
     }
     receivedSignal = sig;
     console.error(`\ntest/run.ts: received ${sig}, stopping…`);
-    if (child) {
-      // Forward to the test process; main() stops DynamoDB Local once it has exited.
-      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    if (children.length > 0) {
+      // Forward to the test processes; main() stops DynamoDB Local once they have exited.
+      for (const c of running) c.kill(sig);
       return;
     }
     // Still starting DynamoDB Local: exiting runs dynamodb-local.ts's exit hook, which
@@ -74,25 +80,44 @@ async function main(): Promise<void> {
     process.exit(signalExitCode(receivedSignal));
   }
 
-  const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files];
-  child = spawn(process.execPath, args, {
-    stdio: 'inherit',
-    env: { ...process.env, DYNAMODB_ENDPOINT: dynamo.endpoint },
-  });
-
-  const exitCode = await new Promise<number>((resolve) => {
-    child!.once('error', (err) => {
-      console.error(`test/run.ts: failed to start the test process: ${err.message}`);
-      resolve(1);
-    });
-    child!.once('exit', (code, sig) => {
-      resolve(code ?? (sig ? signalExitCode(sig) : 1));
-    });
-  });
+  const env = { ...process.env, DYNAMODB_ENDPOINT: dynamo.endpoint };
+  const side = files.filter(inSideLane);
+  const first = files.filter((f) => !inSideLane(f));
+  const lanes = [first, side].filter((l) => l.length > 0);
+  const outputs: Buffer[] = [];
+  const codes = await Promise.all(
+    lanes.map((laneFiles, i) => {
+      const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...laneFiles];
+      // The first lane reports live; a second one is collected and printed after it.
+      const proc = spawn(process.execPath, args, { stdio: i === 0 ? 'inherit' : ['ignore', 'pipe', 'pipe'], env });
+      children.push(proc);
+      proc.stdout?.on('data', (d: Buffer) => outputs.push(d));
+      proc.stderr?.on('data', (d: Buffer) => outputs.push(d));
+      return new Promise<number>((resolve) => {
+        proc.once('error', (err) => {
+          console.error(`test/run.ts: failed to start the test process: ${err.message}`);
+          resolve(1);
+        });
+        proc.once('exit', (code, sig) => resolve(code ?? (sig ? signalExitCode(sig) : 1)));
+      });
+    }),
+  );
+  if (outputs.length > 0) {
+    console.log(`\n--- second lane (${side.length} files, run beside the first) ---`);
+    process.stdout.write(Buffer.concat(outputs));
+  }
+  const exitCode = codes.find((c) => c !== 0) ?? 0;
 
   await dynamo.stop();
   process.exit(receivedSignal ? signalExitCode(receivedSignal) : exitCode);
 }
+
+/** Files that time nothing and start no service of their own: safe to run beside the integration tests. */
+function inSideLane(file: string): boolean {
+  return file.startsWith('test/unit/') || SIDE_LANE_FILES.has(file);
+}
+
+const SIDE_LANE_FILES = new Set(['test/integration/package.test.ts', 'test/integration/template-spec.test.ts']);
 
 main().catch((err: unknown) => {
   console.error(err);
