@@ -453,4 +453,37 @@ describe('cluster mode', () => {
     );
     assert.equal(nodeServer(reader, first), target);
   });
+  test('a failover whose old primary stays dead: strict writes of its keys reach the promoted replica long before the check interval', async () => {
+    // The check interval (60 s) is the only periodic refresh of the topology here: the container must
+    // learn the promotion from its failures to reach the dead primary.
+    const writer = container({ CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    await warm(writer);
+    const primary = await serverOf(writer, { customerId: 'dead-0', orderId: 'o' });
+    const replica = await replicaOf(primary);
+    const [key] = (await keysSplitBy(writer, 'dead', primary, 1)).on;
+    await writer.put('orders', { ...key!, n: 1 });
+    await primary.kill();
+    await clusterCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+    try {
+      let accepted = false;
+      let refused = 0;
+      // Bounded far below the check interval: a write every 100 ms for 10 s.
+      for (let n = 2; n < 102 && !accepted; n++) {
+        try {
+          await writer.put('orders', { ...key!, n });
+          accepted = true;
+        } catch (err) {
+          if (!(err instanceof CacheUnavailableError)) throw err;
+          refused++;
+          await sleep(100);
+        }
+      }
+      assert.ok(accepted, `every strict write was refused (${refused}): the container still sends the slot to the dead primary`);
+      assert.equal(nodeServer(writer, key!), replica, 'the key goes to the promoted replica');
+    } finally {
+      // The old primary comes back as a replica of the new one, for the tests after this one.
+      await primary.startAgain();
+      await replicaOf(replica);
+    }
+  });
 });
