@@ -96,6 +96,51 @@ export async function firstAnswer(port: number, boundMs = 30_000): Promise<numbe
   return undefined;
 }
 
+/** One CLUSTER INFO on a new connection: resolves when the node says `cluster_state:ok`. */
+function clusterOkOnce(port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+    };
+    const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('connect', () => socket.write('*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n'));
+    socket.on('data', (b) => {
+      reply += b.toString();
+      const state = /cluster_state:(\w+)/.exec(reply)?.[1];
+      if (state === undefined) {
+        if (reply.startsWith('-')) done(new Error(`answered ${reply.trim()}`));
+        return;
+      }
+      const at = now();
+      if (state === 'ok') {
+        done();
+        resolve(at);
+      } else done(new Error(`cluster_state:${state}`));
+    });
+    socket.on('error', (err) => done(err));
+  });
+}
+
+/**
+ * Cluster mode's `answeredAt`: a restarted primary answers PING at once but refuses every key with
+ * CLUSTERDOWN until it has rejoined the cluster (`cluster_state:ok`), so it answers a client only then.
+ */
+export async function firstServing(port: number, boundMs = 30_000): Promise<number | undefined> {
+  const until = now() + boundMs;
+  while (now() < until) {
+    try {
+      return await clusterOkOnce(port, Math.max(50, Math.min(5000, until - now())));
+    } catch {
+      await sleep(5);
+    }
+  }
+  return undefined;
+}
+
 export class Nemesis {
   readonly windows: FaultWindow[] = [];
 
@@ -137,9 +182,9 @@ export class Nemesis {
     return this.d.random() < 0.5 ? Math.round(between(this.d.random, 0, 150)) : ms;
   }
 
-  /** The node fault's window, with when the node (through `port`) first answered after it was lifted. */
+  /** The node fault's window, with when the node (through `port`) first answered after it was lifted (cluster mode: served keys again, firstServing). */
   private async answered(w: FaultWindow, port: number): Promise<FaultWindow> {
-    const at = await firstAnswer(port);
+    const at = this.d.stack.cluster === undefined ? await firstAnswer(port) : await firstServing(port);
     return at === undefined ? { ...w, detail: { ...w.detail, neverAnswered: true } } : { ...w, answeredAt: at };
   }
 
