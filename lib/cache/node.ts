@@ -406,10 +406,6 @@ export class CacheNode {
       this.membership?.moved(redirectOf(err));
       return;
     }
-    // Cluster mode: a primary that cannot be reached may have been failed over; only the topology
-    // tells, and nothing else asks for it before the check interval if the old primary never answers
-    // again (the map throttles these refreshes, cluster.ts).
-    this.membership?.moved(undefined);
     if (this.state === 'down') return;
     const now = this.clock();
     this.setState('down');
@@ -509,8 +505,6 @@ export class CacheNode {
   }
 
   private afterFailedProbe(err: unknown): void {
-    // Cluster mode: as in fail(), a primary still unreachable may have been replaced.
-    this.membership?.moved(undefined);
     if (err instanceof NoAnswer && this.suspect && this.lastCheck - this.suspectSince >= SILENT_MS_BEFORE_RECONNECT) {
       // A silent network drop leaves the socket open and mute until TCP gives up (many minutes): a new
       // connection may reach the node now. The node then goes through starting, as after any reconnect.
