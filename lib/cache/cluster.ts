@@ -8,7 +8,7 @@ import { SLOTS, slotOf, type Redirect } from './slots.ts';
 /** A redirect asks for a refresh of the topology at most this often. */
 const REDIRECT_REFRESH_MS = 100;
 /**
- * A failure of a node (a closed connection, a demoted primary), or a request for a key whose primary is
+ * A primary found demoted (its role, at a verification), or a request for a key whose primary is
  * believed down, asks for one at most this often: a promoted replica is learnt this soon after it took
  * over, while strict writes of its slots are refused (a CLUSTER SLOTS of a few hundred bytes per client).
  */
@@ -21,8 +21,8 @@ type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
  * Cluster mode (ARCHITECTURE.md, "Cluster mode"): one CacheNode per primary of a Redis Cluster, each on
  * a standalone connection with shards mode's state machine (up, down, starting, settling), its own
  * epoch and dirty keys; every key goes to the primary that owns its slot. The topology (CLUSTER SLOTS)
- * is learnt from the seed, then refreshed each check interval, on every redirect (MOVED, ASK) and on a
- * node's failure, so a failover or a slot migration reaches the routing within a check interval at
+ * is learnt from the seed, then refreshed each check interval, on every redirect (MOVED, ASK), on a
+ * demoted primary and while requests are for keys of a primary believed down, so a failover or a slot migration reaches the routing within a check interval at
  * most. A stall of one primary therefore costs only the keys of its slots.
  *
  * Until the topology is known (a cold start), the seed serves every slot: its own keys at once, the
