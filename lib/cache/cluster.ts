@@ -23,7 +23,8 @@ type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
  * epoch and dirty keys; every key goes to the primary that owns its slot. The topology (CLUSTER SLOTS)
  * is learnt from the seed, then refreshed each check interval, on every redirect (MOVED, ASK), on a
  * demoted primary and while requests are for keys of a primary believed down, so a failover or a slot
- * migration reaches the routing within a check interval at most. A stall of one primary therefore costs only the keys of its slots.
+ * migration reaches the routing within a check interval at most. A stall of one primary therefore
+ * costs only the keys of its slots.
  *
  * Until the topology is known (a cold start), the seed serves every slot: its own keys at once, the
  * others by redirect (a redirected read is served around the cache, a write is sent again to the node
