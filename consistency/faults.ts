@@ -5,6 +5,10 @@
  * w0 from one shard; DynamoDB faults are switched on in every container's SDK middleware, or (the
  * black hole) cut at the containers' socket; the stream fault pauses the Streams consumer; a remap
  * runs containers on another shard map for a while, then on the first map again (harness.ts).
+ *
+ * In cluster mode (`stack.cluster`) the node faults pick one primary of the cluster (named after its
+ * pair, `shard0`…, as the records name the nodes their keys went to), the failover promotes that
+ * primary's replica (CLUSTER FAILOVER TAKEOVER), and `migrate` moves slots between two primaries.
  */
 import { rmSync } from 'node:fs';
 import net from 'node:net';
@@ -12,7 +16,8 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { StreamFeed } from '../infra/local/stream-feed.ts';
 import type { RedisServer } from '../infra/local/redis-server.ts';
-import { failover, type Stack } from './stack.ts';
+import { clusterFailover, failover, migrateSlots, type ClusterShard, type Stack } from './stack.ts';
+import { tagForSlot } from '../lib/cache/slots.ts';
 import { CACHE_FAULTS, type DynamoFaultMode, type FaultKind, type FaultWindow } from './history.ts';
 import { between, now, pick, sleep, type Rng } from './rng.ts';
 
@@ -91,19 +96,69 @@ export async function firstAnswer(port: number, boundMs = 30_000): Promise<numbe
   return undefined;
 }
 
+/** One CLUSTER INFO on a new connection: resolves when the node says `cluster_state:ok`. */
+function clusterOkOnce(port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+    };
+    const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('connect', () => socket.write('*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n'));
+    socket.on('data', (b) => {
+      reply += b.toString();
+      const state = /cluster_state:(\w+)/.exec(reply)?.[1];
+      if (state === undefined) {
+        if (reply.startsWith('-')) done(new Error(`answered ${reply.trim()}`));
+        return;
+      }
+      const at = now();
+      if (state === 'ok') {
+        done();
+        resolve(at);
+      } else done(new Error(`cluster_state:${state}`));
+    });
+    socket.on('error', (err) => done(err));
+  });
+}
+
+/**
+ * Cluster mode's `answeredAt`: a restarted primary answers PING at once but refuses every key with
+ * CLUSTERDOWN until it has rejoined the cluster (`cluster_state:ok`), so it answers a client only then.
+ */
+export async function firstServing(port: number, boundMs = 30_000): Promise<number | undefined> {
+  const until = now() + boundMs;
+  while (now() < until) {
+    try {
+      return await clusterOkOnce(port, Math.max(50, Math.min(5000, until - now())));
+    } catch {
+      await sleep(5);
+    }
+  }
+  return undefined;
+}
+
 export class Nemesis {
   readonly windows: FaultWindow[] = [];
 
   constructor(private readonly d: NemesisDeps) {}
 
   private shard(): { server: RedisServer; name: string } {
+    const pairs = this.d.stack.cluster;
+    if (pairs !== undefined) {
+      const pair = pairs[Math.floor(this.d.random() * pairs.length)] as ClusterShard;
+      return { server: pair.primary, name: pair.name };
+    }
     const i = Math.floor(this.d.random() * this.d.stack.plain.length);
     return { server: this.d.stack.plain[i] as RedisServer, name: `shard${i}` };
   }
 
   /** Injects `kind` for about `durationMs` and returns when it has been lifted (a `stall` slot holds several windows). */
   async inject(kind: FaultKind, durationMs: number): Promise<FaultWindow[]> {
-    const overlay = this.d.slowOverlay && CACHE_FAULTS.has(kind);
+    const overlay = this.d.slowOverlay && (CACHE_FAULTS.has(kind) || kind === 'migrate');
     let slowStart = 0;
     if (overlay) {
       await this.d.dynamoFaults('slow');
@@ -127,9 +182,9 @@ export class Nemesis {
     return this.d.random() < 0.5 ? Math.round(between(this.d.random, 0, 150)) : ms;
   }
 
-  /** The node fault's window, with when the node (through `port`) first answered after it was lifted. */
+  /** The node fault's window, with when the node (through `port`) first answered after it was lifted (cluster mode: served keys again, firstServing). */
   private async answered(w: FaultWindow, port: number): Promise<FaultWindow> {
-    const at = await firstAnswer(port);
+    const at = this.d.stack.cluster === undefined ? await firstAnswer(port) : await firstServing(port);
     return at === undefined ? { ...w, detail: { ...w.detail, neverAnswered: true } } : { ...w, answeredAt: at };
   }
 
@@ -194,7 +249,12 @@ export class Nemesis {
         break;
       }
       case 'failover': {
+        if (this.d.stack.cluster !== undefined) {
+          w = await this.clusterFailover(ms);
+          break;
+        }
         const shard = this.d.stack.replicated;
+        if (shard === undefined) throw new Error('no replicated shard');
         const start = now();
         const lagMs = Math.min(ms, 500);
         const oldPrimary = shard.primary.port;
@@ -224,21 +284,58 @@ export class Nemesis {
       }
       case 'slow':
         throw new Error('slow is an overlay of the node faults, not a fault of its own');
+      case 'migrate': {
+        w = await this.migration(ms);
+        break;
+      }
       case 'partition': {
+        const partition = this.d.stack.partition;
+        if (partition === undefined) throw new Error('partition: shards mode only');
         const start = now();
-        await this.d.stack.partition.cut();
+        await partition.cut();
         await sleep(ms);
-        await this.d.stack.partition.heal();
+        await partition.heal();
         const name = `shard${this.d.stack.partitionedShard}`;
-        w = await this.answered(
-          { kind, target: `w0↛${name}`, node: name, clients: ['w0'], start, end: now() },
-          this.d.stack.partition.port,
-        );
+        w = await this.answered({ kind, target: `w0↛${name}`, node: name, clients: ['w0'], start, end: now() }, partition.port);
         break;
       }
     }
     this.record(w);
     return [w];
+  }
+
+  /**
+   * Cluster mode's failover (stack.ts clusterFailover): a random pair's replica stops replicating, its
+   * primary serves for up to 0.5 s more, dies, and the replica takes over while writers are in flight.
+   * The window is the pair's from the replica's stop to the takeover; the old primary comes back as a
+   * replica 1.5 s later (outside the window: it serves no slot by then).
+   */
+  private async clusterFailover(ms: number): Promise<FaultWindow> {
+    const pairs = this.d.stack.cluster as ClusterShard[];
+    const pair = pairs[Math.floor(this.d.random() * pairs.length)] as ClusterShard;
+    const start = now();
+    const lagMs = Math.min(ms, 500);
+    const { movedAt, oldPrimary, newPrimary, rejoin } = await clusterFailover(pair, lagMs);
+    const w = await this.answered(
+      { kind: 'failover', target: pair.name, node: pair.name, start, end: movedAt, detail: { lagMs, oldPrimary, newPrimary } },
+      newPrimary,
+    );
+    await rejoin(1500);
+    return w;
+  }
+
+  /** Cluster mode: the slots of a few keys of one primary migrated to another, through the slot's time (stack.ts migrateSlots). */
+  private async migration(ms: number): Promise<FaultWindow> {
+    const pairs = this.d.stack.cluster;
+    if (pairs === undefined) throw new Error('migrate: cluster mode only');
+    const i = Math.floor(this.d.random() * pairs.length);
+    const from = pairs[i] as ClusterShard;
+    const to = pairs[(i + 1 + Math.floor(this.d.random() * (pairs.length - 1))) % pairs.length] as ClusterShard;
+    const count = 6;
+    const start = now();
+    // Each slot takes about five pauses: IMPORTING/MIGRATING, its keys, and SETSLOT NODE.
+    const result = await migrateSlots(pairs, from, to, count, Math.max(20, Math.round(ms / (count * 5))));
+    return { kind: 'migrate', target: `${from.name}→${to.name}`, start, end: now(), detail: { ...result } };
   }
 
   private record(w: FaultWindow): void {
@@ -357,10 +454,12 @@ export class Nemesis {
       await c.config('SET', 'maxmemory-policy', 'allkeys-lru');
       await c.config('SET', 'maxmemory', String(limit));
       const junk = 'j'.repeat(8 * 1024);
+      // Cluster mode: the other tenant's keys must live in a slot of this primary (a hash tag of one).
+      const prefix = this.d.stack.cluster === undefined ? '__storm:' : `__storm:{${tagForSlot(await ownSlot(c, server.port))}}:`;
       let n = 0;
       const until = start + ms;
       while (now() < until) {
-        await c.set(`__storm:${n++}`, junk).catch(() => {});
+        await c.set(`${prefix}${n++}`, junk).catch(() => {});
         await sleep(15);
       }
       await c.config('SET', 'maxmemory', '0');
@@ -371,6 +470,14 @@ export class Nemesis {
       c.disconnect();
     }
   }
+}
+
+/** A slot the cluster node on `port` owns now (CLUSTER SLOTS). */
+async function ownSlot(c: Redis, port: number): Promise<number> {
+  const ranges = (await c.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+  const mine = ranges.find((r) => r[2][1] === port);
+  if (mine === undefined) throw new Error(`the node on ${port} owns no slot`);
+  return mine[0];
 }
 
 /** How long each fault lasts, as a share of its slot in the schedule. */

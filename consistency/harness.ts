@@ -82,8 +82,13 @@ export interface RunOptions {
   dynamoDeadlineMs: number;
   /** How often the Streams consumer polls an idle shard (Lambda: about 4 times a second). */
   streamPollMs: number;
-  /** Plain shards (one more shard, with a replica, is added for failovers). */
+  /** Plain shards (one more shard, with a replica, is added for failovers); shards mode only. */
   shards: number;
+  /**
+   * `shards` (the default): CACHE_MODE=shards on the shards above. `cluster`: CACHE_MODE=cluster on a
+   * local Redis Cluster of three primaries with one replica each (stack.ts), with CLUSTER_FAULTS.
+   */
+  mode: 'shards' | 'cluster';
   keys: KeySpaceOptions;
   hotShare: number;
   /** Use this DynamoDB (e.g. the test runner's); default: DYNAMODB_ENDPOINT, else start DynamoDB Local. */
@@ -109,6 +114,7 @@ export const defaultRunOptions: RunOptions = {
   dynamoDeadlineMs: 6000,
   streamPollMs: 250,
   shards: 3,
+  mode: 'shards',
   keys: defaultKeySpace,
   hotShare: 0.5,
   log: (line) => console.error(line),
@@ -524,6 +530,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     shards: o.shards,
     containers: o.workers,
     dynamoEndpoint: o.dynamoEndpoint ?? process.env.DYNAMODB_ENDPOINT,
+    mode: o.mode,
     log,
   });
   log(stack.describe());
@@ -531,6 +538,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
   // through the proxy the `blackhole` fault cuts.
   const env = (container: number): Record<string, string> => ({
     ...settings(o),
+    ...(o.mode === 'cluster' ? { CACHE_MODE: 'cluster' } : {}),
     CACHE_NODES: stack.nodes(container),
     DYNAMODB_ENDPOINT: container >= 0 ? stack.containerDynamoEndpoint : stack.endpoint,
     TABLE_PREFIX: stack.prefix,
@@ -600,9 +608,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     // The client containers.
     const entry = new URL('./worker.ts', import.meta.url).href;
     // Every address any container uses, by shard name (the main thread's list last).
-    const addressNames: Record<string, string> = {};
-    for (let c = 0; c < o.workers; c++) for (const n of stack.nodeList(c)) addressNames[n.url] = n.name;
-    for (const n of stack.nodeList(-1)) addressNames[n.url] = n.name;
+    const addressNames = stack.addressNames(o.workers);
     const startContainer = (client: string, seed: number, containerEnv: Record<string, string>, nodeNames: string[]): ContainerThread => {
       const wc: WorkerConfig = {
         entry,
@@ -660,6 +666,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     let remaps = 0;
     let rolledBack: ContainerThread[] = [];
     const remap = async (ms: number): Promise<RemapOutcome> => {
+      if (o.mode === 'cluster') throw new Error('remap is a fault of shards mode (cluster mode: migrate)');
       const n = remaps++;
       const first = stack.nodeList(-1);
       const firstEnv = { ...env(-1), DYNAMODB_ENDPOINT: stack.containerDynamoEndpoint };
@@ -722,7 +729,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     const t0 = now();
     const endAt = t0 + o.seconds * 1000;
     log(
-      `run: ${o.seconds} s, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`,
+      `run: ${o.seconds} s, ${o.mode} mode, policy ${o.policy}, ${o.workers} containers × ${o.concurrency} loops, faults ${o.faults.join(',') || 'none'}, seed ${o.seed}`,
     );
     await launch([...containers]);
     lagPoll = setInterval(() => {

@@ -95,7 +95,8 @@ export type FaultKind =
   | 'stall'
   | 'maxmemory'
   | 'remap'
-  | 'blackhole';
+  | 'blackhole'
+  | 'migrate';
 
 /** The fault classes the protocol was designed for (R1–R9): the runs before issue 11 used these. */
 export const DESIGNED_FAULTS: readonly FaultKind[] = [
@@ -115,6 +116,27 @@ export const NEW_FAULTS: readonly FaultKind[] = ['stall', 'maxmemory', 'remap', 
 
 export const ALL_FAULTS: readonly FaultKind[] = [...DESIGNED_FAULTS, ...NEW_FAULTS];
 
+/**
+ * Cluster mode's classes (`--mode cluster`): the node faults act on one primary of the cluster, the
+ * failover promotes its replica (CLUSTER FAILOVER TAKEOVER), and `migrate` moves slots under load. No
+ * `partition` (a client finds every primary by the address CLUSTER SLOTS gives, so one container cannot
+ * be given a proxy to one primary) and no `remap` (the cluster's slots are its map: `migrate` is the change).
+ */
+export const CLUSTER_FAULTS: readonly FaultKind[] = [
+  'kill',
+  'hang',
+  'restart',
+  'evict',
+  'failover',
+  'dynamo',
+  'stream',
+  'slow',
+  'stall',
+  'maxmemory',
+  'migrate',
+  'blackhole',
+];
+
 /** Faults that are not given a slot of their own but overlap the node faults. */
 export const OVERLAY_FAULTS: ReadonlySet<FaultKind> = new Set(['slow']);
 
@@ -132,6 +154,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   maxmemory: 'small maxmemory on a shard under a random eviction policy, the working set larger than memory',
   remap: 'two shard maps live (new containers on another map), then a rollback (new containers on the first map)',
   blackhole: "DynamoDB black-holed at the socket: the containers' proxy accepts and never answers, open sockets go silent",
+  migrate: 'cluster mode: slots of one primary migrated to another under load (IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE)',
 };
 
 /** Faults that make a cache node unreachable or lose entries (a strict-policy refusal is expected during them). */

@@ -32,7 +32,7 @@ export function formatReport(r: RunResult): string {
   const out: string[] = [];
   const o = r.options;
   out.push(
-    `Consistency run: ${r.durationSeconds} s, policy ${o.policy}, seed ${o.seed}, ${o.workers} containers × ${o.concurrency}, command timeout ${o.commandTimeoutMs} ms, check interval ${o.checkIntervalSeconds} s, stream poll ${o.streamPollMs} ms`,
+    `Consistency run: ${r.durationSeconds} s, ${o.mode ?? 'shards'} mode, policy ${o.policy}, seed ${o.seed}, ${o.workers} containers × ${o.concurrency}, command timeout ${o.commandTimeoutMs} ms, check interval ${o.checkIntervalSeconds} s, stream poll ${o.streamPollMs} ms`,
   );
   out.push(
     `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB, node ${r.machine.node}, redis ${r.machine.redis}; ${r.startedAt}`,

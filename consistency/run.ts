@@ -1,5 +1,5 @@
 /**
- * npm run consistency -- --seconds N [--faults LIST] [--seed S] [--policy strict|available]
+ * npm run consistency -- --seconds N [--mode shards|cluster] [--faults LIST] [--seed S] [--policy strict|available]
  *                        [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S]
  *                        [--remap canary|procedure] [--dynamo-timeout MS] [--dynamo-deadline MS] [--stream-poll MS] [--out FILE] [--history FILE]
  *
@@ -13,16 +13,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultRunOptions, runConsistency, type RunOptions } from './harness.ts';
-import { ALL_FAULTS, type FaultKind } from './history.ts';
+import { ALL_FAULTS, CLUSTER_FAULTS, type FaultKind } from './history.ts';
 import { readHistory, timelineCharts } from './timeline.ts';
 import { formatReport } from './report.ts';
 
 function usage(message?: string): never {
   if (message) console.error(`consistency: ${message}`);
   console.error(
-    'usage: npm run consistency -- --seconds N [--faults ' +
+    'usage: npm run consistency -- --seconds N [--mode shards|cluster] [--faults ' +
       ALL_FAULTS.join(',') +
       '|all|none] [--seed S] [--policy strict|available] [--remap canary|procedure]\n' +
+      `       (--mode cluster: --faults ${CLUSTER_FAULTS.join(',')}|all|none)\n` +
       '       [--workers N] [--concurrency N] [--command-timeout MS] [--check-interval S (default 60)]\n' +
       '       [--dynamo-timeout MS (default 3000)] [--dynamo-deadline MS (default 6000)] [--stream-poll MS]\n' +
       '       [--out FILE] [--history FILE]',
@@ -55,6 +56,7 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
           { type: 'string' }
         >),
         policy: { type: 'string' },
+        mode: { type: 'string' },
         remap: { type: 'string' },
         faults: { type: 'string' },
         history: { type: 'string' },
@@ -77,18 +79,25 @@ function parse(argv: string[]): { options: Partial<RunOptions>; out: string } {
     if (values.policy !== 'strict' && values.policy !== 'available') usage('--policy is strict or available');
     options.policy = values.policy;
   }
+  if (values.mode !== undefined) {
+    if (values.mode !== 'shards' && values.mode !== 'cluster') usage('--mode is shards or cluster');
+    options.mode = values.mode;
+  }
+  // Each mode has its fault classes (history.ts CLUSTER_FAULTS: no partition, no remap; migrate).
+  const known = options.mode === 'cluster' ? CLUSTER_FAULTS : ALL_FAULTS;
+  if (options.mode === 'cluster') options.faults = [...CLUSTER_FAULTS];
   if (values.remap !== undefined) {
     if (values.remap !== 'canary' && values.remap !== 'procedure') usage('--remap is canary or procedure');
     options.remapMode = values.remap;
   }
   if (values.faults !== undefined) {
     const list = values.faults.trim();
-    if (list === 'all' || list === '') options.faults = [...ALL_FAULTS];
+    if (list === 'all' || list === '') options.faults = [...known];
     else if (list === 'none') options.faults = [];
     else {
       const kinds = list.split(',').map((k) => k.trim());
-      const bad = kinds.filter((k) => !ALL_FAULTS.includes(k as FaultKind));
-      if (bad.length) usage(`unknown fault(s) ${bad.join(', ')}; known: ${ALL_FAULTS.join(', ')}`);
+      const bad = kinds.filter((k) => !known.includes(k as FaultKind));
+      if (bad.length) usage(`unknown fault(s) ${bad.join(', ')} in ${options.mode ?? 'shards'} mode; known: ${known.join(', ')}`);
       options.faults = kinds as FaultKind[];
     }
   }

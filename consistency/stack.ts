@@ -2,7 +2,8 @@
  * The services a run starts for itself: DynamoDB Local (unless DYNAMODB_ENDPOINT names one), tables
  * under a fresh prefix with streams on, plain redis-server shards, one shard that is a primary with
  * a replica behind a movable endpoint (for failovers), and a proxy that can partition one client
- * container from one shard.
+ * container from one shard. In cluster mode (`--mode cluster`), instead of the shards: a local Redis
+ * Cluster of three primaries with one replica each (real `redis-server --cluster-enabled yes`).
  */
 import { randomBytes } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -28,6 +29,22 @@ export interface ReplicatedShard {
   endpoints: RemoteProxy[];
 }
 
+/**
+ * Cluster mode: one primary and its replica, named as fault windows and records name them (`shard0`…)
+ * whichever of the two is the primary now (a failover swaps them; slots may move to another pair).
+ */
+export interface ClusterShard {
+  name: string;
+  primary: RedisServer;
+  replica: RedisServer;
+}
+
+/**
+ * A silent primary stays a primary this long before its replica takes over by itself: longer than any
+ * hang of a run (at most 3 s), so that the only failovers are the `failover` fault's.
+ */
+export const CLUSTER_NODE_TIMEOUT_MS = 15_000;
+
 export class Stack {
   private dynamoLocal: DynamoDbLocal | undefined;
   readonly dynamo: DynamoDBClient;
@@ -38,9 +55,10 @@ export class Stack {
     readonly endpoint: string,
     readonly prefix: string,
     readonly plain: RedisServer[],
-    readonly replicated: ReplicatedShard,
-    /** Client container 0 reaches plain shard `partitionedShard` through this proxy. */
-    readonly partition: RemoteProxy,
+    /** Shards mode only. */
+    readonly replicated: ReplicatedShard | undefined,
+    /** Client container 0 reaches plain shard `partitionedShard` through this proxy (shards mode only). */
+    readonly partition: RemoteProxy | undefined,
     readonly network: Network,
     readonly partitionedShard: number,
     /**
@@ -50,12 +68,21 @@ export class Stack {
      */
     readonly dynamoProxy: RemoteProxy,
     dynamoLocal: DynamoDbLocal | undefined,
+    /** Cluster mode: the cluster's primary/replica pairs (undefined in shards mode). */
+    readonly cluster: ClusterShard[] | undefined = undefined,
+    private readonly clusterServers: RedisServer[] = [],
   ) {
     this.dynamoLocal = dynamoLocal;
     this.dynamo = new DynamoDBClient({ ...localDynamoClientConfig(endpoint), maxAttempts: 1 });
   }
 
-  static async start(opts: { shards: number; containers: number; dynamoEndpoint?: string; log: (m: string) => void }): Promise<Stack> {
+  static async start(opts: {
+    shards: number;
+    containers: number;
+    dynamoEndpoint?: string;
+    mode?: 'shards' | 'cluster';
+    log: (m: string) => void;
+  }): Promise<Stack> {
     let dynamoLocal: DynamoDbLocal | undefined;
     let endpoint = opts.dynamoEndpoint;
     if (endpoint === undefined) {
@@ -65,6 +92,14 @@ export class Stack {
     }
     const prefix = `cons${randomBytes(3).toString('hex')}-`;
     const network = await Network.start();
+    if (opts.mode === 'cluster') {
+      const cluster = await RedisServer.startCluster(3, { replicas: 1, nodeTimeoutMs: CLUSTER_NODE_TIMEOUT_MS });
+      const pairs = cluster.primaries.map((primary, i) => ({ name: `shard${i}`, primary, replica: cluster.replicas[i] as RedisServer }));
+      const dynamoProxy = await network.proxy(Number(new URL(endpoint).port));
+      const stack = new Stack(endpoint, prefix, [], undefined, undefined, network, -1, dynamoProxy, dynamoLocal, pairs, cluster.servers);
+      await stack.createTables();
+      return stack;
+    }
     const plain = await Promise.all(Array.from({ length: opts.shards }, () => RedisServer.start()));
     const replicated = await startReplicated(network, opts.containers + 1);
     const partitionedShard = Math.min(1, plain.length - 1);
@@ -97,8 +132,11 @@ export class Stack {
    * shard through its own endpoint.
    */
   nodeList(container: number): { url: string; name: string }[] {
+    // Cluster mode: every container is given one node to learn the topology from (its seed).
+    if (this.cluster !== undefined) return [{ url: (this.cluster[0] as ClusterShard).primary.url, name: 'cluster' }];
+    if (this.replicated === undefined) throw new Error('shards mode without its replicated shard');
     const list = this.plain.map((s, i) => ({
-      url: container === 0 && i === this.partitionedShard ? this.partition.url : s.url,
+      url: container === 0 && i === this.partitionedShard && this.partition ? this.partition.url : s.url,
       name: `shard${i}`,
     }));
     const eps = this.replicated.endpoints;
@@ -112,8 +150,26 @@ export class Stack {
       .join(',');
   }
 
-  /** The port a PING to shard `name` goes to (the main thread's endpoint for the replicated shard). */
+  /**
+   * The shard name of every address a container may send a key to: in cluster mode each server of a
+   * pair (primary or replica: a failover swaps them), in shards mode every container's node list.
+   */
+  addressNames(containers: number): Record<string, string> {
+    const names: Record<string, string> = {};
+    if (this.cluster !== undefined) {
+      for (const pair of this.cluster) for (const s of [pair.primary, pair.replica]) names[s.url] = pair.name;
+      return names;
+    }
+    for (let c = 0; c < containers; c++) for (const n of this.nodeList(c)) names[n.url] = n.name;
+    for (const n of this.nodeList(-1)) names[n.url] = n.name;
+    return names;
+  }
+
+  /** The port a PING to shard `name` goes to (the main thread's endpoint for the replicated shard; cluster mode: the pair's primary). */
   pingPort(name: string): number {
+    const pair = this.cluster?.find((p) => p.name === name);
+    if (pair !== undefined) return pair.primary.port;
+    if (this.replicated === undefined) throw new Error(`no shard ${name}`);
     const i = Number(name.replace(/^shard/, ''));
     if (i < this.plain.length) return (this.plain[i] as RedisServer).port;
     const eps = this.replicated.endpoints;
@@ -123,20 +179,26 @@ export class Stack {
   /** FLUSHALL ASYNC on every node (the replicated shard's primary: its replica follows), as README's map-change procedure does. */
   async flushAll(): Promise<void> {
     await Promise.all(
-      [...this.plain, this.replicated.primary].map(async (server) => {
-        const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
-        try {
-          await c.flushall('ASYNC');
-        } finally {
-          c.disconnect();
-        }
-      }),
+      [...this.plain, ...(this.replicated ? [this.replicated.primary] : []), ...(this.cluster ?? []).map((p) => p.primary)].map(
+        async (server) => {
+          const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
+          try {
+            await c.flushall('ASYNC');
+          } finally {
+            c.disconnect();
+          }
+        },
+      ),
     );
   }
 
   describe(): string {
+    if (this.cluster !== undefined) {
+      return this.cluster.map((p) => `${p.name}: cluster primary :${p.primary.port}, replica :${p.replica.port}`).join('\n');
+    }
+    if (this.replicated === undefined) return '';
     return [
-      ...this.plain.map((s, i) => `shard ${i}: ${s.url}${i === this.partitionedShard ? ` (container w0 via ${this.partition.url})` : ''}`),
+      ...this.plain.map((s, i) => `shard ${i}: ${s.url}${i === this.partitionedShard ? ` (container w0 via ${this.partition?.url})` : ''}`),
       `shard ${this.plain.length}: per-container endpoints → primary :${this.replicated.primary.port}, replica :${this.replicated.replica.port}`,
     ].join('\n');
   }
@@ -144,7 +206,8 @@ export class Stack {
   async stop(): Promise<void> {
     this.dynamo.destroy();
     await this.network.stop();
-    await Promise.all([...this.plain, this.replicated.primary, this.replicated.replica].map((s) => s.stop().catch(() => {})));
+    const servers = [...this.plain, ...(this.replicated ? [this.replicated.primary, this.replicated.replica] : []), ...this.clusterServers];
+    await Promise.all(servers.map((s) => s.stop().catch(() => {})));
     await this.dynamoLocal?.stop();
   }
 }
@@ -191,4 +254,122 @@ export async function failover(
   await oldLink.stop();
   await old.stop();
   return { movedAt, newPrimary: shard.primary.port };
+}
+
+/** One command on a new connection to `server` (cluster administration; never a client container's). */
+async function adminCall(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
+  const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
+  try {
+    return await c.call(String(args[0]), ...args.slice(1).map(String));
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function roleOf(server: RedisServer): Promise<string | undefined> {
+  const text = String(await adminCall(server, 'INFO', 'replication').catch(() => ''));
+  return /^role:(\w+)/m.exec(text)?.[1];
+}
+
+async function waitFor(what: string, boundMs: number, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + boundMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > until) throw new Error(`cluster: never happened within ${boundMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Cluster mode's failover, as shards mode's: the replica stops replicating (SIGSTOP, so what the primary
+ * does from now on never reaches it), the primary keeps serving for `lagMs`, then dies (`kill -9`); the
+ * replica is continued and promoted by `CLUSTER FAILOVER TAKEOVER` (no vote: the primary is gone), and
+ * clients learn it from a redirect or their next CLUSTER SLOTS. Returns when the replica is a primary;
+ * `rejoin` then restarts the old primary `rejoinAfterMs` later (a replaced node is not back at once), as
+ * a replica of the new one, and waits for its link, so that the next failover of the pair has a replica.
+ */
+export async function clusterFailover(
+  pair: ClusterShard,
+  lagMs: number,
+): Promise<{ movedAt: number; oldPrimary: number; newPrimary: number; rejoin: (rejoinAfterMs: number) => Promise<void> }> {
+  const { primary, replica } = pair;
+  replica.pause();
+  try {
+    await new Promise((r) => setTimeout(r, lagMs));
+    await primary.kill();
+  } finally {
+    replica.resume();
+  }
+  await adminCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+  await waitFor(`role:master on ${replica.url}`, 10_000, async () => (await roleOf(replica)) === 'master');
+  const movedAt = performance.timeOrigin + performance.now();
+  pair.primary = replica;
+  pair.replica = primary;
+  return {
+    movedAt,
+    oldPrimary: primary.port,
+    newPrimary: replica.port,
+    rejoin: async (rejoinAfterMs) => {
+      await new Promise((r) => setTimeout(r, rejoinAfterMs));
+      // Its nodes.conf is kept: it learns from the cluster that it was replaced, and follows the new primary.
+      await primary.startAgain();
+      await waitFor(`${primary.url} a linked replica again`, 30_000, async () => {
+        const text = String(await adminCall(primary, 'INFO', 'replication'));
+        return /^role:slave/m.test(text) && /^master_link_status:up/m.test(text);
+      });
+    },
+  };
+}
+
+/**
+ * A slot migration under load, as `redis-cli --cluster reshard` does it, one slot at a time: the slots of
+ * up to `count` keys sampled on `from`'s primary (RANDOMKEY: the slots that hold entries, hot ones more
+ * likely), each set IMPORTING on the target and MIGRATING on the source, its keys moved by MIGRATE in
+ * batches with `pauseMs` of load between the steps (clients meet ASK meanwhile), then given to the target
+ * by SETSLOT NODE on the target, the source and every other node (clients meet MOVED).
+ */
+export async function migrateSlots(
+  servers: readonly ClusterShard[],
+  from: ClusterShard,
+  to: ClusterShard,
+  count: number,
+  pauseMs: number,
+): Promise<{ slots: number[]; keysMoved: number; migrateErrors: string[] }> {
+  const source = from.primary;
+  const target = to.primary;
+  const [sourceId, targetId] = [String(await adminCall(source, 'CLUSTER', 'MYID')), String(await adminCall(target, 'CLUSTER', 'MYID'))];
+  const slots: number[] = [];
+  for (let i = 0; i < 4 * count && slots.length < count; i++) {
+    const key = (await adminCall(source, 'RANDOMKEY')) as string | null;
+    if (key === null) break;
+    const slot = Number(await adminCall(source, 'CLUSTER', 'KEYSLOT', key));
+    if (!slots.includes(slot)) slots.push(slot);
+  }
+  let keysMoved = 0;
+  const migrateErrors: string[] = [];
+  const pause = (): Promise<void> => new Promise((r) => setTimeout(r, pauseMs));
+  for (const slot of slots) {
+    await adminCall(target, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+    await adminCall(source, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    await pause();
+    for (let round = 0; round < 20; round++) {
+      const keys = (await adminCall(source, 'CLUSTER', 'GETKEYSINSLOT', slot, 10)) as string[];
+      if (keys.length === 0) break;
+      try {
+        await adminCall(source, 'MIGRATE', '127.0.0.1', target.port, '', 0, 5000, 'KEYS', ...keys);
+        keysMoved += keys.length;
+      } catch (err) {
+        migrateErrors.push(`slot ${slot}: ${(err as Error).message}`.slice(0, 160));
+      }
+      await pause();
+    }
+    await adminCall(target, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    await adminCall(source, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+    for (const pair of servers) {
+      for (const s of [pair.primary, pair.replica]) {
+        if (s !== source && s !== target) await adminCall(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId).catch(() => undefined);
+      }
+    }
+    await pause();
+  }
+  return { slots, keysMoved, migrateErrors };
 }

@@ -183,24 +183,32 @@ function leaseWait(): void {
 const cache = new ItemCache({ config, tables: exampleTables, dynamoClient: dynamoClient(), hooks: { leaseWait } });
 
 // Which writes could not reach their node: the library logs and keeps them as dirty keys (R6);
-// the harness attributes each to the operation that caused it.
-for (const node of cache.shards.nodes) {
-  // Which Redis steps failed during an operation (for diagnosing latency and violations).
-  const fail = node.fail.bind(node);
-  node.fail = (err: unknown, during: string): void => {
-    const ctx = als.getStore();
-    if (ctx) ctx.cacheErrors.push(`${during}@${node.id}: ${err instanceof Error ? err.message : String(err)}`.slice(0, 120));
-    fail(err, during);
-  };
-  const dirty = node.dirty;
-  const add = dirty.add.bind(dirty);
-  dirty.add = (itemKey: string, reason: string): void => {
-    const ctx = als.getStore();
-    if (ctx && reason.startsWith('begin-write')) ctx.degraded = true;
-    if (ctx && reason.startsWith('end-write')) ctx.endLost = true;
-    add(itemKey, reason);
-  };
+// the harness attributes each to the operation that caused it. In cluster mode the nodes are the
+// primaries the topology names, learnt after start and again after a failover: each is instrumented
+// when first seen (instrumentNodes, before every operation).
+const instrumented = new WeakSet<object>();
+function instrumentNodes(): void {
+  for (const node of cache.shards.nodes) {
+    if (instrumented.has(node)) continue;
+    instrumented.add(node);
+    // Which Redis steps failed during an operation (for diagnosing latency and violations).
+    const fail = node.fail.bind(node);
+    node.fail = (err: unknown, during: string): void => {
+      const ctx = als.getStore();
+      if (ctx) ctx.cacheErrors.push(`${during}@${node.id}: ${err instanceof Error ? err.message : String(err)}`.slice(0, 120));
+      fail(err, during);
+    };
+    const dirty = node.dirty;
+    const add = dirty.add.bind(dirty);
+    dirty.add = (itemKey: string, reason: string): void => {
+      const ctx = als.getStore();
+      if (ctx && reason.startsWith('begin-write')) ctx.degraded = true;
+      if (ctx && reason.startsWith('end-write')) ctx.endLost = true;
+      add(itemKey, reason);
+    };
+  }
 }
+instrumentNodes();
 
 function classify(err: unknown): { outcome: Outcome; error: string; message: string; maybeWritten?: true } {
   const message = err instanceof Error ? err.message : String(err);
@@ -282,13 +290,26 @@ async function batchRead(table: 'users' | 'orders', refs: KeyRef[]): Promise<{ v
   return { values: new Map(refs.map((ref, i) => [ref.id, { value: found.get(ref.id) ?? ABSENT, source: res.sources[i] ?? '?' }])) };
 }
 
-/** The shard this container's map sends a key to, by the name fault windows use. */
+const clusterMode = cfg.env.CACHE_MODE === 'cluster';
+
+/** The shard name of a node's address (`redis://host:port`, or `host:port` as cluster nodes name themselves). */
+function nameOfAddress(address: string): string | undefined {
+  const exact = cfg.addressNames?.[address];
+  if (exact !== undefined || !clusterMode) return exact;
+  const port = /:(\d+)\/?$/.exec(address)?.[1];
+  for (const [url, name] of Object.entries(cfg.addressNames ?? {})) if (port !== undefined && url.endsWith(`:${port}`)) return name;
+  return undefined;
+}
+
+/** The shard this container's map sends a key to, by the name fault windows use (cluster mode: the primary's pair). */
 function nodeNameOf(ref: KeyRef): string | undefined {
   const node = cache.nodeFor(cache.resolve(ref.table, ref.key));
-  return node === undefined ? undefined : cfg.nodeNames[Number(node.id)];
+  if (node === undefined) return undefined;
+  return clusterMode ? nameOfAddress(node.address) : cfg.nodeNames[Number(node.id)];
 }
 
 async function execute(p: Planned, sweep = false): Promise<void> {
+  instrumentNodes();
   const ctx: OpContext = { ...newCallAccount(), reads: new Map(), delayMs: 0, degraded: false, endLost: false, sweep, cacheErrors: [] };
   const op = ++opSeq;
   const start = now();
@@ -308,8 +329,9 @@ async function execute(p: Planned, sweep = false): Promise<void> {
     const read = values?.get(ref.id);
     // A refusal is judged by the node that refused it (named in its message), which under two live
     // maps may be the key's node under the other map; any other write by its own map's node.
-    const refusedBy = error === 'CacheUnavailable' ? /cache node (\S+) cannot/.exec(message ?? '')?.[1] : undefined;
-    const node = write ? ((refusedBy !== undefined ? cfg.addressNames?.[refusedBy] : undefined) ?? nodeNameOf(ref)) : undefined;
+    // (Cluster mode's strict refusal for want of a replica names its node too: "no replica of cache node … acknowledged".)
+    const refusedBy = error === 'CacheUnavailable' ? /cache node (\S+) (?:cannot|acknowledged)/.exec(message ?? '')?.[1] : undefined;
+    const node = write ? ((refusedBy !== undefined ? nameOfAddress(refusedBy) : undefined) ?? nodeNameOf(ref)) : undefined;
     buffer.push({
       op,
       client: cfg.client,
@@ -404,6 +426,14 @@ void (async () => {
   const until = Date.now() + 15_000;
   // Its shard map registered on the nodes (lib/cache/maps.ts), as a container's first request does.
   await cache.shards.view?.refresh();
+  // Cluster mode: the topology learnt from the seed, and every primary verified.
+  if (clusterMode) {
+    while (Date.now() < until && !(cache.shards.nodes.length >= 3 && cache.shards.nodes.every((n) => n.readable))) {
+      await cache.checkHealth();
+      await sleep(20);
+    }
+    instrumentNodes();
+  }
   while (Date.now() < until && !cache.shards.nodes.every((n) => n.readable)) await sleep(20);
   post({ type: 'ready' });
 })();

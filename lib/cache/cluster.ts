@@ -7,8 +7,12 @@ import { SLOTS, slotOf, type Redirect } from './slots.ts';
 
 /** A redirect asks for a refresh of the topology at most this often. */
 const REDIRECT_REFRESH_MS = 100;
-/** A failure of a node (a closed connection, a demoted primary) asks for one at most this often. */
-const FAILURE_REFRESH_MS = 1000;
+/**
+ * A primary found demoted (its role, at a verification), or a request for a key whose primary is
+ * believed down, asks for one at most this often: a promoted replica is learnt this soon after it took
+ * over, while strict writes of its slots are refused (a CLUSTER SLOTS of a few hundred bytes per client).
+ */
+const FAILURE_REFRESH_MS = 250;
 
 /** One range of CLUSTER SLOTS' answer: first slot, last slot, then the primary's [host, port, id, …]. */
 type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
@@ -17,9 +21,10 @@ type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
  * Cluster mode (ARCHITECTURE.md, "Cluster mode"): one CacheNode per primary of a Redis Cluster, each on
  * a standalone connection with shards mode's state machine (up, down, starting, settling), its own
  * epoch and dirty keys; every key goes to the primary that owns its slot. The topology (CLUSTER SLOTS)
- * is learnt from the seed, then refreshed each check interval, on every redirect (MOVED, ASK) and on a
- * node's failure, so a failover or a slot migration reaches the routing within a check interval at
- * most. A stall of one primary therefore costs only the keys of its slots.
+ * is learnt from the seed, then refreshed each check interval, on every redirect (MOVED, ASK), on a
+ * demoted primary and while requests are for keys of a primary believed down, so a failover or a slot
+ * migration reaches the routing within a check interval at most. A stall of one primary therefore
+ * costs only the keys of its slots.
  *
  * Until the topology is known (a cold start), the seed serves every slot: its own keys at once, the
  * others by redirect (a redirected read is served around the cache, a write is sent again to the node
@@ -54,8 +59,13 @@ export class ClusterMap {
 
   /** The primary that owns `key`'s slot; the check interval's refresh of the topology is started from here. */
   nodeForKey(key: string): CacheNode | undefined {
-    if (this.clock() - this.lastRefresh >= this.settings.checkIntervalMs) void this.refresh();
-    return this.owners[slotOf(key)];
+    const since = this.clock() - this.lastRefresh;
+    if (since >= this.settings.checkIntervalMs) void this.refresh();
+    const node = this.owners[slotOf(key)];
+    // A primary believed down may have been failed over: a dead one fails no command (requests go around
+    // it), and its probes come at most once a second, so the request itself asks the topology.
+    if (node !== undefined && since >= FAILURE_REFRESH_MS && !node.writable) void this.refresh();
+    return node;
   }
 
   /** Learns the topology again (one refresh at a time; callers share it). */

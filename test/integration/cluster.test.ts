@@ -8,9 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { startStack, type TestStack } from '../helpers/stack.ts';
+import { manualClock, startStack, type TestStack } from '../helpers/stack.ts';
 import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
 import { streamRecord } from '../helpers/faults.ts';
+import { logsDuring } from '../helpers/capture-logs.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
 import { CacheUnavailableError } from '../../lib/errors.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
@@ -142,6 +143,48 @@ describe('cluster mode', () => {
     assert.deepEqual(res.batchItemFailures, []);
     assert.equal((await cache.get('orders', key)).cache, 'miss');
     assert.equal((await cache.get('orders', key)).cache, 'hit');
+  });
+
+  test('R6: a write whose primary does not answer commits under available, keeps its key dirty; the stream record is retried; reads return the write once repaired', async () => {
+    const writer = container({ CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    const consumer = container({ CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    const other = container({ CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    await Promise.all([warm(writer), warm(consumer), warm(other)]);
+    const key = { customerId: 'r6-cluster', orderId: 'o' };
+    const rk = writer.resolve('orders', key);
+    const primary = await serverOf(writer, key);
+    await writer.put('orders', { ...key, n: 1 });
+    assert.equal((await other.get('orders', key)).cache, 'hit');
+    primary.pause();
+    try {
+      const { result, logs } = await logsDuring(() => writer.put('orders', { ...key, n: 2 }));
+      assert.equal(result.version, 2, 'the write committed and was acknowledged');
+      const dirty = logs.find((l) => l.message === 'CACHE_DIRTY_DATA');
+      assert.ok(dirty, 'the dirty key was logged');
+      assert.equal(dirty.itemKey, rk.redisKey);
+      assert.equal(writer.nodeFor(rk)!.dirty.has(rk.redisKey), true);
+      // The stream record cannot be applied either: reported, so Lambda retries it.
+      const failed = await invalidateStreamRecords(consumer, [streamRecord(consumer, rk, '300')]);
+      assert.deepEqual(failed.batchItemFailures, [{ itemIdentifier: '300' }]);
+    } finally {
+      primary.resume();
+    }
+    // Lambda's retry of the record: the consumer probes the primary itself and applies it.
+    let retried = await invalidateStreamRecords(consumer, [streamRecord(consumer, rk, '300')]);
+    for (let i = 0; i < 40 && retried.batchItemFailures.length > 0; i++) {
+      await sleep(50);
+      retried = await invalidateStreamRecords(consumer, [streamRecord(consumer, rk, '300')]);
+    }
+    assert.deepEqual(retried.batchItemFailures, []);
+    assert.equal((await other.get('orders', key)).item?.n, 2);
+    // The writer's own recovery repairs its dirty key before it trusts the primary again.
+    const node = writer.nodeFor(rk)!;
+    for (let i = 0; i < 200 && (node.dirty.size > 0 || node.health().status === 'down'); i++) {
+      await writer.checkHealth();
+      if (node.dirty.size > 0 || node.health().status === 'down') await sleep(25);
+    }
+    assert.equal(node.dirty.size, 0, 'the dirty key was repaired');
+    assert.equal((await writer.get('orders', key)).item?.n, 2);
   });
 
   test('a stalled primary costs only its own keys: other keys still hit and strict writes of them are accepted', async () => {
@@ -452,5 +495,47 @@ describe('cluster mode', () => {
       `writes acknowledged after the move (refused meanwhile: ${refused})`,
     );
     assert.equal(nodeServer(reader, first), target);
+  });
+  test('a failover whose old primary stays dead is learnt from requests for its keys, within a quarter second of the last refresh, not at the check interval', async () => {
+    // The state machines' clock is driven by hand: the throttles of the topology refreshes are what is tested.
+    const clock = manualClock();
+    const writer = stack.cache(
+      {
+        CACHE_MODE: 'cluster',
+        CACHE_NODES: cluster.primaries[0]!.url,
+        CACHE_CHECK_INTERVAL_SECONDS: '60',
+        CACHE_START_CYCLES: '0',
+        DYNAMODB_DEADLINE_MS: '3000',
+        CACHE_WRITE_POLICY: 'strict',
+      },
+      { clock: clock.now },
+    );
+    await warm(writer);
+    const primary = await serverOf(writer, { customerId: 'learn-0', orderId: 'o' });
+    const replica = await replicaOf(primary);
+    const [key] = (await keysSplitBy(writer, 'learn', primary, 1)).on;
+    await writer.put('orders', { ...key!, n: 1 });
+    clock.advance(2_000);
+    await primary.kill();
+    try {
+      // The write that meets the dead primary: refused; the topology it asks for still names the primary.
+      await assert.rejects(writer.put('orders', { ...key!, n: 2 }), CacheUnavailableError);
+      await sleep(300);
+      await clusterCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+      for (let i = 0; i < 200 && !/^role:master/m.test(String(await clusterCall(replica, 'INFO', 'replication'))); i++) await sleep(25);
+      clock.advance(300);
+      // This write still goes to the dead primary, but asks for the topology again (its primary is down).
+      await writer.put('orders', { ...key!, n: 3 }).catch(() => undefined);
+      // The clock stands still, a second short of the dead primary's next probe and a minute short of
+      // the check interval: only that request's refresh can move the key (real time only lets it land).
+      const rk = writer.resolve('orders', key!);
+      for (let i = 0; i < 80 && !writer.nodeFor(rk)?.address.endsWith(`:${replica.port}`); i++) await sleep(50);
+      assert.equal(nodeServer(writer, key!), replica, 'the key goes to the promoted replica');
+      // And a strict write of it is accepted there.
+      await writer.put('orders', { ...key!, n: 4 });
+    } finally {
+      await primary.startAgain();
+      await replicaOf(replica);
+    }
   });
 });

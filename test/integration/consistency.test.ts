@@ -321,6 +321,49 @@ describe('consistency run', () => {
   });
 });
 
+describe('consistency run, cluster mode', () => {
+  test('a short run on a local cluster: a primary failed over under load, slots migrated; no stale or phantom read', {
+    timeout: 120_000,
+  }, async () => {
+    // Prepare: the two classes only cluster mode has, small, recording its history.
+    const dir = mkdtempSync(join(tmpdir(), 'consistency-cluster-'));
+    const historyFile = join(dir, 'history.ndjson');
+    try {
+      // Act
+      const result = await runConsistency({
+        mode: 'cluster',
+        seconds: 5,
+        seed: 5,
+        policy: 'strict',
+        faults: ['failover', 'migrate'],
+        workers: 2,
+        concurrency: 2,
+        commandTimeoutMs: 500,
+        historyFile,
+        log: () => {},
+      });
+      console.log(formatReport(result));
+      const lines = readFileSync(historyFile, 'utf8').split('\n').filter(Boolean);
+      const windows = lines.map((l) => JSON.parse(l) as { fault?: FaultWindow }).flatMap((l) => (l.fault ? [l.fault] : []));
+      const records = lines.map((l) => JSON.parse(l) as OpRecord).filter((r) => r.client !== undefined);
+
+      // Assess: both fired; the failover names its pair and a new primary; slots moved.
+      const failover = windows.find((w) => w.kind === 'failover');
+      assert.ok(failover?.node?.startsWith('shard'), `the failover names its primary's pair: ${failover?.node}`);
+      assert.notEqual(failover?.detail?.newPrimary, failover?.detail?.oldPrimary);
+      const migrate = windows.find((w) => w.kind === 'migrate');
+      assert.ok(((migrate?.detail?.slots as number[] | undefined) ?? []).length > 0, `slots migrated: ${JSON.stringify(migrate?.detail)}`);
+      // Writes name the pair of the primary their key went to, as the failover window names it.
+      assert.ok(records.filter((r) => r.kind === 'put').every((r) => r.node?.startsWith('shard')));
+      assert.ok(result.operations.total > 200, `operations: ${result.operations.total}`);
+      assert.equal(result.phantomReads, 0, `phantom reads: ${JSON.stringify(result.phantomExamples.slice(0, 3))}`);
+      assert.equal(result.staleReads, 0, `stale reads: ${JSON.stringify(result.staleExamples.slice(0, 3))}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Violations the runs found, as deterministic reproductions (they fail until the library is fixed)
 // ---------------------------------------------------------------------------------------------
