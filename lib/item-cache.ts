@@ -1,6 +1,15 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from './config.ts';
-import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import {
+  decodeEntry,
+  encodeEntry,
+  entryOf,
+  fromAttributes,
+  hasNestedNumbers,
+  normalizeAttributes,
+  toAttributes,
+  type Item,
+} from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
 import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
@@ -443,10 +452,10 @@ function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSour
   return { item, version, cache };
 }
 
-/** A write's answer and its entry, from one encoding: the answer is what a read of the entry returns (binary as plain Uint8Array). */
+/** A write's answer and its entry: the answer is what a read of the entry returns (entryOf; binary as plain Uint8Array). */
 function writeOutcome(table: TableDefinition, av: Attributes): { result: WriteResult; entry: CacheEntry } {
   const entry = toEntry(table, av);
-  const { item, version } = decodeEntry(entry.data, table.versionAttribute);
+  const { item, version } = entryOf(av, table.versionAttribute);
   return { result: { item, version }, entry };
 }
 

@@ -76,6 +76,96 @@ describe('parseJsonExact: any text', () => {
   });
 });
 
+describe('parseJsonExact: the marked path (a number a double cannot hold)', () => {
+  const L = '123456789012345678901234567890';
+  /** Numbers by value (a NumberValue as the double nearest it), everything else as it is. */
+  const byValue = (v: unknown): unknown => {
+    if (v instanceof NumberValue) return Number(v.value) + 0;
+    if (typeof v === 'number') return v + 0;
+    if (Array.isArray(v)) return v.map(byValue);
+    if (typeof v === 'object' && v !== null) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v))
+        Object.defineProperty(out, k, { value: byValue((v as Record<string, unknown>)[k]), enumerable: true });
+      return out;
+    }
+    return v;
+  };
+
+  test('property: a text is refused exactly when JSON.parse refuses it, and read as JSON.parse reads it, numbers by value', () => {
+    const unit = fc.constantFrom(
+      '"',
+      '\\',
+      '[',
+      ']',
+      '{',
+      '}',
+      ':',
+      ',',
+      ' ',
+      '1',
+      '.',
+      'e',
+      '-',
+      '0',
+      'a',
+      L,
+      `-${L}`,
+      `${L}e5`,
+      '1e20',
+      '"__proto__"',
+      'true',
+    );
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 24 }), (text) => {
+        let plain: unknown;
+        let json = true;
+        try {
+          plain = JSON.parse(text);
+        } catch {
+          json = false;
+        }
+        let parsed: unknown;
+        try {
+          parsed = parseJsonExact(text);
+        } catch (err) {
+          assert.ok(err instanceof ValidationError, `${text}: ${String(err)}`);
+          assert.ok(!json, `${text} is JSON but was refused: ${String(err)}`);
+          return;
+        }
+        assert.ok(json, `${text} is not JSON but was read`);
+        assert.deepStrictEqual(byValue(parsed), byValue(plain), text);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  test('markers are numbers no body number can be taken for, and every long number keeps its digits', () => {
+    const parsed = parseJsonExact(
+      `{"a":[${L},1e20,2e20,100000000000000000000,9007199254740993,9007199254740991,"1e20"],"__proto__":${L}}`,
+    ) as Record<string, unknown>;
+    assert.deepStrictEqual(parsed.a, [
+      new NumberValue(L),
+      new NumberValue('100000000000000000000'),
+      new NumberValue('200000000000000000000'),
+      new NumberValue('100000000000000000000'),
+      new NumberValue('9007199254740993'),
+      9007199254740991,
+      '1e20',
+    ]);
+    assert.ok(Object.hasOwn(parsed, '__proto__'));
+    assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+    assert.deepStrictEqual(Object.getOwnPropertyDescriptor(parsed, '__proto__')?.value, new NumberValue(L));
+  });
+
+  test('a long number where a key must be, or a number token JSON does not allow, is malformed JSON (its own error)', () => {
+    for (const text of [`{${L}:1}`, `{"a":1,${L} :2}`, `[-,${L}]`, `[01,${L}]`, `[${L}.]`, `[${L}e]`, `[1.5.5${L}]`, `[${L} ${L}]`]) {
+      const err = validationError(() => parseJsonExact(text));
+      assert.match(err.message, /malformed JSON/, text);
+    }
+  });
+});
+
 describe('parseJsonExact: numbers', () => {
   test('a number token just over MAX_NUMBER_LENGTH is refused by length, naming the attribute', () => {
     const over = `1${'0'.repeat(MAX_NUMBER_LENGTH - 1)}1`;
