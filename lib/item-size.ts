@@ -61,7 +61,8 @@ function utf8Length(s: string): number {
   return bytes;
 }
 
-const NON_ZERO = /[1-9]/;
+/** A sign, zeros and the point before the first non-zero digit (sticky: no match object is made). */
+const LEADING = /[-0.]*/y;
 const ZERO = 0x30;
 const DOT = 0x2e;
 const MINUS = 0x2d;
@@ -81,8 +82,10 @@ export function numberSize(text: string): number {
   if (point === -1) point = n;
   // The first and last non-zero digits, found from each end (the first natively: `0.` and 129
   // zeros lead the longest spelling); the digits between are not read.
-  const first = text.search(NON_ZERO);
-  if (first === -1) return 1;
+  LEADING.lastIndex = 0;
+  LEADING.test(text);
+  const first = LEADING.lastIndex;
+  if (first === n) return 1;
   let last = n - 1;
   while (isZeroOrDot(text.charCodeAt(last))) last--;
   // Their powers of ten.

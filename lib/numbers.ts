@@ -26,7 +26,8 @@ const MINUS = 0x2d;
  * characters, for the 170-character spellings a body may hold by the thousand).
  */
 const CANONICAL = /^-?(?:0|0\.0*[1-9](?:\d*[1-9])?|[1-9]\d*(?:\.\d*[1-9])?)$/;
-const NON_ZERO = /[1-9]/;
+/** The zeros from `lastIndex` on (a sticky test: no match object, unlike `search`). */
+const ZEROS = /0*/y;
 
 /**
  * The significant digits of `text` when it is already DynamoDB's spelling of a number it can store
@@ -43,7 +44,9 @@ export function canonicalDigits(text: string): number {
   let high: number; // the power of ten of the leading significant digit
   if (text.charCodeAt(sign) === ZERO) {
     if (point === -1) return sign === 0 ? 0 : -1; // "0"; "-0" is not DynamoDB's
-    const first = text.search(NON_ZERO);
+    ZEROS.lastIndex = point + 1;
+    ZEROS.test(text);
+    const first = ZEROS.lastIndex;
     high = point - first;
     digits = n - first;
   } else if (point === -1) {

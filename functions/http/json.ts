@@ -148,8 +148,8 @@ const MAX_DEPTH = 64;
 /**
  * How deep the JSON text of a body may nest. An item nests at most MAX_DEPTH levels; a `$map`
  * wrapper spends two JSON levels on one of the item's, and the body and a batch-get's `keys` two
- * more. Checked while the tokens are found, before the reviver (which recurses) runs: a body nested
- * thousands deep is a 400 naming the body, never a stack overflow.
+ * more. Checked while the tokens are found, before the walk that puts exact numbers back (which
+ * recurses) runs: a body nested thousands deep is a 400 naming the body, never a stack overflow.
  */
 export const MAX_JSON_DEPTH = 2 * MAX_DEPTH + 2;
 
@@ -430,10 +430,11 @@ function write(v: unknown, out: string[]): void {
     out.push(v.toString());
   } else if (Array.isArray(v)) {
     out.push('[');
-    v.forEach((x, i) => {
+    for (let i = 0; i < v.length; i++) {
       if (i > 0) out.push(',');
+      const x: unknown = v[i];
       write(x === undefined ? null : x, out);
-    });
+    }
     out.push(']');
   } else if (typeof v === 'object' && v !== null) {
     out.push('{');

@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { DIGEST_LENGTH, itemDigest } from '../../lib/digest.ts';
+import { DIGEST_LENGTH, itemDigest, spelledItemDigest } from '../../lib/digest.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -71,5 +71,11 @@ describe('itemDigest', () => {
       _version: { N: '3' },
     };
     assert.equal(itemDigest(pinned), 'xOclXbUUjnqqBtgMkWfywx');
+  });
+
+  test("spelledItemDigest: the same digest for an item whose numbers are already in DynamoDB's spelling", () => {
+    const spelled: Item = { n: { N: '1.5' }, ns: { NS: ['-0.5', '10'] }, l: { L: [{ N: '-0.0000001' }, { M: { a: { N: '2' } } }] } };
+    assert.equal(spelledItemDigest(spelled), itemDigest(spelled));
+    assert.equal(spelledItemDigest(item), itemDigest(item));
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Issue 18, finding 1: the API's JSON parser reads client bodies in one bounded pass. Nesting is
- * bounded while the tokens are found (before the reviver, which recurses, runs), a number token
+ * bounded while the tokens are found (before the walk that puts exact numbers back, which recurses, runs), a number token
  * over MAX_NUMBER_LENGTH reaches the library as text and is refused there by length with the
  * attribute's name, and the short-number fast path gives exactly what the exact path gives.
  */
@@ -34,7 +34,7 @@ describe('parseJsonExact: bounded nesting', () => {
       assert.equal(err.field, 'body');
       assert.match(err.message, new RegExp(`nests deeper than ${MAX_JSON_DEPTH} levels`));
     }
-    // Deeper than any stack: still the same answer (the reviver never runs).
+    // Deeper than any stack: still the same answer (the walk never runs).
     assert.match(validationError(() => parseJsonExact(`{"a":${nested(200_000, '1.5')}}`)).message, /nests deeper/);
   });
 
