@@ -7,12 +7,18 @@ import { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type Item = Record<string, unknown>;
 export type Attributes = Record<string, AttributeValue>;
 
+/** The longest String(n) of any double n: `-0.0000012345678901234567` (25). */
+const MAX_DOUBLE_SPELLING = 25;
+
 /**
  * Numbers come back as JS numbers only when that is exact (the string survives the trip through a
  * double and, for integers, stays within 2^53); every other number is a NumberValue holding
  * DynamoDB's own digits (G4).
  */
 export function toNativeNumber(text: string): number | NumberValue {
+  // No double's spelling is longer (17 digits, a sign, `0.` and 5 zeros, or an exponent): a long
+  // number skips the conversion both ways (issue 18: a body may hold thousands of 170-character numbers).
+  if (text.length > MAX_DOUBLE_SPELLING) return new NumberValue(text);
   const n = Number(text);
   if (String(n) === text && (!Number.isInteger(n) || Number.isSafeInteger(n))) return n;
   return new NumberValue(text);
@@ -194,11 +200,29 @@ export function hasNestedNumbers(av: Attributes): boolean {
  * form, so what comes out is what DynamoDB sent in, exactly, for every type.
  */
 export function encodeAttributes(av: Attributes): string {
+  // A replacer costs several times the plain stringify: only for items that hold binary.
+  if (!hasBinaryIn(av)) return JSON.stringify(av);
   // Read the raw value from the holder: a Buffer's toJSON would otherwise run before the replacer.
   return JSON.stringify(av, function (this: Record<string, unknown>, k: string, v: unknown) {
     const raw = this[k];
     return raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') : v;
   });
+}
+
+function hasBinary(v: AttributeValue): boolean {
+  if (v.B !== undefined || v.BS !== undefined) return true;
+  if (v.L !== undefined) {
+    for (const x of v.L) if (hasBinary(x)) return true;
+  } else if (v.M !== undefined) return hasBinaryIn(v.M);
+  return false;
+}
+
+function hasBinaryIn(map: Attributes): boolean {
+  for (const name in map) {
+    const v = map[name];
+    if (v !== undefined && hasBinary(v)) return true;
+  }
+  return false;
 }
 
 const fromBase64 = (b64: string): Uint8Array => Uint8Array.from(Buffer.from(b64, 'base64'));
@@ -330,6 +354,41 @@ export function decodeEntry(text: string, versionAttribute: string): DecodedEntr
   const n = isObject(v) && typeof v.N === 'string' ? v.N : undefined;
   if (n !== undefined && tryNormalizeNumber(n) === undefined) throw new UnreadableEntryError('bad number');
   return { item, version: n === undefined ? 0 : Number(n) };
+}
+
+/**
+ * What decodeEntry(encodeEntry(av, versionAttribute), versionAttribute) returns, without the
+ * text's round trip: a write's answer (ItemCache) is what a read of its entry returns, and a
+ * megabyte item is not encoded and parsed again for it (issue 18). fromAttributes, with binary
+ * copied into fresh plain Uint8Arrays as decoding base64 gives. For attribute values from the SDK
+ * or toAttributes (numbers DynamoDB stores: the checks decodeEntry makes pass).
+ */
+export function entryOf(av: Attributes, versionAttribute: string): DecodedEntry {
+  const n = av[versionAttribute]?.N;
+  return { item: entryItemOf(av, versionAttribute), version: n === undefined ? 0 : Number(n) };
+}
+
+function entryItemOf(map: Attributes, omit?: string): Item {
+  const out: Item = {};
+  for (const name in map) {
+    const value = map[name];
+    if (name === omit || value === undefined) continue;
+    const v = entryValueOf(value);
+    // Plain assignment of "__proto__" would set the prototype instead of an attribute.
+    if (name === '__proto__') Object.defineProperty(out, name, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[name] = v;
+  }
+  return out;
+}
+
+const plainBytes = (b: unknown): Uint8Array => (typeof b === 'string' ? fromBase64(b) : new Uint8Array(b as Uint8Array));
+
+function entryValueOf(av: AttributeValue): unknown {
+  if (av.B !== undefined) return plainBytes(av.B);
+  if (av.BS !== undefined) return new Set(av.BS.map(plainBytes));
+  if (av.M !== undefined) return entryItemOf(av.M);
+  if (av.L !== undefined) return av.L.map(entryValueOf);
+  return fromAttributeValue(av);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

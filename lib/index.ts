@@ -17,7 +17,7 @@ export { resolveKey } from './keys.ts';
 /** @internal The shard a key maps to (the bench and the tests place keys on chosen nodes). */
 export { virtualShard } from './keys.ts';
 export type { ItemKey, KeyValue, ResolvedKey } from './keys.ts';
-export { normalizeNumber, tryNormalizeNumber } from './numbers.ts';
+export { canonicalDigits, normalizeNumber, tryNormalizeNumber } from './numbers.ts';
 export type { Item } from './codec.ts';
 export type { WriteOptions } from './store.ts';
 export { withCache, CachedDocumentClient } from './drop-in/client.ts';

@@ -1,6 +1,15 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from './config.ts';
-import { decodeEntry, encodeEntry, fromAttributes, hasNestedNumbers, normalizeAttributes, toAttributes, type Item } from './codec.ts';
+import {
+  decodeEntry,
+  encodeEntry,
+  entryOf,
+  fromAttributes,
+  hasNestedNumbers,
+  normalizeAttributes,
+  toAttributes,
+  type Item,
+} from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
 import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
 import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
@@ -23,7 +32,7 @@ import {
   type ReadSource,
   type RecordedState,
 } from './cache/protocol.ts';
-import { itemDigest } from './digest.ts';
+import { itemDigest, spelledItemDigest } from './digest.ts';
 
 export interface ItemCacheOptions {
   /** Settings; default: built from the environment. */
@@ -274,13 +283,17 @@ export class ItemCache {
     checkItemSize(def, attrs);
     return this.writeThrough(rk, async ({ hint, deadline }) => {
       const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+      // `written` is checkAttributes' output, every number already in DynamoDB's spelling: its
+      // digest takes them as they are (issue 18: thousands of numbers), and a read-back of our own
+      // version is the same item, hence the same digest.
+      const digest = spelledItemDigest(written);
+      if (!hasNestedNumbers(written)) return writeOutcome(def, written, digest);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
-      const ours = stored !== undefined && versionOf(def, stored) === versionOf(def, written);
-      const outcome = writeOutcome(def, ours ? stored : written);
-      return { result: outcome.result, entry: ours ? outcome.entry : undefined };
+      if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) return writeOutcome(def, stored, digest);
+      // Not ours (see ARCHITECTURE.md, "A put's answer after a delete and re-create"): no entry.
+      return { result: entryOf(written, def.versionAttribute), entry: undefined };
     });
   }
 
@@ -432,9 +445,10 @@ export class ItemCache {
   }
 }
 
-function toEntry(table: TableDefinition, av: Attributes | undefined): CacheEntry {
+/** `digest`: the item's digest when the caller has it (itemDigest of the same item). */
+function toEntry(table: TableDefinition, av: Attributes | undefined, digest?: string): CacheEntry {
   if (av === undefined) return absentEntry;
-  return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)), digest: itemDigest(av) };
+  return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)), digest: digest ?? itemDigest(av) };
 }
 
 function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {
@@ -443,10 +457,10 @@ function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSour
   return { item, version, cache };
 }
 
-/** A write's answer and its entry, from one encoding: the answer is what a read of the entry returns (binary as plain Uint8Array). */
-function writeOutcome(table: TableDefinition, av: Attributes): { result: WriteResult; entry: CacheEntry } {
-  const entry = toEntry(table, av);
-  const { item, version } = decodeEntry(entry.data, table.versionAttribute);
+/** A write's answer and its entry: the answer is what a read of the entry returns (entryOf; binary as plain Uint8Array). */
+function writeOutcome(table: TableDefinition, av: Attributes, digest?: string): { result: WriteResult; entry: CacheEntry } {
+  const entry = toEntry(table, av, digest);
+  const { item, version } = entryOf(av, table.versionAttribute);
   return { result: { item, version }, entry };
 }
 

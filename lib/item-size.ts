@@ -61,6 +61,8 @@ function utf8Length(s: string): number {
   return bytes;
 }
 
+/** A sign, zeros and the point before the first non-zero digit (sticky: no match object is made). */
+const LEADING = /[-0.]*/y;
 const ZERO = 0x30;
 const DOT = 0x2e;
 const MINUS = 0x2d;
@@ -75,20 +77,22 @@ const MINUS = 0x2d;
  * without the alignment and the sign).
  */
 export function numberSize(text: string): number {
-  const negative = text.charCodeAt(0) === MINUS;
+  const n = text.length;
   let point = text.indexOf('.');
-  if (point === -1) point = text.length;
-  // Powers of ten of the first and last non-zero digits.
-  let high: number | undefined;
-  let low = 0;
-  for (let i = negative ? 1 : 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === DOT || c === ZERO) continue;
-    const power = i < point ? point - i - 1 : point - i;
-    high ??= power;
-    low = power;
-  }
-  if (high === undefined) return 1;
+  if (point === -1) point = n;
+  // The first and last non-zero digits, found from each end (the first natively: `0.` and 129
+  // zeros lead the longest spelling); the digits between are not read.
+  LEADING.lastIndex = 0;
+  LEADING.test(text);
+  const first = LEADING.lastIndex;
+  if (first === n) return 1;
+  let last = n - 1;
+  while (isZeroOrDot(text.charCodeAt(last))) last--;
+  // Their powers of ten.
+  const high = first < point ? point - first - 1 : point - first;
+  const low = last < point ? point - last - 1 : point - last;
   const pairs = Math.floor(high / 2) - Math.floor(low / 2) + 1;
-  return 1 + pairs + (negative && pairs < 20 ? 1 : 0);
+  return 1 + pairs + (text.charCodeAt(0) === MINUS && pairs < 20 ? 1 : 0);
 }
+
+const isZeroOrDot = (c: number): boolean => c === ZERO || c === DOT;

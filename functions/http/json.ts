@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { NumberValue, ValidationError, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
+import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
 
 /**
  * The API's JSON: every DynamoDB type, exactly, in both directions.
@@ -22,54 +22,124 @@ import { NumberValue, ValidationError, normalizeNumber, tryNormalizeNumber, type
 /**
  * JSON.parse, except that numbers keep their exact value: a JSON number a double cannot hold
  * exactly becomes a NumberValue with its digits. Node 20's JSON.parse offers no access to a
- * number's source text, so the number tokens are found first (skipping string literals) and,
- * only when one of them is inexact, the text is parsed again with each number replaced by a
- * string that a reviver turns back into the exact value. Throws ValidationError (HTTP 400).
+ * number's source text, so the number tokens are found first (skipping string literals), and only
+ * when one of them is inexact is the text parsed with each such number replaced by a marker, which
+ * a walk of the result turns back into the exact value. Throws ValidationError (HTTP 400).
+ *
+ * One JSON.parse either way (issue 18: a megabyte of long numbers is the cheapest JSON to parse,
+ * so every extra pass over it counts). A marker is itself a number, `<index + 1>e20`: no number
+ * left as it is can be one, since those are exact doubles (short ones, or exactNumber's), hence
+ * integers within 2^53 or fractions below it, and a marker is at least 1e20. A number parses faster
+ * than a string, and strings are left alone, so none can be taken for a marker. The marked text is
+ * well-formed exactly when the body is: each replaced token is checked first to be a JSON number in
+ * a value's place (not a key: `{1:2}`).
  */
 export function parseJsonExact(text: string, field = 'body'): unknown {
-  // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse.
-  // The first scan keeps nothing and stops at the first number that is not short; only then is the
-  // text scanned again, whole, keeping the tokens: a body of short numbers allocates nothing per token.
-  let scan = scanTokens(text, field, false);
-  if (!scan.onlyShort) scan = scanTokens(text, field, true);
-  const { tokens, onlyShort } = scan;
-  let plain: unknown;
+  // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse. Keeps
+  // nothing for short numbers: a body of them allocates nothing per token.
+  const long = scanTokens(text, field);
+  if (long.length === 0) return parse(text, field);
+  const numbers: NumberValue[] = [];
+  const parts: string[] = [];
+  let at = 0;
+  for (let t = 0; t < long.length; t += 2) {
+    const start = long[t] as number;
+    const end = long[t + 1] as number;
+    const token = text.slice(start, end);
+    // DynamoDB's spelling is a JSON number: only other spellings need the grammar's check.
+    const digits = canonicalDigits(token);
+    if ((digits < 0 && !isJsonNumber(text, start, end)) || followedByColon(text, end)) malformed(text, field);
+    const exact = exactLongNumber(token, digits);
+    if (typeof exact === 'number') continue; // JSON.parse reads it as this very double
+    numbers.push(exact);
+    parts.push(text.slice(at, start), `${numbers.length}e20`);
+    at = end;
+  }
+  if (numbers.length === 0) return parse(text, field);
+  parts.push(text.slice(at));
+  let marked: unknown;
   try {
-    // Validates the syntax: the tokens found above are used only for well-formed JSON.
-    plain = JSON.parse(text);
+    marked = JSON.parse(parts.join(''));
+  } catch {
+    malformed(text, field);
+  }
+  // Depth bounded by scanTokens: the walk's recursion stays within MAX_JSON_DEPTH.
+  return unmark(marked, numbers);
+}
+
+/** The smallest marker (see parseJsonExact); every number JSON.parse reads as it is lies below 2^53. */
+const MARKER = 1e20;
+
+const isMarker = (v: unknown): v is number => typeof v === 'number' && v >= MARKER;
+
+function parse(text: string, field: string): unknown {
+  try {
+    return JSON.parse(text);
   } catch (err) {
     throw new ValidationError(field, `malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
-  // The common body: every number short (see isShortNumber), which a double holds exactly.
-  if (onlyShort) return plain;
-  const numbers = tokens.filter((t) => t.kind === 'number').map((t) => exactNumber(text.slice(t.start, t.end)));
-  if (numbers.every((n) => typeof n === 'number')) return plain;
-  // Every value string is marked 's', every number becomes "n<index>": no user string can be
-  // mistaken for a number, whatever it holds. Object keys are left alone.
-  let marked = '';
-  let at = 0;
-  let index = 0;
-  for (const t of tokens) {
-    marked += text.slice(at, t.start);
-    marked += t.kind === 'number' ? `"n${index++}"` : `"s${text.slice(t.start + 1, t.end)}`;
-    at = t.end;
-  }
-  marked += text.slice(at);
-  try {
-    return JSON.parse(marked, (_key, value: unknown) => {
-      if (typeof value !== 'string') return value;
-      return value[0] === 'n' ? numbers[Number(value.slice(1))] : value.slice(1);
-    });
-  } catch (err) {
-    // Not reached: scanTokens bounds the depth the (recursive) reviver walks.
-    throw new ValidationError(field, err instanceof RangeError ? 'is nested too deeply' : `cannot be read: ${String(err)}`);
-  }
 }
 
-interface Token {
-  kind: 'number' | 'string';
-  start: number;
-  end: number;
+/**
+ * The error of a body the marking found malformed (a number token that is not a JSON number or
+ * stands where a key must, or marked text JSON.parse refuses): JSON.parse's own, at the body's own
+ * position. Well-formed JSON never gets here (its tokens are exact); if it did, it is refused
+ * rather than read with rounded numbers.
+ */
+function malformed(text: string, field: string): never {
+  parse(text, field);
+  throw new ValidationError(field, 'cannot be read as exact JSON');
+}
+
+/** The marked result back: each marker → its exact number, in place (the objects are JSON.parse's own). */
+function unmark(v: unknown, numbers: NumberValue[]): unknown {
+  if (isMarker(v)) return numbers[Math.round(v / MARKER) - 1];
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x === 'object' ? x !== null : isMarker(x)) v[i] = unmark(x, numbers);
+    }
+    return v;
+  }
+  const obj = v as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    const x = obj[key];
+    if (typeof x === 'object' ? x === null : !isMarker(x)) continue;
+    const y = unmark(x, numbers);
+    if (y === x) continue;
+    // JSON.parse made "__proto__" an own property; assignment would set the prototype instead.
+    if (key === '__proto__') Object.defineProperty(obj, key, { value: y, enumerable: true, writable: true, configurable: true });
+    else obj[key] = y;
+  }
+  return obj;
+}
+
+/** Whether text[start, end) is a JSON number: `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?. */
+function isJsonNumber(text: string, start: number, end: number): boolean {
+  let i = start;
+  if (text.charCodeAt(i) === MINUS) i++;
+  if (text.charCodeAt(i) === ZERO) i++;
+  else if (isDigit(text.charCodeAt(i))) while (i < end && isDigit(text.charCodeAt(i))) i++;
+  else return false;
+  if (i < end && text.charCodeAt(i) === DOT) {
+    if (++i >= end || !isDigit(text.charCodeAt(i))) return false;
+    while (i < end && isDigit(text.charCodeAt(i))) i++;
+  }
+  if (i < end && (text.charCodeAt(i) | 0x20) === 0x65) {
+    i++;
+    if (text.charCodeAt(i) === PLUS || text.charCodeAt(i) === MINUS) i++;
+    if (i >= end || !isDigit(text.charCodeAt(i))) return false;
+    while (i < end && isDigit(text.charCodeAt(i))) i++;
+  }
+  return i === end;
+}
+
+/** Whether the next character after `end`, past whitespace, is a colon (the token is an object's key). */
+function followedByColon(text: string, end: number): boolean {
+  let next = end;
+  while (next < text.length && isSpace(text.charCodeAt(next))) next++;
+  return text.charCodeAt(next) === COLON;
 }
 
 /** Deep enough for DynamoDB's 32 levels of nesting; stops a hostile body from exhausting the stack. */
@@ -78,8 +148,8 @@ const MAX_DEPTH = 64;
 /**
  * How deep the JSON text of a body may nest. An item nests at most MAX_DEPTH levels; a `$map`
  * wrapper spends two JSON levels on one of the item's, and the body and a batch-get's `keys` two
- * more. Checked while the tokens are found, before the reviver (which recurses) runs: a body nested
- * thousands deep is a 400 naming the body, never a stack overflow.
+ * more. Checked while the tokens are found, before the walk that puts exact numbers back (which
+ * recurses) runs: a body nested thousands deep is a 400 naming the body, never a stack overflow.
  */
 export const MAX_JSON_DEPTH = 2 * MAX_DEPTH + 2;
 
@@ -92,22 +162,27 @@ const BACKSLASH = 0x5c;
 const COLON = 0x3a;
 const MINUS = 0x2d;
 const DOT = 0x2e;
+const PLUS = 0x2b;
+const ZERO = 0x30;
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
-const isNumberChar = (c: number): boolean => isDigit(c) || c === 0x2e || c === 0x2b || c === MINUS || c === 0x45 || c === 0x65;
+/** The characters of a number token (digits, `.`, `+`, `-`, `e`, `E`), one look-up each. */
+const NUMBER_CHARS = new Uint8Array(128);
+for (const c of '0123456789.+-eE') NUMBER_CHARS[c.charCodeAt(0)] = 1;
+const isNumberChar = (c: number): boolean => NUMBER_CHARS[c] === 1;
+/** The rest of a number token's characters, from `lastIndex` (always matches, perhaps nothing). */
+const NUMBER_RUN = /[-+.eE0-9]*/y;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /**
- * Number tokens and value strings (not object keys) of well-formed JSON, in order, and whether
- * every number is short; without `keep`, no tokens, and it stops at the first number that is not
- * short (the depth is then checked by the scan that keeps them). Refuses text
- * nested deeper than MAX_JSON_DEPTH. One pass: every character is visited once (strings are
- * skipped by indexOf, a backslash run is counted once, by the quote that ends it). Terminates on
- * any text; on malformed JSON its tokens are meaningless and unused.
+ * The number tokens of well-formed JSON that are not short (isShortNumber), as start and end
+ * offsets in pairs. Refuses text nested deeper than MAX_JSON_DEPTH. One pass:
+ * every character is visited once (strings are skipped by indexOf, a backslash run is counted
+ * once, by the quote that ends it). Terminates on any text; on malformed JSON its tokens are
+ * meaningless, and parseJsonExact then reports JSON.parse's error.
  */
-function scanTokens(text: string, field: string, keep: boolean): { tokens: Token[]; onlyShort: boolean } {
-  const tokens: Token[] = [];
-  let onlyShort = true;
+function scanTokens(text: string, field: string): number[] {
+  const long: number[] = [];
   let depth = 0;
   let i = 0;
   while (i < text.length) {
@@ -125,19 +200,18 @@ function scanTokens(text: string, field: string, keep: boolean): { tokens: Token
         if (backslashes % 2 === 0) break;
         end++;
       }
-      end++; // past the closing quote
-      let next = end;
-      while (next < text.length && isSpace(text.charCodeAt(next))) next++;
-      if (keep && text.charCodeAt(next) !== COLON) tokens.push({ kind: 'string', start: i, end });
-      i = end;
+      i = end + 1; // past the closing quote
     } else if (c === MINUS || isDigit(c)) {
+      // A short number's characters one by one; past 17 it is long, and the rest of the run is found natively.
       let end = i + 1;
-      while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
-      if (onlyShort && !isShortNumber(text, i, end)) {
-        onlyShort = false;
-        if (!keep) return { tokens, onlyShort };
+      const limit = Math.min(text.length, i + 18);
+      while (end < limit && isNumberChar(text.charCodeAt(end))) end++;
+      if (end === i + 18) {
+        NUMBER_RUN.lastIndex = end;
+        NUMBER_RUN.test(text);
+        end = NUMBER_RUN.lastIndex;
       }
-      if (keep) tokens.push({ kind: 'number', start: i, end });
+      if (!isShortNumber(text, i, end)) long.push(i, end);
       i = end;
     } else {
       if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
@@ -148,7 +222,7 @@ function scanTokens(text: string, field: string, keep: boolean): { tokens: Token
       i++; // punctuation, whitespace, true / false / null
     }
   }
-  return { tokens, onlyShort };
+  return long;
 }
 
 /**
@@ -161,33 +235,29 @@ export function exactNumber(text: string): number | NumberValue {
     const n = Number(text);
     return n === 0 ? 0 : n; // -0 is DynamoDB's 0
   }
-  // Not normalizeNumber: a body may hold thousands of numbers DynamoDB cannot store, and an error
+  return exactLongNumber(text, canonicalDigits(text));
+}
+
+/** exactNumber of a number that is not short, given canonicalDigits of it. */
+function exactLongNumber(text: string, canonicalDigitsOfText: number): number | NumberValue {
+  // Already DynamoDB's spelling (one pass, the digits counted in it), else normalized. Not
+  // normalizeNumber: a body may hold thousands of numbers DynamoDB cannot store, and an error
   // thrown for each would cost more than reading them.
-  const canonical = tryNormalizeNumber(text);
-  if (canonical === undefined) return new NumberValue(text);
+  let canonical = text;
+  let digits = canonicalDigitsOfText;
+  if (digits < 0) {
+    const normalized = tryNormalizeNumber(text);
+    if (normalized === undefined) return new NumberValue(text);
+    canonical = normalized;
+    digits = canonicalDigits(canonical);
+  }
   // More than 17 significant digits: no double spells it (a 38-digit number skips Number and String).
-  if (significantDigits(canonical) > 17) return new NumberValue(canonical);
+  if (digits > 17) return new NumberValue(canonical);
   const n = Number(canonical);
   if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
   return new NumberValue(canonical);
-}
-
-/** Significant digits of a number in DynamoDB's spelling (from its first non-zero digit to its last). */
-function significantDigits(canonical: string): number {
-  let first = -1;
-  let last = -1;
-  for (let i = 0; i < canonical.length; i++) {
-    const c = canonical.charCodeAt(i);
-    if (c > 0x30 && c <= 0x39) {
-      if (first === -1) first = i;
-      last = i;
-    }
-  }
-  if (first === -1) return 0;
-  const point = canonical.indexOf('.');
-  return last - first + 1 - (point > first && point < last ? 1 : 0);
 }
 
 /**
@@ -360,10 +430,11 @@ function write(v: unknown, out: string[]): void {
     out.push(v.toString());
   } else if (Array.isArray(v)) {
     out.push('[');
-    v.forEach((x, i) => {
+    for (let i = 0; i < v.length; i++) {
       if (i > 0) out.push(',');
+      const x: unknown = v[i];
       write(x === undefined ? null : x, out);
-    });
+    }
     out.push(']');
   } else if (typeof v === 'object' && v !== null) {
     out.push('{');

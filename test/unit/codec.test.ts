@@ -8,6 +8,7 @@ import {
   encodeAttributes,
   encodeEntry,
   encodeItem,
+  entryOf,
   fromAttributes,
   MAX_ENTRY_LENGTH,
   MAX_ITEM_DEPTH,
@@ -17,6 +18,7 @@ import {
   UnreadableEntryError,
 } from '../../lib/codec.ts';
 import { NumberValue, ValidationError } from '../../lib/index.ts';
+import fc from 'fast-check';
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 const isPlainU8 = (v: unknown): boolean => v instanceof Uint8Array && Object.getPrototypeOf(v) === Uint8Array.prototype;
@@ -423,5 +425,48 @@ describe('encodeEntry / decodeEntry', () => {
     const back = decodeEntry('{"n":{"N":"1E-7"},"s":{"NS":["-2.5E-10","100"]},"_version":{"N":"3"}}', V);
     assert.equal(back.version, 3);
     assert.deepStrictEqual(back.item, { n: new NumberValue('1E-7'), s: new Set([new NumberValue('-2.5E-10'), 100]) });
+  });
+
+  test('entryOf (a write answer) is what decoding the encoded entry returns, for any attribute values', () => {
+    // Numbers in the spellings DynamoDB answers: canonical, as sent (long), and Java's BigDecimal form.
+    const number = fc.constantFrom(
+      '0',
+      '1.5',
+      '-7',
+      '9007199254740993',
+      '0.0000001',
+      '1E-7',
+      '-2.5E-10',
+      `-0.${'0'.repeat(129)}12345678901234567890123456789012345678`,
+      '12345678901234567890',
+    );
+    const name = fc.constantFrom('a', 'b', '__proto__', 'constructor', '_version', 'N', '1', '');
+    const { value } = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        fc.record({ S: fc.string() }),
+        fc.record({ N: number }),
+        fc.record({ BOOL: fc.boolean() }),
+        fc.constant({ NULL: true }),
+        fc.record({ B: fc.uint8Array({ maxLength: 4 }).map((b) => (b.length % 2 ? Buffer.from(b) : b)) }),
+        fc.record({ SS: fc.uniqueArray(fc.string(), { minLength: 1, maxLength: 3 }) }),
+        fc.record({ NS: fc.uniqueArray(number, { minLength: 1, maxLength: 3 }) }),
+        fc.record({ BS: fc.array(fc.uint8Array({ maxLength: 3 }), { minLength: 1, maxLength: 3 }) }),
+        fc.record({ L: fc.array(tie('value'), { maxLength: 3 }) }),
+        fc.record({ M: fc.dictionary(name, tie('value'), { maxKeys: 3 }) }),
+      ),
+    }));
+    const version = fc.option(fc.constantFrom('1', '42', '1.5'), { nil: undefined });
+    fc.assert(
+      fc.property(fc.dictionary(name, value as fc.Arbitrary<AttributeValue>, { maxKeys: 4 }), version, (av, v) => {
+        const item: Record<string, AttributeValue> = { ...(av as Record<string, AttributeValue>) };
+        if (v !== undefined) item[V] = { N: v };
+        const expected = decodeEntry(encodeEntry(item, V), V);
+        const got = entryOf(item, V);
+        assert.deepStrictEqual(got, expected);
+        assertPlainBinary(got.item);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

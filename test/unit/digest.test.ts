@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { DIGEST_LENGTH, itemDigest } from '../../lib/digest.ts';
+import { DIGEST_LENGTH, itemDigest, spelledItemDigest } from '../../lib/digest.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -53,5 +53,29 @@ describe('itemDigest', () => {
   test('names that look like the canonical form’s own markers cannot forge another item', () => {
     assert.notEqual(itemDigest({ a: { S: 'b' } }), itemDigest({ a: { M: { S: { S: 'b' } } } }));
     assert.notEqual(itemDigest({ 'a","b': { S: 'c' } }), itemDigest({ a: { S: 'c' }, b: { S: 'c' } }));
+  });
+
+  test('the digest of a fixed item is pinned (entries and records written by earlier versions still compare)', () => {
+    // The value lib/digest.ts gave before its canonical form was written as text directly (issue 18).
+    const pinned: Item = {
+      id: { S: 'a"é\u{1F600}' },
+      n: { N: '1.50' },
+      b: { B: new Uint8Array([1, 2, 255]) },
+      t: { BOOL: true },
+      f: { BOOL: false },
+      z: { NULL: true },
+      ss: { SS: ['b', 'a', 'b'] },
+      ns: { NS: ['10', '1E1', '-0.5'] },
+      bs: { BS: [new Uint8Array([2]), new Uint8Array([1])] },
+      l: { L: [{ N: '-0.0000001' }, { M: { y: { S: 'x' }, '10': { N: '2' }, '2': { L: [] } } }] },
+      _version: { N: '3' },
+    };
+    assert.equal(itemDigest(pinned), 'xOclXbUUjnqqBtgMkWfywx');
+  });
+
+  test("spelledItemDigest: the same digest for an item whose numbers are already in DynamoDB's spelling", () => {
+    const spelled: Item = { n: { N: '1.5' }, ns: { NS: ['-0.5', '10'] }, l: { L: [{ N: '-0.0000001' }, { M: { a: { N: '2' } } }] } };
+    assert.equal(spelledItemDigest(spelled), itemDigest(spelled));
+    assert.equal(spelledItemDigest(item), itemDigest(item));
   });
 });

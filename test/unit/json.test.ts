@@ -1,6 +1,6 @@
 /**
  * Issue 18, finding 1: the API's JSON parser reads client bodies in one bounded pass. Nesting is
- * bounded while the tokens are found (before the reviver, which recurses, runs), a number token
+ * bounded while the tokens are found (before the walk that puts exact numbers back, which recurses, runs), a number token
  * over MAX_NUMBER_LENGTH reaches the library as text and is refused there by length with the
  * attribute's name, and the short-number fast path gives exactly what the exact path gives.
  */
@@ -34,7 +34,7 @@ describe('parseJsonExact: bounded nesting', () => {
       assert.equal(err.field, 'body');
       assert.match(err.message, new RegExp(`nests deeper than ${MAX_JSON_DEPTH} levels`));
     }
-    // Deeper than any stack: still the same answer (the reviver never runs).
+    // Deeper than any stack: still the same answer (the walk never runs).
     assert.match(validationError(() => parseJsonExact(`{"a":${nested(200_000, '1.5')}}`)).message, /nests deeper/);
   });
 
@@ -73,6 +73,96 @@ describe('parseJsonExact: any text', () => {
       }),
       { numRuns: 20_000 },
     );
+  });
+});
+
+describe('parseJsonExact: the marked path (a number a double cannot hold)', () => {
+  const L = '123456789012345678901234567890';
+  /** Numbers by value (a NumberValue as the double nearest it), everything else as it is. */
+  const byValue = (v: unknown): unknown => {
+    if (v instanceof NumberValue) return Number(v.value) + 0;
+    if (typeof v === 'number') return v + 0;
+    if (Array.isArray(v)) return v.map(byValue);
+    if (typeof v === 'object' && v !== null) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v))
+        Object.defineProperty(out, k, { value: byValue((v as Record<string, unknown>)[k]), enumerable: true });
+      return out;
+    }
+    return v;
+  };
+
+  test('property: a text is refused exactly when JSON.parse refuses it, and read as JSON.parse reads it, numbers by value', () => {
+    const unit = fc.constantFrom(
+      '"',
+      '\\',
+      '[',
+      ']',
+      '{',
+      '}',
+      ':',
+      ',',
+      ' ',
+      '1',
+      '.',
+      'e',
+      '-',
+      '0',
+      'a',
+      L,
+      `-${L}`,
+      `${L}e5`,
+      '1e20',
+      '"__proto__"',
+      'true',
+    );
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 24 }), (text) => {
+        let plain: unknown;
+        let json = true;
+        try {
+          plain = JSON.parse(text);
+        } catch {
+          json = false;
+        }
+        let parsed: unknown;
+        try {
+          parsed = parseJsonExact(text);
+        } catch (err) {
+          assert.ok(err instanceof ValidationError, `${text}: ${String(err)}`);
+          assert.ok(!json, `${text} is JSON but was refused: ${String(err)}`);
+          return;
+        }
+        assert.ok(json, `${text} is not JSON but was read`);
+        assert.deepStrictEqual(byValue(parsed), byValue(plain), text);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  test('markers are numbers no body number can be taken for, and every long number keeps its digits', () => {
+    const parsed = parseJsonExact(
+      `{"a":[${L},1e20,2e20,100000000000000000000,9007199254740993,9007199254740991,"1e20"],"__proto__":${L}}`,
+    ) as Record<string, unknown>;
+    assert.deepStrictEqual(parsed.a, [
+      new NumberValue(L),
+      new NumberValue('100000000000000000000'),
+      new NumberValue('200000000000000000000'),
+      new NumberValue('100000000000000000000'),
+      new NumberValue('9007199254740993'),
+      9007199254740991,
+      '1e20',
+    ]);
+    assert.ok(Object.hasOwn(parsed, '__proto__'));
+    assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+    assert.deepStrictEqual(Object.getOwnPropertyDescriptor(parsed, '__proto__')?.value, new NumberValue(L));
+  });
+
+  test('a long number where a key must be, or a number token JSON does not allow, is malformed JSON (its own error)', () => {
+    for (const text of [`{${L}:1}`, `{"a":1,${L} :2}`, `[-,${L}]`, `[01,${L}]`, `[${L}.]`, `[${L}e]`, `[1.5.5${L}]`, `[${L} ${L}]`]) {
+      const err = validationError(() => parseJsonExact(text));
+      assert.match(err.message, /malformed JSON/, text);
+    }
   });
 });
 

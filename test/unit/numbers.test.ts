@@ -8,7 +8,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MAX_NUMBER_LENGTH, normalizeNumber, tryNormalizeNumber } from '../../lib/numbers.ts';
+import { canonicalDigits, MAX_NUMBER_LENGTH, normalizeNumber, tryNormalizeNumber } from '../../lib/numbers.ts';
 import { ValidationError } from '../../lib/index.ts';
 
 const D38 = '12345678901234567890123456789012345678';
@@ -124,3 +124,38 @@ describe('normalizeNumber: a spelling already DynamoDB’s is taken as it is', (
 function negate(canonical: string): string {
   return canonical === '0' ? '0' : `-${canonical}`;
 }
+
+describe("canonicalDigits: the one-pass check of DynamoDB's spelling", () => {
+  test('property: ≥ 0 exactly for the spellings normalizeNumber keeps as they are, with their significant digits', () => {
+    // Spellings of every shape: signs, leading and trailing zeros, points, exponents, long zero runs, 38 and 39 digits.
+    const digits = fc.stringMatching(/^\d{0,40}$/);
+    const zeros = fc.nat(140).map((n) => '0'.repeat(n));
+    const spelling = fc
+      .tuple(
+        fc.constantFrom('', '-', '+'),
+        fc.oneof(digits, zeros),
+        fc.option(fc.tuple(zeros, digits), { nil: undefined }),
+        fc.constantFrom('', 'e5', 'E-3'),
+      )
+      .map(([sign, int, frac, exp]) => `${sign}${int}${frac === undefined ? '' : `.${frac[0]}${frac[1]}`}${exp}`);
+    const significant = (t: string): number => t.replace(/[-.]/g, '').replace(/^0+/, '').replace(/0+$/, '').length;
+    fc.assert(
+      fc.property(fc.oneof(spelling, fc.string({ unit: fc.constantFrom('0', '1', '9', '.', '-', 'e') })), (text) => {
+        const d = canonicalDigits(text);
+        assert.equal(d >= 0, tryNormalizeNumber(text) === text, text);
+        if (d >= 0) assert.equal(d, significant(text), text);
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const [text, d] of [
+      ['0', 0],
+      ['-0', -1],
+      ['1.5', 2],
+      ['100', 1],
+      [`-0.${'0'.repeat(129)}${D38}`, 38],
+      [`0.${'0'.repeat(130)}1`, -1],
+    ] as const) {
+      assert.equal(canonicalDigits(text), d, text);
+    }
+  });
+});
