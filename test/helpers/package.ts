@@ -1,0 +1,74 @@
+/**
+ * `osls package`, shared by the tests that check what it writes (package.test.ts: the zips and the
+ * template; template-spec.test.ts: the templates of each stage and cache deployment): each package is
+ * made once per set of inputs, into `.tmp-package-cache/<key>/`, and reused by every test file of the
+ * run (each file is a process of its own, so the cache is on disk). The key is a hash of the stage, the
+ * params, and every file the package is made from, so a changed source is packaged anew.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CACHE = join(ROOT, '.tmp-package-cache');
+const TEMPLATE = 'cloudformation-template-update-stack.json';
+
+/** What a package is made from: the service's config, its sources and its dependencies' lock. */
+const INPUT_FILES = ['serverless.yml', 'package.json', 'package-lock.json', 'tables.json', 'tsconfig.json'];
+const INPUT_DIRS = ['infra', 'functions', 'lib'];
+
+/** The `--param=` arguments of `npm run package` (placeholder VPC ids: the package is for checking). */
+export function packageParams(): string[] {
+  const script = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.package as string;
+  return script.split(' ').filter((a) => a.startsWith('--param='));
+}
+
+function inputsHash(args: string[]): string {
+  const hash = createHash('sha256').update(JSON.stringify(args));
+  const files = [...INPUT_FILES];
+  for (const dir of INPUT_DIRS) {
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })) {
+      if (statSync(join(ROOT, dir, f)).isFile()) files.push(join(dir, f));
+    }
+  }
+  for (const f of files.sort()) hash.update(`\0${f}\0`).update(readFileSync(join(ROOT, f)));
+  return hash.digest('hex').slice(0, 24);
+}
+
+/**
+ * The directory `osls package --stage <stage>` wrote, with the params of `npm run package` and
+ * `extra` after them (a later `--param=` of the same name wins). Made on first call for these inputs.
+ */
+export function packaged(stage = 'dev', extra: string[] = []): string {
+  const args = ['package', '--stage', stage, ...packageParams(), ...extra];
+  const dir = join(CACHE, inputsHash(args));
+  if (existsSync(join(dir, TEMPLATE))) return dir;
+  mkdirSync(CACHE, { recursive: true });
+  // Packages of inputs that have since changed: none is used again after its run (an hour is ample).
+  for (const entry of readdirSync(CACHE)) {
+    const at = join(CACHE, entry);
+    if (Date.now() - statSync(at).mtimeMs > 3_600_000) rmSync(at, { recursive: true, force: true });
+  }
+  const partial = `${dir}.partial-${process.pid}`;
+  rmSync(partial, { recursive: true, force: true });
+  const run = spawnSync('npx', ['osls', ...args, '--package', relative(ROOT, partial)], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  assert.equal(run.status, 0, `osls ${args.join(' ')} failed (${run.status ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
+  assert.ok(existsSync(join(partial, TEMPLATE)), `osls package wrote no ${TEMPLATE}`);
+  // Whole or not at all: a run stopped halfway leaves a .partial, never a package that looks made.
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(partial, dir);
+  return dir;
+}
+
+/** The CloudFormation template of `packaged(stage, extra)`. */
+// biome-ignore lint/suspicious/noExplicitAny: a template is untyped JSON
+export function packagedTemplate(stage = 'dev', extra: string[] = []): Record<string, any> {
+  return JSON.parse(readFileSync(join(packaged(stage, extra), TEMPLATE), 'utf8'));
+}
