@@ -245,7 +245,7 @@ describe('the cache of each deployment (param cacheDeployment: infra/cache.yml, 
       assert.deepEqual(resourcesOf(t, 'AWS::ElastiCache::User'), [], stage);
       for (const vars of env(t)) {
         assert.equal(vars.CACHE_MODE, 'shards', stage);
-        assert.equal(vars.CACHE_AUTH_USER, undefined, stage);
+        assert.equal(vars.CACHE_AUTH_USER, '', stage);
       }
     }
   });
