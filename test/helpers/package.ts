@@ -11,7 +11,7 @@
  * which makes the same template (same resources, same code references) in a fraction of the time.
  */
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   copyFileSync,
@@ -55,14 +55,28 @@ function inputsHash(args: string[]): string {
   return hash.digest('hex').slice(0, 24);
 }
 
+/** Packages being made by this process, by directory: callers of the same package share one. */
+const making = new Map<string, Promise<string>>();
+let configs = 0;
+
 /**
  * The directory `osls package --stage <stage>` wrote, with the params of `npm run package` and
  * `extra` after them (a later `--param=` of the same name wins). Made on first call for these inputs.
+ * Not two at once: osls runs in one service folder share serverless-esbuild's work folder.
  */
-export function packaged(stage = 'dev', extra: string[] = []): string {
+export function packaged(stage = 'dev', extra: string[] = []): Promise<string> {
   const args = ['package', '--stage', stage, ...packageParams(), ...extra];
   const dir = join(CACHE, inputsHash(args));
-  if (existsSync(join(dir, TEMPLATE))) return dir;
+  if (existsSync(join(dir, TEMPLATE))) return Promise.resolve(dir);
+  let made = making.get(dir);
+  if (made === undefined) {
+    made = make(dir, args, stage === 'dev' && extra.length === 0);
+    making.set(dir, made);
+  }
+  return made;
+}
+
+async function make(dir: string, args: string[], bundle: boolean): Promise<string> {
   mkdirSync(CACHE, { recursive: true });
   // Packages of inputs that have since changed: none is used again after its run (an hour is ample).
   for (const entry of readdirSync(CACHE)) {
@@ -71,18 +85,23 @@ export function packaged(stage = 'dev', extra: string[] = []): string {
   }
   const partial = `${dir}.partial-${process.pid}`;
   rmSync(partial, { recursive: true, force: true });
-  const bundled = stage === 'dev' && extra.length === 0 ? undefined : prebuiltConfig(partial);
-  let run: SpawnSyncReturns<string>;
+  const config = bundle ? undefined : await prebuiltConfig(partial);
+  let run: { status: number | null; signal: string | null; output: string };
   try {
-    run = spawnSync('npx', ['osls', ...args, '--package', relative(ROOT, partial), ...(bundled ? ['--config', bundled] : [])], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 300_000,
+    // osls itself, not through npx: one process less per package.
+    const cli = [join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js'), ...args, '--package', relative(ROOT, partial)];
+    run = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [...cli, ...(config ? ['--config', config] : [])], { cwd: ROOT, timeout: 300_000 });
+      let output = '';
+      child.stdout.on('data', (b: Buffer) => void (output += b.toString()));
+      child.stderr.on('data', (b: Buffer) => void (output += b.toString()));
+      child.once('error', reject);
+      child.once('close', (status, signal) => resolve({ status, signal, output }));
     });
   } finally {
-    if (bundled) unlinkSync(join(ROOT, bundled));
+    if (config) unlinkSync(join(ROOT, config));
   }
-  assert.equal(run.status, 0, `osls ${args.join(' ')} failed (${run.status ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
+  assert.equal(run.status, 0, `osls ${args.join(' ')} failed (${run.status ?? run.signal}):\n${run.output}`);
   assert.ok(existsSync(join(partial, TEMPLATE)), `osls package wrote no ${TEMPLATE}`);
   // Whole or not at all: a run stopped halfway leaves a .partial, never a package that looks made.
   rmSync(dir, { recursive: true, force: true });
@@ -95,21 +114,21 @@ export function packaged(stage = 'dev', extra: string[] = []): string {
  * serverless-esbuild told to take them as built (`skipBuild`), beside it (osls takes a config in the
  * service's folder only); returns its name there, for `--config`.
  */
-function prebuiltConfig(into: string): string {
-  const base = packaged('dev');
+async function prebuiltConfig(into: string): Promise<string> {
+  const base = await packaged('dev');
   mkdirSync(into, { recursive: true });
   for (const f of readdirSync(base)) if (f.endsWith('.zip')) copyFileSync(join(base, f), join(into, f));
   // biome-ignore lint/suspicious/noExplicitAny: serverless.yml is untyped
   const config = yaml.load(readFileSync(join(ROOT, 'serverless.yml'), 'utf8')) as any;
   assert.ok(!JSON.stringify(config.custom.esbuild).includes('${'), 'the esbuild options depend on a variable: bundle each package');
   config.custom.esbuild.skipBuild = true;
-  const name = `.tmp-package-config-${process.pid}.json`;
+  const name = `.tmp-package-config-${process.pid}-${++configs}.json`;
   writeFileSync(join(ROOT, name), JSON.stringify(config));
   return name;
 }
 
 /** The CloudFormation template of `packaged(stage, extra)`. */
 // biome-ignore lint/suspicious/noExplicitAny: a template is untyped JSON
-export function packagedTemplate(stage = 'dev', extra: string[] = []): Record<string, any> {
-  return JSON.parse(readFileSync(join(packaged(stage, extra), TEMPLATE), 'utf8'));
+export async function packagedTemplate(stage = 'dev', extra: string[] = []): Promise<Record<string, any>> {
+  return JSON.parse(readFileSync(join(await packaged(stage, extra), TEMPLATE), 'utf8'));
 }

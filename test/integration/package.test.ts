@@ -203,8 +203,8 @@ let template: Obj;
 let resources: Obj;
 const ofType = (type: string): [string, Obj][] => Object.entries(resources).filter(([, r]) => r.Type === type);
 
-before(() => {
-  OUT = packaged('dev');
+before(async () => {
+  OUT = await packaged('dev');
   template = JSON.parse(readFileSync(join(OUT, 'cloudformation-template-update-stack.json'), 'utf8'));
   resources = template.Resources;
 });

@@ -31,8 +31,12 @@ const templates: Record<string, Obj> = {};
 let spec: SpecIndex;
 
 before(async () => {
-  spec = await loadSpec();
-  for (const stage of STAGES) templates[stage] = packagedTemplate(VARIANTS[stage][0], [...VARIANTS[stage][1]]);
+  // One package at a time (two osls runs in one service folder share serverless-esbuild's work
+  // folder), while the specification loads.
+  const packages = (async () => {
+    for (const stage of STAGES) templates[stage] = await packagedTemplate(VARIANTS[stage][0], [...VARIANTS[stage][1]]);
+  })();
+  [spec] = await Promise.all([loadSpec(), packages]);
 });
 
 const resourcesOf = (t: Obj, type: string): [string, Obj][] => Object.entries(t.Resources as Obj).filter(([, r]) => r.Type === type);
