@@ -290,11 +290,28 @@ export class CacheNode {
    * Strict writes and invalidations count once a replica has them: `WAIT 1` on this connection (it
    * covers everything this client wrote before it), bounded by `deadline`. True when a replica
    * acknowledged, or when the node reported none at its last verification (nothing can be promoted in
-   * its place with less than it holds). One WAIT in flight per node: callers arriving meanwhile share
+   * its place with less than it holds), or when the node refuses WAIT itself (below). One WAIT in flight per node: callers arriving meanwhile share
    * the next one, so a slow replica delays this connection's other commands by at most two bounds.
    */
   async replicated(deadline: number): Promise<boolean> {
-    if (this.replicaCount === 0) return true;
+    if (this.replicaCount === 0 || this.waitRefused) return true;
+    try {
+      return await this.waitForReplica(deadline);
+    } catch (err) {
+      if (!(err instanceof ReplyError) || !/^(ERR unknown command|NOPERM)/.test(errorMessage(err))) throw err;
+      // The service keeps WAIT from its clients (ElastiCache Serverless: README, "Cluster mode and
+      // ElastiCache Serverless"). Nothing can confirm a replica here: strict goes on without the
+      // confirmation, as where the node reports no replica, rather than refusing every write.
+      if (!this.waitRefused) logger.warn('CACHE_NODE_NO_WAIT', { cacheNode: this.address, error: errorMessage(err) });
+      this.waitRefused = true;
+      return true;
+    }
+  }
+
+  /** The node refused WAIT itself (an unknown or forbidden command), for good. */
+  private waitRefused = false;
+
+  private async waitForReplica(deadline: number): Promise<boolean> {
     const bound = Math.floor((deadline - Date.now()) / 2);
     if (bound < 1) return false;
     if (this.waitInFlight === undefined) return (await this.sendWait(bound, deadline)) > 0;

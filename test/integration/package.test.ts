@@ -1,15 +1,18 @@
 /**
- * `npm run package`, run once: the zips Lambda would get and the CloudFormation template the deploy
- * would submit, checked for size, self-containment, least privilege and authorization.
+ * `npm run package` (its `osls package` and params, made once per set of inputs and shared with
+ * template-spec.test.ts: test/helpers/package.ts): the zips Lambda would get and the CloudFormation
+ * template the deploy would submit, checked for size, self-containment, least privilege and
+ * authorization.
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { packaged } from '../helpers/package.ts';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { inflateRawSync } from 'node:zlib';
 import streamMappings from '../../infra/stream-mappings.cjs';
 import { loadConfig } from '../../lib/config.ts';
@@ -18,8 +21,8 @@ import tablesCjs from '../../infra/tables.cjs';
 import { checkRetryWindow } from '../../lib/stream/window.ts';
 import { alarmMetrics, dashboardBody, dashboardMetrics } from '../helpers/monitoring.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const OUT = join(ROOT, '.serverless');
+/** Where the package is (test/helpers/package.ts). */
+let OUT: string;
 const MAX_ZIP_BYTES = 300 * 1024;
 
 type Obj = Record<string, any>;
@@ -200,10 +203,8 @@ let template: Obj;
 let resources: Obj;
 const ofType = (type: string): [string, Obj][] => Object.entries(resources).filter(([, r]) => r.Type === type);
 
-before(() => {
-  rmSync(OUT, { recursive: true, force: true });
-  const run = spawnSync('npm', ['run', '--silent', 'package'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-  assert.equal(run.status, 0, `npm run package failed (${run.status ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
+before(async () => {
+  OUT = await packaged('dev');
   template = JSON.parse(readFileSync(join(OUT, 'cloudformation-template-update-stack.json'), 'utf8'));
   resources = template.Resources;
 });

@@ -1,47 +1,42 @@
 /**
- * The packaged CloudFormation template of the dev and prod stages, checked against the AWS resource
- * specification (infra/template-spec.ts) and against the deploy rules of README "Deploying it":
- * what CloudFormation itself would refuse, and what a review found that it would accept.
+ * The packaged CloudFormation template of the dev and prod stages, and of the dev stage with the
+ * Serverless cache (param cacheDeployment=serverless), checked against the AWS resource specification
+ * (infra/template-spec.ts) and against the deploy rules of README "Deploying it": what CloudFormation
+ * itself would refuse, and what a review found that it would accept. The packages are shared with
+ * package.test.ts (test/helpers/package.ts).
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import preconditions from '../../infra/deploy-preconditions.cjs';
 import { checkTemplate, loadSpec, type SpecIndex } from '../../infra/template-spec.ts';
+import { packagedTemplate, packageParams } from '../helpers/package.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const STAGES = ['dev', 'prod'] as const;
+/** Each template checked: a stage, and the params that make it (beside those of `npm run package`). */
+const VARIANTS = {
+  dev: ['dev', []],
+  prod: ['prod', []],
+  serverless: ['dev', ['--param=cacheDeployment=serverless']],
+} as const satisfies Record<string, readonly [string, readonly string[]]>;
+const STAGES = Object.keys(VARIANTS) as (keyof typeof VARIANTS)[];
 
 // biome-ignore lint/suspicious/noExplicitAny: a template is untyped JSON
 type Obj = Record<string, any>;
-
-/** `osls package` of one stage into a directory of its own, with the params `npm run package` gives. */
-function packageStage(stage: string, extra: string[] = []): Obj {
-  const out = mkdtempSync(join(ROOT, '.tmp-package-'));
-  try {
-    const script = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.package as string;
-    const params = script.split(' ').filter((a) => a.startsWith('--param='));
-    const run = spawnSync('npx', ['osls', 'package', '--stage', stage, '--package', out, ...params, ...extra], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 300_000,
-    });
-    assert.equal(run.status, 0, `osls package --stage ${stage} failed (${run.status ?? run.signal}):\n${run.stdout}\n${run.stderr}`);
-    return JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
-}
 
 const templates: Record<string, Obj> = {};
 let spec: SpecIndex;
 
 before(async () => {
-  spec = await loadSpec();
-  for (const stage of STAGES) templates[stage] = packageStage(stage);
+  // One package at a time (two osls runs in one service folder share serverless-esbuild's work
+  // folder), while the specification loads.
+  const packages = (async () => {
+    for (const stage of STAGES) templates[stage] = await packagedTemplate(VARIANTS[stage][0], [...VARIANTS[stage][1]]);
+  })();
+  [spec] = await Promise.all([loadSpec(), packages]);
 });
 
 const resourcesOf = (t: Obj, type: string): [string, Obj][] => Object.entries(t.Resources as Obj).filter(([, r]) => r.Type === type);
@@ -57,7 +52,7 @@ for (const stage of STAGES) {
 
 describe('the check catches planted mistakes', () => {
   const fn = (t: Obj): Obj => resourcesOf(t, 'AWS::Lambda::Function')[0]![1];
-  const plants: [string, (t: Obj) => void, RegExp][] = [
+  const plants: [string, (t: Obj) => void, RegExp, ('dev' | 'serverless')?][] = [
     [
       'an unknown resource type',
       (t) => void (t.Resources.UsersTable.Type = 'AWS::DynamoDB::Tabel'),
@@ -101,6 +96,18 @@ describe('the check catches planted mistakes', () => {
       (t) => void (fn(t).Properties.Role = { 'Fn::GetAtt': ['ReadFunctionRole', 'Name'] }),
       /has no attribute 'Name'/,
     ],
+    [
+      'a Serverless cache without its engine',
+      (t) => void delete t.Resources.ServerlessCache.Properties.Engine,
+      /ServerlessCache.Properties: required property 'Engine' is missing/,
+      'serverless',
+    ],
+    [
+      'a GetAtt of an attribute the Serverless cache does not have',
+      (t) => void (fn(t).Properties.Environment.Variables.CACHE_NODES = { 'Fn::GetAtt': ['ServerlessCache', 'PrimaryEndPoint.Address'] }),
+      /ServerlessCache' has no attribute 'PrimaryEndPoint.Address'/,
+      'serverless',
+    ],
     ['a DependsOn on nothing', (t) => void (fn(t).DependsOn = ['Nothing']), /DependsOn: 'Nothing' is not a resource/],
     [
       'an undeclared condition',
@@ -113,9 +120,9 @@ describe('the check catches planted mistakes', () => {
       /Fn::Sub names '\$\{NoSuchThing\}'/,
     ],
   ];
-  for (const [what, plant, expected] of plants) {
+  for (const [what, plant, expected, variant] of plants) {
     test(what, () => {
-      const t = copy(templates.dev!);
+      const t = copy(templates[variant ?? 'dev']!);
       plant(t);
       const problems = checkTemplate(t, spec);
       assert.ok(
@@ -127,8 +134,8 @@ describe('the check catches planted mistakes', () => {
 });
 
 describe('deploy rules (README "Deploying it")', () => {
-  test('the cache runs under an explicit parameter group that pins volatile-lru', () => {
-    for (const stage of STAGES) {
+  test('the replication groups run under an explicit parameter group that pins volatile-lru', () => {
+    for (const stage of ['dev', 'prod'] as const) {
       const t = templates[stage]!;
       const groups = resourcesOf(t, 'AWS::ElastiCache::ParameterGroup');
       assert.equal(groups.length, 1, stage);
@@ -225,6 +232,103 @@ describe('deploy rules (README "Deploying it")', () => {
     const doc = endpoints[0]![1].Properties.PolicyDocument;
     assert.ok(doc, 'no endpoint policy');
     assert.match(JSON.stringify(doc.Statement[0].Resource), /AWS::AccountId/);
+  });
+});
+
+describe('the cache of each deployment (param cacheDeployment: infra/cache.yml, infra/cache-serverless.yml)', () => {
+  const env = (t: Obj): Obj[] => resourcesOf(t, 'AWS::Lambda::Function').map(([, f]) => f.Properties.Environment.Variables);
+  const lambdaSg = { 'Fn::GetAtt': ['LambdaSecurityGroup', 'GroupId'] };
+  const cacheSg = { 'Fn::GetAtt': ['CacheSecurityGroup', 'GroupId'] };
+  const tokenRef = { 'Fn::Join': ['', ['{{resolve:secretsmanager:', { Ref: 'CacheAuthToken' }, ':SecretString:token}}']] };
+
+  test('groups (the default): three replication groups in shards mode, no Serverless cache, no user', () => {
+    for (const stage of ['dev', 'prod'] as const) {
+      const t = templates[stage]!;
+      assert.equal(resourcesOf(t, 'AWS::ElastiCache::ReplicationGroup').length, 3, stage);
+      assert.deepEqual(resourcesOf(t, 'AWS::ElastiCache::ServerlessCache'), [], stage);
+      assert.deepEqual(resourcesOf(t, 'AWS::ElastiCache::User'), [], stage);
+      for (const vars of env(t)) {
+        assert.equal(vars.CACHE_MODE, 'shards', stage);
+        assert.equal(vars.CACHE_AUTH_USER, '', stage);
+      }
+    }
+  });
+
+  test('serverless: one Valkey Serverless cache in cluster mode, its endpoint over TLS, nothing of the groups', () => {
+    const t = templates.serverless!;
+    const caches = resourcesOf(t, 'AWS::ElastiCache::ServerlessCache');
+    assert.equal(caches.length, 1);
+    const [id, cache] = caches[0]!;
+    assert.equal(cache.Properties.Engine, 'valkey');
+    assert.deepEqual(cache.Properties.SecurityGroupIds, [cacheSg]);
+    assert.deepEqual(cache.Properties.SubnetIds, { 'Fn::Split': [',', 'subnet-00000000000000000,subnet-11111111111111111'] });
+    for (const type of ['AWS::ElastiCache::ReplicationGroup', 'AWS::ElastiCache::ParameterGroup'])
+      assert.deepEqual(resourcesOf(t, type), [], type);
+    // The cache is reached only through its endpoint, TLS always (the service has no other way).
+    for (const vars of env(t)) {
+      assert.equal(vars.CACHE_MODE, 'cluster');
+      assert.deepEqual(vars.CACHE_NODES, {
+        'Fn::Join': ['', ['rediss://', { 'Fn::GetAtt': [id, 'Endpoint.Address'] }, ':', { 'Fn::GetAtt': [id, 'Endpoint.Port'] }]],
+      });
+      assert.deepEqual(vars.CACHE_AUTH_TOKEN_SECRET_ARN, { Ref: 'CacheAuthToken' });
+    }
+  });
+
+  test("serverless: access by user group only: default switched off, the functions' user with the secret as its password", () => {
+    const t = templates.serverless!;
+    const [, cache] = resourcesOf(t, 'AWS::ElastiCache::ServerlessCache')[0]!;
+    const groupId = cache.Properties.UserGroupId.Ref as string;
+    const group = t.Resources[groupId];
+    assert.equal(group.Type, 'AWS::ElastiCache::UserGroup');
+    const users = (group.Properties.UserIds as Obj[]).map((r) => t.Resources[r.Ref]);
+    assert.deepEqual(
+      users.map((u) => u.Type),
+      ['AWS::ElastiCache::User', 'AWS::ElastiCache::User'],
+    );
+    const byName = Object.fromEntries(users.map((u) => [u.Properties.UserName, u.Properties]));
+    assert.deepEqual(Object.keys(byName).sort(), ['default', 'functions']);
+    assert.match(byName.default.AccessString, /^off /);
+    assert.equal(byName.default.Passwords, undefined);
+    assert.equal(byName.functions.AuthenticationMode.Type, 'password');
+    assert.deepEqual(byName.functions.AuthenticationMode.Passwords, [tokenRef]);
+    for (const [rid, r] of Object.entries(t.Resources as Obj))
+      assert.equal(r.Properties?.AuthToken, undefined, `${rid}: an AUTH token, which the service takes none of`);
+    for (const vars of env(t)) assert.equal(vars.CACHE_AUTH_USER, 'functions');
+  });
+
+  test('network, either way: the cache admits the functions on 6379 only, and the functions reach it on 6379 only', () => {
+    for (const stage of STAGES) {
+      const t = templates[stage]!;
+      const ingress = resourcesOf(t, 'AWS::EC2::SecurityGroupIngress')
+        .map(([, r]) => r.Properties)
+        .filter((r) => JSON.stringify(r.GroupId).includes('CacheSecurityGroup'));
+      assert.deepEqual(
+        ingress.map(({ Description: _, ...r }) => r),
+        [{ GroupId: cacheSg, IpProtocol: 'tcp', FromPort: 6379, ToPort: 6379, SourceSecurityGroupId: lambdaSg }],
+        stage,
+      );
+      assert.equal(t.Resources.CacheSecurityGroup.Properties.SecurityGroupIngress, undefined, stage);
+      const toCache = (t.Resources.LambdaSecurityGroup.Properties.SecurityGroupEgress as Obj[]).filter(
+        (r) => JSON.stringify(r.DestinationSecurityGroupId) === JSON.stringify(cacheSg),
+      );
+      assert.deepEqual(
+        toCache.map((r) => [r.IpProtocol, r.FromPort, r.ToPort]),
+        [['tcp', 6379, 6379]],
+        stage,
+      );
+    }
+  });
+
+  test('an unknown cacheDeployment fails the package', () => {
+    const out = join(ROOT, '.tmp-package-unknown-cache');
+    const run = spawnSync('npx', ['osls', 'package', ...packageParams(), '--param=cacheDeployment=nodes', '--package', out], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    rmSync(out, { recursive: true, force: true });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stdout + run.stderr, /custom\.cacheDeployment/);
   });
 });
 
