@@ -235,7 +235,8 @@ export class CacheProtocol {
     // Readable implies writable (up, not down): the hit path asks the node's state once.
     if (node.readable) {
       // One budget for everything the request asks of the node before it reads DynamoDB.
-      const deadline = Date.now() + this.settings.commandTimeoutMs;
+      const now = Date.now();
+      const deadline = now + this.settings.commandTimeoutMs;
       try {
         // readHit inlined for the common case (no other map live): the node's answer awaited here.
         const tag = node.epochTag;
@@ -243,7 +244,7 @@ export class CacheProtocol {
         const data =
           map !== undefined && map.othersLive
             ? await readHitWithRecord(node, map, tag, key, deadline)
-            : servable(node, map, tag, await node.read(key, 'd', deadline));
+            : servable(node, map, tag, await node.read(key, 'd', deadline, now));
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
