@@ -77,7 +77,7 @@ const variants: Record<string, (i: number) => Promise<unknown>> = {
   plain: (i) => plain.hget(rks[i % keyCount]!.redisKey, 'd'),
   client: (i) => node.client.hget(rks[i % keyCount]!.redisKey, 'd'),
   read: (i) => node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000),
-  readparse: async (i) => JSON.parse((await node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000))!),
+  readparse: async (i) => JSON.parse((await node.read(rks[i % keyCount]!.redisKey, 'd', Date.now() + 2000))!.slice(ENTRY_TAG_LENGTH)),
   parse: async (i) => JSON.parse((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(ENTRY_TAG_LENGTH)),
   decode: async (i) => decodeEntry((await node.client.hget(rks[i % keyCount]!.redisKey, 'd'))!.slice(ENTRY_TAG_LENGTH), '_version'),
   lib: async (i) => {

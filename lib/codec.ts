@@ -349,7 +349,9 @@ export function decodeEntry(text: string, versionAttribute: string): DecodedEntr
     throw new UnreadableEntryError('not an entry');
   }
   if (!isObject(parsed)) throw new UnreadableEntryError('not an entry');
+  decodedNumberValue = false;
   const item = itemFromEntry(parsed, 1, versionAttribute);
+  if (decodedNumberValue) itemsWithNumberValues.add(item);
   const v = parsed[versionAttribute];
   const n = isObject(v) && typeof v.N === 'string' ? v.N : undefined;
   if (n !== undefined && tryNormalizeNumber(n) === undefined) throw new UnreadableEntryError('bad number');
@@ -425,9 +427,24 @@ function itemFromEntry(map: Record<string, unknown>, depth: number, omit?: strin
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/**
+ * Items decodeEntry made that hold a NumberValue anywhere (only the attribute-value form can): the
+ * drop-in client asks this instead of walking every item it answers (lib/drop-in/client.ts).
+ */
+const itemsWithNumberValues = new WeakSet<object>();
+/** Set while decoding an attribute-value entry, when a number became a NumberValue. */
+let decodedNumberValue = false;
+
+/** Whether `item`, an item decodeEntry returned, holds a NumberValue (a number a double cannot hold) anywhere. */
+export function holdsDecodedNumberValue(item: object): boolean {
+  return itemsWithNumberValues.has(item);
+}
+
 function entryNumber(v: unknown): number | NumberValue {
   if (typeof v !== 'string' || tryNormalizeNumber(v) === undefined) throw new UnreadableEntryError('bad number');
-  return toNativeNumber(v);
+  const n = toNativeNumber(v);
+  if (typeof n !== 'number') decodedNumberValue = true;
+  return n;
 }
 
 function entryBinary(v: unknown): Uint8Array {

@@ -192,16 +192,42 @@ export class ItemCache {
    * const { item, version, cache: source } = await cache.get('users', { userId: 'ada' });
    * if (item === undefined) console.log('no such user');
    */
-  async get(table: string, key: unknown): Promise<ReadResult> {
-    const rk = this.resolve(table, key);
-    const viewing = this.shards.view?.beforeRead();
-    if (viewing !== undefined) await viewing;
-    const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
-      toEntry(rk.table, await this.store.get(rk)),
-    );
-    const result = this.readResult(rk, entry, source) ?? (await this.repairUnreadable(rk));
+  get(table: string, key: unknown): Promise<ReadResult> {
+    let rk: ResolvedKey;
+    try {
+      rk = this.resolve(table, key);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.readAs(rk, undefined, asIs);
+  }
+
+  /**
+   * @internal get() of a resolved key, for the drop-in client (lib/drop-in/client.ts): its answer is
+   * made from the result (`answer`, which may throw) in the read's own continuation, and `recover`
+   * answers a failed read instead of rejecting, so a hit through the drop-in pays no promise of its
+   * own. `context` is handed to both: callers pass functions made once, not a closure per read.
+   */
+  async readAs<C, T>(
+    rk: ResolvedKey,
+    context: C,
+    answer: (result: ReadResult, context: C) => T,
+    recover?: (err: unknown, context: C) => T | Promise<T>,
+  ): Promise<T> {
+    let result: ReadResult;
+    try {
+      const viewing = this.shards.view?.beforeRead();
+      if (viewing !== undefined) await viewing;
+      const { entry, source } = await this.protocol.read(this.nodeFor(rk), rk.redisKey, this.ttlMs(rk.table), async () =>
+        toEntry(rk.table, await this.store.get(rk)),
+      );
+      result = this.readResult(rk, entry, source) ?? (await this.repairUnreadable(rk));
+    } catch (err) {
+      if (recover === undefined) throw err;
+      return recover(err, context);
+    }
     this.countRead(result.cache);
-    return result;
+    return answer(result, context);
   }
 
   private countRead(source: ReadSource): void {
@@ -450,6 +476,8 @@ function toEntry(table: TableDefinition, av: Attributes | undefined, digest?: st
   if (av === undefined) return absentEntry;
   return { data: encodeEntry(av, table.versionAttribute), version: String(versionOf(table, av)), digest: digest ?? itemDigest(av) };
 }
+
+const asIs = <T>(x: T): T => x;
 
 function toReadResult(table: TableDefinition, entry: CacheEntry, cache: ReadSource): ReadResult {
   if (entry.data === ABSENT) return { item: undefined, version: undefined, cache };

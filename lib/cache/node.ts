@@ -657,11 +657,11 @@ export class CacheNode {
    * event-loop turn, so the reads of concurrent requests still leave in one write, as auto-pipelining
    * sends them. The deadline is kept by the node's DeadlineQueue (one timer for all reads in flight,
    * not one per call). As with any command: no offline queue (a read while disconnected fails at
-   * once).
+   * once). `now`: the caller's Date.now() when it just took one (the hit path reads the clock once).
    */
-  read(key: string, field: string, deadline: number): Promise<string | null> {
+  read(key: string, field: string, deadline: number, now = Date.now()): Promise<string | null> {
     const client = this.client;
-    const ms = deadline - Date.now();
+    const ms = deadline - now;
     if (ms <= 0) return Promise.reject(new BudgetSpent());
     const stream = client.stream as Redis['stream'] | undefined;
     if (this.corked === undefined && stream !== undefined && client.status === 'ready') {

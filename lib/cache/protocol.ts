@@ -2,7 +2,7 @@ import type { WritePolicy } from '../config.ts';
 import { CacheUnavailableError, errorMessage, refusedForSure } from '../errors.ts';
 import { BudgetSpent, NoAnswer, within } from './deadline.ts';
 import type { CacheMetrics } from '../metrics.ts';
-import type { CacheNode } from './node.ts';
+import type { CacheNode, MapTrust } from './node.ts';
 import {
   END_WRITE_REPLY,
   ENTRY_TAG_LENGTH,
@@ -174,18 +174,26 @@ function ofEpoch(raw: string | null, tag: string): string | undefined {
 async function readHit(node: CacheNode, key: string, deadline: number): Promise<string | undefined> {
   const tag = node.epochTag;
   const map = node.map;
-  if (map === undefined) return ofEpoch(await node.read(key, 'd', deadline), tag);
-  let raw: string | null;
-  if (map.othersLive) {
-    let record: string | null;
-    [raw, record] = await Promise.all([node.read(key, 'd', deadline), node.read(REGISTRY_KEY, map.mapId, deadline)]);
-    if (record === null || !record.startsWith(`${map.generation}:`)) {
-      map.lost();
-      return undefined;
-    }
-  } else {
-    raw = await node.read(key, 'd', deadline);
+  if (map !== undefined && map.othersLive) return readHitWithRecord(node, map, tag, key, deadline);
+  return servable(node, map, tag, await node.read(key, 'd', deadline));
+}
+
+/** readHit while another map is live: the entry and the own map's record, in one round trip. */
+async function readHitWithRecord(node: CacheNode, map: MapTrust, tag: string, key: string, deadline: number): Promise<string | undefined> {
+  const [raw, record] = await Promise.all([node.read(key, 'd', deadline), node.read(REGISTRY_KEY, map.mapId, deadline)]);
+  if (record === null || !record.startsWith(`${map.generation}:`)) {
+    map.lost();
+    return undefined;
   }
+  return servable(node, map, tag, raw);
+}
+
+/**
+ * What readHit checks once the entry is read (synchronous, so CacheProtocol.read awaits the node's
+ * answer itself: one promise fewer on every hit). `map` and `tag` as they were when the read was sent.
+ */
+function servable(node: CacheNode, map: MapTrust | undefined, tag: string, raw: string | null): string | undefined {
+  if (map === undefined) return ofEpoch(raw, tag);
   if (raw === null) return undefined;
   const now = node.now();
   if (raw.startsWith(tag)) return map.trusted(now) ? raw.slice(tag.length) : undefined;
@@ -223,19 +231,29 @@ export class CacheProtocol {
   constructor(private readonly settings: ProtocolSettings) {}
 
   async read(node: CacheNode | undefined, key: string, ttlMs: number, load: () => Promise<CacheEntry>): Promise<ReadOutcome> {
-    if (node === undefined || !node.writable) return { entry: await load(), source: 'bypass' };
-    // One budget for everything the request asks of the node before it reads DynamoDB.
-    const deadline = Date.now() + this.settings.commandTimeoutMs;
+    if (node === undefined) return { entry: await load(), source: 'bypass' };
+    // Readable implies writable (up, not down): the hit path asks the node's state once.
     if (node.readable) {
+      // One budget for everything the request asks of the node before it reads DynamoDB.
+      const now = Date.now();
+      const deadline = now + this.settings.commandTimeoutMs;
       try {
-        const data = await readHit(node, key, deadline);
+        // readHit inlined for the common case (no other map live): the node's answer awaited here.
+        const tag = node.epochTag;
+        const map = node.map;
+        const data =
+          map !== undefined && map.othersLive
+            ? await readHitWithRecord(node, map, tag, key, deadline)
+            : servable(node, map, tag, await node.read(key, 'd', deadline, now));
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
         return { entry: await load(), source: 'bypass' };
       }
+      return this.missed(node, key, ttlMs, load, deadline);
     }
-    return this.missed(node, key, ttlMs, load, deadline);
+    if (!node.writable) return { entry: await load(), source: 'bypass' };
+    return this.missed(node, key, ttlMs, load, Date.now() + this.settings.commandTimeoutMs);
   }
 
   /** The miss path: a lease (one filler per key, G5), a consistent read, a fill only if the lease survived. */

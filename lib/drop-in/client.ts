@@ -30,7 +30,6 @@ import {
   BatchGetCommand,
   DeleteCommand,
   GetCommand,
-  NumberValue,
   PutCommand,
   QueryCommand,
   ScanCommand,
@@ -40,9 +39,10 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import { marshall, unmarshall, type marshallOptions, type unmarshallOptions } from '@aws-sdk/util-dynamodb';
-import { toAttributes } from '../codec.ts';
+import { holdsDecodedNumberValue, toAttributes } from '../codec.ts';
 import { StoreUnavailableError, UnsupportedCommandError, ValidationError } from '../errors.ts';
-import type { ItemCache } from '../item-cache.ts';
+import type { ItemCache, ReadResult } from '../item-cache.ts';
+import type { ResolvedKey } from '../keys.ts';
 import type { TableDefinition } from '../tables.ts';
 import {
   andCondition,
@@ -61,6 +61,14 @@ type Attributes = Record<string, AttributeValue>;
 type Native = Record<string, unknown>;
 type Obj = Record<string, any>;
 type SendOptions = { abortSignal?: AbortSignal };
+/** A GetCommand the cache serves: what its answer and its fallback to DynamoDB need. */
+type CachedRead = {
+  def: TableDefinition;
+  input: GetCommand['input'];
+  shape: string;
+  options: SendOptions | undefined;
+  projection: ProjectionTree | undefined;
+};
 
 export interface DropInOptions {
   /** The cache, whose declared tables (by physical name) the client serves; the others pass through. */
@@ -90,6 +98,8 @@ export class CachedDocumentClient {
   private readonly acceptedShapes = new Set<string>();
   /** Projection expressions read into path trees, by expression and names. */
   private readonly projections = new Map<string, ProjectionTree>();
+  /** cachedTable's answers by physical name (null: not a cached table). */
+  private readonly tablesByName = new Map<string, TableDefinition | null>();
 
   constructor(
     /** The wrapped client: what passes through goes to it. */
@@ -140,8 +150,15 @@ export class CachedDocumentClient {
   /** The cached table behind a physical name; undefined for a table it does not cache. */
   private cachedTable(tableName: unknown): TableDefinition | undefined {
     if (typeof tableName !== 'string') return undefined;
-    const def = this.cache.tables.fromPhysicalName(tableName);
-    return def?.cached ? def : undefined;
+    // Remembered by name (the registry does not change): the hit path does no string work for it.
+    let def = this.tablesByName.get(tableName);
+    if (def === undefined) {
+      const found = this.cache.tables.fromPhysicalName(tableName);
+      def = found?.cached ? found : null;
+      if (this.tablesByName.size >= ACCEPTED_SHAPES_MAX) this.tablesByName.clear();
+      this.tablesByName.set(tableName, def);
+    }
+    return def ?? undefined;
   }
 
   /** May a read of `def` be answered from the cache? A consistent read only where that is as safe as DynamoDB's own. */
@@ -177,17 +194,27 @@ export class CachedDocumentClient {
       (input.ReturnConsumedCapacity === undefined || input.ReturnConsumedCapacity === 'NONE') &&
       this.acceptedShapes.has(shape);
     if (!servable) return this.getFromDynamo(def, input, shape, options);
-    const projection = this.projection(input);
-    // The hit path: no async frame of its own, one continuation on the library's read.
-    return this.cache.get(def.name, input.Key).then(
-      (read) => (read.item === undefined ? { $metadata: {} } : { $metadata: {}, Item: this.answerItem(read.item, projection) }),
-      (err: unknown) => {
-        // A key the library refuses (before any I/O) is DynamoDB's to judge.
-        if (err instanceof ValidationError) return this.getFromDynamo(def, input, shape, options);
-        throw err;
-      },
-    );
+    const read: CachedRead = { def, input, shape, options, projection: this.projection(input) };
+    let rk: ResolvedKey;
+    try {
+      rk = this.cache.resolve(def, input.Key);
+    } catch (err) {
+      return this.refused(err, read);
+    }
+    // The hit path: no promise of its own (the answer is made in the library's read continuation),
+    // and no closure per read (the bundles keep function names: each closure made costs a defineProperty).
+    return this.cache.readAs(rk, read, this.answerRead, this.refused);
   }
+
+  /** A cached read's answer: the item (projected), as the wrapped client would unmarshall it. */
+  private readonly answerRead = (result: ReadResult, read: CachedRead): Obj =>
+    result.item === undefined ? { $metadata: {} } : { $metadata: {}, Item: this.answerItem(result.item, read.projection) };
+
+  /** A key the library refuses (before any I/O), or a read DynamoDB refused, is DynamoDB's to judge. */
+  private readonly refused = (err: unknown, read: CachedRead): Promise<unknown> => {
+    if (err instanceof ValidationError) return this.getFromDynamo(read.def, read.input, read.shape, read.options);
+    throw err;
+  };
 
   /** DynamoDB's answer to a read, strongly consistent: never older than what the cache would have served. */
   private async getFromDynamo(def: TableDefinition, input: GetCommand['input'], shape: string, options: SendOptions | undefined) {
@@ -202,7 +229,7 @@ export class CachedDocumentClient {
    * wraps numbers: then, and for a projection, through DynamoDB's attribute values.
    */
   private answerItem(item: Native, projection: ProjectionTree | undefined): Native {
-    if (projection === undefined && this.unmarshallOptions.wrapNumbers === undefined && !holdsNumberValue(item)) return item;
+    if (projection === undefined && this.unmarshallOptions.wrapNumbers === undefined && !holdsDecodedNumberValue(item)) return item;
     const attrs = toAttributes(item);
     return this.unmarshallMap(projection ? project(attrs, projection) : attrs);
   }
@@ -577,18 +604,6 @@ export class CachedDocumentClient {
     else out[field] = this.unmarshallMap(rest);
     return out;
   }
-}
-
-/** Whether a native value holds a NumberValue anywhere (maps, lists and sets included). */
-function holdsNumberValue(value: unknown): boolean {
-  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return false;
-  if (value instanceof NumberValue) return true;
-  if (Array.isArray(value) || value instanceof Set) {
-    for (const v of value) if (holdsNumberValue(v)) return true;
-    return false;
-  }
-  for (const name in value) if (holdsNumberValue((value as Native)[name])) return true;
-  return false;
 }
 
 function versionOf(def: TableDefinition, item: Attributes): number {

@@ -18,7 +18,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { defineTable, withCache, type CachedDocumentClient, type ItemCache } from '../../lib/index.ts';
+import { defineTable, withCache, type CachedDocumentClient, type ItemCache, type ReadResult } from '../../lib/index.ts';
 import { createTables } from '../../infra/local/create-tables.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 
@@ -302,13 +302,18 @@ describe('drop-in client: the same answers as DynamoDB, errors included (differe
     stack = await startStack({ tables: [CACHED] });
     await createTables(stack.dynamo, [TWIN], stack.prefix);
     cache = stack.cache();
-    // Counts where the drop-in's cached reads were answered from (hit, miss, bypass).
-    const get = cache.get.bind(cache);
-    cache.get = async (...args: Parameters<ItemCache['get']>) => {
-      const r = await get(...args);
-      sources.set(r.cache, (sources.get(r.cache) ?? 0) + 1);
-      return r;
-    };
+    // Counts where the drop-in's cached reads were answered from (hit, miss, bypass): at readAs, where its GetCommands go.
+    const readAs = cache.readAs.bind(cache) as (...args: unknown[]) => Promise<unknown>;
+    cache.readAs = ((rk: unknown, context: unknown, answer: (r: ReadResult, c: unknown) => unknown, recover?: unknown) =>
+      readAs(
+        rk,
+        context,
+        (r: ReadResult, c: unknown) => {
+          sources.set(r.cache, (sources.get(r.cache) ?? 0) + 1);
+          return answer(r, c);
+        },
+        recover,
+      )) as ItemCache['readAs'];
     plain = DynamoDBDocumentClient.from(stack.dynamo);
     dropIn = withCache(plain, { cache });
     cachedName = `${stack.prefix}things`;

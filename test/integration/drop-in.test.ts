@@ -24,6 +24,7 @@ import {
   ValidationError,
   withCache,
   type ItemCache,
+  type ReadResult,
 } from '../../lib/index.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import type { ProtocolHooks } from '../../lib/cache/protocol.ts';
@@ -35,15 +36,23 @@ const UNCACHED = defineTable({ name: 'audit', hashKey: { name: 'id', type: 'S' }
 
 type Obj = Record<string, any>;
 
-/** Counts where a cache's reads were served from. */
+/**
+ * Counts where a cache's single-key reads were served from: at readAs, which get() and the drop-in's
+ * GetCommand both go through.
+ */
 function counted(cache: ItemCache): Map<string, number> {
   const sources = new Map<string, number>();
-  const get = cache.get.bind(cache);
-  cache.get = async (...args: Parameters<ItemCache['get']>) => {
-    const r = await get(...args);
-    sources.set(r.cache, (sources.get(r.cache) ?? 0) + 1);
-    return r;
-  };
+  const readAs = cache.readAs.bind(cache) as (...args: unknown[]) => Promise<unknown>;
+  cache.readAs = ((rk: unknown, context: unknown, answer: (r: ReadResult, c: unknown) => unknown, recover?: unknown) =>
+    readAs(
+      rk,
+      context,
+      (r: ReadResult, c: unknown) => {
+        sources.set(r.cache, (sources.get(r.cache) ?? 0) + 1);
+        return answer(r, c);
+      },
+      recover,
+    )) as ItemCache['readAs'];
   return sources;
 }
 

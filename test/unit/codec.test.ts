@@ -10,6 +10,7 @@ import {
   encodeItem,
   entryOf,
   fromAttributes,
+  holdsDecodedNumberValue,
   MAX_ENTRY_LENGTH,
   MAX_ITEM_DEPTH,
   normalizeAttributes,
@@ -468,5 +469,24 @@ describe('encodeEntry / decodeEntry', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('holdsDecodedNumberValue: what the drop-in client asks instead of walking each item', () => {
+  test('true exactly for decoded items holding a NumberValue, at any depth, in either form', () => {
+    const cases: [string, Record<string, AttributeValue>, boolean][] = [
+      ['plain form, exact numbers', { a: { N: '5' }, b: { L: [{ N: '0.5' }] } }, false],
+      ['attribute-value form (a set), exact numbers', { a: { NS: ['1', '2'] }, b: { M: { c: { N: '3' } } } }, false],
+      ['a top-level number beyond a double', { a: { N: '100000000000000000000' }, s: { SS: ['x'] } }, true],
+      ['one nested in a map in a list', { a: { L: [{ M: { b: { N: '12345678901234567890' } } }] }, s: { SS: ['x'] } }, true],
+      ['one in a number set', { a: { NS: ['1', '0.1000000000000000000001'] } }, true],
+    ];
+    for (const [what, av, expected] of cases) {
+      const { item } = decodeEntry(encodeEntry({ ...av, _version: { N: '1' } }, '_version'), '_version');
+      assert.equal(holdsDecodedNumberValue(item), expected, what);
+    }
+    // Decoding an item without one after an item with one: the mark is per item.
+    const { item: after } = decodeEntry(encodeEntry({ a: { NS: ['1'] }, _version: { N: '1' } }, '_version'), '_version');
+    assert.equal(holdsDecodedNumberValue(after), false);
   });
 });
