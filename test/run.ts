@@ -6,10 +6,11 @@
  * with `node --test --test-concurrency=1`, stops DynamoDB Local and exits with the
  * test run's exit code.
  *
- * Two lanes, to keep `npm test` within its 10 minutes on a 2-core machine: the files that time
- * nothing and wait on no service (the unit tests, and the two that package the template with
- * esbuild and the serverless CLI) run in a second `node --test` process beside the integration
- * tests, which stay one file at a time. The second lane's report is printed after the first's.
+ * Two lanes, to keep `npm test` within its 10 minutes on a 2-core machine: the files that inject
+ * no fault and time nothing (the unit tests, the ones that package the template with esbuild and
+ * the serverless CLI, the bench's smoke run) run in a second `node --test` process beside the
+ * integration tests, which stay one file at a time. The second lane's report is printed after the
+ * first's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -112,12 +113,19 @@ async function main(): Promise<void> {
   process.exit(receivedSignal ? signalExitCode(receivedSignal) : exitCode);
 }
 
-/** Files that time nothing and start no service of their own: safe to run beside the integration tests. */
+/** Files that inject no fault and time nothing: safe to run beside the fault tests. */
 function inSideLane(file: string): boolean {
   return file.startsWith('test/unit/') || SIDE_LANE_FILES.has(file);
 }
 
-const SIDE_LANE_FILES = new Set(['test/integration/package.test.ts', 'test/integration/template-spec.test.ts']);
+const SIDE_LANE_FILES = new Set([
+  'test/integration/package.test.ts',
+  'test/integration/template-spec.test.ts',
+  // Packages a copy of the repository, then serves it with the local stack: nothing timed.
+  'test/e2e/own-table.test.ts',
+  // Reads the zips the packaging tests write into .serverless/: in their lane, so never half-written ones.
+  'test/integration/bench-smoke.test.ts',
+]);
 
 main().catch((err: unknown) => {
   console.error(err);
