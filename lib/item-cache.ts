@@ -272,9 +272,10 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     checkItemSize(def, attrs);
-    return this.writeThrough(rk, async ({ hint, deadline }) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
+    return this.writeThrough(rk, async ({ fenced }) => {
+      const written = await this.store.put(rk, attrs, { ...options, fenced });
       if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+      const { deadline } = await fenced;
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
@@ -305,8 +306,9 @@ export class ItemCache {
     checkIfVersion(options);
     // What is set, with the key, is already part of the item the update leaves.
     checkItemSize(def, { ...toAttributes(rk.key), ...set });
-    return this.writeThrough(rk, async ({ deadline }) => {
-      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
+    const removed = [...new Set(remove)];
+    return this.writeThrough(rk, async ({ fenced }) => {
+      const av = await this.store.update(rk, set, removed, { ...options, fenced });
       return writeOutcome(def, av);
     });
   }
@@ -320,8 +322,8 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    return this.writeThrough(rk, async ({ deadline }) => {
-      const old = await this.store.delete(rk, { ...options, deadline });
+    return this.writeThrough(rk, async ({ fenced }) => {
+      const old = await this.store.delete(rk, { ...options, fenced });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
     });
   }
@@ -345,8 +347,9 @@ export class ItemCache {
     }>,
   ): Promise<T> {
     const rk = this.resolve(table, key);
-    return this.writeThrough(rk, async (context) => {
-      const { result, image, exact } = await commit(context);
+    return this.writeThrough(rk, async ({ fenced }) => {
+      // The drop-in's request is made by its caller: it starts once the fences are up.
+      const { result, image, exact } = await commit(await fenced);
       if (image === null) return { result, entry: absentEntry };
       if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
       try {

@@ -7,6 +7,8 @@ import {
   QueryCommand,
   ScanCommand,
   UpdateItemCommand,
+  type DeleteItemCommandOutput,
+  type UpdateItemCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import type { StoreConfig } from './config.ts';
 import { fromAttributes, toAttributes, type Attributes } from './codec.ts';
@@ -55,6 +57,64 @@ function attemptsOf(err: unknown): number {
  */
 function until(deadline: number): { abortSignal: AbortSignal } {
   return { abortSignal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) };
+}
+
+/**
+ * What a write's first request waits for before it may reach DynamoDB (protocol.ts `CommitContext`):
+ * the writer's fences are up. Gives the cached version (a put's first guess) and the commit deadline;
+ * rejects when the write is refused, and then nothing is sent.
+ */
+export type Fence = Promise<{ hint: number | undefined; deadline: number }>;
+
+/** Where a fenced request waits: signed and ready to go, or before serialization (its input still to complete). */
+type HeldAt = 'signed' | 'unserialized';
+
+/** The part of a command's middleware stack sendFenced uses. */
+interface FencedStack {
+  add(
+    middleware: (next: (args: { input: object }) => Promise<unknown>) => (args: { input: object }) => Promise<unknown>,
+    options: { step: 'serialize' | 'finalizeRequest'; priority: 'high' | 'low'; name: string },
+  ): void;
+}
+
+/**
+ * A write's first request, prepared while the writer's begin travels (protocol.ts `write`): it goes
+ * through the SDK's middleware up to `at` (signed, or before serialization when its input depends on
+ * the begin's answer: `complete` fills it in) and waits there for `fence`. Nothing reaches the HTTP
+ * handler before the fence resolves, and nothing at all when it rejects. The deadline counts from
+ * the fence's opening, as until() counts from a request sent then; it bounds every attempt after.
+ */
+async function sendFenced<O>(
+  client: DynamoDBClient,
+  command: PutItemCommand | UpdateItemCommand | DeleteItemCommand,
+  fence: Fence,
+  at: HeldAt,
+  complete?: (fenced: Awaited<Fence>, input: object) => void,
+): Promise<O> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  (command.middlewareStack as unknown as FencedStack).add(
+    (next) => async (args) => {
+      const fenced = await fence;
+      if (timer === undefined) {
+        complete?.(fenced, args.input);
+        // What AbortSignal.timeout would do (the same reason), started now.
+        timer = setTimeout(
+          () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+          Math.max(1, fenced.deadline - Date.now()),
+        );
+      }
+      return next(args);
+    },
+    at === 'signed'
+      ? { step: 'finalizeRequest', priority: 'low', name: 'writerFence' }
+      : { step: 'serialize', priority: 'high', name: 'writerFence' },
+  );
+  try {
+    return (await client.send(command as PutItemCommand, { abortSignal: controller.signal })) as O;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -163,27 +223,43 @@ export class ItemStore {
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
    * failed condition returns the current item).
    */
-  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; deadline: number }): Promise<Attributes> {
+  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { fenced: Fence }): Promise<Attributes> {
     const table = rk.table;
+    const tableName = this.name(table);
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
     // contention keep trying (with a little jitter) until the deadline the writer's fence allows.
     // The one loop that retries a version: for a plain put and for `ifExists` alike.
-    const deadline = opts.deadline;
+    let deadline = 0;
     const mustExist = opts.ifVersion !== undefined || opts.ifExists === true;
-    let expected = opts.ifVersion ?? opts.hint ?? (opts.ifExists ? 1 : 0);
+    let expected = 0;
+    let item: Attributes = base;
+    const request = () => {
+      item = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
+      return {
+        TableName: tableName,
+        Item: item,
+        ...versionCondition(table, expected, mustExist),
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+      };
+    };
     for (let attempt = 1; ; attempt++) {
-      const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
-      const condition = versionCondition(table, expected, mustExist);
       try {
-        await this.client.send(
-          new PutItemCommand({
-            TableName: this.name(table),
-            Item: item,
-            ...condition,
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-          until(deadline),
-        );
+        if (attempt === 1) {
+          // The first guess is the begin's answer: the request waits for it before serialization.
+          await sendFenced(
+            this.client,
+            new PutItemCommand({ TableName: tableName, Item: base }),
+            opts.fenced,
+            'unserialized',
+            (fenced, input) => {
+              deadline = fenced.deadline;
+              expected = opts.ifVersion ?? fenced.hint ?? (opts.ifExists ? 1 : 0);
+              Object.assign(input, request());
+            },
+          );
+        } else {
+          await this.client.send(new PutItemCommand(request()), until(deadline));
+        }
         return item;
       } catch (err) {
         if (!isConditionFailure(err)) throw mapStoreError(err);
@@ -201,7 +277,7 @@ export class ItemStore {
   }
 
   /** Sets and removes top-level attributes of an existing item; increments its version. */
-  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions & { deadline: number }): Promise<Attributes> {
+  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions & { fenced: Fence }): Promise<Attributes> {
     const table = rk.table;
     const names: Record<string, string> = { '#ver': table.versionAttribute, '#hk': table.hashKey.name };
     const values: Attributes = { ':one': { N: '1' } };
@@ -227,7 +303,8 @@ export class ItemStore {
       }
     }
     try {
-      const out = await this.client.send(
+      const out = await sendFenced<UpdateItemCommandOutput>(
+        this.client,
         new UpdateItemCommand({
           TableName: this.name(table),
           Key: toAttributes(rk.key),
@@ -238,7 +315,8 @@ export class ItemStore {
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
-        until(opts.deadline),
+        opts.fenced,
+        'signed',
       );
       return out.Attributes as Attributes;
     } catch (err) {
@@ -250,7 +328,7 @@ export class ItemStore {
   }
 
   /** Deletes the item; returns what was there (undefined when nothing was). */
-  async delete(rk: ResolvedKey, opts: WriteOptions & { deadline: number }): Promise<Attributes | undefined> {
+  async delete(rk: ResolvedKey, opts: WriteOptions & { fenced: Fence }): Promise<Attributes | undefined> {
     const table = rk.table;
     const condition =
       opts.ifVersion !== undefined
@@ -259,7 +337,8 @@ export class ItemStore {
           ? { ConditionExpression: 'attribute_exists(#hk)', ExpressionAttributeNames: { '#hk': table.hashKey.name } }
           : {};
     try {
-      const out = await this.client.send(
+      const out = await sendFenced<DeleteItemCommandOutput>(
+        this.client,
         new DeleteItemCommand({
           TableName: this.name(table),
           Key: toAttributes(rk.key),
@@ -267,7 +346,8 @@ export class ItemStore {
           ...condition,
           ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
         }),
-        until(opts.deadline),
+        opts.fenced,
+        'signed',
       );
       return out.Attributes;
     } catch (err) {

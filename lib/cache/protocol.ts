@@ -9,6 +9,7 @@ import {
   INVALIDATE_REPLY,
   LEASE_REPLY,
   REGISTRY_KEY,
+  sendNow,
   type LeaseReply,
   type WriteEnding,
 } from './scripts.ts';
@@ -82,10 +83,29 @@ export interface ProtocolSettings {
 /** The hint a writer's begin returns: the cached version (0 = cached as absent), if known. */
 export type VersionHint = number | undefined;
 
-/** What a writer's commit is given: the cached version as a hint, and when it must be over (ms since the epoch). */
-export interface CommitContext {
+/** What a writer learns once its fences are up: the cached version as a hint, and when its commit must be over (ms since the epoch). */
+export interface Fenced {
   hint: VersionHint;
   deadline: number;
+}
+
+/**
+ * What a writer's commit is given. The commit starts while the begins travel, so it can build (and
+ * sign) its DynamoDB request meanwhile, but it sends nothing to DynamoDB before `fenced` resolves:
+ * every begin was answered (or, under `available`, failed and left its key dirty) and the write may
+ * go ahead. When the write is refused (`strict`), `fenced` rejects with WriteRefused and the commit
+ * must send nothing at all.
+ */
+export interface CommitContext {
+  fenced: Promise<Fenced>;
+}
+
+/** Why `fenced` rejected: the write was refused before its commit, which must send nothing. */
+export class WriteRefused extends Error {
+  constructor() {
+    super('the write was refused before its commit');
+    this.name = 'WriteRefused';
+  }
 }
 
 export interface CommitOutcome<T> {
@@ -132,18 +152,19 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
 async function followingRedirect<T>(
   node: CacheNode,
   deadline: number,
-  op: (n: CacheNode) => Promise<T>,
+  op: (n: CacheNode, redirected: boolean) => Promise<T>,
 ): Promise<{ node: CacheNode; value: T }> {
   try {
-    return { node, value: await before(node, deadline, () => op(node)) };
+    return { node, value: await before(node, deadline, () => op(node, false)) };
   } catch (err) {
     const next = node.redirected(err);
     if (next === undefined) throw err;
     try {
       await ensureConnected(next.node, deadline);
-      // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
+      // ASKING holds for the connection's next command only: sent in the same turn as `op`, through the
+      // same auto-pipeline (op is told it was redirected), nothing comes between.
       if (next.asking) next.node.client.asking().catch(() => undefined);
-      return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
+      return { node: next.node, value: await before(next.node, deadline, () => op(next.node, true)) };
     } catch (again) {
       // The node redirected to failed, not the one that redirected: the caller sees the redirect.
       failed(next.node, again, 'redirected');
@@ -447,9 +468,31 @@ export class CacheProtocol {
     others: readonly CacheNode[] = [],
   ): Promise<T> {
     const { hooks, commitMs, writePolicy, commandTimeoutMs } = this.settings;
-    if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
+    if (node === undefined) return (await commit({ fenced: Promise.resolve({ hint: undefined, deadline: Date.now() + commitMs }) })).result;
     const stamp = randomToken();
-    const begins = await Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
+    // The begins are sent first (at once, when the node is connected: beginWrite), then the commit
+    // starts: it prepares its DynamoDB request while they travel and sends it only once `fenced`
+    // resolves, below, at the point where the commit used to be called. A refused write rejects
+    // `fenced`, and the commit sends nothing.
+    const beginning = Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
+    let open!: (fenced: Fenced) => void;
+    let refuse!: (err: Error) => void;
+    const fenced = new Promise<Fenced>((resolve, reject) => {
+      open = resolve;
+      refuse = reject;
+    });
+    fenced.catch(() => undefined);
+    const committing = commit({ fenced });
+    // Awaited below; a refused write awaits it only so that nothing of it is left in flight.
+    const committed = committing.then(
+      () => undefined,
+      () => undefined,
+    );
+    const refusedBeforeCommit = async (): Promise<void> => {
+      refuse(new WriteRefused());
+      await committed;
+    };
+    const begins = await beginning;
     // The nodes that answered (cluster mode: a redirect moves the write to the slot's new primary).
     const targets = begins.map((b) => b.node);
     const own = begins[0] as Begin;
@@ -465,6 +508,7 @@ export class CacheProtocol {
       if (!acknowledged) {
         // Nothing was committed: the entry set aside goes back and the fence comes down.
         this.settings.metrics?.count('WriteRefused');
+        await refusedBeforeCommit();
         await this.endWrite(own.node, key, stamp, 'restore', undefined, ttlMs, own.tag);
         throw unreplicated(own.node, "write's invalidation", true);
       }
@@ -474,6 +518,7 @@ export class CacheProtocol {
       const address = (targets[refused] as CacheNode).address;
       if (writePolicy === 'strict') {
         this.settings.metrics?.count('WriteRefused');
+        await refusedBeforeCommit();
         // Nothing is committed: whatever was set aside is put back.
         await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, 'restore', undefined, ttlMs, b.tag) : undefined)));
         throw new CacheUnavailableError(`cache node ${address} cannot be invalidated (${errorMessage(failure)}); nothing was written`, {
@@ -487,10 +532,16 @@ export class CacheProtocol {
     // (strict, cluster mode) is waited for within the commit's time, not added to it.
     const answered = begins.filter((b) => b.begun).map((b) => b.beganAt);
     const commitBy = (answered.length > 0 ? Math.min(...answered) : Date.now()) + commitMs;
-    await hooks?.beforeCommit?.(key);
+    try {
+      await hooks?.beforeCommit?.(key);
+    } catch (err) {
+      refuse(err instanceof Error ? err : new WriteRefused());
+      throw err;
+    }
+    open({ hint: own.hint, deadline: commitBy });
     let outcome: CommitOutcome<T>;
     try {
-      outcome = await commit({ hint: own.hint, deadline: commitBy });
+      outcome = await committing;
     } catch (err) {
       // R7: nothing new may be cached. A write DynamoDB definitely refused puts back what it set aside
       // (a rejected request changes nothing); one that failed otherwise may still have committed, so
@@ -523,12 +574,14 @@ export class CacheProtocol {
     if (node.writable) {
       const deadline = Date.now() + commandTimeoutMs;
       try {
-        await ensureConnected(node, deadline);
+        // No await before the BEGIN_WRITE when the node is connected: it is written to the socket
+        // before write() starts the commit (sendNow).
+        if (!node.connectedNow) await ensureConnected(node, deadline);
         // The tag once the node is verified: the entry this writer stores carries it.
         let tag = '';
-        const began = await followingRedirect(node, deadline, (n) => {
+        const began = await followingRedirect(node, deadline, (n, redirected) => {
           tag = n.epochTag;
-          return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
+          return redirected ? n.client.wtBeginWrite(key, stamp, fenceMs, tag) : sendNow(n.client, 'wtBeginWrite', key, stamp, fenceMs, tag);
         });
         const hint = began.value === '' ? undefined : Number(began.value);
         return { node: began.node, begun: true, hint, tag, beganAt: Date.now(), failure: undefined };
@@ -552,8 +605,8 @@ export class CacheProtocol {
     // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
     const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
     try {
-      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n) =>
-        n.client.wtEndWrite(
+      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n, redirected) => {
+        const args = [
           key,
           n.sealKeyFor(key),
           stamp,
@@ -563,8 +616,9 @@ export class CacheProtocol {
           entry?.version ?? '',
           ttlMs,
           entry?.digest ?? '',
-        ),
-      );
+        ] as const;
+        return redirected ? n.client.wtEndWrite(...args) : sendNow(n.client, 'wtEndWrite', ...args);
+      });
       if (reply !== END_WRITE_REPLY.restored)
         this.settings.metrics?.count(reply === END_WRITE_REPLY.stored ? 'WriteStored' : 'WriteInvalidated');
     } catch (err) {
