@@ -66,6 +66,9 @@ export interface UpdateChanges {
 
 export const MAX_BATCH_KEYS = 100;
 
+/** How many keys' versions an ItemCache remembers from its own writes (see ownVersions). */
+const OWN_VERSIONS = 1000;
+
 /**
  * The library's entry point: reads and writes DynamoDB items by key through the Redis cache.
  * Build it once at module scope (clients, scripts, shard map and node health live in it and survive
@@ -171,6 +174,24 @@ export class ItemCache {
     return this.protocol.write(node, rk.redisKey, this.ttlMs(rk.table), commit, others);
   }
 
+  /**
+   * The version each of this container's recent writes left, by cache key (at most OWN_VERSIONS, the
+   * oldest forgotten first): what the next put of the key guesses its begin will answer, so that its
+   * request is signed while the begin travels (ItemStore.put). Only a guess: the request is sent
+   * only when the begin answers the same; a write that failed forgets its key.
+   */
+  private readonly ownVersions = new Map<string, number>();
+
+  private async remembered<R>(rk: ResolvedKey, write: Promise<R>, version: (result: R) => number): Promise<R> {
+    const key = rk.redisKey;
+    const versions = this.ownVersions;
+    versions.delete(key);
+    const result = await write;
+    if (versions.size >= OWN_VERSIONS) versions.delete(versions.keys().next().value as string);
+    versions.set(key, version(result));
+    return result;
+  }
+
   private ttlMs(table: TableDefinition): number {
     return entryTtlSeconds(this.config, table) * 1000;
   }
@@ -272,9 +293,23 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     checkItemSize(def, attrs);
-    return this.writeThrough(rk, async ({ fenced }) => {
-      const written = await this.store.put(rk, attrs, { ...options, fenced });
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
+    // The entry of the item being written, prepared while DynamoDB works on it (after the request
+    // left: setImmediate runs once its bytes are written), instead of after its answer.
+    let prepared: { item: Attributes; outcome: ReturnType<typeof writeOutcome> } | undefined;
+    const sending = (sent: Attributes): void => {
+      setImmediate(() => {
+        if (hasNestedNumbers(sent)) return;
+        try {
+          prepared = { item: sent, outcome: writeOutcome(def, sent) };
+        } catch {
+          // Computed again below, where it fails the write as it always did.
+        }
+      });
+    };
+    const guess = this.ownVersions.get(rk.redisKey);
+    const write = this.writeThrough(rk, async ({ fenced }) => {
+      const written = await this.store.put(rk, attrs, { ...options, fenced, guess, sending });
+      if (!hasNestedNumbers(written)) return prepared?.item === written ? prepared.outcome : writeOutcome(def, written);
       const { deadline } = await fenced;
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
@@ -283,6 +318,7 @@ export class ItemCache {
       const outcome = writeOutcome(def, ours ? stored : written);
       return { result: outcome.result, entry: ours ? outcome.entry : undefined };
     });
+    return this.remembered(rk, write, (r) => r.version);
   }
 
   /**
@@ -307,10 +343,11 @@ export class ItemCache {
     // What is set, with the key, is already part of the item the update leaves.
     checkItemSize(def, { ...toAttributes(rk.key), ...set });
     const removed = [...new Set(remove)];
-    return this.writeThrough(rk, async ({ fenced }) => {
+    const write = this.writeThrough(rk, async ({ fenced }) => {
       const av = await this.store.update(rk, set, removed, { ...options, fenced });
       return writeOutcome(def, av);
     });
+    return this.remembered(rk, write, (r) => r.version);
   }
 
   /**
@@ -322,10 +359,12 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    return this.writeThrough(rk, async ({ fenced }) => {
+    const write = this.writeThrough(rk, async ({ fenced }) => {
       const old = await this.store.delete(rk, { ...options, fenced });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
     });
+    // Cached as absent: the begin of the next write answers 0.
+    return this.remembered(rk, write, () => 0);
   }
 
   /**

@@ -66,8 +66,22 @@ function until(deadline: number): { abortSignal: AbortSignal } {
  */
 export type Fence = Promise<{ hint: number | undefined; deadline: number }>;
 
-/** Where a fenced request waits: signed and ready to go, or before serialization (its input still to complete). */
-type HeldAt = 'signed' | 'unserialized';
+/**
+ * Where a fenced request waits, and what decides it once the fence opens: signed and ready to go
+ * (`admit`, if given, may still keep it from being sent: false throws NotAdmitted), or before
+ * serialization, its input still to `complete` from what the begin answered.
+ */
+type Held =
+  | { at: 'signed'; admit?: (fenced: Awaited<Fence>) => boolean }
+  | { at: 'unserialized'; complete: (fenced: Awaited<Fence>, input: object) => void };
+
+/** A fenced request that its `admit` kept from being sent: nothing reached DynamoDB. */
+class NotAdmitted extends Error {
+  constructor() {
+    super('the prepared request was not sent');
+    this.name = 'NotAdmitted';
+  }
+}
 
 /** The part of a command's middleware stack sendFenced uses. */
 interface FencedStack {
@@ -88,8 +102,7 @@ async function sendFenced<O>(
   client: DynamoDBClient,
   command: PutItemCommand | UpdateItemCommand | DeleteItemCommand,
   fence: Fence,
-  at: HeldAt,
-  complete?: (fenced: Awaited<Fence>, input: object) => void,
+  held: Held,
 ): Promise<O> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -97,7 +110,8 @@ async function sendFenced<O>(
     (next) => async (args) => {
       const fenced = await fence;
       if (timer === undefined) {
-        complete?.(fenced, args.input);
+        if (held.at === 'unserialized') held.complete(fenced, args.input);
+        else if (held.admit?.(fenced) === false) throw new NotAdmitted();
         // What AbortSignal.timeout would do (the same reason), started now.
         timer = setTimeout(
           () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
@@ -106,7 +120,7 @@ async function sendFenced<O>(
       }
       return next(args);
     },
-    at === 'signed'
+    held.at === 'signed'
       ? { step: 'finalizeRequest', priority: 'low', name: 'writerFence' }
       : { step: 'serialize', priority: 'high', name: 'writerFence' },
   );
@@ -223,7 +237,17 @@ export class ItemStore {
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
    * failed condition returns the current item).
    */
-  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { fenced: Fence }): Promise<Attributes> {
+  async put(
+    rk: ResolvedKey,
+    base: Attributes,
+    opts: WriteOptions & {
+      fenced: Fence;
+      /** The version the begin is expected to answer (ItemCache's memory of its own writes): the request is then signed meanwhile. */
+      guess?: number;
+      /** Told each item a request carries, as the request leaves (the caller may prepare its entry while DynamoDB works). */
+      sending?: (item: Attributes) => void;
+    },
+  ): Promise<Attributes> {
     const table = rk.table;
     const tableName = this.name(table);
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
@@ -231,6 +255,8 @@ export class ItemStore {
     // The one loop that retries a version: for a plain put and for `ifExists` alike.
     let deadline = 0;
     const mustExist = opts.ifVersion !== undefined || opts.ifExists === true;
+    // The first guess: the caller's version, else the begin's answer (the cached version).
+    const firstGuess = (hint: number | undefined): number => opts.ifVersion ?? hint ?? (opts.ifExists ? 1 : 0);
     let expected = 0;
     let item: Attributes = base;
     const request = () => {
@@ -242,23 +268,47 @@ export class ItemStore {
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
       };
     };
+    // Known before the begin answers (the caller's version, or a guess of the cached one): the
+    // request is built and signed while the begin travels, and sent only if the guess was right
+    // (the same request as built after the begin); otherwise it is dropped unsent and built again.
+    const early = opts.ifVersion ?? opts.guess;
     for (let attempt = 1; ; attempt++) {
       try {
-        if (attempt === 1) {
+        if (attempt === 1 && early !== undefined) {
+          expected = early;
+          let admitted = false;
+          try {
+            await sendFenced(this.client, new PutItemCommand(request()), opts.fenced, {
+              at: 'signed',
+              admit: (fenced) => {
+                deadline = fenced.deadline;
+                expected = firstGuess(fenced.hint);
+                admitted = expected === early;
+                if (admitted) opts.sending?.(item);
+                return admitted;
+              },
+            });
+          } catch (err) {
+            if (admitted || !(err instanceof NotAdmitted)) throw err;
+            const input = request();
+            opts.sending?.(item);
+            await this.client.send(new PutItemCommand(input), until(deadline));
+          }
+        } else if (attempt === 1) {
           // The first guess is the begin's answer: the request waits for it before serialization.
-          await sendFenced(
-            this.client,
-            new PutItemCommand({ TableName: tableName, Item: base }),
-            opts.fenced,
-            'unserialized',
-            (fenced, input) => {
+          await sendFenced(this.client, new PutItemCommand({ TableName: tableName, Item: base }), opts.fenced, {
+            at: 'unserialized',
+            complete: (fenced, input) => {
               deadline = fenced.deadline;
-              expected = opts.ifVersion ?? fenced.hint ?? (opts.ifExists ? 1 : 0);
+              expected = firstGuess(fenced.hint);
               Object.assign(input, request());
+              opts.sending?.(item);
             },
-          );
+          });
         } else {
-          await this.client.send(new PutItemCommand(request()), until(deadline));
+          const input = request();
+          opts.sending?.(item);
+          await this.client.send(new PutItemCommand(input), until(deadline));
         }
         return item;
       } catch (err) {
@@ -316,7 +366,7 @@ export class ItemStore {
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
         opts.fenced,
-        'signed',
+        { at: 'signed' },
       );
       return out.Attributes as Attributes;
     } catch (err) {
@@ -347,7 +397,7 @@ export class ItemStore {
           ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
         }),
         opts.fenced,
-        'signed',
+        { at: 'signed' },
       );
       return out.Attributes;
     } catch (err) {
