@@ -307,8 +307,25 @@ export class ItemCache {
       });
     };
     const guess = this.ownVersions.get(rk.redisKey);
-    const write = this.writeThrough(rk, async ({ fenced }) => {
-      const written = await this.store.put(rk, attrs, { ...options, fenced, guess, sending });
+    const write = this.writeThrough(rk, async ({ fenced, applied }) => {
+      // DynamoDB applied the item (its 200): the write's end goes out while the SDK decodes the answer.
+      // Not for nested numbers, whose entry is the item read back.
+      const written = await this.store.put(rk, attrs, {
+        ...options,
+        fenced,
+        guess,
+        sending,
+        applied: (sent) => {
+          if (hasNestedNumbers(sent)) return;
+          let entry: CacheEntry;
+          try {
+            entry = prepared?.item === sent ? prepared.outcome.entry : writeOutcome(def, sent).entry;
+          } catch {
+            return;
+          }
+          applied(entry);
+        },
+      });
       if (!hasNestedNumbers(written)) return prepared?.item === written ? prepared.outcome : writeOutcome(def, written);
       const { deadline } = await fenced;
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
@@ -359,8 +376,8 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    const write = this.writeThrough(rk, async ({ fenced }) => {
-      const old = await this.store.delete(rk, { ...options, fenced });
+    const write = this.writeThrough(rk, async ({ fenced, applied }) => {
+      const old = await this.store.delete(rk, { ...options, fenced, applied: () => applied(absentEntry) });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
     });
     // Cached as absent: the begin of the next write answers 0.

@@ -87,7 +87,7 @@ class NotAdmitted extends Error {
 interface FencedStack {
   add(
     middleware: (next: (args: { input: object }) => Promise<unknown>) => (args: { input: object }) => Promise<unknown>,
-    options: { step: 'serialize' | 'finalizeRequest'; priority: 'high' | 'low'; name: string },
+    options: { step: 'serialize' | 'finalizeRequest' | 'deserialize'; priority: 'high' | 'low'; name: string },
   ): void;
 }
 
@@ -103,6 +103,7 @@ async function sendFenced<O>(
   command: PutItemCommand | UpdateItemCommand | DeleteItemCommand,
   fence: Fence,
   held: Held,
+  applied?: () => void,
 ): Promise<O> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -124,6 +125,17 @@ async function sendFenced<O>(
       ? { step: 'finalizeRequest', priority: 'low', name: 'writerFence' }
       : { step: 'serialize', priority: 'high', name: 'writerFence' },
   );
+  // DynamoDB answered 200: the write was applied (told before the SDK decodes the answer).
+  if (applied !== undefined) {
+    (command.middlewareStack as unknown as FencedStack).add(
+      (next) => async (args) => {
+        const out = (await next(args)) as { response?: { statusCode?: number } };
+        if (out.response?.statusCode === 200) applied();
+        return out;
+      },
+      { step: 'deserialize', priority: 'low', name: 'writerApplied' },
+    );
+  }
   try {
     return (await client.send(command as PutItemCommand, { abortSignal: controller.signal })) as O;
   } finally {
@@ -246,6 +258,8 @@ export class ItemStore {
       guess?: number;
       /** Told each item a request carries, as the request leaves (the caller may prepare its entry while DynamoDB works). */
       sending?: (item: Attributes) => void;
+      /** Told, as DynamoDB's 200 arrives (before the SDK decodes it), that the first request's item was written. */
+      applied?: (item: Attributes) => void;
     },
   ): Promise<Attributes> {
     const table = rk.table;
@@ -278,16 +292,22 @@ export class ItemStore {
           expected = early;
           let admitted = false;
           try {
-            await sendFenced(this.client, new PutItemCommand(request()), opts.fenced, {
-              at: 'signed',
-              admit: (fenced) => {
-                deadline = fenced.deadline;
-                expected = firstGuess(fenced.hint);
-                admitted = expected === early;
-                if (admitted) opts.sending?.(item);
-                return admitted;
+            await sendFenced(
+              this.client,
+              new PutItemCommand(request()),
+              opts.fenced,
+              {
+                at: 'signed',
+                admit: (fenced) => {
+                  deadline = fenced.deadline;
+                  expected = firstGuess(fenced.hint);
+                  admitted = expected === early;
+                  if (admitted) opts.sending?.(item);
+                  return admitted;
+                },
               },
-            });
+              () => opts.applied?.(item),
+            );
           } catch (err) {
             if (admitted || !(err instanceof NotAdmitted)) throw err;
             const input = request();
@@ -296,15 +316,21 @@ export class ItemStore {
           }
         } else if (attempt === 1) {
           // The first guess is the begin's answer: the request waits for it before serialization.
-          await sendFenced(this.client, new PutItemCommand({ TableName: tableName, Item: base }), opts.fenced, {
-            at: 'unserialized',
-            complete: (fenced, input) => {
-              deadline = fenced.deadline;
-              expected = firstGuess(fenced.hint);
-              Object.assign(input, request());
-              opts.sending?.(item);
+          await sendFenced(
+            this.client,
+            new PutItemCommand({ TableName: tableName, Item: base }),
+            opts.fenced,
+            {
+              at: 'unserialized',
+              complete: (fenced, input) => {
+                deadline = fenced.deadline;
+                expected = firstGuess(fenced.hint);
+                Object.assign(input, request());
+                opts.sending?.(item);
+              },
             },
-          });
+            () => opts.applied?.(item),
+          );
         } else {
           const input = request();
           opts.sending?.(item);
@@ -378,7 +404,14 @@ export class ItemStore {
   }
 
   /** Deletes the item; returns what was there (undefined when nothing was). */
-  async delete(rk: ResolvedKey, opts: WriteOptions & { fenced: Fence }): Promise<Attributes | undefined> {
+  async delete(
+    rk: ResolvedKey,
+    opts: WriteOptions & {
+      fenced: Fence;
+      /** Told, as DynamoDB's 200 arrives (before the SDK decodes it), that the delete was applied. */
+      applied?: () => void;
+    },
+  ): Promise<Attributes | undefined> {
     const table = rk.table;
     const condition =
       opts.ifVersion !== undefined
@@ -398,6 +431,7 @@ export class ItemStore {
         }),
         opts.fenced,
         { at: 'signed' },
+        opts.applied,
       );
       return out.Attributes;
     } catch (err) {

@@ -98,6 +98,13 @@ export interface Fenced {
  */
 export interface CommitContext {
   fenced: Promise<Fenced>;
+  /**
+   * The commit may call this once DynamoDB has answered that the write was applied (its HTTP 200,
+   * before the SDK decoded the answer), with the entry its outcome will carry: the write's ends are
+   * then sent at once, while the answer is decoded, instead of after. Still after the commit and
+   * before the write is acknowledged (write() awaits them).
+   */
+  applied(entry: CacheEntry): void;
 }
 
 /** Why `fenced` rejected: the write was refused before its commit, which must send nothing. */
@@ -468,7 +475,10 @@ export class CacheProtocol {
     others: readonly CacheNode[] = [],
   ): Promise<T> {
     const { hooks, commitMs, writePolicy, commandTimeoutMs } = this.settings;
-    if (node === undefined) return (await commit({ fenced: Promise.resolve({ hint: undefined, deadline: Date.now() + commitMs }) })).result;
+    if (node === undefined) {
+      return (await commit({ fenced: Promise.resolve({ hint: undefined, deadline: Date.now() + commitMs }), applied: () => undefined }))
+        .result;
+    }
     const stamp = randomToken();
     // The begins are sent first (at once, when the node is connected: beginWrite), then the commit
     // starts: it prepares its DynamoDB request while they travel and sends it only once `fenced`
@@ -482,7 +492,18 @@ export class CacheProtocol {
       refuse = reject;
     });
     fenced.catch(() => undefined);
-    const committing = commit({ fenced });
+    let fencesUp: Begin[] | undefined;
+    let ended: Promise<void> | undefined;
+    const applied = (entry: CacheEntry): void => {
+      const begins = fencesUp;
+      if (ended !== undefined || begins === undefined) return;
+      ended = (async () => {
+        await hooks?.afterCommit?.(key);
+        await this.endAll(begins, key, stamp, entry, ttlMs);
+      })();
+      ended.catch(() => undefined);
+    };
+    const committing = commit({ fenced, applied });
     // Awaited below; a refused write awaits it only so that nothing of it is left in flight.
     const committed = committing.then(
       () => undefined,
@@ -538,11 +559,17 @@ export class CacheProtocol {
       refuse(err instanceof Error ? err : new WriteRefused());
       throw err;
     }
+    fencesUp = begins;
     open({ hint: own.hint, deadline: commitBy });
     let outcome: CommitOutcome<T>;
     try {
       outcome = await committing;
     } catch (err) {
+      // Told it was applied (ended): the entry of what DynamoDB applied was stored or dropped already.
+      if (ended !== undefined) {
+        await ended;
+        throw err;
+      }
       // R7: nothing new may be cached. A write DynamoDB definitely refused puts back what it set aside
       // (a rejected request changes nothing); one that failed otherwise may still have committed, so
       // its entry is dropped.
@@ -550,20 +577,29 @@ export class CacheProtocol {
       await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, ending, undefined, ttlMs, b.tag) : undefined)));
       throw err;
     }
+    if (ended !== undefined) {
+      await ended;
+      return outcome.result;
+    }
     await hooks?.afterCommit?.(key);
+    await this.endAll(begins, key, stamp, outcome.entry, ttlMs);
+    return outcome.result;
+  }
+
+  /** The ends of a committed write: its own node stores `entry` (undefined: drops), the other maps' nodes drop. */
+  private async endAll(begins: Begin[], key: string, stamp: string, entry: CacheEntry | undefined, ttlMs: number): Promise<void> {
     // The writer's own map stores only where its generation is trusted (W passed, lib/cache/maps.ts);
     // the other maps' nodes are only invalidated.
-    const store = outcome.entry !== undefined && own.node.mapTrusted;
+    const store = entry !== undefined && (begins[0] as Begin).node.mapTrusted;
     await Promise.all(
       begins.map((b, i) =>
         b.begun
           ? i === 0
-            ? this.endWrite(b.node, key, stamp, store ? 'store' : 'drop', store ? outcome.entry : undefined, ttlMs, b.tag)
+            ? this.endWrite(b.node, key, stamp, store ? 'store' : 'drop', store ? entry : undefined, ttlMs, b.tag)
             : this.endWrite(b.node, key, stamp, 'drop', undefined, ttlMs, b.tag)
           : undefined,
       ),
     );
-    return outcome.result;
   }
 
   /** BEGIN_WRITE on one node (a node believed down is probed first; a redirect followed once); never throws. */
