@@ -296,9 +296,12 @@ export class ItemCache {
     // The entry of the item being written, prepared while DynamoDB works on it (after the request
     // left: setImmediate runs once its bytes are written), instead of after its answer.
     let prepared: { item: Attributes; outcome: ReturnType<typeof writeOutcome> } | undefined;
+    // Numbers inside maps and lists: the entry is the item read back (below). The version the store
+    // adds is a top-level number, so this is the same for every item the put sends.
+    const nested = hasNestedNumbers(attrs);
     const sending = (sent: Attributes): void => {
+      if (nested) return;
       setImmediate(() => {
-        if (hasNestedNumbers(sent)) return;
         try {
           prepared = { item: sent, outcome: writeOutcome(def, sent) };
         } catch {
@@ -316,7 +319,7 @@ export class ItemCache {
         guess,
         sending,
         applied: (sent) => {
-          if (hasNestedNumbers(sent)) return;
+          if (nested) return;
           let entry: CacheEntry;
           try {
             entry = prepared?.item === sent ? prepared.outcome.entry : writeOutcome(def, sent).entry;
@@ -326,7 +329,7 @@ export class ItemCache {
           applied(entry);
         },
       });
-      if (!hasNestedNumbers(written)) return prepared?.item === written ? prepared.outcome : writeOutcome(def, written);
+      if (!nested) return prepared?.item === written ? prepared.outcome : writeOutcome(def, written);
       const { deadline } = await fenced;
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
