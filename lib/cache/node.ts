@@ -367,17 +367,12 @@ export class CacheNode {
     return this.state !== 'down';
   }
 
-  /** What `connected` answers at once, without waiting: the epoch verified and the connection ready. */
-  get connectedNow(): boolean {
-    return this.verified && this.client.status === 'ready';
-  }
-
   /**
    * Waits (at most the command timeout) for a connection that is still being made, as on a cold
    * start; true when commands can be sent.
    */
   async connected(): Promise<boolean> {
-    if (this.connectedNow) return true;
+    if (this.verified && this.client.status === 'ready') return true;
     if (this.state === 'down') return false;
     if (this.client.status !== 'ready') await this.nextReady();
     if (this.verifying) await this.verifying;

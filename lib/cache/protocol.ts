@@ -9,7 +9,6 @@ import {
   INVALIDATE_REPLY,
   LEASE_REPLY,
   REGISTRY_KEY,
-  sendNow,
   type LeaseReply,
   type WriteEnding,
 } from './scripts.ts';
@@ -159,19 +158,18 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
 async function followingRedirect<T>(
   node: CacheNode,
   deadline: number,
-  op: (n: CacheNode, redirected: boolean) => Promise<T>,
+  op: (n: CacheNode) => Promise<T>,
 ): Promise<{ node: CacheNode; value: T }> {
   try {
-    return { node, value: await before(node, deadline, () => op(node, false)) };
+    return { node, value: await before(node, deadline, () => op(node)) };
   } catch (err) {
     const next = node.redirected(err);
     if (next === undefined) throw err;
     try {
       await ensureConnected(next.node, deadline);
-      // ASKING holds for the connection's next command only: sent in the same turn as `op`, through the
-      // same auto-pipeline (op is told it was redirected), nothing comes between.
+      // ASKING holds for the connection's next command only: sent in the same turn as `op`, nothing comes between.
       if (next.asking) next.node.client.asking().catch(() => undefined);
-      return { node: next.node, value: await before(next.node, deadline, () => op(next.node, true)) };
+      return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
     } catch (again) {
       // The node redirected to failed, not the one that redirected: the caller sees the redirect.
       failed(next.node, again, 'redirected');
@@ -480,10 +478,9 @@ export class CacheProtocol {
         .result;
     }
     const stamp = randomToken();
-    // The begins are sent first (at once, when the node is connected: beginWrite), then the commit
-    // starts: it prepares its DynamoDB request while they travel and sends it only once `fenced`
-    // resolves, below, at the point where the commit used to be called. A refused write rejects
-    // `fenced`, and the commit sends nothing.
+    // The begins are asked first, then the commit starts: it prepares its DynamoDB request meanwhile
+    // and sends it only once `fenced` resolves, below, at the point where the commit used to be
+    // called. A refused write rejects `fenced`, and the commit sends nothing.
     const beginning = Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
     let open!: (fenced: Fenced) => void;
     let refuse!: (err: Error) => void;
@@ -610,14 +607,12 @@ export class CacheProtocol {
     if (node.writable) {
       const deadline = Date.now() + commandTimeoutMs;
       try {
-        // No await before the BEGIN_WRITE when the node is connected: it is written to the socket
-        // before write() starts the commit (sendNow).
-        if (!node.connectedNow) await ensureConnected(node, deadline);
+        await ensureConnected(node, deadline);
         // The tag once the node is verified: the entry this writer stores carries it.
         let tag = '';
-        const began = await followingRedirect(node, deadline, (n, redirected) => {
+        const began = await followingRedirect(node, deadline, (n) => {
           tag = n.epochTag;
-          return redirected ? n.client.wtBeginWrite(key, stamp, fenceMs, tag) : sendNow(n.client, 'wtBeginWrite', key, stamp, fenceMs, tag);
+          return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
         });
         const hint = began.value === '' ? undefined : Number(began.value);
         return { node: began.node, begun: true, hint, tag, beganAt: Date.now(), failure: undefined };
@@ -641,8 +636,8 @@ export class CacheProtocol {
     // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
     const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
     try {
-      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n, redirected) => {
-        const args = [
+      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n) =>
+        n.client.wtEndWrite(
           key,
           n.sealKeyFor(key),
           stamp,
@@ -652,9 +647,8 @@ export class CacheProtocol {
           entry?.version ?? '',
           ttlMs,
           entry?.digest ?? '',
-        ] as const;
-        return redirected ? n.client.wtEndWrite(...args) : sendNow(n.client, 'wtEndWrite', ...args);
-      });
+        ),
+      );
       if (reply !== END_WRITE_REPLY.restored)
         this.settings.metrics?.count(reply === END_WRITE_REPLY.stored ? 'WriteStored' : 'WriteInvalidated');
     } catch (err) {

@@ -497,28 +497,6 @@ export function installScripts(client: Redis): ScriptedClient {
   return client as ScriptedClient;
 }
 
-/** What ioredis keeps of a script defined with defineCommand (its `scriptsSet`). */
-interface DefinedScript {
-  execute(client: Redis, args: (string | number)[], options: { replyEncoding: 'utf8' }): Promise<unknown>;
-}
-
-/**
- * A write's script sent at once on the connection (`Redis.sendCommand`: written to the socket in this
- * turn, as the hit path's reads are, node.ts `read`), not through ioredis's auto-pipeline, which
- * builds a pipeline around each command and sends it only in the next event-loop turn: a writer's
- * begin is then on its way while the writer prepares its DynamoDB request (protocol.ts `write`). The
- * same EVALSHA, with the same NOSCRIPT reload, as the defined command; commands on one connection
- * still run in the order they were written.
- */
-export function sendNow<N extends 'wtBeginWrite' | 'wtEndWrite'>(
-  client: ScriptedClient,
-  name: N,
-  ...args: Parameters<ScriptCommands[N]>
-): ReturnType<ScriptCommands[N]> {
-  const script = (client as unknown as { scriptsSet: Record<string, DefinedScript> }).scriptsSet[name] as DefinedScript;
-  return script.execute(client, args as (string | number)[], { replyEncoding: 'utf8' }) as ReturnType<ScriptCommands[N]>;
-}
-
 /** The key under which an epoch's seal is kept; it cannot collide with an entry (those end in `:t`). */
 export const sealKey = (runId: string): string => `__wt_epoch:${runId}`;
 
