@@ -66,9 +66,6 @@ export interface UpdateChanges {
 
 export const MAX_BATCH_KEYS = 100;
 
-/** How many keys' versions an ItemCache remembers from its own writes (see ownVersions). */
-const OWN_VERSIONS = 1000;
-
 /**
  * The library's entry point: reads and writes DynamoDB items by key through the Redis cache.
  * Build it once at module scope (clients, scripts, shard map and node health live in it and survive
@@ -174,24 +171,6 @@ export class ItemCache {
     return this.protocol.write(node, rk.redisKey, this.ttlMs(rk.table), commit, others);
   }
 
-  /**
-   * The version each of this container's recent writes left, by cache key (at most OWN_VERSIONS, the
-   * oldest forgotten first): what the next put of the key guesses its begin will answer, so that its
-   * request is signed while the begin travels (ItemStore.put). Only a guess: the request is sent
-   * only when the begin answers the same; a write that failed forgets its key.
-   */
-  private readonly ownVersions = new Map<string, number>();
-
-  private async remembered<R>(rk: ResolvedKey, write: Promise<R>, version: (result: R) => number): Promise<R> {
-    const key = rk.redisKey;
-    const versions = this.ownVersions;
-    versions.delete(key);
-    const result = await write;
-    if (versions.size >= OWN_VERSIONS) versions.delete(versions.keys().next().value as string);
-    versions.set(key, version(result));
-    return result;
-  }
-
   private ttlMs(table: TableDefinition): number {
     return entryTtlSeconds(this.config, table) * 1000;
   }
@@ -293,44 +272,9 @@ export class ItemCache {
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
     checkItemSize(def, attrs);
-    // The entry of the item being written, prepared while DynamoDB works on it (after the request
-    // left: setImmediate runs once its bytes are written), instead of after its answer.
-    let prepared: { item: Attributes; outcome: ReturnType<typeof writeOutcome> } | undefined;
-    // Numbers inside maps and lists: the entry is the item read back (below). The version the store
-    // adds is a top-level number, so this is the same for every item the put sends.
-    const nested = hasNestedNumbers(attrs);
-    const sending = (sent: Attributes): void => {
-      if (nested) return;
-      setImmediate(() => {
-        try {
-          prepared = { item: sent, outcome: writeOutcome(def, sent) };
-        } catch {
-          // Computed again below, where it fails the write as it always did.
-        }
-      });
-    };
-    const guess = this.ownVersions.get(rk.redisKey);
-    const write = this.writeThrough(rk, async ({ fenced, applied }) => {
-      // DynamoDB applied the item (its 200): the write's end goes out while the SDK decodes the answer.
-      // Not for nested numbers, whose entry is the item read back.
-      const written = await this.store.put(rk, attrs, {
-        ...options,
-        fenced,
-        guess,
-        sending,
-        applied: (sent) => {
-          if (nested) return;
-          let entry: CacheEntry;
-          try {
-            entry = prepared?.item === sent ? prepared.outcome.entry : writeOutcome(def, sent).entry;
-          } catch {
-            return;
-          }
-          applied(entry);
-        },
-      });
-      if (!nested) return prepared?.item === written ? prepared.outcome : writeOutcome(def, written);
-      const { deadline } = await fenced;
+    return this.writeThrough(rk, async ({ hint, deadline }) => {
+      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
+      if (!hasNestedNumbers(written)) return writeOutcome(def, written);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
@@ -338,7 +282,6 @@ export class ItemCache {
       const outcome = writeOutcome(def, ours ? stored : written);
       return { result: outcome.result, entry: ours ? outcome.entry : undefined };
     });
-    return this.remembered(rk, write, (r) => r.version);
   }
 
   /**
@@ -362,12 +305,10 @@ export class ItemCache {
     checkIfVersion(options);
     // What is set, with the key, is already part of the item the update leaves.
     checkItemSize(def, { ...toAttributes(rk.key), ...set });
-    const removed = [...new Set(remove)];
-    const write = this.writeThrough(rk, async ({ fenced }) => {
-      const av = await this.store.update(rk, set, removed, { ...options, fenced });
+    return this.writeThrough(rk, async ({ deadline }) => {
+      const av = await this.store.update(rk, set, [...new Set(remove)], { ...options, deadline });
       return writeOutcome(def, av);
     });
-    return this.remembered(rk, write, (r) => r.version);
   }
 
   /**
@@ -379,12 +320,10 @@ export class ItemCache {
     const def = this.tables.get(table);
     const rk = this.resolve(def, key);
     checkIfVersion(options);
-    const write = this.writeThrough(rk, async ({ fenced, applied }) => {
-      const old = await this.store.delete(rk, { ...options, fenced, applied: () => applied(absentEntry) });
+    return this.writeThrough(rk, async ({ deadline }) => {
+      const old = await this.store.delete(rk, { ...options, deadline });
       return { result: { deleted: old !== undefined }, entry: absentEntry };
     });
-    // Cached as absent: the begin of the next write answers 0.
-    return this.remembered(rk, write, () => 0);
   }
 
   /**
@@ -406,9 +345,8 @@ export class ItemCache {
     }>,
   ): Promise<T> {
     const rk = this.resolve(table, key);
-    return this.writeThrough(rk, async ({ fenced }) => {
-      // The drop-in's request is made by its caller: it starts once the fences are up.
-      const { result, image, exact } = await commit(await fenced);
+    return this.writeThrough(rk, async (context) => {
+      const { result, image, exact } = await commit(context);
       if (image === null) return { result, entry: absentEntry };
       if (image === undefined || (!exact && hasNestedNumbers(image))) return { result, entry: undefined };
       try {

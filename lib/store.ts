@@ -7,8 +7,6 @@ import {
   QueryCommand,
   ScanCommand,
   UpdateItemCommand,
-  type DeleteItemCommandOutput,
-  type UpdateItemCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import type { StoreConfig } from './config.ts';
 import { fromAttributes, toAttributes, type Attributes } from './codec.ts';
@@ -57,90 +55,6 @@ function attemptsOf(err: unknown): number {
  */
 function until(deadline: number): { abortSignal: AbortSignal } {
   return { abortSignal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) };
-}
-
-/**
- * What a write's first request waits for before it may reach DynamoDB (protocol.ts `CommitContext`):
- * the writer's fences are up. Gives the cached version (a put's first guess) and the commit deadline;
- * rejects when the write is refused, and then nothing is sent.
- */
-export type Fence = Promise<{ hint: number | undefined; deadline: number }>;
-
-/**
- * Where a fenced request waits, and what decides it once the fence opens: signed and ready to go
- * (`admit`, if given, may still keep it from being sent: false throws NotAdmitted), or before
- * serialization, its input still to `complete` from what the begin answered.
- */
-type Held =
-  | { at: 'signed'; admit?: (fenced: Awaited<Fence>) => boolean }
-  | { at: 'unserialized'; complete: (fenced: Awaited<Fence>, input: object) => void };
-
-/** A fenced request that its `admit` kept from being sent: nothing reached DynamoDB. */
-class NotAdmitted extends Error {
-  constructor() {
-    super('the prepared request was not sent');
-    this.name = 'NotAdmitted';
-  }
-}
-
-/** The part of a command's middleware stack sendFenced uses. */
-interface FencedStack {
-  add(
-    middleware: (next: (args: { input: object }) => Promise<unknown>) => (args: { input: object }) => Promise<unknown>,
-    options: { step: 'serialize' | 'finalizeRequest' | 'deserialize'; priority: 'high' | 'low'; name: string },
-  ): void;
-}
-
-/**
- * A write's first request, prepared while the writer's begin travels (protocol.ts `write`): it goes
- * through the SDK's middleware up to `at` (signed, or before serialization when its input depends on
- * the begin's answer: `complete` fills it in) and waits there for `fence`. Nothing reaches the HTTP
- * handler before the fence resolves, and nothing at all when it rejects. The deadline counts from
- * the fence's opening, as until() counts from a request sent then; it bounds every attempt after.
- */
-async function sendFenced<O>(
-  client: DynamoDBClient,
-  command: PutItemCommand | UpdateItemCommand | DeleteItemCommand,
-  fence: Fence,
-  held: Held,
-  applied?: () => void,
-): Promise<O> {
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  (command.middlewareStack as unknown as FencedStack).add(
-    (next) => async (args) => {
-      const fenced = await fence;
-      if (timer === undefined) {
-        if (held.at === 'unserialized') held.complete(fenced, args.input);
-        else if (held.admit?.(fenced) === false) throw new NotAdmitted();
-        // What AbortSignal.timeout would do (the same reason), started now.
-        timer = setTimeout(
-          () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-          Math.max(1, fenced.deadline - Date.now()),
-        );
-      }
-      return next(args);
-    },
-    held.at === 'signed'
-      ? { step: 'finalizeRequest', priority: 'low', name: 'writerFence' }
-      : { step: 'serialize', priority: 'high', name: 'writerFence' },
-  );
-  // DynamoDB answered 200: the write was applied (told before the SDK decodes the answer).
-  if (applied !== undefined) {
-    (command.middlewareStack as unknown as FencedStack).add(
-      (next) => async (args) => {
-        const out = (await next(args)) as { response?: { statusCode?: number } };
-        if (out.response?.statusCode === 200) applied();
-        return out;
-      },
-      { step: 'deserialize', priority: 'low', name: 'writerApplied' },
-    );
-  }
-  try {
-    return (await client.send(command as PutItemCommand, { abortSignal: controller.signal })) as O;
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
@@ -249,93 +163,27 @@ export class ItemStore {
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
    * failed condition returns the current item).
    */
-  async put(
-    rk: ResolvedKey,
-    base: Attributes,
-    opts: WriteOptions & {
-      fenced: Fence;
-      /** The version the begin is expected to answer (ItemCache's memory of its own writes): the request is then signed meanwhile. */
-      guess?: number;
-      /** Told each item a request carries, as the request leaves (the caller may prepare its entry while DynamoDB works). */
-      sending?: (item: Attributes) => void;
-      /** Told, as DynamoDB's 200 arrives (before the SDK decodes it), that the first request's item was written. */
-      applied?: (item: Attributes) => void;
-    },
-  ): Promise<Attributes> {
+  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; deadline: number }): Promise<Attributes> {
     const table = rk.table;
-    const tableName = this.name(table);
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
     // contention keep trying (with a little jitter) until the deadline the writer's fence allows.
     // The one loop that retries a version: for a plain put and for `ifExists` alike.
-    let deadline = 0;
+    const deadline = opts.deadline;
     const mustExist = opts.ifVersion !== undefined || opts.ifExists === true;
-    // The first guess: the caller's version, else the begin's answer (the cached version).
-    const firstGuess = (hint: number | undefined): number => opts.ifVersion ?? hint ?? (opts.ifExists ? 1 : 0);
-    let expected = 0;
-    let item: Attributes = base;
-    const request = () => {
-      item = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
-      return {
-        TableName: tableName,
-        Item: item,
-        ...versionCondition(table, expected, mustExist),
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
-      };
-    };
-    // Known before the begin answers (the caller's version, or a guess of the cached one): the
-    // request is built and signed while the begin travels, and sent only if the guess was right
-    // (the same request as built after the begin); otherwise it is dropped unsent and built again.
-    const early = opts.ifVersion ?? opts.guess;
+    let expected = opts.ifVersion ?? opts.hint ?? (opts.ifExists ? 1 : 0);
     for (let attempt = 1; ; attempt++) {
+      const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
+      const condition = versionCondition(table, expected, mustExist);
       try {
-        if (attempt === 1 && early !== undefined) {
-          expected = early;
-          let admitted = false;
-          try {
-            await sendFenced(
-              this.client,
-              new PutItemCommand(request()),
-              opts.fenced,
-              {
-                at: 'signed',
-                admit: (fenced) => {
-                  deadline = fenced.deadline;
-                  expected = firstGuess(fenced.hint);
-                  admitted = expected === early;
-                  if (admitted) opts.sending?.(item);
-                  return admitted;
-                },
-              },
-              () => opts.applied?.(item),
-            );
-          } catch (err) {
-            if (admitted || !(err instanceof NotAdmitted)) throw err;
-            const input = request();
-            opts.sending?.(item);
-            await this.client.send(new PutItemCommand(input), until(deadline));
-          }
-        } else if (attempt === 1) {
-          // The first guess is the begin's answer: the request waits for it before serialization.
-          await sendFenced(
-            this.client,
-            new PutItemCommand({ TableName: tableName, Item: base }),
-            opts.fenced,
-            {
-              at: 'unserialized',
-              complete: (fenced, input) => {
-                deadline = fenced.deadline;
-                expected = firstGuess(fenced.hint);
-                Object.assign(input, request());
-                opts.sending?.(item);
-              },
-            },
-            () => opts.applied?.(item),
-          );
-        } else {
-          const input = request();
-          opts.sending?.(item);
-          await this.client.send(new PutItemCommand(input), until(deadline));
-        }
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.name(table),
+            Item: item,
+            ...condition,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+          until(deadline),
+        );
         return item;
       } catch (err) {
         if (!isConditionFailure(err)) throw mapStoreError(err);
@@ -353,7 +201,7 @@ export class ItemStore {
   }
 
   /** Sets and removes top-level attributes of an existing item; increments its version. */
-  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions & { fenced: Fence }): Promise<Attributes> {
+  async update(rk: ResolvedKey, set: Attributes, remove: string[], opts: WriteOptions & { deadline: number }): Promise<Attributes> {
     const table = rk.table;
     const names: Record<string, string> = { '#ver': table.versionAttribute, '#hk': table.hashKey.name };
     const values: Attributes = { ':one': { N: '1' } };
@@ -379,8 +227,7 @@ export class ItemStore {
       }
     }
     try {
-      const out = await sendFenced<UpdateItemCommandOutput>(
-        this.client,
+      const out = await this.client.send(
         new UpdateItemCommand({
           TableName: this.name(table),
           Key: toAttributes(rk.key),
@@ -391,8 +238,7 @@ export class ItemStore {
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
-        opts.fenced,
-        { at: 'signed' },
+        until(opts.deadline),
       );
       return out.Attributes as Attributes;
     } catch (err) {
@@ -404,14 +250,7 @@ export class ItemStore {
   }
 
   /** Deletes the item; returns what was there (undefined when nothing was). */
-  async delete(
-    rk: ResolvedKey,
-    opts: WriteOptions & {
-      fenced: Fence;
-      /** Told, as DynamoDB's 200 arrives (before the SDK decodes it), that the delete was applied. */
-      applied?: () => void;
-    },
-  ): Promise<Attributes | undefined> {
+  async delete(rk: ResolvedKey, opts: WriteOptions & { deadline: number }): Promise<Attributes | undefined> {
     const table = rk.table;
     const condition =
       opts.ifVersion !== undefined
@@ -420,8 +259,7 @@ export class ItemStore {
           ? { ConditionExpression: 'attribute_exists(#hk)', ExpressionAttributeNames: { '#hk': table.hashKey.name } }
           : {};
     try {
-      const out = await sendFenced<DeleteItemCommandOutput>(
-        this.client,
+      const out = await this.client.send(
         new DeleteItemCommand({
           TableName: this.name(table),
           Key: toAttributes(rk.key),
@@ -429,9 +267,7 @@ export class ItemStore {
           ...condition,
           ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
         }),
-        opts.fenced,
-        { at: 'signed' },
-        opts.applied,
+        until(opts.deadline),
       );
       return out.Attributes;
     } catch (err) {

@@ -82,36 +82,10 @@ export interface ProtocolSettings {
 /** The hint a writer's begin returns: the cached version (0 = cached as absent), if known. */
 export type VersionHint = number | undefined;
 
-/** What a writer learns once its fences are up: the cached version as a hint, and when its commit must be over (ms since the epoch). */
-export interface Fenced {
+/** What a writer's commit is given: the cached version as a hint, and when it must be over (ms since the epoch). */
+export interface CommitContext {
   hint: VersionHint;
   deadline: number;
-}
-
-/**
- * What a writer's commit is given. The commit starts while the begins travel, so it can build (and
- * sign) its DynamoDB request meanwhile, but it sends nothing to DynamoDB before `fenced` resolves:
- * every begin was answered (or, under `available`, failed and left its key dirty) and the write may
- * go ahead. When the write is refused (`strict`), `fenced` rejects with WriteRefused and the commit
- * must send nothing at all.
- */
-export interface CommitContext {
-  fenced: Promise<Fenced>;
-  /**
-   * The commit may call this once DynamoDB has answered that the write was applied (its HTTP 200,
-   * before the SDK decoded the answer), with the entry its outcome will carry: the write's ends are
-   * then sent at once, while the answer is decoded, instead of after. Still after the commit and
-   * before the write is acknowledged (write() awaits them).
-   */
-  applied(entry: CacheEntry): void;
-}
-
-/** Why `fenced` rejected: the write was refused before its commit, which must send nothing. */
-export class WriteRefused extends Error {
-  constructor() {
-    super('the write was refused before its commit');
-    this.name = 'WriteRefused';
-  }
 }
 
 export interface CommitOutcome<T> {
@@ -473,44 +447,9 @@ export class CacheProtocol {
     others: readonly CacheNode[] = [],
   ): Promise<T> {
     const { hooks, commitMs, writePolicy, commandTimeoutMs } = this.settings;
-    if (node === undefined) {
-      return (await commit({ fenced: Promise.resolve({ hint: undefined, deadline: Date.now() + commitMs }), applied: () => undefined }))
-        .result;
-    }
+    if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
     const stamp = randomToken();
-    // The begins are asked first, then the commit starts: it prepares its DynamoDB request meanwhile
-    // and sends it only once `fenced` resolves, below, at the point where the commit used to be
-    // called. A refused write rejects `fenced`, and the commit sends nothing.
-    const beginning = Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
-    let open!: (fenced: Fenced) => void;
-    let refuse!: (err: Error) => void;
-    const fenced = new Promise<Fenced>((resolve, reject) => {
-      open = resolve;
-      refuse = reject;
-    });
-    fenced.catch(() => undefined);
-    let fencesUp: Begin[] | undefined;
-    let ended: Promise<void> | undefined;
-    const applied = (entry: CacheEntry): void => {
-      const begins = fencesUp;
-      if (ended !== undefined || begins === undefined) return;
-      ended = (async () => {
-        await hooks?.afterCommit?.(key);
-        await this.endAll(begins, key, stamp, entry, ttlMs);
-      })();
-      ended.catch(() => undefined);
-    };
-    const committing = commit({ fenced, applied });
-    // Awaited below; a refused write awaits it only so that nothing of it is left in flight.
-    const committed = committing.then(
-      () => undefined,
-      () => undefined,
-    );
-    const refusedBeforeCommit = async (): Promise<void> => {
-      refuse(new WriteRefused());
-      await committed;
-    };
-    const begins = await beginning;
+    const begins = await Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
     // The nodes that answered (cluster mode: a redirect moves the write to the slot's new primary).
     const targets = begins.map((b) => b.node);
     const own = begins[0] as Begin;
@@ -526,7 +465,6 @@ export class CacheProtocol {
       if (!acknowledged) {
         // Nothing was committed: the entry set aside goes back and the fence comes down.
         this.settings.metrics?.count('WriteRefused');
-        await refusedBeforeCommit();
         await this.endWrite(own.node, key, stamp, 'restore', undefined, ttlMs, own.tag);
         throw unreplicated(own.node, "write's invalidation", true);
       }
@@ -536,7 +474,6 @@ export class CacheProtocol {
       const address = (targets[refused] as CacheNode).address;
       if (writePolicy === 'strict') {
         this.settings.metrics?.count('WriteRefused');
-        await refusedBeforeCommit();
         // Nothing is committed: whatever was set aside is put back.
         await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, 'restore', undefined, ttlMs, b.tag) : undefined)));
         throw new CacheUnavailableError(`cache node ${address} cannot be invalidated (${errorMessage(failure)}); nothing was written`, {
@@ -550,23 +487,11 @@ export class CacheProtocol {
     // (strict, cluster mode) is waited for within the commit's time, not added to it.
     const answered = begins.filter((b) => b.begun).map((b) => b.beganAt);
     const commitBy = (answered.length > 0 ? Math.min(...answered) : Date.now()) + commitMs;
-    try {
-      await hooks?.beforeCommit?.(key);
-    } catch (err) {
-      refuse(err instanceof Error ? err : new WriteRefused());
-      throw err;
-    }
-    fencesUp = begins;
-    open({ hint: own.hint, deadline: commitBy });
+    await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
-      outcome = await committing;
+      outcome = await commit({ hint: own.hint, deadline: commitBy });
     } catch (err) {
-      // Told it was applied (ended): the entry of what DynamoDB applied was stored or dropped already.
-      if (ended !== undefined) {
-        await ended;
-        throw err;
-      }
       // R7: nothing new may be cached. A write DynamoDB definitely refused puts back what it set aside
       // (a rejected request changes nothing); one that failed otherwise may still have committed, so
       // its entry is dropped.
@@ -574,29 +499,20 @@ export class CacheProtocol {
       await Promise.all(begins.map((b) => (b.begun ? this.endWrite(b.node, key, stamp, ending, undefined, ttlMs, b.tag) : undefined)));
       throw err;
     }
-    if (ended !== undefined) {
-      await ended;
-      return outcome.result;
-    }
     await hooks?.afterCommit?.(key);
-    await this.endAll(begins, key, stamp, outcome.entry, ttlMs);
-    return outcome.result;
-  }
-
-  /** The ends of a committed write: its own node stores `entry` (undefined: drops), the other maps' nodes drop. */
-  private async endAll(begins: Begin[], key: string, stamp: string, entry: CacheEntry | undefined, ttlMs: number): Promise<void> {
     // The writer's own map stores only where its generation is trusted (W passed, lib/cache/maps.ts);
     // the other maps' nodes are only invalidated.
-    const store = entry !== undefined && (begins[0] as Begin).node.mapTrusted;
+    const store = outcome.entry !== undefined && own.node.mapTrusted;
     await Promise.all(
       begins.map((b, i) =>
         b.begun
           ? i === 0
-            ? this.endWrite(b.node, key, stamp, store ? 'store' : 'drop', store ? entry : undefined, ttlMs, b.tag)
+            ? this.endWrite(b.node, key, stamp, store ? 'store' : 'drop', store ? outcome.entry : undefined, ttlMs, b.tag)
             : this.endWrite(b.node, key, stamp, 'drop', undefined, ttlMs, b.tag)
           : undefined,
       ),
     );
+    return outcome.result;
   }
 
   /** BEGIN_WRITE on one node (a node believed down is probed first; a redirect followed once); never throws. */
