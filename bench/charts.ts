@@ -56,8 +56,9 @@ export function lineChart(spec: ChartSpec): string {
   const all = spec.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.logX || x > 0));
   if (all.length === 0)
     return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="60"><text x="10" y="30">${esc(spec.title)}: no data</text></svg>\n`;
-  let xMin = Math.min(...all.map((p) => p[0]));
-  let xMax = Math.max(...all.map((p) => p[0]));
+  // Loops, not Math.min(...spread), which fails past the engine's argument limit.
+  let xMin = all.reduce((m, p) => Math.min(m, p[0]), Infinity);
+  let xMax = all.reduce((m, p) => Math.max(m, p[0]), -Infinity);
   for (const b of spec.bands ?? []) {
     xMin = Math.min(xMin, b.start);
     xMax = Math.max(xMax, b.end);
@@ -67,7 +68,7 @@ export function lineChart(spec: ChartSpec): string {
     xMax = 10 ** Math.ceil(Math.log10(xMax));
   }
   const yMin = spec.yMin ?? Math.min(0, ...all.map((p) => p[1]));
-  const yMax = spec.yMax ?? Math.max(...all.map((p) => p[1])) * 1.05;
+  const yMax = spec.yMax ?? all.reduce((m, p) => Math.max(m, p[1]), -Infinity) * 1.05;
   const w = WIDTH - M.left - M.right;
   const h = HEIGHT - M.top - M.bottom;
   const fx = (x: number): number =>

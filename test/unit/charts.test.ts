@@ -70,4 +70,24 @@ describe('charts', () => {
     assert.match(hitRatio, /<title>kill<\/title>/);
     assert.equal(latency.match(/<polyline /g)?.length, 2);
   });
+
+  test('the consistency timeline of a 10-minute run (more reads than a call takes arguments) is drawn', () => {
+    // 200,000 reads, as a 10-minute run of the available policy has (the chart failed there once).
+    const records = Array.from(
+      { length: 200_000 },
+      (_, i) =>
+        ({
+          op: i,
+          client: 'w0',
+          kind: 'get',
+          key: 'u/1',
+          start: i * 3,
+          end: i * 3 + 1,
+          outcome: 'ok',
+          source: 'hit',
+        }) as unknown as OpRecord,
+    );
+    const { hitRatio } = timelineCharts(records, [], 5000);
+    assert.equal(hitRatio.match(/points="([^"]+)"/)?.[1]?.split(' ').length, 120);
+  });
 });
