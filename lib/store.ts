@@ -51,10 +51,37 @@ function attemptsOf(err: unknown): number {
 
 /**
  * What bounds one library operation's DynamoDB calls, all attempts and back-off together: the SDK
- * stops waiting at `deadline` (ms since the epoch). A writer's fence rests on this bound (G1).
+ * stops waiting at `deadline` (ms since the epoch), and sends nothing from then on. A writer's fence
+ * rests on this bound (G1): a request sent after it could land after the fence is gone.
+ *
+ * The timer alone does not stop a send: a writer starved of CPU (or paused) past its deadline reaches
+ * the send before a timer armed for the time left (at least 1 ms) can fire, and the SDK's HTTP handler
+ * sends unless the signal already reads as aborted. So the signal reads as aborted from the deadline on
+ * (the handler checks `aborted` right before it sends each attempt, retries included); its timer
+ * still aborts a request in flight.
  */
 function until(deadline: number): { abortSignal: AbortSignal } {
-  return { abortSignal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) };
+  const timer = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+  const signal = {
+    get aborted(): boolean {
+      return timer.aborted || Date.now() >= deadline;
+    },
+    get reason(): unknown {
+      return timer.reason ?? new DeadlinePassed();
+    },
+    addEventListener: timer.addEventListener.bind(timer),
+    removeEventListener: timer.removeEventListener.bind(timer),
+    onabort: null,
+  };
+  return { abortSignal: signal as unknown as AbortSignal };
+}
+
+/** Why an attempt was not sent: the operation's deadline had passed (its timer had not fired yet). */
+class DeadlinePassed extends Error {
+  constructor() {
+    super("the operation's DynamoDB deadline passed before this attempt was sent");
+    this.name = 'TimeoutError';
+  }
 }
 
 /**

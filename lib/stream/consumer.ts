@@ -2,6 +2,7 @@ import { decodeAttributes, encodeAttributes, type Attributes } from '../codec.ts
 import { errorMessage } from '../errors.ts';
 import type { ItemCache } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
+import type { RecordedState } from '../cache/protocol.ts';
 import { logger, loggedKey } from '../log.ts';
 import { eachRecord, type StreamBatchResult } from './batch.ts';
 import { FailuresByNode } from './node-failures.ts';
@@ -38,8 +39,11 @@ export interface StreamConsumerOptions {
    * the record is reported failed and the shard waits on it.
    */
   parkingTable?: string | undefined;
-  /** Called for each record whose invalidation was applied, with when it was sent (the consistency inspector samples these). */
-  onApplied?: (rk: ResolvedKey, sentAt: number) => void;
+  /**
+   * Called for each record whose invalidation was applied, with when it was sent and what the record
+   * said the item now is (undefined for a KEYS_ONLY record): the consistency inspector samples these.
+   */
+  onApplied?: (rk: ResolvedKey, sentAt: number, recorded: RecordedState | undefined) => void;
 }
 
 /**
@@ -76,7 +80,7 @@ export async function invalidateStreamRecords(
       const sentAt = Date.now();
       const outcome = await cache.invalidate(rk, recorded);
       cache.metrics.count(outcome === 'kept' ? 'StreamRecordsKept' : 'StreamInvalidations');
-      options.onApplied?.(rk, sentAt);
+      options.onApplied?.(rk, sentAt, recorded);
       return true;
     } catch (err) {
       const itemKey = loggedKey(rk.redisKey, cache.config.cache.logKeys);

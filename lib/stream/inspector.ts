@@ -7,7 +7,7 @@ import type { ResolvedKey } from '../keys.ts';
 import { logger, loggedKey } from '../log.ts';
 import { versionOf } from '../store.ts';
 import { within } from '../cache/deadline.ts';
-import { ABSENT } from '../cache/protocol.ts';
+import { ABSENT, type RecordedState } from '../cache/protocol.ts';
 
 export interface InspectorOptions {
   /** Share of applied records checked (0 to 1); default CACHE_INSPECT_SAMPLE_RATE. */
@@ -39,6 +39,8 @@ interface Sample {
   rk: ResolvedKey;
   /** When the invalidation was sent (before it reached the node). */
   sentAt: number;
+  /** What the record said the item now is (images in the stream), or undefined (KEYS_ONLY). */
+  recorded: RecordedState | undefined;
   dueAt: number;
 }
 
@@ -50,7 +52,8 @@ const MAX_PENDING = 1000;
  * records whose invalidation was applied and, once a delay has passed, reads the key's entry back:
  * an entry that was stored **before** the invalidation was sent (its age, from the TTL it has left,
  * says so) cannot have survived a working invalidation, since INVALIDATE deletes `d` and every
- * later store resets the TTL. If such an entry also disagrees with DynamoDB (a consistent read), it
+ * later store resets the TTL, unless the record's image is what the entry holds (INVALIDATE keeps
+ * it then, issue 13), which the check tells apart. If such an entry also disagrees with DynamoDB (a consistent read), it
  * is an inconsistency: readers are served something older than the record: a metric
  * (`Inconsistencies`) and an error log line `CACHE_INCONSISTENCY` with the key (as CACHE_LOG_KEYS
  * says), the versions and the ages.
@@ -92,9 +95,9 @@ export class ConsistencyInspector {
   }
 
   /** For invalidateStreamRecords' `onApplied`: takes a sample of the applied records. */
-  readonly applied = (rk: ResolvedKey, sentAt: number): void => {
+  readonly applied = (rk: ResolvedKey, sentAt: number, recorded?: RecordedState): void => {
     if (this.sampleRate <= 0 || this.pending.length >= this.maxPending || this.random() >= this.sampleRate) return;
-    this.pending.push({ rk, sentAt, dueAt: Date.now() + this.delayMs });
+    this.pending.push({ rk, sentAt, recorded, dueAt: Date.now() + this.delayMs });
   };
 
   /** Checks every sample whose delay has passed; returns what was found wrong (also logged and counted). */
@@ -114,7 +117,7 @@ export class ConsistencyInspector {
     return found.filter((f): f is Inconsistency => f !== undefined);
   }
 
-  private async check({ rk, sentAt }: Sample): Promise<Inconsistency | undefined> {
+  private async check({ rk, sentAt, recorded }: Sample): Promise<Inconsistency | undefined> {
     const node = this.cache.nodeFor(rk);
     // Only what readers trust is checked: a node not trusted for reads serves no entry.
     if (node === undefined || !node.readable) return undefined;
@@ -124,7 +127,7 @@ export class ConsistencyInspector {
     let ttlLeftMs: number;
     try {
       [fields, ttlLeftMs] = await within(node.address, Date.now() + this.cache.config.cache.commandTimeoutMs, () =>
-        Promise.all([node.client.hmget(key, 'd'), node.client.pttl(key)]),
+        Promise.all([node.client.hmget(key, 'd', 'v', 'g'), node.client.pttl(key)]),
       );
     } catch (err) {
       // The inspector never judges a node: its health is the state machine's business.
@@ -143,6 +146,10 @@ export class ConsistencyInspector {
     // old one, at the price of missing one stored less than a round trip before the invalidation.
     const storedAt = ttlLeftMs >= 0 ? checkedAt - (entryTtlSeconds(this.cache.config, rk.table) * 1000 - ttlLeftMs) : undefined;
     if (storedAt !== undefined && storedAt >= sentAt) return undefined;
+    // A record whose image the entry already held leaves the entry (INVALIDATE's kept answer, issue 13):
+    // it was meant to survive. DynamoDB may have moved on since by a change whose record is still on
+    // its way (the stream's lag, G2), which is no inconsistency of this record's.
+    if (keptBy(recorded, raw.slice(tag.length), fields[1] ?? null, fields[2] ?? null)) return undefined;
     let current: Awaited<ReturnType<ItemCache['store']['get']>>;
     try {
       current = await this.cache.store.get(rk);
@@ -167,6 +174,13 @@ export class ConsistencyInspector {
     logger.error('CACHE_INCONSISTENCY', { ...found });
     return found;
   }
+}
+
+/** The entry holds exactly what the record said (INVALIDATE's rule for keeping it: version and digest, or not-found). */
+function keptBy(recorded: RecordedState | undefined, data: string, version: string | null, digest: string | null): boolean {
+  if (recorded === undefined) return false;
+  if (recorded.kind === 'absent') return data === ABSENT;
+  return data !== ABSENT && version === recorded.version && digest !== null && digest !== '' && digest === recorded.digest;
 }
 
 /** A cached entry's payload as an item and version, ABSENT for a cached not-found, or `unreadable`. */

@@ -350,6 +350,51 @@ describe('metrics (EMF) and the consistency inspector', () => {
     }
   });
 
+  test('inspector: no inconsistency for an entry a record kept (its image is what the entry holds), once a later out-of-band change (its record still to come) makes it old', async () => {
+    // Prepare: a library write stores v1 with its version and digest; its own record (NEW_IMAGE) will find it.
+    const writer = stack.cache();
+    const userId = userOn(writer, live, 'inspect-kept');
+    const rk = writer.resolve('users', { userId });
+    const raw = new Redis(stack.serverOf(writer, rk).port, '127.0.0.1');
+    const written = await writer.put('users', { userId, name: 'v1' });
+    const version = String(written.version);
+    // The record comes later, as a stream's lag has it, so the entry is older than the invalidation.
+    await new Promise((r) => setTimeout(r, 300));
+    const consumer = stack.cache();
+    const inspector = new ConsistencyInspector(consumer, { sampleRate: 1, delayMs: 200 });
+    const handler = createStreamHandler(consumer, inspector);
+    try {
+      // Act: the write's own record is applied (the entry is kept) and sampled; then a change straight
+      // in DynamoDB whose record has not reached the consumer; then the check.
+      const image = { userId: { S: userId }, name: { S: 'v1' }, _version: { N: version } };
+      const applied = await invoke(() =>
+        handler(batch(streamRecord(stack, 'users', { userId: { S: userId } }, '400', 'NEW_IMAGE', { NewImage: image }))),
+      );
+      await stack.dynamo.send(
+        new PutItemCommand({
+          TableName: `${stack.prefix}users`,
+          Item: { userId: { S: userId }, name: { S: 'out of band' }, _version: { N: String(Number(version) + 1) } },
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 250));
+      const checked = await invoke(() => handler(batch()));
+
+      // Assess: the record kept the entry (it is the one stored before the invalidation); the check ran
+      // and found no inconsistency: the entry agrees with the record, and DynamoDB's newer state is lag.
+      assert.equal(counters(applied.docs)[0]!.metrics.StreamRecordsKept, 1);
+      assert.ok(await raw.hget(rk.redisKey, 'd'), 'the kept entry is still there');
+      const m = counters(checked.docs)[0]!.metrics;
+      assert.equal(m.InspectorChecks, 1);
+      assert.equal(m.Inconsistencies, undefined);
+      assert.deepEqual(
+        checked.logs.filter((l) => l.message === 'CACHE_INCONSISTENCY'),
+        [],
+      );
+    } finally {
+      raw.disconnect();
+    }
+  });
+
   test('every metric infra/monitoring.yml names (dashboard and alarms) is one the code emits, and was printed above', () => {
     // Prepare
     const doc = yaml.load(readFileSync(new URL('../../infra/monitoring.yml', import.meta.url), 'utf8')) as {
