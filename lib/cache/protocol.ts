@@ -228,7 +228,10 @@ export class CacheProtocol {
     const deadline = Date.now() + this.settings.commandTimeoutMs;
     if (node.readable) {
       try {
-        const data = await readHit(node, key, deadline);
+        // Cluster mode: a node not verified for a check interval (an idle container) is verified
+        // before its entries are trusted (node.ts verifyDue); a node in use never waits here.
+        if (node.verifyDue) await node.reverify(deadline);
+        const data = node.readable ? await readHit(node, key, deadline) : undefined;
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
@@ -378,6 +381,8 @@ export class CacheProtocol {
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
         try {
+          if (node.verifyDue) await node.reverify(deadline);
+          if (!node.readable) return;
           const data = await readHit(node, key, deadline);
           if (data !== undefined) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {

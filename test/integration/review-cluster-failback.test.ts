@@ -106,6 +106,7 @@ for (const { replicas, policy } of [
       // n=1 cached on A under A's epoch, the reader hits it, and A's replica B has it too.
       await writer.put('orders', { ...key, n: 1 });
       assert.equal((await reader.get('orders', key)).cache, 'hit');
+      const idleSince = Date.now();
       await call(a, 'WAIT', replicas, 2000);
 
       // From here the reader is idle (a frozen container): it keeps its connection to A and A's tag.
@@ -142,7 +143,11 @@ for (const { replicas, policy } of [
       await call(a, 'CONFIG', 'SET', 'masteruser', '');
       await call(a, 'CONFIG', 'SET', 'masterauth', '');
 
-      // The reader wakes up: its first read after the acknowledged write of n=2.
+      // The reader wakes up, idle longer than its check interval (1 s) as a frozen container is: its
+      // first read after the acknowledged write of n=2. (A failover and a failback both within one check
+      // interval of a client that sent the node nothing meanwhile is the documented limit, ARCHITECTURE.md
+      // "Cluster mode": only a command per hit could see it.)
+      await sleep(Math.max(0, idleSince + 1100 - Date.now()));
       const r = await reader.get('orders', key);
       assert.equal(r.item?.n, 2, `the reader was served n=${r.item?.n} (${r.cache}) after n=2 was acknowledged`);
     });
