@@ -404,6 +404,9 @@ export class CacheNode {
   fail(err: unknown, during: string): void {
     if (this.isCluster && redirectOf(err) !== undefined) {
       this.membership?.moved(redirectOf(err));
+      // The topology moved under the node (a migration, or the node demoted): verified again before
+      // its entries are trusted (verifyDue), in case it was demoted and is promoted back.
+      this.lastVerified = Number.NEGATIVE_INFINITY;
       return;
     }
     if (this.state === 'down') return;
