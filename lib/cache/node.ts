@@ -282,7 +282,7 @@ export class CacheNode {
   redirected(err: unknown): { node: CacheNode; asking: boolean } | undefined {
     const redirect = redirectOf(err);
     if (redirect === undefined || this.membership === undefined) return undefined;
-    const node = this.membership.moved(redirect);
+    const node = this.topologyMoved(redirect);
     return node === undefined || node === this ? undefined : { node, asking: redirect.kind === 'ASK' };
   }
 
@@ -303,6 +303,16 @@ export class CacheNode {
       return this.sendWait(Math.max(1, Math.floor((deadline - Date.now()) / 2)), deadline);
     });
     return (await this.waitNext) > 0;
+  }
+
+  /**
+   * The node answered a redirect: the map learns it, and the node is verified again before its entries
+   * are trusted (verifyDue): the topology moved under it (a migration, or the node demoted, which may
+   * be promoted back under another epoch on this same connection).
+   */
+  private topologyMoved(redirect: Redirect): CacheNode | undefined {
+    this.lastVerified = Number.NEGATIVE_INFINITY;
+    return this.membership?.moved(redirect);
   }
 
   /** The WAIT in flight (settled: it never rejects), if any. */
@@ -402,11 +412,9 @@ export class CacheNode {
    * waits for the check interval.
    */
   fail(err: unknown, during: string): void {
-    if (this.isCluster && redirectOf(err) !== undefined) {
-      this.membership?.moved(redirectOf(err));
-      // The topology moved under the node (a migration, or the node demoted): verified again before
-      // its entries are trusted (verifyDue), in case it was demoted and is promoted back.
-      this.lastVerified = Number.NEGATIVE_INFINITY;
+    const redirect = this.isCluster ? redirectOf(err) : undefined;
+    if (redirect !== undefined) {
+      this.topologyMoved(redirect);
       return;
     }
     if (this.state === 'down') return;
