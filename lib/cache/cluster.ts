@@ -66,12 +66,8 @@ export class ClusterMap {
 
   /** The primary that owns `key`'s slot; the check interval's refresh of the topology is started from here. */
   nodeForKey(key: string): CacheNode | undefined {
-    const since = this.clock() - this.lastRefresh;
-    if (since >= this.settings.checkIntervalMs) void this.refresh();
-    const owner = this.owners[slotOf(key)];
-    // A slot with no owner (unassigned, a resharding left half done) is most likely about to get one.
-    if (owner === undefined && since >= FAILURE_REFRESH_MS) void this.refresh();
-    return owner;
+    if (this.clock() - this.lastRefresh >= this.settings.checkIntervalMs) void this.refresh();
+    return this.owners[slotOf(key)];
   }
 
   /**
@@ -79,7 +75,10 @@ export class ClusterMap {
    * it (item-cache.ts: a strict write is refused, an invalidation fails and its record is parked).
    */
   unowned(key: string): boolean {
-    return this.owners[slotOf(key)] === undefined;
+    if (this.owners[slotOf(key)] !== undefined) return false;
+    // Most likely about to get one (an operator's fix, a resharding resumed): the topology is asked again.
+    if (this.clock() - this.lastRefresh >= FAILURE_REFRESH_MS) void this.refresh();
+    return true;
   }
 
   /** Learns the topology again (one refresh at a time; callers share it). */

@@ -418,8 +418,6 @@ export class CacheNode {
       return;
     }
     if (this.state === 'down') return;
-    // Cluster mode: a failing primary may have been replaced; the map asks the topology again (at most once a second).
-    this.membership?.moved(undefined);
     const now = this.clock();
     this.setState('down');
     this.lastCheck = now;
