@@ -11,7 +11,7 @@ import {
   type Item,
 } from './codec.ts';
 import { UnreadableEntryError } from './codec.ts';
-import { CacheLibraryError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
+import { CacheLibraryError, CacheUnavailableError, ItemTooLargeError, UnknownTableError, ValidationError } from './errors.ts';
 import { itemSize, MAX_ITEM_BYTES, numberSize } from './item-size.ts';
 import { logger, loggedKey } from './log.ts';
 import { CacheMetrics } from './metrics.ts';
@@ -159,6 +159,11 @@ export class ItemCache {
     return rk.table.cached ? this.shards.nodeFor(rk.shard, rk.redisKey) : undefined;
   }
 
+  /** Cluster mode: the item is cached but its slot has no owner in the topology (cluster.ts `unowned`). */
+  private unowned(rk: ResolvedKey): boolean {
+    return rk.table.cached && this.shards.unowned(rk.redisKey);
+  }
+
   /**
    * @internal The nodes a write or an invalidation of an item must reach: its node under this
    * container's map and under every other live map (lib/cache/maps.ts), after taking the view again
@@ -177,6 +182,21 @@ export class ItemCache {
    */
   private async writeThrough<T>(rk: ResolvedKey, commit: (context: CommitContext) => Promise<CommitOutcome<T>>): Promise<T> {
     const { node, others } = await this.ownersFor(rk);
+    if (node === undefined && this.unowned(rk)) {
+      // Cluster mode, a slot no primary owns: nothing can be fenced or invalidated, and the entry its
+      // last owner holds is trusted again once the slot is back there. strict refuses before anything
+      // is committed (R6); available commits, and the key's stream record, parked while the slot has
+      // no owner (invalidate, below), repairs it (G2).
+      if (this.config.cache.writePolicy === 'strict') {
+        this.metrics.count('WriteRefused');
+        throw new CacheUnavailableError("no cache node owns this key's cluster slot; nothing was written");
+      }
+      logger.error('CACHE_DIRTY_DATA', {
+        cacheNode: '',
+        itemKey: loggedKey(rk.redisKey, this.config.cache.logKeys),
+        reason: "no cache node owns the key's cluster slot",
+      });
+    }
     return this.protocol.write(node, rk.redisKey, this.ttlMs(rk.table), commit, others);
   }
 
@@ -438,6 +458,7 @@ export class ItemCache {
    */
   async invalidate(rk: ResolvedKey, recorded?: RecordedState): Promise<InvalidationOutcome> {
     const { node, others } = await this.ownersFor(rk);
+    if (node === undefined && this.unowned(rk)) throw new CacheUnavailableError("no cache node owns this key's cluster slot");
     return this.protocol.invalidate(node, rk.redisKey, recorded, others);
   }
 

@@ -1,8 +1,9 @@
 import { isIP } from 'node:net';
+import { Redis } from 'ioredis';
 import { errorMessage } from '../errors.ts';
 import { logger, redactUrl } from '../log.ts';
 import { within } from './deadline.ts';
-import { CacheNode, type ClusterMembership, type NodeSettings } from './node.ts';
+import { CacheNode, clientOptions, withoutCredentials, type ClusterMembership, type NodeSettings } from './node.ts';
 import { SLOTS, slotOf, type Redirect } from './slots.ts';
 
 /** A redirect asks for a refresh of the topology at most this often. */
@@ -40,6 +41,17 @@ export class ClusterMap {
   private owners: (CacheNode | undefined)[];
   /** The lowest slot each primary owns: where its epoch's seal lives (the same for every client that sees the same topology). */
   private sealSlots = new Map<CacheNode, number>();
+  /** The seed's host, an IPv6 address without its URL brackets, and host:port as CLUSTER SLOTS and MOVED spell it. */
+  private get seedHost(): string {
+    return this.seed.hostname.replace(/^\[|\]$/g, '');
+  }
+
+  private get seedAddress(): string {
+    return `${this.seedHost}:${this.seed.port || 6379}`;
+  }
+
+  /** The replicas the last answer listed (host:port): asked for the topology when no known primary answers. */
+  private replicas: string[] = [];
   private refreshing: Promise<void> | undefined;
   private lastRefresh = 0;
   /** The primaries that own slots, in the order CLUSTER SLOTS lists them. */
@@ -51,7 +63,7 @@ export class ClusterMap {
     this.seed = new URL(first);
     this.settings = settings;
     this.clock = settings.clock ?? Date.now;
-    const seed = this.nodeAt(`${this.seed.hostname}:${this.seed.port || 6379}`);
+    const seed = this.nodeAt(this.seedAddress);
     this.owners = new Array<CacheNode | undefined>(SLOTS).fill(seed);
     this.nodes = [seed];
     void this.refresh();
@@ -66,6 +78,17 @@ export class ClusterMap {
     // it), and its probes come at most once a second, so the request itself asks the topology.
     if (node !== undefined && since >= FAILURE_REFRESH_MS && !node.writable) void this.refresh();
     return node;
+  }
+
+  /**
+   * The key's slot has no owner in the topology learnt last: no node can be fenced or invalidated for
+   * it (item-cache.ts: a strict write is refused, an invalidation fails and its record is parked).
+   */
+  unowned(key: string): boolean {
+    if (this.owners[slotOf(key)] !== undefined) return false;
+    // Most likely about to get one (an operator's fix, a resharding resumed): the topology is asked again.
+    if (this.clock() - this.lastRefresh >= FAILURE_REFRESH_MS) void this.refresh();
+    return true;
   }
 
   /** Learns the topology again (one refresh at a time; callers share it). */
@@ -90,6 +113,20 @@ export class ClusterMap {
         failure = err;
       }
     }
+    // No known primary answered (every one failed over at once: an Availability Zone that held them
+    // all, the one primary of a one-shard cluster): the configuration endpoint again, then the replicas
+    // the last answer listed, each on a connection made for this one question.
+    for (const address of [this.seedAddress, ...this.replicas]) {
+      if (askers.some((n) => n === this.byAddress.get(address))) continue;
+      try {
+        const ranges = await this.askOnce(address);
+        this.apply(ranges);
+        logger.info('CACHE_CLUSTER_TOPOLOGY_RELEARNT', { from: address });
+        return;
+      } catch (err) {
+        failure = err;
+      }
+    }
     logger.warn('CACHE_CLUSTER_TOPOLOGY_UNKNOWN', { seed: redactUrl(this.seed.href), error: errorMessage(failure) });
   }
 
@@ -105,14 +142,48 @@ export class ClusterMap {
     return (await within(node.address, deadline, () => node.client.call('CLUSTER', 'SLOTS'))) as SlotRange[];
   }
 
+  /** CLUSTER SLOTS asked of the node at `address` on a connection of its own, closed after. */
+  private async askOnce(address: string): Promise<SlotRange[]> {
+    const deadline = Date.now() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
+    const { url, servername } = this.urlOf(address);
+    const opts = clientOptions(this.settings, url);
+    if (opts.tls && servername) opts.tls = { ...opts.tls, servername };
+    const client = new Redis(withoutCredentials(url), { ...opts, retryStrategy: () => null, enableAutoPipelining: false });
+    client.on('error', () => undefined);
+    try {
+      await within(
+        address,
+        deadline,
+        () =>
+          new Promise<void>((resolve, reject) => {
+            client.once('ready', () => resolve());
+            client.once('end', () => reject(new Error(`no connection to ${address}`)));
+          }),
+      );
+      return (await within(address, deadline, () => client.call('CLUSTER', 'SLOTS'))) as SlotRange[];
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** host:port of a CLUSTER SLOTS entry; an empty host means "the address you reached me at" (Redis 7 with an unknown endpoint): the seed's. */
+  private addressOf(entry: unknown): string | undefined {
+    if (!Array.isArray(entry) || entry.length < 2) return undefined;
+    const host = entry[0] === '' || entry[0] === '?' ? this.seedHost : String(entry[0]);
+    return `${host}:${entry[1]}`;
+  }
+
   private apply(ranges: SlotRange[]): void {
     const owners = new Array<CacheNode | undefined>(SLOTS).fill(undefined);
     const sealSlots = new Map<CacheNode, number>();
     const nodes: CacheNode[] = [];
-    for (const [start, end, primary] of ranges) {
-      // An empty host means "the address you reached me at" (Redis 7 with an unknown endpoint): the seed's.
-      const host = primary[0] === '' || primary[0] === '?' ? this.seed.hostname : primary[0];
-      const node = this.nodeAt(`${host}:${primary[1]}`);
+    const replicas = new Set<string>();
+    for (const [start, end, primary, ...others] of ranges) {
+      for (const r of others) {
+        const a = this.addressOf(r);
+        if (a !== undefined) replicas.add(a);
+      }
+      const node = this.nodeAt(this.addressOf(primary) as string);
       if (!nodes.includes(node)) nodes.push(node);
       for (let s = start; s <= end; s++) owners[s] = node;
       if (start < (sealSlots.get(node) ?? SLOTS)) sealSlots.set(node, start);
@@ -121,6 +192,7 @@ export class ClusterMap {
     this.owners = owners;
     this.sealSlots = sealSlots;
     this.nodes = nodes;
+    this.replicas = [...replicas];
     for (const [address, node] of this.byAddress) {
       if (nodes.includes(node)) continue;
       // Owns no slot any more (failed over, emptied by a migration, or the seed named otherwise): what it
@@ -140,13 +212,7 @@ export class ClusterMap {
   private nodeAt(address: string): CacheNode {
     let node = this.byAddress.get(address);
     if (node !== undefined) return node;
-    const url = new URL(this.seed.href);
-    const colon = address.lastIndexOf(':');
-    url.hostname = address.slice(0, colon);
-    url.port = address.slice(colon + 1);
-    // ElastiCache names its TLS certificates after the cluster's endpoint: a node listed by address
-    // is verified against the seed's name.
-    const servername = isIP(url.hostname.replace(/^\[|\]$/g, '')) && !isIP(this.seed.hostname) ? this.seed.hostname : undefined;
+    const { url, servername } = this.urlOf(address);
     const made: { node?: CacheNode } = {};
     const membership: ClusterMembership = {
       sealSlot: async () => {
@@ -163,6 +229,21 @@ export class ClusterMap {
     made.node = node;
     this.byAddress.set(address, node);
     return node;
+  }
+
+  /** The URL of the node at host:port: the seed's scheme and credentials, and the name its TLS certificate carries. */
+  private urlOf(address: string): { url: URL; servername: string | undefined } {
+    const url = new URL(this.seed.href);
+    const colon = address.lastIndexOf(':');
+    const host = address.slice(0, colon);
+    // An IPv6 address (as CLUSTER SLOTS and MOVED spell it, bare) goes in brackets: the URL standard
+    // ignores a bare one, which would leave the seed's host with this node's port.
+    url.hostname = isIP(host) === 6 ? `[${host}]` : host;
+    url.port = address.slice(colon + 1);
+    // ElastiCache names its TLS certificates after the cluster's endpoint: a node listed by address
+    // is verified against the seed's name.
+    const servername = isIP(host) && !isIP(this.seedHost) ? this.seedHost : undefined;
+    return { url, servername };
   }
 
   private moved(redirect: Redirect | undefined): CacheNode | undefined {

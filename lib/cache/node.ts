@@ -119,7 +119,7 @@ export function clientOptions(settings: NodeSettings, url: URL): RedisOptions {
 }
 
 /** The URL ioredis is given: credentials removed, since ioredis lets a URL's empty password override ours. */
-function withoutCredentials(url: URL): string {
+export function withoutCredentials(url: URL): string {
   const bare = new URL(url.href);
   bare.username = '';
   bare.password = '';
@@ -282,7 +282,7 @@ export class CacheNode {
   redirected(err: unknown): { node: CacheNode; asking: boolean } | undefined {
     const redirect = redirectOf(err);
     if (redirect === undefined || this.membership === undefined) return undefined;
-    const node = this.membership.moved(redirect);
+    const node = this.topologyMoved(redirect);
     return node === undefined || node === this ? undefined : { node, asking: redirect.kind === 'ASK' };
   }
 
@@ -320,6 +320,16 @@ export class CacheNode {
       return this.sendWait(Math.max(1, Math.floor((deadline - Date.now()) / 2)), deadline);
     });
     return (await this.waitNext) > 0;
+  }
+
+  /**
+   * The node answered a redirect: the map learns it, and the node is verified again before its entries
+   * are trusted (verifyDue): the topology moved under it (a migration, or the node demoted, which may
+   * be promoted back under another epoch on this same connection).
+   */
+  private topologyMoved(redirect: Redirect): CacheNode | undefined {
+    this.lastVerified = Number.NEGATIVE_INFINITY;
+    return this.membership?.moved(redirect);
   }
 
   /** The WAIT in flight (settled: it never rejects), if any. */
@@ -419,8 +429,9 @@ export class CacheNode {
    * waits for the check interval.
    */
   fail(err: unknown, during: string): void {
-    if (this.isCluster && redirectOf(err) !== undefined) {
-      this.membership?.moved(redirectOf(err));
+    const redirect = this.isCluster ? redirectOf(err) : undefined;
+    if (redirect !== undefined) {
+      this.topologyMoved(redirect);
       return;
     }
     if (this.state === 'down') return;
@@ -470,12 +481,33 @@ export class CacheNode {
       if (now - this.since >= this.settings.startCycles * this.settings.checkIntervalMs) this.setState('up');
     } else if (this.state === 'down') {
       if (this.probing === undefined && now >= this.nextProbeAt) this.startProbe();
-    } else if (this.verified && now - this.lastVerified >= this.settings.checkIntervalMs) {
+    } else if (this.verified && this.verifying === undefined && now - this.lastVerified >= this.backgroundVerifyMs) {
       // A node that never fails a command can still change under its connection (a primary demoted
-      // by a failover, a seal evicted): verified again, in the background, once per check interval.
-      this.lastVerified = now;
+      // by a failover, a seal evicted): verified again, in the background, once per check interval
+      // (cluster mode: twice, so a node in use is verified before its reads must wait, see verifyDue).
       void this.verify();
     }
+  }
+
+  private get backgroundVerifyMs(): number {
+    return this.isCluster ? this.settings.checkIntervalMs / 2 : this.settings.checkIntervalMs;
+  }
+
+  /**
+   * Cluster mode: the node was last verified a check interval ago or more (a container left idle,
+   * frozen between invocations). A primary failed over and back keeps its connection and run_id, and
+   * comes back under another epoch (its new replication id) holding entries it never saw invalidated
+   * while it was a replica: its entries are trusted again only after it is verified (reverify), so the
+   * first read after such an idle time waits for one verification (INFO and SEAL, shared by the reads
+   * of that moment). A node in use is verified in the background every half interval and never waits.
+   */
+  get verifyDue(): boolean {
+    return this.isCluster && this.verified && this.clock() - this.lastVerified >= this.settings.checkIntervalMs;
+  }
+
+  /** Verifies the node now (one verification, shared), within `deadline`; true when its epoch is known again. */
+  async reverify(deadline: number): Promise<boolean> {
+    return within(this.address, deadline, () => this.verify());
   }
 
   /**
@@ -635,7 +667,9 @@ export class CacheNode {
         await this.bounded(() => this.client.wtFlush(seal, settleMs));
         this.settleUntil = this.clock() + settleMs;
       } else {
-        await Promise.all(todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken())).catch(this.unlessMoved)));
+        await Promise.all(
+          todo.keys.map((k) => this.bounded(() => this.client.wtInvalidate(k, randomToken())).catch((err) => this.invalidateMoved(k, err))),
+        );
       }
       this.dirty.clear(todo);
       logger.info('CACHE_DIRTY_REPAIRED', { cacheNode: this.address, keys: todo.keys.length, flushed: todo.flush });
@@ -643,12 +677,28 @@ export class CacheNode {
   }
 
   /**
-   * Cluster mode: a key this node no longer holds (MOVED, ASK) took its entry, tagged with this node's
-   * epoch, to a node whose clients never trust that tag: nothing is owed for it any more.
+   * Cluster mode: a dirty key this node no longer holds (MOVED, ASK) took its entry, tagged with this
+   * node's epoch, to the node the redirect names. That tag is trusted again the moment the slot comes
+   * back here, so the invalidation is still owed, where the key is now: delivered there (ASKING first
+   * for ASK), or, when that node cannot take it, handed to that node's own dirty keys (repaired before
+   * it is trusted again, and it is marked down for that). Moved once more: kept here, and tried again at
+   * the next probe, against the topology learnt meanwhile.
    */
-  private readonly unlessMoved = (err: unknown): void => {
-    if (redirectOf(err) === undefined) throw err;
-  };
+  private async invalidateMoved(key: string, err: unknown): Promise<void> {
+    const next = this.redirected(err);
+    if (next === undefined) throw err;
+    const { node } = next;
+    try {
+      if (!(await this.bounded(() => node.connected()))) throw new Error(`not connected (${node.client.status})`);
+      // ASKING holds for the connection's next command only: sent in the same turn as the invalidation.
+      if (next.asking) node.client.asking().catch(() => undefined);
+      await node.bounded(() => node.client.wtInvalidate(key, randomToken()));
+    } catch (again) {
+      if (redirectOf(again) !== undefined) throw again;
+      node.dirty.add(key, `repair-redirected from ${this.address}: ${errorMessage(again)}`);
+      node.fail(again, 'repair-redirected');
+    }
+  }
 
   /**
    * HGET `key` `field`, bounded by `deadline` (G3): the hit path, so the cheapest way ioredis offers.

@@ -125,6 +125,24 @@ async function ensureConnected(node: CacheNode, deadline: number): Promise<void>
 }
 
 /**
+ * The node a redirect named failed (cluster mode): the key lives there now, so what is owed for it (a
+ * dirty key, R6) is owed there, not to the node that redirected.
+ */
+class RedirectedFailure extends Error {
+  constructor(
+    readonly node: CacheNode,
+    readonly failure: unknown,
+  ) {
+    super(errorMessage(failure), { cause: failure });
+  }
+}
+
+/** The node a failed operation on `node` failed at: the one a redirect named, if the failure was there. */
+function failedAt(node: CacheNode, err: unknown): { node: CacheNode; failure: unknown } {
+  return err instanceof RedirectedFailure ? { node: err.node, failure: err.failure } : { node, failure: err };
+}
+
+/**
  * `op` on `node`; in cluster mode, when the node redirects it (the key's slot moved, or the key is being
  * migrated), once more on the node the redirect names (after ASKING, for ASK). Returns the node that
  * answered, which holds the key now.
@@ -145,9 +163,9 @@ async function followingRedirect<T>(
       if (next.asking) next.node.client.asking().catch(() => undefined);
       return { node: next.node, value: await before(next.node, deadline, () => op(next.node)) };
     } catch (again) {
-      // The node redirected to failed, not the one that redirected: the caller sees the redirect.
+      // The node redirected to failed, not the one that redirected: the caller learns which.
       failed(next.node, again, 'redirected');
-      throw err;
+      throw new RedirectedFailure(next.node, again);
     }
   }
 }
@@ -238,13 +256,19 @@ export class CacheProtocol {
       const now = Date.now();
       const deadline = now + this.settings.commandTimeoutMs;
       try {
-        // readHit inlined for the common case (no other map live): the node's answer awaited here.
-        const tag = node.epochTag;
-        const map = node.map;
-        const data =
-          map !== undefined && map.othersLive
-            ? await readHitWithRecord(node, map, tag, key, deadline)
-            : servable(node, map, tag, await node.read(key, 'd', deadline, now));
+        // Cluster mode: a node not verified for a check interval (an idle container) is verified
+        // before its entries are trusted (node.ts verifyDue); a node in use never waits here.
+        if (node.verifyDue) await node.reverify(deadline);
+        let data: string | undefined;
+        if (node.readable) {
+          // readHit inlined for the common case (no other map live): the node's answer awaited here.
+          const tag = node.epochTag;
+          const map = node.map;
+          data =
+            map !== undefined && map.othersLive
+              ? await readHitWithRecord(node, map, tag, key, deadline)
+              : servable(node, map, tag, await node.read(key, 'd', deadline, now));
+        }
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
@@ -396,6 +420,8 @@ export class CacheProtocol {
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
         try {
+          if (node.verifyDue) await node.reverify(deadline);
+          if (!node.readable) return;
           const data = await readHit(node, key, deadline);
           if (data !== undefined) out[i] = { entry: { data, version: '' }, source: 'hit' };
         } catch (err) {
@@ -551,8 +577,10 @@ export class CacheProtocol {
         const hint = began.value === '' ? undefined : Number(began.value);
         return { node: began.node, begun: true, hint, tag, beganAt: Date.now(), failure: undefined };
       } catch (err) {
-        failure = err;
-        failed(node, err, 'begin-write');
+        // Failed where a redirect led: the key is there, and so is its dirty entry (R6).
+        const at = failedAt(node, err);
+        if (at.node === node) failed(node, err, 'begin-write');
+        return { node: at.node, begun: false, hint: undefined, tag: '', beganAt: 0, failure: at.failure };
       }
     }
     return { node, begun: false, hint: undefined, tag: '', beganAt: 0, failure };
@@ -587,9 +615,10 @@ export class CacheProtocol {
         this.settings.metrics?.count(reply === END_WRITE_REPLY.stored ? 'WriteStored' : 'WriteInvalidated');
     } catch (err) {
       // The fence raised at begin keeps fills off this key until it expires (strict's guarantee);
-      // the key is also repaired before the node is trusted again.
-      failed(node, err, 'end-write');
-      node.dirty.add(key, `end-write: ${errorMessage(err)}`);
+      // the key is also repaired before the node that holds it (a redirect's, if it failed there) is trusted again.
+      const at = failedAt(node, err);
+      if (at.node === node) failed(node, err, 'end-write');
+      at.node.dirty.add(key, `end-write: ${errorMessage(at.failure)}`);
     }
   }
 
@@ -645,8 +674,9 @@ export class CacheProtocol {
           return outcome;
         return unreplicated(answered, 'invalidation', false);
       } catch (err) {
-        failure = err;
-        failed(answered, err, 'invalidate');
+        const at = failedAt(answered, err);
+        failure = at.failure;
+        if (at.node === answered) failed(answered, err, 'invalidate');
       }
     }
     return new CacheUnavailableError(`cache node ${node.address} cannot be invalidated: ${errorMessage(failure)}`, { cause: failure });

@@ -84,6 +84,11 @@ export class ShardMap {
     return i === undefined ? undefined : this.shardNodes[i];
   }
 
+  /** Cluster mode: no primary owns `redisKey`'s slot in the topology learnt last (cluster.ts). */
+  unowned(redisKey: string): boolean {
+    return this.cluster?.unowned(redisKey) ?? false;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...new Set([...this.shardNodes, ...this.byAddress.values()])].map((n) => n.close()));
     await this.cluster?.close();
