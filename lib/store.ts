@@ -61,7 +61,16 @@ function attemptsOf(err: unknown): number {
  * still aborts a request in flight.
  */
 function until(deadline: number): { abortSignal: AbortSignal } {
-  const timer = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+  return { abortSignal: deadlineSignal(deadline) };
+}
+
+/**
+ * The abort signal of `until`, for any DynamoDB request bounded by `deadline` (the drop-in's writes
+ * too), joined with the caller's own signal when there is one.
+ */
+export function deadlineSignal(deadline: number, also?: AbortSignal): AbortSignal {
+  const timeout = AbortSignal.timeout(Math.max(1, Math.min(deadline - Date.now(), 2 ** 31 - 1)));
+  const timer = also === undefined ? timeout : AbortSignal.any([also, timeout]);
   const signal = {
     get aborted(): boolean {
       return timer.aborted || Date.now() >= deadline;
@@ -73,7 +82,7 @@ function until(deadline: number): { abortSignal: AbortSignal } {
     removeEventListener: timer.removeEventListener.bind(timer),
     onabort: null,
   };
-  return { abortSignal: signal as unknown as AbortSignal };
+  return signal as unknown as AbortSignal;
 }
 
 /** Why an attempt was not sent: the operation's deadline had passed (its timer had not fired yet). */

@@ -363,7 +363,9 @@ export class CacheProtocol {
     const tag = node.epochTag;
     // Cluster mode: the scripts cannot see the epoch's seal (another slot), so its settle is kept here.
     if (node.settlesLocally) return { reply: [LEASE_REPLY.fenced, 0], lease: { node, key, value: tag + token, tag } };
-    const trusted = node.readable ? '1' : '0';
+    // Cluster mode: a node idle for a check interval is verified again before its entries are trusted
+    // (as read() does), also for a reader that polls a lease while the node turns up (rereview finding 3).
+    const trusted = node.readable && !node.verifyDue ? '1' : '0';
     const map = node.map;
     const reply = await before(node, deadline, () =>
       node.client.wtLease(

@@ -44,6 +44,7 @@ import { StoreUnavailableError, UnsupportedCommandError, ValidationError } from 
 import type { ItemCache, ReadResult } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import type { TableDefinition } from '../tables.ts';
+import { deadlineSignal } from '../store.ts';
 import {
   andCondition,
   checkExpressions,
@@ -611,10 +612,12 @@ function versionOf(def: TableDefinition, item: Attributes): number {
   return n === undefined ? 0 : Number(n);
 }
 
-/** The caller's abort signal, and the write protocol's deadline (the writer's fence rests on it: G1). */
+/**
+ * The caller's abort signal, and the write protocol's deadline (the writer's fence rests on it: G1):
+ * nothing is sent from the deadline on, as store.ts bounds its own requests (`deadlineSignal`).
+ */
 function withDeadline(options: SendOptions | undefined, deadline: number): SendOptions {
-  const bound = AbortSignal.timeout(Math.max(1, Math.min(deadline, Date.now() + 2 ** 31 - 1) - Date.now()));
-  return { abortSignal: options?.abortSignal ? AbortSignal.any([options.abortSignal, bound]) : bound };
+  return { abortSignal: deadlineSignal(deadline, options?.abortSignal) };
 }
 
 /** A native answer's item, the version hidden. */

@@ -96,6 +96,9 @@ describe('review: cluster mode, every known primary failed over at once', () => 
     const writer = container({ CACHE_WRITE_POLICY: 'strict' });
     await warm(writer);
     const key = await keyOn(writer, cluster.primaries[0]!, 'az');
+    // Every replica linked first: a strict write waits for one (WAIT 1), and a replica still in its
+    // first sync would refuse this write, which is not what the test is about.
+    for (const p of cluster.primaries) await call(p, 'WAIT', 1, 5000);
     await writer.put('orders', { ...key, n: 1 });
     for (const p of cluster.primaries) await call(p, 'WAIT', 1, 2000);
 

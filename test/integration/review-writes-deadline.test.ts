@@ -26,7 +26,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamoEndpoint, Gate, startStack, type TestStack } from '../helpers/stack.ts';
+import { withCache } from '../../lib/index.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -112,4 +114,42 @@ describe('review (issue 13 write path): the commit deadline', () => {
       dynamoClient.destroy();
     });
   }
+
+  test('strict drop-in put (withCache): a commit that reaches DynamoDB only after its deadline sends nothing', async () => {
+    // The drop-in bounds the caller's own request by the write's deadline (client.ts withDeadline).
+    const userId = 'late-drop-in';
+    const gate = new Gate();
+    let hold = false;
+    const handler = new RecordingHandler({ requestTimeout: 3000, connectionTimeout: 3000, throwOnRequestTimeout: true });
+    const dynamoClient = new DynamoDBClient({
+      endpoint: dynamoEndpoint(),
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      maxAttempts: 1,
+      requestHandler: handler,
+    });
+    const cache = stack.cache(
+      { CACHE_WRITE_POLICY: 'strict', DYNAMODB_DEADLINE_MS: '500', CACHE_COMMAND_TIMEOUT_MS: '500' },
+      { hooks: { beforeCommit: () => (hold ? gate.hold() : undefined) } },
+    );
+    const client = withCache(DynamoDBDocumentClient.from(dynamoClient), { cache });
+    const TableName = `${stack.prefix}users`;
+    await client.send(new PutCommand({ TableName, Item: { userId, n: 1 } }));
+    hold = true;
+    const outcome = client.send(new PutCommand({ TableName, Item: { userId, n: 2 } })).then(
+      () => 'acknowledged',
+      (err: Error) => err.name,
+    );
+    await gate.reached;
+    hold = false;
+    await sleep(2500); // past the deadline (500 ms) and the fence (2 s)
+    const openedAt = Date.now();
+    gate.open();
+    const result = await outcome;
+    const late = handler.handed.filter((h) => h.at >= openedAt).map((h) => h.op);
+    assert.deepEqual(late, [], `the writer answered ${result}; requests handed over after the deadline: ${late.join(', ')}`);
+    assert.equal(await nInDynamo(userId), '1');
+    assert.notEqual(result, 'acknowledged');
+    dynamoClient.destroy();
+  });
 });

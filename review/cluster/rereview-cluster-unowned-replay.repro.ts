@@ -1,0 +1,153 @@
+/**
+ * Re-review of cluster mode's fixes (CONSISTENCY.md, "Adversarial review of cluster mode"): the
+ * unowned-slot fix parks a key's stream invalidation while its slot has no owner and replays it "until
+ * the slot has an owner" (ARCHITECTURE.md, "A slot with no owner": G2 repairs it). But the entry to
+ * repair is not on the slot's next owner: `CLUSTER DELSLOTS` leaves the keys on the old owner A, which
+ * can no longer be sent them (it does not own the slot). When the slot is assigned to another primary B
+ * (`ADDSLOTS` there: an operator's fix), the replayed invalidation reaches B, which never held the key
+ * (INVALIDATE answers "vanished"), and the record counts as applied. When the slot later goes back to A
+ * (a resharding, `SETSLOT … IMPORTING/MIGRATING/NODE`; B has no key of it to migrate), A's entry of
+ * before, tagged with A's unchanged epoch, is served: older than an acknowledged write (G1, available,
+ * beyond "until a repair lands") and than a stream record already applied (G2).
+ *
+ * The stream consumer's and replayer's invalidation is `ItemCache.invalidate` (lib/stream/); the test
+ * calls it directly, first while the slot has no owner (it must throw: the record is parked), then once
+ * the slot has an owner (it succeeds: the replayer deletes the parked record).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startStack, type TestStack } from '../../test/helpers/stack.ts';
+import { RedisServer, type RedisCluster } from '../../test/helpers/redis-server.ts';
+import type { ItemCache } from '../../lib/item-cache.ts';
+import { slotOf } from '../../lib/cache/slots.ts';
+
+type Key = { customerId: string; orderId: string };
+type Ranges = [number, number, [string, number]][];
+
+describe('re-review: cluster mode, a parked invalidation replayed to a slot owner that never held the key', () => {
+  let stack: TestStack;
+  let cluster: RedisCluster;
+  before(async () => {
+    stack = await startStack({ shards: 1 });
+    cluster = await RedisServer.startCluster(3, { replicas: 0 });
+  });
+  after(async () => {
+    await stack.stop();
+    await cluster.stop();
+  });
+
+  function container(overrides: Record<string, string> = {}): ItemCache {
+    return stack.cache({
+      CACHE_MODE: 'cluster',
+      CACHE_NODES: cluster.primaries[0]!.url,
+      CACHE_CHECK_INTERVAL_SECONDS: '1',
+      CACHE_START_CYCLES: '0',
+      DYNAMODB_DEADLINE_MS: '3000',
+      ...overrides,
+    });
+  }
+
+  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
+    const c = server.client({ maxRetriesPerRequest: 1 });
+    try {
+      return await c.call(String(args[0]), ...args.slice(1).map(String));
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 400; i++) {
+      if (await check().catch(() => false)) return;
+      await sleep(25);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  async function warm(cache: ItemCache): Promise<void> {
+    await cache.checkHealth();
+    for (
+      let i = 0;
+      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
+      i++
+    ) {
+      await sleep(25);
+      await cache.checkHealth();
+    }
+  }
+
+  async function ownerEverywhere(slot: number, server: RedisServer): Promise<void> {
+    await until(`every node sees ${server.port} own slot ${slot}`, async () => {
+      for (const s of cluster.servers) {
+        const r = (await call(s, 'CLUSTER', 'SLOTS')) as Ranges;
+        if (!r.some(([from, to, p]) => from <= slot && slot <= to && p[1] === server.port)) return false;
+      }
+      return true;
+    });
+  }
+
+  /** The topology learnt again now (the check interval's refresh, awaited). */
+  async function relearn(cache: ItemCache): Promise<void> {
+    await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
+  }
+
+  test('G1/G2, available: after the replay reached the interim owner, the old owner serves its old entry once the slot is back', async () => {
+    const writer = container({ CACHE_WRITE_POLICY: 'available' });
+    const reader = container();
+    await Promise.all([warm(writer), warm(reader)]);
+    const [a, b] = [cluster.primaries[0]!, cluster.primaries[1]!];
+    const ranges = (await call(a, 'CLUSTER', 'SLOTS')) as Ranges;
+    const ofA = ranges.filter((r) => r[2][1] === a.port);
+    const lowest = Math.min(...ofA.map((r) => r[0]));
+    // A key of A not in A's lowest slot (where A's epoch's seal lives).
+    let key: Key | undefined;
+    for (let i = 0; key === undefined; i++) {
+      const k = { customerId: `replay-${i}`, orderId: 'o' };
+      const s = slotOf(writer.resolve('orders', k).redisKey);
+      if (s !== lowest && ofA.some(([from, to]) => from <= s && s <= to)) key = k;
+    }
+    const rk = writer.resolve('orders', key);
+    const slot = slotOf(rk.redisKey);
+
+    await writer.put('orders', { ...key, n: 1 });
+    assert.equal((await reader.get('orders', key)).cache, 'hit', 'the reader hits n=1 on A');
+
+    // The slot is unassigned on every node; A keeps its keys (DELSLOTS deletes none).
+    for (const s of cluster.servers) await call(s, 'CLUSTER', 'DELSLOTS', slot);
+    await relearn(writer);
+    await relearn(reader);
+    assert.equal(writer.nodeFor(rk), undefined, 'the writer knows no owner for the slot');
+
+    // available: committed, logged CACHE_DIRTY_DATA; its stream record cannot be applied: parked.
+    await writer.put('orders', { ...key, n: 2 });
+    await assert.rejects(writer.invalidate(rk), 'the invalidation of an unowned key throws (the record is parked)');
+    assert.equal(Number(await call(a, 'CLUSTER', 'COUNTKEYSINSLOT', slot)), 1, "A still holds the key's hash");
+
+    // The operator gives the slot to B; the replayer's next try reaches B and succeeds.
+    await call(b, 'CLUSTER', 'ADDSLOTS', slot);
+    await ownerEverywhere(slot, b);
+    await relearn(writer);
+    assert.ok(writer.nodeFor(rk)?.id.endsWith(`:${b.port}`), 'the writer routes the key to B');
+    await writer.invalidate(rk); // applied: the parked record is deleted
+    assert.equal(Number(await call(b, 'CLUSTER', 'COUNTKEYSINSLOT', slot)), 0, 'B never held the key');
+
+    // Later the slot is resharded back to A (B has no key of it to migrate): the usual procedure.
+    const idA = String(await call(a, 'CLUSTER', 'MYID'));
+    const idB = String(await call(b, 'CLUSTER', 'MYID'));
+    await call(a, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', idB);
+    await call(b, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', idA);
+    await call(a, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
+    await call(b, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
+    for (const s of cluster.servers) if (s !== a && s !== b) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
+    await ownerEverywhere(slot, a);
+    await relearn(reader);
+
+    const r = await reader.get('orders', key);
+    assert.equal(
+      r.item?.n,
+      2,
+      `the reader was served n=${r.item?.n} (${r.cache}) after n=2 was acknowledged and its stream record applied`,
+    );
+  });
+});
