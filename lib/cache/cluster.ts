@@ -228,6 +228,9 @@ export class ClusterMap {
     node = new CacheNode(address, url.href, this.settings, membership, servername);
     made.node = node;
     this.byAddress.set(address, node);
+    // A refresh or a redirect answered after close() still makes nodes: closed at once, or their
+    // clients would reconnect for ever and keep the process alive.
+    if (this.closed) void node.close();
     return node;
   }
 
@@ -259,7 +262,10 @@ export class ClusterMap {
     return target;
   }
 
+  private closed = false;
+
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.byAddress.values()].map((n) => n.close()));
   }
 }

@@ -559,7 +559,7 @@ export class CacheNode {
       // connection may reach the node now. The node then goes through starting, as after any reconnect.
       // Later than any ordinary stall (a paused process, a slow script), which keeps its connection.
       this.suspectSince = this.lastCheck;
-      this.client.disconnect(true);
+      if (!this.closed) this.client.disconnect(true);
     }
     // A suspect stays one, re-probed ever later up to the check interval: a cold connection that is
     // still being made, or a node that answers only now and then, is tried again soon.
@@ -605,7 +605,7 @@ export class CacheNode {
         // A primary demoted by a failover keeps its clients' connections and its run_id, and resyncs
         // from the new primary: never trusted. A new connection (the endpoint's name now points at
         // the new primary) is the way back; in cluster mode the map learns the new primary.
-        this.client.disconnect(true);
+        if (!this.closed) this.client.disconnect(true);
         this.membership?.moved(undefined);
         throw new Error(`the node is a replica (role:${role}): its primary has moved`);
       }
@@ -744,7 +744,11 @@ export class CacheNode {
     logger.info('CACHE_NODE_STATUS', { cacheNode: this.address, status: next });
   }
 
+  /** Closed by its owner: never reconnected again (a probe or a verification still in flight would). */
+  private closed = false;
+
   async close(): Promise<void> {
+    this.closed = true;
     this.client.disconnect();
     this.reads.close();
   }
