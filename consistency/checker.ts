@@ -107,6 +107,8 @@ export interface FailedExample {
   error: string;
   message: string;
   reason: string;
+  /** The container's own event loop stall during the operation (OpRecord.starvedMs). */
+  starvedMs?: number;
 }
 
 export interface FaultLatency {
@@ -158,6 +160,13 @@ export interface CheckResult {
   refusedWrites: number;
   /** strict policy: refusals counted as failed requests (their node answered, or no fault was on their node). */
   refusalsCountedFailed: number;
+  /**
+   * strict policy: refusals with no excusing fault whose own container stood still (its thread not
+   * scheduled) for at least a quarter of the command timeout meanwhile (`starvedDuring`): the
+   * container could not hear its node in time, whatever the node did. Counted apart, not failed;
+   * 0 on a quiet machine.
+   */
+  refusalsStarved: number;
   /** Per fault class ('none': attributed to no fault). A stale read or failure near two classes counts in each. */
   byFault: Partial<Record<FaultKind | 'none', FaultCounts>>;
   /** Errors not counted as failures because DynamoDB itself was failing (injected or inside a DynamoDB fault). */
@@ -361,6 +370,15 @@ export function refusalExcuse(
   );
 }
 
+/**
+ * A refusal whose container itself stood still for at least a quarter of the command timeout while it
+ * ran (OpRecord.starvedMs): an answer that arrived meanwhile was read only after the command's timer
+ * fired (the timer phase runs before I/O), so the client could not hear its node in time.
+ */
+export function starvedDuring(rec: Pick<OpRecord, 'starvedMs'>, commandTimeoutMs: number): boolean {
+  return (rec.starvedMs ?? 0) >= commandTimeoutMs / 4;
+}
+
 /** The last cache fault on the refused write's node (as its container saw it) that started before it (undefined: none). */
 function lastFaultOnNode(rec: Pick<OpRecord, 'client' | 'start' | 'node'>, windows: readonly FaultWindow[]): FaultWindow | undefined {
   let last: FaultWindow | undefined;
@@ -550,6 +568,7 @@ export function check(
   const failedByReason: Record<string, number> = {};
   const failedExamples: FailedExample[] = [];
   let refusalsCountedFailed = 0;
+  let refusalsStarved = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
   const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
   for (const r of uniqueOps.values()) {
@@ -562,6 +581,10 @@ export function check(
       if (excuse !== undefined) {
         refusedWrites++;
         countFault(excuse.kind).refusalsExcused++;
+        continue;
+      }
+      if (starvedDuring(r, o.commandTimeoutMs)) {
+        refusalsStarved++;
         continue;
       }
       refusalsCountedFailed++;
@@ -600,6 +623,7 @@ export function check(
         error: r.error ?? '?',
         message: r.message ?? '',
         reason,
+        ...(r.starvedMs !== undefined ? { starvedMs: r.starvedMs } : {}),
       });
     }
   }
@@ -731,6 +755,7 @@ export function check(
     failedExamples,
     refusedWrites,
     refusalsCountedFailed,
+    refusalsStarved,
     byFault,
     dynamoFaultErrors,
     writes,

@@ -80,6 +80,12 @@ export interface OpRecord {
    * name it; a strict refusal is excused only by a fault on this node (checker.ts, refusalExcuse).
    */
   node?: string;
+  /**
+   * The longest stall of the container's own event loop (its thread not scheduled) that overlapped the
+   * operation, in ms, when at least 50 ms; absent otherwise. A command answered during such a stall
+   * times out in the client, whatever the node did.
+   */
+  starvedMs?: number;
 }
 
 export type FaultKind =

@@ -59,6 +59,7 @@ export function formatReport(r: RunResult): string {
       ['(c) failed requests', `${r.failedRequests}${r.failedRequests ? ` ${JSON.stringify(r.failedByReason)}` : ''}`],
       ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
+      ['    strict refusals while their container stood still', String(r.refusalsStarved)],
       ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
       [
         '    stale within R6 bound (available)',

@@ -102,6 +102,32 @@ const history = createWriteStream(cfg.historyFile, { flags: 'w' });
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 
+/**
+ * This container's own event loop stalls (its thread not scheduled: a loaded machine), kept so that an
+ * operation's record says how long its container stood still meanwhile (`starvedMs`). A command whose
+ * answer arrives during such a stall times out (the timer phase runs before I/O), so a strict refusal
+ * with no fault on its node is judged knowing it (checker.ts, starvation).
+ */
+const STALL_TICK_MS = 10;
+const STALL_MIN_MS = 50;
+const stalls: { from: number; to: number }[] = [];
+let lastTick = now();
+setInterval(() => {
+  const t = now();
+  if (t - lastTick - STALL_TICK_MS >= STALL_MIN_MS) {
+    stalls.push({ from: lastTick + STALL_TICK_MS, to: t });
+    if (stalls.length > 256) stalls.shift();
+  }
+  lastTick = t;
+}, STALL_TICK_MS).unref();
+
+/** The longest stall of this thread's loop that overlapped [start, end] (one still going counts up to `end`), or 0. */
+function starvedDuring(start: number, end: number): number {
+  let longest = Math.max(0, end - (lastTick + STALL_TICK_MS) >= STALL_MIN_MS ? end - lastTick - STALL_TICK_MS : 0);
+  for (const s of stalls) if (s.to >= start && s.from <= end) longest = Math.max(longest, s.to - s.from);
+  return Math.round(longest);
+}
+
 const config = loadConfig(cfg.env);
 const timeoutMs = config.store.timeoutMs;
 
@@ -324,6 +350,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
     ({ outcome, error, message, maybeWritten } = classify(err));
   }
   const end = now();
+  const starvedMs = starvedDuring(start, end);
   const write = p.kind === 'put' || p.kind === 'update' || p.kind === 'delete';
   for (const ref of p.refs) {
     const read = values?.get(ref.id);
@@ -356,6 +383,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
       ...waitFields(ctx, ref.id),
       ...(sweep ? { sweep: true } : {}),
       ...(node !== undefined ? { node } : {}),
+      ...(starvedMs > 0 ? { starvedMs } : {}),
     });
   }
 }

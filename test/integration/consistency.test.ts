@@ -246,7 +246,12 @@ describe('consistency run', () => {
     timeout: 120_000,
   }, async () => {
     const result = await designedRun();
-    assert.equal(result.refusalsCountedFailed, 0, `refused while the node answered: ${JSON.stringify(result.failedExamples.slice(0, 3))}`);
+    // A refusal while the container itself stood still (a loaded machine) is counted apart (CONSISTENCY.md).
+    assert.equal(
+      result.refusalsCountedFailed,
+      0,
+      `refused while the node answered (${result.refusalsStarved} more while their container stood still): ${JSON.stringify(result.failedExamples.slice(0, 3))}`,
+    );
   });
 
   test('the fault classes of issue 11 fire and are measured: stalls, maxmemory, two shard maps then a rollback, DynamoDB black-holed', {

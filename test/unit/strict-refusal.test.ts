@@ -102,6 +102,23 @@ describe('strict refusals: excused only until the node answers again plus one co
     assert.equal(r.byFault.none?.failedRequests, 1);
   });
 
+  test('check(): a refusal with no excusing fault whose container stood still for a quarter of the command timeout is counted apart, not failed', () => {
+    // Prepare: the same refusal on a node no fault touched, its container starved for 74, 75 and 300 ms.
+    const history = [
+      { ...refusal('shard0', 3000), starvedMs: COMMAND_TIMEOUT_MS / 4 - 1 }, // too short to excuse: failed
+      { ...refusal('shard0', 3100), starvedMs: COMMAND_TIMEOUT_MS / 4 }, // starved: apart
+      { ...refusal('shard1', 2000), starvedMs: COMMAND_TIMEOUT_MS }, // after its node answered, starved: apart
+      refusal('shard0', 3200), // not starved: failed
+    ];
+    // Act
+    const r = check(history, [stall], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    // Assess
+    assert.equal(r.refusalsStarved, 2);
+    assert.equal(r.refusalsCountedFailed, 2);
+    assert.equal(r.failedRequests, 2);
+    assert.equal(r.refusedWrites, 0, 'a starved refusal is not one a fault excused');
+  });
+
   test('under the available policy a CacheUnavailable is not a refusal: it is a failed request', () => {
     const r = check([refusal('shard1', 1100)], [stall], [], { policy: 'available', commandTimeoutMs: COMMAND_TIMEOUT_MS });
     assert.equal(r.refusedWrites, 0);
