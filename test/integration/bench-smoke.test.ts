@@ -15,6 +15,8 @@ const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NAMED_FIGURES = [
   'hitVsRawP50',
   'throughputVsRaw',
+  'clusterHitVsRawP50',
+  'clusterThroughputVsRaw',
   'hitSpeedupVsDynamo',
   'stormDynamoReads',
   'zipfHitRatio',
