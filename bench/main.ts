@@ -1,7 +1,7 @@
 /**
  * One bench run: services up, every measurement, figures out. See bench/run.ts for the options and
- * each module for its method: latency.ts (floor, library, handler, DynamoDB), storm.ts, zipf.ts,
- * coldstart.ts.
+ * each module for its method: latency.ts (floor, library, handler, DynamoDB), cluster.ts (cluster
+ * mode's hit on a Redis Cluster of its own), storm.ts, zipf.ts, coldstart.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStack } from './setup.ts';
 import { runLatency, type LatencyCounts, type LatencyResult } from './latency.ts';
+import { runClusterHit, type ClusterCounts, type ClusterResult } from './cluster.ts';
 import { runStorm, type StormCounts, type StormResult } from './storm.ts';
 import { runZipf, type ZipfCounts, type ZipfResult } from './zipf.ts';
 import { runColdStart, type ColdResult } from './coldstart.ts';
@@ -23,6 +24,7 @@ export type Mode = 'full' | 'quick' | 'smoke';
 
 export interface Counts {
   latency: LatencyCounts;
+  cluster: ClusterCounts;
   storm: StormCounts;
   zipf: ZipfCounts;
   coldRuns: number;
@@ -35,6 +37,7 @@ const ZIPF = { concurrency: 64, exponent: 1, writeFraction: 0.05 };
 export const COUNTS: Record<Mode, Counts> = {
   full: {
     latency: { repeats: 5, hitKeys: 1000, hitC1: 5000, hitC64: 50_000, dynC1: 500, dynC64: 3000, batchC1: 300, batchC64: 1000 },
+    cluster: { repeats: 5, keys: 1000, hitC1: 5000, hitC64: 50_000 },
     storm: { size: 500, rounds: 5, containers: 5 },
     zipf: { keys: 100_000, ops: 200_000, segments: 5, ...ZIPF },
     coldRuns: 9,
@@ -43,6 +46,7 @@ export const COUNTS: Record<Mode, Counts> = {
   },
   quick: {
     latency: { repeats: 3, hitKeys: 1000, hitC1: 2000, hitC64: 20_000, dynC1: 200, dynC64: 1000, batchC1: 100, batchC64: 300 },
+    cluster: { repeats: 3, keys: 300, hitC1: 2000, hitC64: 10_000 },
     storm: { size: 500, rounds: 3, containers: 5 },
     zipf: { keys: 20_000, ops: 40_000, segments: 3, ...ZIPF },
     coldRuns: 5,
@@ -51,6 +55,7 @@ export const COUNTS: Record<Mode, Counts> = {
   },
   smoke: {
     latency: { repeats: 1, hitKeys: 50, hitC1: 50, hitC64: 200, dynC1: 10, dynC64: 64, batchC1: 3, batchC64: 8 },
+    cluster: { repeats: 1, keys: 50, hitC1: 50, hitC64: 200 },
     storm: { size: 100, rounds: 1, containers: 2 },
     zipf: { keys: 500, ops: 1000, segments: 1, ...ZIPF },
     coldRuns: 1,
@@ -67,7 +72,7 @@ const CHARTED: [string, string][] = [
   ['dynamo.getitem', 'DynamoDB Local GetItem'],
 ];
 
-const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'storm', 'zipf', 'writes', 'cold', 'hostile'];
+const SUITES = ['hit', 'handler', 'dynamo', 'batch', 'ops', 'cluster', 'storm', 'zipf', 'writes', 'cold', 'hostile'];
 
 export interface MainOptions {
   mode: Mode;
@@ -97,6 +102,7 @@ export async function main(opts: MainOptions): Promise<void> {
 
   const stack = await startStack(log, opts.dynamoEndpoint);
   let latency: LatencyResult | undefined;
+  let cluster: ClusterResult | undefined;
   let storm: StormResult | undefined;
   let zipf: ZipfResult | undefined;
   let cold: ColdResult | undefined;
@@ -104,6 +110,7 @@ export async function main(opts: MainOptions): Promise<void> {
   let writes: WritesResult | undefined;
   try {
     if (['hit', 'handler', 'dynamo', 'batch', 'ops'].some(only)) latency = await runLatency(stack, counts.latency, log, only);
+    if (only('cluster')) cluster = await runClusterHit(stack, counts.cluster, log);
     if (only('storm')) storm = await runStorm(stack, counts.storm, log);
     if (only('zipf')) zipf = await runZipf(stack, counts.zipf, log);
     if (only('writes')) writes = await runWrites(stack, counts.writes, log);
@@ -130,19 +137,19 @@ export async function main(opts: MainOptions): Promise<void> {
 
   // --- figures -------------------------------------------------------------------------------
   const figures: Record<string, number> = {};
-  const stats = latency?.stats ?? {};
+  const stats = { ...latency?.stats, ...cluster?.stats };
+  const put = (prefix: string, key: string): void => {
+    for (const c of ['c1', 'c64']) {
+      const s = stats[`${key}.${c}`];
+      if (!s) continue;
+      const C = c.toUpperCase();
+      figures[`${prefix}P50Us${C}`] = s.p50Us;
+      figures[`${prefix}P99Us${C}`] = s.p99Us;
+      figures[`${prefix}OpsPerSec${C}`] = s.opsPerSec;
+    }
+  };
   if (latency) {
     for (const [k, v] of Object.entries(latency.ratios)) figures[k] = median(v);
-    const put = (prefix: string, key: string): void => {
-      for (const c of ['c1', 'c64']) {
-        const s = stats[`${key}.${c}`];
-        if (!s) continue;
-        const C = c.toUpperCase();
-        figures[`${prefix}P50Us${C}`] = s.p50Us;
-        figures[`${prefix}P99Us${C}`] = s.p99Us;
-        figures[`${prefix}OpsPerSec${C}`] = s.opsPerSec;
-      }
-    };
     put('raw', 'raw.hget');
     put('rawParsed', 'raw.hget-parse');
     put('hit', 'library.get-hit');
@@ -156,6 +163,14 @@ export async function main(opts: MainOptions): Promise<void> {
     put('dynamoBatchGetItem100', 'dynamo.batchgetitem-100');
     for (const [what, n] of Object.entries(latency.anomalies)) warnings.push(`${n} × ${what}`);
     if (latency.handlerNote) warnings.push(`handler not measured: ${latency.handlerNote}`);
+  }
+  if (cluster) {
+    figures.clusterHitVsRawP50 = median(cluster.ratios.hitVsRawP50);
+    figures.clusterHitVsRawP99 = median(cluster.ratios.hitVsRawP99);
+    figures.clusterThroughputVsRaw = median(cluster.ratios.throughputVsRaw);
+    put('clusterRaw', 'cluster.raw.hget');
+    put('clusterHit', 'cluster.library.get-hit');
+    for (const [what, n] of Object.entries(cluster.anomalies)) warnings.push(`${n} × ${what}`);
   }
   if (storm) {
     figures.stormDynamoReads = storm.median;
@@ -235,7 +250,7 @@ export async function main(opts: MainOptions): Promise<void> {
         { ...TARGETS[n], measured: figures[n] ?? null, met: figures[n] === undefined ? null : (meets(n, figures[n] as number) ?? null) },
       ]),
     ),
-    details: { stats, ratios: latency?.ratios, storm, zipf, cold, hostile, writes },
+    details: { stats, ratios: latency?.ratios, clusterRatios: cluster?.ratios, storm, zipf, cold, hostile, writes },
     warnings,
   };
   const out = opts.out ? resolve(opts.out) : join(repoRoot, 'bench', 'results', 'latest.json');

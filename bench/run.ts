@@ -1,13 +1,15 @@
 /**
  * `npm run bench [-- --quick | --smoke] [--out FILE] [--only LIST] [--dynamodb-endpoint URL] [--serverless-dir DIR] [--hostile-bytes N]`
  *
- * Starts its own services (DynamoDB Local, three redis-server shards on free ports), measures the
+ * Starts its own services (DynamoDB Local, three redis-server shards on free ports; the cluster
+ * suite a Redis Cluster of three primaries of its own, stopped when it ends), measures the
  * issue's figures in one process run, prints a markdown table on stdout (progress goes to stderr)
  * and writes bench/results/latest.json (or --out).
  *
  *   --quick      fewer operations and repeats (under 3 minutes)
  *   --smoke      tiny counts: only checks that every figure can be produced (the smoke test)
- *   --only LIST  comma-separated subset: hit, handler, dynamo, batch, ops, storm, zipf, cold, hostile
+ *   --only LIST  comma-separated subset: hit, handler, dynamo, batch, ops, cluster, storm, zipf, writes,
+ *                cold, hostile
  *   --dynamodb-endpoint URL   use a running DynamoDB Local instead of starting one
  *   --serverless-dir DIR      where `npm run package` left the zips (default .serverless)
  *   --hostile-bytes N         size of the hostile suite's worst bodies (default and most: HTTP_MAX_BODY_BYTES)
