@@ -232,7 +232,10 @@ describe('consistency run', () => {
   }, async () => {
     const result = await designedRun();
     for (const kind of DESIGNED_FAULTS) assert.ok((result.faults[kind] ?? 0) >= 1, `fault ${kind} was injected`);
-    assert.ok(result.operations.total > 1000, `enough operations: ${result.operations.total}`);
+    assert.ok(
+      result.operations.total > 500,
+      `enough operations (about 5,000 on a quiet machine, under 1,000 at a load of 15): ${result.operations.total}`,
+    );
     assert.equal(result.staleReads, 0, `stale reads: ${JSON.stringify(result.staleExamples.slice(0, 3))}`);
     assert.equal(result.phantomReads, 0, `phantom reads: ${JSON.stringify(result.phantomExamples.slice(0, 3))}`);
     // The live inspector, sampling every record the consumer applied, agrees: nothing it checked was stale.
