@@ -12,7 +12,7 @@ import {
   type LeaseReply,
   type WriteEnding,
 } from './scripts.ts';
-import { slotOf } from './slots.ts';
+import { redirectOf, slotOf } from './slots.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -655,7 +655,8 @@ export class CacheProtocol {
   /**
    * Cluster mode: `peer`, a primary besides the key's owner, and the keys of the key's slot it holds
    * (`CLUSTER COUNTKEYSINSLOT`, answered for any slot). Most hold none. A migration's target (importing)
-   * takes the invalidation after `ASKING`. Any other keeps keys of a slot it no longer owns
+   * takes the invalidation after `ASKING`; one that answers `ASK` still owns the slot (our topology
+   * already names the target) and no longer holds the key. Any other keeps keys of a slot it no longer owns
    * (`CLUSTER DELSLOTS` deletes none) and refuses them to everyone (MOVED, CLUSTERDOWN); its entry,
    * tagged with its own epoch, is trusted again if the slot comes back there, so the invalidation does
    * not count (its record stays parked) until the slot is back there, where it is delivered, or those
@@ -680,6 +681,8 @@ export class CacheProtocol {
       await before(peer, deadline, () => peer.client.wtInvalidate(key, randomToken()));
       return undefined;
     } catch (err) {
+      // ASK: the node still owns the slot, migrating it away, and no longer holds the key.
+      if (redirectOf(err)?.kind === 'ASK') return undefined;
       return new CacheUnavailableError(
         `cache node ${peer.address} holds keys of slot ${slot}, which it does not own (${errorMessage(err)}): the invalidation waits until the slot is back there or its keys are gone`,
         { cause: err },
