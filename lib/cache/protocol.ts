@@ -711,6 +711,12 @@ export class CacheProtocol {
               : at.client.wtInvalidate(key, stamp, at.epochTag, recorded.version, recorded.digest),
         );
         answered = n;
+        // The node our topology named redirected it (MOVED): it may still hold keys of the slot it lost
+        // (CLUSTER DELSLOTS), which no peer check covers (it is not a peer of the key): checked as one.
+        if (answered !== node) {
+          const stray = await this.invalidateStray(node, key);
+          if (stray !== undefined) return stray;
+        }
         const outcome: InvalidationOutcome = reply === INVALIDATE_REPLY.kept ? 'kept' : 'invalidated';
         // Cluster mode, strict: an invalidation counts once a replica has it (README, per mode).
         if (
