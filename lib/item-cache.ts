@@ -459,7 +459,7 @@ export class ItemCache {
   async invalidate(rk: ResolvedKey, recorded?: RecordedState): Promise<InvalidationOutcome> {
     const { node, others } = await this.ownersFor(rk);
     if (node === undefined && this.unowned(rk)) throw new CacheUnavailableError("no cache node owns this key's cluster slot");
-    return this.protocol.invalidate(node, rk.redisKey, recorded, others);
+    return this.protocol.invalidate(node, rk.redisKey, recorded, others, node === undefined ? [] : this.shards.peersOf(node));
   }
 
   /**

@@ -193,19 +193,72 @@ export class ClusterMap {
     this.sealSlots = sealSlots;
     this.nodes = nodes;
     this.replicas = [...replicas];
+    const owed = this.owed;
+    this.owed = new Map();
+    let flushOwedBy: string | undefined;
     for (const [address, node] of this.byAddress) {
       if (nodes.includes(node)) continue;
       // Owns no slot any more (failed over, emptied by a migration, or the seed named otherwise): what it
-      // holds is tagged with its epoch, which no owner's clients trust; nothing is owed to it.
+      // holds is tagged with its epoch, which no owner's clients trust. But a dirty key it was owed may be
+      // an entry of another epoch that a repair's MOVED followed here (node.ts `invalidateMoved`), and
+      // that entry went on with the slot (to a promoted replica, a migration's target): still owed, now
+      // where the key lives (below).
+      const todo = node.dirty.snapshot();
+      for (const key of todo.keys) owed.set(key, node.address);
+      if (todo.flush) flushOwedBy = node.address;
       this.byAddress.delete(address);
       void node.close();
-      logger.info('CACHE_CLUSTER_NODE_RETIRED', { cacheNode: node.address });
+      logger.info('CACHE_CLUSTER_NODE_RETIRED', { cacheNode: node.address, dirtyKeys: todo.keys.length });
     }
+    this.handOver(owed, flushOwedBy, owners, nodes);
     // A primary whose seal slot moved seals its epoch again where it now lives (a settle, never a stale read).
     for (const [node, slot] of sealSlots) {
       const was = before.get(node);
       if (was !== undefined && was !== slot) node.unsealed();
     }
+  }
+
+  /**
+   * The dirty keys of retired nodes, each made a dirty key of its slot's owner now, which is marked down
+   * and repaired before it is trusted again (R6), as a redirected repair does (node.ts
+   * `invalidateMoved`). A key whose slot has no owner waits here for the next topology that gives it
+   * one. A retired node's overflowed set (its keys unknown) is a flush owed to every primary.
+   */
+  private handOver(
+    owed: Map<string, string>,
+    flushOwedBy: string | undefined,
+    owners: (CacheNode | undefined)[],
+    nodes: CacheNode[],
+  ): void {
+    const owing = new Set<CacheNode>();
+    for (const [key, from] of owed) {
+      const owner = owners[slotOf(key)];
+      if (owner === undefined) {
+        this.owed.set(key, from);
+        continue;
+      }
+      owner.dirty.add(key, `owed to ${from}, retired from the topology`);
+      owing.add(owner);
+    }
+    if (flushOwedBy !== undefined) {
+      for (const node of nodes) {
+        node.dirty.addFlush(`owed to ${flushOwedBy}, retired from the topology with more dirty keys than kept`);
+        owing.add(node);
+      }
+    }
+    for (const node of owing) {
+      node.fail(new Error('invalidations owed to a node retired from the topology'), 'retired-dirty');
+      // Delivered as soon as the node can take them, not at its next probe only.
+      void node.probeNow();
+    }
+  }
+
+  /** Dirty keys of retired nodes whose slot had no owner when they were retired (handOver), key → the node it was owed to. */
+  private owed = new Map<string, string>();
+
+  /** Cluster mode: the primaries besides `owner` (the topology learnt last), which an invalidation asks for keys of its slot (protocol.ts `invalidate`). */
+  peersOf(owner: CacheNode): CacheNode[] {
+    return this.nodes.filter((n) => n !== owner);
   }
 
   /** The node at host:port, made on first sight with the seed's scheme and credentials. */

@@ -25,6 +25,13 @@ export class DirtyKeys {
     else this.overflowed = true;
   }
 
+  /** A full repair owed: the node is emptied on recovery (a retired node's overflowed set handed over, cluster.ts). */
+  addFlush(reason: string): void {
+    logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey: '', reason });
+    this.failures++;
+    this.overflowed = true;
+  }
+
   get size(): number {
     return this.keys.size;
   }

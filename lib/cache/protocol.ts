@@ -12,6 +12,7 @@ import {
   type LeaseReply,
   type WriteEnding,
 } from './scripts.ts';
+import { redirectOf, slotOf } from './slots.ts';
 import { randomToken } from './tokens.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
@@ -631,18 +632,62 @@ export class CacheProtocol {
    * node did. Under strict in cluster mode, an invalidation counts once a replica has it. Throws when
    * one cannot be reached, after trying them all; the caller makes the invalidation durable (a parked
    * record, Lambda's retry), so the key is not kept dirty here: a full dirty set would flush the node.
+   * Cluster mode: `peers`, the other primaries, are asked at the same time whether they hold keys of
+   * the key's slot (invalidateStray); no round trip is added.
    */
   async invalidate(
     node: CacheNode | undefined,
     key: string,
     recorded?: RecordedState,
     others: readonly CacheNode[] = [],
+    peers: readonly CacheNode[] = [],
   ): Promise<InvalidationOutcome> {
     if (node === undefined) return 'invalidated';
-    const results = await Promise.all([node, ...others].map((n) => this.invalidateOn(n, key, recorded)));
-    const failure = results.find((r) => r instanceof CacheUnavailableError);
+    const [results, strays] = await Promise.all([
+      Promise.all([node, ...others].map((n) => this.invalidateOn(n, key, recorded))),
+      Promise.all(peers.map((p) => this.invalidateStray(p, key))),
+    ]);
+    const failure = results.find((r) => r instanceof CacheUnavailableError) ?? strays.find((r) => r !== undefined);
     if (failure !== undefined) throw failure;
     return results.every((r) => r === 'kept') ? 'kept' : 'invalidated';
+  }
+
+  /**
+   * Cluster mode: `peer`, a primary besides the key's owner, and the keys of the key's slot it holds
+   * (`CLUSTER COUNTKEYSINSLOT`, answered for any slot). Most hold none. A migration's target (importing)
+   * takes the invalidation after `ASKING`; one that answers `ASK` still owns the slot (our topology
+   * already names the target) and no longer holds the key. Any other keeps keys of a slot it no longer owns
+   * (`CLUSTER DELSLOTS` deletes none) and refuses them to everyone (MOVED, CLUSTERDOWN); its entry,
+   * tagged with its own epoch, is trusted again if the slot comes back there, so the invalidation does
+   * not count (its record stays parked) until the slot is back there, where it is delivered, or those
+   * keys are gone (ARCHITECTURE.md, "A slot with no owner"). A primary this container believes down, or
+   * that cannot be asked, is not waited for: a stall of one primary costs only its own keys.
+   */
+  private async invalidateStray(peer: CacheNode, key: string): Promise<CacheUnavailableError | undefined> {
+    if (!peer.writable) return undefined;
+    const slot = slotOf(key);
+    const deadline = Date.now() + this.settings.commandTimeoutMs;
+    let held: number;
+    try {
+      await ensureConnected(peer, deadline);
+      held = Number(await before(peer, deadline, () => peer.client.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot))));
+    } catch {
+      return undefined;
+    }
+    if (!(held > 0)) return undefined;
+    try {
+      // ASKING holds for the connection's next command only: sent in the same turn as the invalidation.
+      peer.client.asking().catch(() => undefined);
+      await before(peer, deadline, () => peer.client.wtInvalidate(key, randomToken()));
+      return undefined;
+    } catch (err) {
+      // ASK: the node still owns the slot, migrating it away, and no longer holds the key.
+      if (redirectOf(err)?.kind === 'ASK') return undefined;
+      return new CacheUnavailableError(
+        `cache node ${peer.address} holds keys of slot ${slot}, which it does not own (${errorMessage(err)}): the invalidation waits until the slot is back there or its keys are gone`,
+        { cause: err },
+      );
+    }
   }
 
   private async invalidateOn(
@@ -666,6 +711,12 @@ export class CacheProtocol {
               : at.client.wtInvalidate(key, stamp, at.epochTag, recorded.version, recorded.digest),
         );
         answered = n;
+        // The node our topology named redirected it (MOVED): it may still hold keys of the slot it lost
+        // (CLUSTER DELSLOTS), which no peer check covers (it is not a peer of the key): checked as one.
+        if (answered !== node) {
+          const stray = await this.invalidateStray(node, key);
+          if (stray !== undefined) return stray;
+        }
         const outcome: InvalidationOutcome = reply === INVALIDATE_REPLY.kept ? 'kept' : 'invalidated';
         // Cluster mode, strict: an invalidation counts once a replica has it (README, per mode).
         if (

@@ -84,6 +84,11 @@ export class ShardMap {
     return i === undefined ? undefined : this.shardNodes[i];
   }
 
+  /** Cluster mode: the primaries besides `owner`, which may hold keys of a slot they do not own (cluster.ts `peersOf`); none in shards mode. */
+  peersOf(owner: CacheNode): CacheNode[] {
+    return this.cluster?.peersOf(owner) ?? [];
+  }
+
   /** Cluster mode: no primary owns `redisKey`'s slot in the topology learnt last (cluster.ts). */
   unowned(redisKey: string): boolean {
     return this.cluster?.unowned(redisKey) ?? false;

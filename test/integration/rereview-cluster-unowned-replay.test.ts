@@ -1,31 +1,34 @@
 /**
- * Re-review of cluster mode's fixes (CONSISTENCY.md, "Adversarial review of cluster mode"): the
- * unowned-slot fix parks a key's stream invalidation while its slot has no owner and replays it "until
- * the slot has an owner" (ARCHITECTURE.md, "A slot with no owner": G2 repairs it). But the entry to
- * repair is not on the slot's next owner: `CLUSTER DELSLOTS` leaves the keys on the old owner A, which
- * can no longer be sent them (it does not own the slot). When the slot is assigned to another primary B
- * (`ADDSLOTS` there: an operator's fix), the replayed invalidation reaches B, which never held the key
- * (INVALIDATE answers "vanished"), and the record counts as applied. When the slot later goes back to A
- * (a resharding, `SETSLOT … IMPORTING/MIGRATING/NODE`; B has no key of it to migrate), A's entry of
- * before, tagged with A's unchanged epoch, is served: older than an acknowledged write (G1, available,
- * beyond "until a repair lands") and than a stream record already applied (G2).
+ * Re-review of cluster mode's fixes (CONSISTENCY.md, "Adversarial review of cluster mode", second
+ * round): the unowned-slot fix parks a key's stream invalidation while its slot has no owner and
+ * replays it once the slot has one. But the entry to repair is not on the slot's next owner:
+ * `CLUSTER DELSLOTS` leaves the keys on the old owner A, which can no longer be sent them (it does not
+ * own the slot). When the slot is assigned to another primary B (`ADDSLOTS` there: an operator's fix),
+ * the replayed invalidation reached B, which never held the key, and counted as applied; when the slot
+ * later went back to A (a resharding; B has no key of it to migrate), A's entry of before, tagged with
+ * A's unchanged epoch, was served: older than an acknowledged write (G1, available) and than a stream
+ * record already applied (G2).
  *
- * The stream consumer's and replayer's invalidation is `ItemCache.invalidate` (lib/stream/); the test
- * calls it directly, first while the slot has no owner (it must throw: the record is parked), then once
- * the slot has an owner (it succeeds: the replayer deletes the parked record).
+ * The rule (ARCHITECTURE.md, "A slot with no owner"): an invalidation counts only once no other primary
+ * holds keys of the key's slot that it cannot be sent (protocol.ts `invalidateStray`), so the record
+ * stays parked while A holds them, and the sweep's retry once the slot is back on A deletes the entry.
+ *
+ * The stream consumer's, replayer's and sweep's invalidation is `ItemCache.invalidate` (lib/stream/);
+ * the test calls it directly: while the slot has no owner (it throws: the record is parked), once B
+ * owns it (it throws still: A holds the slot's keys), then once the slot is back on A (it succeeds).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../../test/helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../../test/helpers/redis-server.ts';
+import { startStack, type TestStack } from '../helpers/stack.ts';
+import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
 type Key = { customerId: string; orderId: string };
 type Ranges = [number, number, [string, number]][];
 
-describe('re-review: cluster mode, a parked invalidation replayed to a slot owner that never held the key', () => {
+describe('re-review: cluster mode, a parked invalidation of a key whose slot changed owner while unowned', () => {
   let stack: TestStack;
   let cluster: RedisCluster;
   before(async () => {
@@ -92,10 +95,13 @@ describe('re-review: cluster mode, a parked invalidation replayed to a slot owne
     await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
   }
 
-  test('G1/G2, available: after the replay reached the interim owner, the old owner serves its old entry once the slot is back', async () => {
+  test("G1/G2, available: the record stays parked while the old owner holds the slot's keys, and repairs it once the slot is back there", async () => {
     const writer = container({ CACHE_WRITE_POLICY: 'available' });
     const reader = container();
-    await Promise.all([warm(writer), warm(reader)]);
+    // A replayer that learnt the topology before the slot was taken and not since: its invalidation
+    // goes to A, whose MOVED leads it to B.
+    const replayer = container({ CACHE_WRITE_POLICY: 'available' });
+    await Promise.all([warm(writer), warm(reader), warm(replayer)]);
     const [a, b] = [cluster.primaries[0]!, cluster.primaries[1]!];
     const ranges = (await call(a, 'CLUSTER', 'SLOTS')) as Ranges;
     const ofA = ranges.filter((r) => r[2][1] === a.port);
@@ -129,19 +135,29 @@ describe('re-review: cluster mode, a parked invalidation replayed to a slot owne
     await ownerEverywhere(slot, b);
     await relearn(writer);
     assert.ok(writer.nodeFor(rk)?.id.endsWith(`:${b.port}`), 'the writer routes the key to B');
-    await writer.invalidate(rk); // applied: the parked record is deleted
-    assert.equal(Number(await call(b, 'CLUSTER', 'COUNTKEYSINSLOT', slot)), 0, 'B never held the key');
+    // A still holds keys of the slot, which it does not own: the record stays parked.
+    await assert.rejects(writer.invalidate(rk), /holds keys of slot/, 'the invalidation waits for the keys A holds');
+    assert.equal(Number(await call(b, 'EXISTS', rk.redisKey)), 0, 'B never held the key');
+    assert.ok(replayer.nodeFor(rk)?.id.endsWith(`:${a.port}`), 'the replayer still routes the key to A');
+    await assert.rejects(replayer.invalidate(rk), /holds keys of slot/, 'the node that redirected it is checked too');
 
-    // Later the slot is resharded back to A (B has no key of it to migrate): the usual procedure.
+    // Later the slot is resharded back to A, the usual procedure (B has no entry of the key to migrate;
+    // its epoch's seal may have moved into the slot, its lowest now, and goes with it).
     const idA = String(await call(a, 'CLUSTER', 'MYID'));
     const idB = String(await call(b, 'CLUSTER', 'MYID'));
     await call(a, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', idB);
     await call(b, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', idA);
+    for (const k of (await call(b, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[]) {
+      await call(b, 'MIGRATE', '127.0.0.1', a.port, k, 0, 5000);
+    }
     await call(a, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
     await call(b, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
     for (const s of cluster.servers) if (s !== a && s !== b) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
     await ownerEverywhere(slot, a);
     await relearn(reader);
+    // The sweep's next try reaches A, which owns the slot again: applied, the parked record deleted.
+    await relearn(writer);
+    await writer.invalidate(rk);
 
     const r = await reader.get('orders', key);
     assert.equal(
