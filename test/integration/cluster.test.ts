@@ -283,6 +283,9 @@ describe('cluster mode', () => {
     );
     // The old primary comes back as a replica of the new one.
     await primary.startAgain();
+    // Linked again before the next test, whose strict writes wait for a replica (WAIT 1): one still in
+    // its first sync refuses them.
+    await replicaOf(replica);
   });
 
   test('G1: writers in flight while a primary is killed and its replica promoted: no stale read after an acknowledged write', async () => {
@@ -337,6 +340,9 @@ describe('cluster mode', () => {
       `acknowledged at the failover ${atFailover.join(',')}, at the end ${keys.map((k) => acked.get(k.customerId)).join(',')}`,
     );
     await primary.startAgain();
+    // Linked again before the next test, whose strict writes wait for a replica (WAIT 1): one still in
+    // its first sync refuses them.
+    await replicaOf(replica);
   });
 
   test('a slot migrated under load: writes follow it (ASK, then MOVED), reads never stale, migrated entries not trusted', async () => {
