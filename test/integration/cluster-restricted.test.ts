@@ -5,18 +5,16 @@
  * Reads, writes, stream invalidations and a restarted primary must not need any of them; WAIT is what
  * the strict policy would use, and what the library does without it is pinned here.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
+import type { RedisServer } from '../helpers/redis-server.ts';
+import { call, useClusterFixture, warm as warmed, type OrderKey as Key, type SlotRanges } from '../helpers/cluster-fixture.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import { captureLogs } from '../helpers/capture-logs.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
-
-type Key = { customerId: string; orderId: string };
 
 /**
  * What the servers refuse. ElastiCache as a whole (its "Restricted commands" page): CONFIG, DEBUG,
@@ -59,61 +57,28 @@ const RESTRICTED = [
 ];
 
 describe('cluster mode on servers that refuse the commands ElastiCache Serverless restricts', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
+  const fixture = useClusterFixture({
+    replicas: 1,
+    nodeTimeoutMs: 5000,
+    extraArgs: RESTRICTED.flatMap((c) => ['--rename-command', c, '']),
+  });
+  const { cluster } = fixture;
+  /** The first primary's URL as the user that may not run INFO. */
+  let appUrl = '';
   before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, {
-      replicas: 1,
-      nodeTimeoutMs: 5000,
-      extraArgs: RESTRICTED.flatMap((c) => ['--rename-command', c, '']),
-    });
     // A user that may not run INFO either (run_id and the replicas hidden), as a managed service may keep it.
-    for (const s of cluster.servers) await call(s, 'ACL', 'SETUSER', 'app', 'on', '>secret', '~*', '&*', '+@all', '-info');
+    appUrl = await fixture.addUser('app', 'secret', '-info');
   });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
 
   /** A container in cluster mode; `hideInfo`: as the user that may not run INFO. */
   function container(hideInfo: boolean, overrides: Record<string, string> = {}): ItemCache {
-    const url = new URL(cluster.primaries[0]!.url);
-    if (hideInfo) {
-      url.username = 'app';
-      url.password = 'secret';
-    }
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: url.href,
-      CACHE_ALLOW_PLAIN_AUTH: '1',
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      // A short commit deadline keeps the settle (the fence time) short.
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
+    const url = hideInfo ? appUrl : cluster.primaries[0]!.url;
+    return fixture.container({ CACHE_NODES: url, CACHE_ALLOW_PLAIN_AUTH: '1', ...overrides });
   }
 
+  /** Warmed, and every primary up. */
   async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
+    await warmed(cache);
     assert.deepEqual(
       cache.health().map((h) => h.status),
       ['up', 'up', 'up'],
@@ -123,7 +88,7 @@ describe('cluster mode on servers that refuse the commands ElastiCache Serverles
   /** The primary that owns `key`'s slot, as the cluster says (CLUSTER SLOTS). */
   async function serverOf(cache: ItemCache, key: Key): Promise<RedisServer> {
     const slot = slotOf(cache.resolve('orders', key).redisKey);
-    const ranges = (await call(cluster.primaries[0]!, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+    const ranges = (await call(cluster.primaries[0]!, 'CLUSTER', 'SLOTS')) as SlotRanges;
     const range = ranges.find(([from, to]) => from <= slot && slot <= to);
     const owner = cluster.servers.find((s) => s.port === range?.[2][1]);
     if (!owner) throw new Error(`no server owns slot ${slot}`);

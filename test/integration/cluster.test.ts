@@ -4,12 +4,13 @@
  * only its keys, a restart or a promoted replica is a new epoch that settles, strict writes wait for a
  * replica, and keys follow their slot when it moves.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { manualClock, startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
+import { manualClock } from '../helpers/stack.ts';
+import type { RedisServer } from '../helpers/redis-server.ts';
+import { call, useClusterFixture, warm, type OrderKey as Key, type SlotRanges } from '../helpers/cluster-fixture.ts';
 import { streamRecord } from '../helpers/faults.ts';
 import { logsDuring } from '../helpers/capture-logs.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
@@ -17,32 +18,9 @@ import { CacheUnavailableError } from '../../lib/errors.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
-type Key = { customerId: string; orderId: string };
-
 describe('cluster mode', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    // A silent primary stays a primary for 5 s: the stalls below are shorter, and failovers are asked for.
-    cluster = await RedisServer.startCluster(3, { replicas: 1, nodeTimeoutMs: 5000 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  /** A container in cluster mode; a short commit deadline keeps the settle (the fence time) short. */
-  function container(overrides: Record<string, string> = {}): ItemCache {
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: cluster.primaries[0]!.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
-  }
+  // A silent primary stays a primary for 5 s: the stalls below are shorter, and failovers are asked for.
+  const { cluster, container, addUser } = useClusterFixture({ replicas: 1, nodeTimeoutMs: 5000 });
 
   /** The server this container sends `key` to now. */
   function nodeServer(cache: ItemCache, key: Key): RedisServer {
@@ -56,7 +34,7 @@ describe('cluster mode', () => {
   async function serverOf(cache: ItemCache, key: Key): Promise<RedisServer> {
     const slot = slotOf(cache.resolve('orders', key).redisKey);
     for (const s of cluster.servers) {
-      const ranges = (await clusterCall(s, 'CLUSTER', 'SLOTS').catch(() => undefined)) as [number, number, [string, number]][] | undefined;
+      const ranges = (await call(s, 'CLUSTER', 'SLOTS').catch(() => undefined)) as SlotRanges | undefined;
       const range = ranges?.find(([from, to]) => from <= slot && slot <= to);
       const owner = cluster.servers.find((x) => x.port === range?.[2][1]);
       if (owner) return owner;
@@ -76,34 +54,12 @@ describe('cluster mode', () => {
     return { on, off };
   }
 
-  /** Waits until every primary this container knows is verified and serves reads (a cold start). */
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
-
-  async function clusterCall(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
   /** The server that replicates `primary` now (linked). */
   async function replicaOf(primary: RedisServer): Promise<RedisServer> {
     for (let i = 0; i < 200; i++) {
       for (const s of cluster.servers) {
         if (s === primary) continue;
-        const info = String(await clusterCall(s, 'INFO', 'replication').catch(() => ''));
+        const info = String(await call(s, 'INFO', 'replication').catch(() => ''));
         if (info.includes(`master_port:${primary.port}\r`) && info.includes('master_link_status:up')) return s;
       }
       await sleep(50);
@@ -263,18 +219,15 @@ describe('cluster mode', () => {
 
   test('a service that refuses INFO (run_id hidden): a marker of the data set stands in for the epoch; a primary that lost its data settles', async () => {
     // A user that may not run INFO, on every node, as a managed service may keep it from its clients.
-    for (const s of cluster.servers) await clusterCall(s, 'ACL', 'SETUSER', 'noinfo', 'on', '>secret', '~*', '&*', '+@all', '-info');
+    const url = await addUser('noinfo', 'secret', '-info');
     try {
-      const url = new URL(cluster.primaries[0]!.url);
-      url.username = 'noinfo';
-      url.password = 'secret';
-      const cache = container({ CACHE_NODES: url.href, CACHE_ALLOW_PLAIN_AUTH: '1' });
+      const cache = container({ CACHE_NODES: url, CACHE_ALLOW_PLAIN_AUTH: '1' });
       await warm(cache);
       const primary = cluster.primaries[1]!;
       const [key] = (await keysSplitBy(cache, 'noinfo', primary, 1)).on;
       await cache.put('orders', { ...key!, n: 1 });
       assert.equal((await cache.get('orders', key!)).cache, 'hit');
-      await clusterCall(primary, 'FLUSHALL');
+      await call(primary, 'FLUSHALL');
       let settling = false;
       for (let i = 0; i < 200 && !settling; i++) {
         await cache.checkHealth();
@@ -284,7 +237,7 @@ describe('cluster mode', () => {
       assert.ok(settling, `health: ${JSON.stringify(cache.health())}`);
       assert.equal((await cache.get('orders', key!)).item?.n, 1);
     } finally {
-      for (const s of cluster.servers) await clusterCall(s, 'ACL', 'DELUSER', 'noinfo').catch(() => undefined);
+      for (const s of cluster.servers) await call(s, 'ACL', 'DELUSER', 'noinfo').catch(() => undefined);
     }
   });
 
@@ -314,7 +267,7 @@ describe('cluster mode', () => {
     } finally {
       replica.resume();
     }
-    await clusterCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+    await call(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
     // Every read from now on, through the failover: never n=1 for keys[1] (acknowledged n=2).
     let hit = false;
     for (let i = 0; i < 400 && !hit; i++) {
@@ -330,6 +283,9 @@ describe('cluster mode', () => {
     );
     // The old primary comes back as a replica of the new one.
     await primary.startAgain();
+    // Linked again before the next test, whose strict writes wait for a replica (WAIT 1): one still in
+    // its first sync refuses them.
+    await replicaOf(replica);
   });
 
   test('G1: writers in flight while a primary is killed and its replica promoted: no stale read after an acknowledged write', async () => {
@@ -371,7 +327,7 @@ describe('cluster mode', () => {
     });
     await sleep(500);
     await primary.kill();
-    await clusterCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+    await call(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
     const atFailover = keys.map((k) => acked.get(k.customerId)!);
     await sleep(4000);
     stop = true;
@@ -384,6 +340,9 @@ describe('cluster mode', () => {
       `acknowledged at the failover ${atFailover.join(',')}, at the end ${keys.map((k) => acked.get(k.customerId)).join(',')}`,
     );
     await primary.startAgain();
+    // Linked again before the next test, whose strict writes wait for a replica (WAIT 1): one still in
+    // its first sync refuses them.
+    await replicaOf(replica);
   });
 
   test('a slot migrated under load: writes follow it (ASK, then MOVED), reads never stale, migrated entries not trusted', async () => {
@@ -397,12 +356,9 @@ describe('cluster mode', () => {
     const target = await serverOf(writer, (await keysSplitBy(writer, 'migration-target', source, 1)).off[0]!);
     await writer.put('orders', { ...key, n: 1 });
     assert.equal((await reader.get('orders', key)).cache, 'hit');
-    const [sourceId, targetId] = [
-      String(await clusterCall(source, 'CLUSTER', 'MYID')),
-      String(await clusterCall(target, 'CLUSTER', 'MYID')),
-    ];
-    await clusterCall(target, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
-    await clusterCall(source, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    const [sourceId, targetId] = [String(await call(source, 'CLUSTER', 'MYID')), String(await call(target, 'CLUSTER', 'MYID'))];
+    await call(target, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+    await call(source, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
     const src: Redis = source.client();
     try {
       await src.migrate('127.0.0.1', target.port, rk.redisKey, 0, 5000);
@@ -412,7 +368,7 @@ describe('cluster mode', () => {
     // The key has moved, its slot not yet: the source answers ASK, and the write follows it.
     await writer.put('orders', { ...key, n: 2 });
     assert.equal((await reader.get('orders', key)).item?.n, 2);
-    for (const s of cluster.servers) await clusterCall(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId).catch(() => undefined);
+    for (const s of cluster.servers) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId).catch(() => undefined);
     await writer.put('orders', { ...key, n: 3 });
     let hit = false;
     for (let i = 0; i < 200 && !hit; i++) {
@@ -467,24 +423,21 @@ describe('cluster mode', () => {
         await sleep(3);
       }
     });
-    const [sourceId, targetId] = [
-      String(await clusterCall(source, 'CLUSTER', 'MYID')),
-      String(await clusterCall(target, 'CLUSTER', 'MYID')),
-    ];
+    const [sourceId, targetId] = [String(await call(source, 'CLUSTER', 'MYID')), String(await call(target, 'CLUSTER', 'MYID'))];
     await sleep(300);
-    await clusterCall(target, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
-    await clusterCall(source, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    await call(target, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+    await call(source, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
     for (const k of keys) {
       await sleep(200);
-      await clusterCall(source, 'MIGRATE', '127.0.0.1', target.port, writer.resolve('orders', k).redisKey, 0, 5000).catch(() => undefined);
+      await call(source, 'MIGRATE', '127.0.0.1', target.port, writer.resolve('orders', k).redisKey, 0, 5000).catch(() => undefined);
     }
     await sleep(200);
     // What the writers created meanwhile on the source (a key it no longer had answers ASK, so new ones are few).
     for (let round = 0; round < 3; round++) {
-      const left = (await clusterCall(source, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[];
-      for (const key of left) await clusterCall(source, 'MIGRATE', '127.0.0.1', target.port, key, 0, 5000).catch(() => undefined);
+      const left = (await call(source, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[];
+      for (const key of left) await call(source, 'MIGRATE', '127.0.0.1', target.port, key, 0, 5000).catch(() => undefined);
     }
-    for (const s of cluster.servers) await clusterCall(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId).catch(() => undefined);
+    for (const s of cluster.servers) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', targetId).catch(() => undefined);
     const moved = keys.map((k) => acked.get(k.customerId)!);
     await sleep(1500);
     stop = true;
@@ -499,17 +452,7 @@ describe('cluster mode', () => {
   test('a failover whose old primary stays dead is learnt from requests for its keys, within a quarter second of the last refresh, not at the check interval', async () => {
     // The state machines' clock is driven by hand: the throttles of the topology refreshes are what is tested.
     const clock = manualClock();
-    const writer = stack.cache(
-      {
-        CACHE_MODE: 'cluster',
-        CACHE_NODES: cluster.primaries[0]!.url,
-        CACHE_CHECK_INTERVAL_SECONDS: '60',
-        CACHE_START_CYCLES: '0',
-        DYNAMODB_DEADLINE_MS: '3000',
-        CACHE_WRITE_POLICY: 'strict',
-      },
-      { clock: clock.now },
-    );
+    const writer = container({ CACHE_CHECK_INTERVAL_SECONDS: '60', CACHE_WRITE_POLICY: 'strict' }, { clock: clock.now });
     await warm(writer);
     const primary = await serverOf(writer, { customerId: 'learn-0', orderId: 'o' });
     const replica = await replicaOf(primary);
@@ -521,8 +464,8 @@ describe('cluster mode', () => {
       // The write that meets the dead primary: refused; the topology it asks for still names the primary.
       await assert.rejects(writer.put('orders', { ...key!, n: 2 }), CacheUnavailableError);
       await sleep(300);
-      await clusterCall(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
-      for (let i = 0; i < 200 && !/^role:master/m.test(String(await clusterCall(replica, 'INFO', 'replication'))); i++) await sleep(25);
+      await call(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+      for (let i = 0; i < 200 && !/^role:master/m.test(String(await call(replica, 'INFO', 'replication'))); i++) await sleep(25);
       clock.advance(300);
       // This write still goes to the dead primary, but asks for the topology again (its primary is down).
       await writer.put('orders', { ...key!, n: 3 }).catch(() => undefined);

@@ -19,62 +19,15 @@
  * last verification"). The reader's state machine runs on a hand-driven clock (the test seam), so the
  * end of `starting` falls in the waiting reader's poll, deterministically.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Gate, manualClock, startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
+import { Gate, manualClock } from '../helpers/stack.ts';
+import { call, info, useClusterFixture, warm, type OrderKey as Key, type SlotRanges as Ranges } from '../helpers/cluster-fixture.ts';
 import type { ProtocolHooks } from '../../lib/cache/protocol.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
-type Key = { customerId: string; orderId: string };
-type Ranges = [number, number, [string, number]][];
-
 describe('re-review: cluster mode, a lease wait across the end of `starting` after a failover and back', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, { replicas: 1, nodeTimeoutMs: 5000 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  async function info(server: RedisServer): Promise<string> {
-    return String(await call(server, 'INFO', 'replication'));
-  }
-
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; i < 400; i++) {
-      if (await check().catch(() => false)) return;
-      await sleep(25);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  }
-
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
+  const { cluster, container, until, addUser } = useClusterFixture({ replicas: 1, nodeTimeoutMs: 5000 });
 
   test('G1, available: the poll during which `starting` ends trusts the tag of a verification older than a check interval', async () => {
     const a = cluster.primaries[0]!;
@@ -82,10 +35,7 @@ describe('re-review: cluster mode, a lease wait across the end of `starting` aft
     assert.match(await info(b), new RegExp(`master_port:${a.port}\\r`));
     // The reader connects as its own user, so that A can refuse its reads alone (a failed command: the
     // node goes down, and its probe over the same connection makes it `starting`).
-    for (const s of cluster.servers) await call(s, 'ACL', 'SETUSER', 'reader', 'on', '>pw', '~*', '&*', '+@all');
-    const url = new URL(a.url);
-    url.username = 'reader';
-    url.password = 'pw';
+    const url = await addUser('reader', 'pw');
     const clock = manualClock();
     const gate = new Gate();
     const polling = new Gate();
@@ -101,24 +51,10 @@ describe('re-review: cluster mode, a lease wait across the end of `starting` aft
         if (k === redisKey) void polling.hold();
       },
     };
-    const writer = stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: a.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      CACHE_WRITE_POLICY: 'available',
-      DYNAMODB_DEADLINE_MS: '3000',
-    });
-    const reader = stack.cache(
-      {
-        CACHE_MODE: 'cluster',
-        CACHE_NODES: url.href,
-        CACHE_ALLOW_PLAIN_AUTH: '1',
-        CACHE_CHECK_INTERVAL_SECONDS: '1',
-        CACHE_START_CYCLES: '2',
-        CACHE_LEASE_MS: '30000',
-        DYNAMODB_DEADLINE_MS: '3000',
-      },
+    // Both seeded with A, checked every second (the fixture's container).
+    const writer = container({ CACHE_WRITE_POLICY: 'available' });
+    const reader = container(
+      { CACHE_NODES: url, CACHE_ALLOW_PLAIN_AUTH: '1', CACHE_START_CYCLES: '2', CACHE_LEASE_MS: '30000' },
       { clock: clock.now, hooks },
     );
     await Promise.all([warm(writer), warm(reader)]);

@@ -7,93 +7,17 @@
  * while every new primary answers, for as long as the container lives (G3: "a strict write is refused
  * (503) only while its node does not answer"), and its reads all go around the cache.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
-import { slotOf } from '../../lib/cache/slots.ts';
-
-type Key = { customerId: string; orderId: string };
+import { call, info, keyOn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 
 describe('review: cluster mode, every known primary failed over at once', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, { replicas: 1, nodeTimeoutMs: 5000 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  function container(overrides: Record<string, string> = {}): ItemCache {
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: cluster.replicas[0]!.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
-  }
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  async function info(server: RedisServer): Promise<string> {
-    return String(await call(server, 'INFO', 'replication'));
-  }
-
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; i < 400; i++) {
-      if (await check().catch(() => false)) return;
-      await sleep(25);
-    }
-    const roles = await Promise.all(
-      cluster.servers.map(async (s) => `${s.port}: ${(await info(s).catch(() => '')).replace(/\r\n/g, ' ')}`),
-    );
-    throw new Error(`timed out waiting for ${what}\n${roles.join('\n')}`);
-  }
-
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
-
-  /** A key whose slot the server owns now (CLUSTER SLOTS as the server itself answers). */
-  async function keyOn(cache: ItemCache, server: RedisServer, tag: string): Promise<Key> {
-    const ranges = (await call(server, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-    for (let i = 0; ; i++) {
-      const key = { customerId: `${tag}-${i}`, orderId: 'o' };
-      const slot = slotOf(cache.resolve('orders', key).redisKey);
-      if (ranges.some(([a, b, p]) => a <= slot && slot <= b && p[1] === server.port)) return key;
-    }
-  }
-
-  /** The topology learnt again now (the check interval's refresh, awaited). */
-  async function relearn(cache: ItemCache): Promise<void> {
-    await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
-  }
+  const { cluster, container, until } = useClusterFixture({ replicas: 1, nodeTimeoutMs: 5000 });
 
   test('G3, strict: after all primaries are replaced by their replicas, the container learns the new primaries and its writes are accepted', async () => {
     // The seed is a node that stays (as a configuration endpoint does): replicas[0], promoted below.
-    const writer = container({ CACHE_WRITE_POLICY: 'strict' });
+    const writer = container({ CACHE_NODES: cluster.replicas[0]!.url, CACHE_WRITE_POLICY: 'strict' });
     await warm(writer);
     const key = await keyOn(writer, cluster.primaries[0]!, 'az');
     // Every replica linked first: a strict write waits for one (WAIT 1), and a replica still in its

@@ -10,88 +10,17 @@
  * new run_id is a reconnect or a new node, and verification comes first), so a restart or a failover is
  * covered." A failback on the same connection is neither a reconnect nor a new node.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
-import { slotOf } from '../../lib/cache/slots.ts';
-
-type Key = { customerId: string; orderId: string };
+import { call, info, keyOn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 
 for (const { replicas, policy } of [
   { replicas: 1, policy: 'available' },
   { replicas: 2, policy: 'strict' },
 ] as const)
   describe(`review: cluster mode (${replicas} replica(s) per primary), a primary failed over and back`, () => {
-    let stack: TestStack;
-    let cluster: RedisCluster;
-    before(async () => {
-      stack = await startStack({ shards: 1 });
-      cluster = await RedisServer.startCluster(3, { replicas, nodeTimeoutMs: 5000 });
-    });
-    after(async () => {
-      await stack.stop();
-      await cluster.stop();
-    });
-
-    function container(overrides: Record<string, string> = {}): ItemCache {
-      return stack.cache({
-        CACHE_MODE: 'cluster',
-        CACHE_NODES: cluster.primaries[0]!.url,
-        CACHE_CHECK_INTERVAL_SECONDS: '1',
-        CACHE_START_CYCLES: '0',
-        DYNAMODB_DEADLINE_MS: '3000',
-        ...overrides,
-      });
-    }
-
-    async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-      const c = server.client({ maxRetriesPerRequest: 1 });
-      try {
-        return await c.call(String(args[0]), ...args.slice(1).map(String));
-      } finally {
-        c.disconnect();
-      }
-    }
-
-    async function info(server: RedisServer): Promise<string> {
-      return String(await call(server, 'INFO', 'replication'));
-    }
-
-    async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-      for (let i = 0; i < 400; i++) {
-        if (await check().catch(() => false)) return;
-        await sleep(25);
-      }
-      const roles = await Promise.all(
-        cluster.servers.map(async (s) => `${s.port}: ${(await info(s).catch(() => '')).replace(/\r\n/g, ' ')}`),
-      );
-      throw new Error(`timed out waiting for ${what}\n${roles.join('\n')}`);
-    }
-
-    async function warm(cache: ItemCache): Promise<void> {
-      await cache.checkHealth();
-      for (
-        let i = 0;
-        i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-        i++
-      ) {
-        await sleep(25);
-        await cache.checkHealth();
-      }
-    }
-
-    /** A key whose slot the server owns now (CLUSTER SLOTS as the server itself answers). */
-    async function keyOn(cache: ItemCache, server: RedisServer, tag: string): Promise<Key> {
-      const ranges = (await call(server, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-      for (let i = 0; ; i++) {
-        const key = { customerId: `${tag}-${i}`, orderId: 'o' };
-        const slot = slotOf(cache.resolve('orders', key).redisKey);
-        if (ranges.some(([a, b, p]) => a <= slot && slot <= b && p[1] === server.port)) return key;
-      }
-    }
+    const { cluster, container, until } = useClusterFixture({ replicas, nodeTimeoutMs: 5000 });
 
     test(`G1, ${policy}: a reader idle across a failover and a failback is served the entry the re-promoted primary kept`, async () => {
       // strict: WAIT 1 is answered by the other replica (two replicas), not by A.

@@ -8,89 +8,13 @@
  * promise is to refuse a write whose node cannot be invalidated (ARCHITECTURE.md, "How a write
  * travels", R6).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
+import { call, keyBesideSeal, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
-type Key = { customerId: string; orderId: string };
-
 describe('review: cluster mode, a slot with no owner in the topology', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, { replicas: 0 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  function container(overrides: Record<string, string> = {}): ItemCache {
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: cluster.primaries[0]!.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
-  }
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  async function info(server: RedisServer): Promise<string> {
-    return String(await call(server, 'INFO', 'replication'));
-  }
-
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; i < 400; i++) {
-      if (await check().catch(() => false)) return;
-      await sleep(25);
-    }
-    const roles = await Promise.all(
-      cluster.servers.map(async (s) => `${s.port}: ${(await info(s).catch(() => '')).replace(/\r\n/g, ' ')}`),
-    );
-    throw new Error(`timed out waiting for ${what}\n${roles.join('\n')}`);
-  }
-
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
-
-  /** A key whose slot the server owns now (CLUSTER SLOTS as the server itself answers). */
-  async function keyOn(cache: ItemCache, server: RedisServer, tag: string): Promise<Key> {
-    const ranges = (await call(server, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-    for (let i = 0; ; i++) {
-      const key = { customerId: `${tag}-${i}`, orderId: 'o' };
-      const slot = slotOf(cache.resolve('orders', key).redisKey);
-      if (ranges.some(([a, b, p]) => a <= slot && slot <= b && p[1] === server.port)) return key;
-    }
-  }
-
-  /** The topology learnt again now (the check interval's refresh, awaited). */
-  async function relearn(cache: ItemCache): Promise<void> {
-    await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
-  }
+  const { cluster, container, until } = useClusterFixture({ replicas: 0 });
 
   test('G1, strict: a write of a key whose slot has no owner is committed unfenced, and the old owner serves its old entry once the slot is back', async () => {
     const writer = container({ CACHE_WRITE_POLICY: 'strict' });
@@ -98,10 +22,7 @@ describe('review: cluster mode, a slot with no owner in the topology', () => {
     await Promise.all([warm(writer), warm(reader)]);
     const a = cluster.primaries[0]!;
     // A key of A that is not in A's lowest slot (where A's epoch's seal lives).
-    const ranges = (await call(a, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-    const lowest = Math.min(...ranges.filter((r) => r[2][1] === a.port).map((r) => r[0]));
-    let key = await keyOn(writer, a, 'unowned');
-    for (let i = 0; slotOf(writer.resolve('orders', key).redisKey) === lowest; i++) key = await keyOn(writer, a, `unowned${i}`);
+    const key = await keyBesideSeal(writer, a, 'unowned');
     const slot = slotOf(writer.resolve('orders', key).redisKey);
 
     await writer.put('orders', { ...key, n: 1 });
