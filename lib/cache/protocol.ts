@@ -228,7 +228,11 @@ interface Begin {
   begun: boolean;
   hint: VersionHint;
   tag: string;
-  /** When the begin was answered (ms since the epoch); 0 when it was not. */
+  /**
+   * When the begin that raised the fence was sent (ms since the epoch; 0 when none was answered): the
+   * fence starts when the script runs, never before it was sent, however late its answer is handled
+   * (a starved process, lib/cache/deadline.ts `within`).
+   */
   beganAt: number;
   failure: unknown;
 }
@@ -529,9 +533,10 @@ export class CacheProtocol {
       }
       for (const b of begins) if (!b.begun) b.node.dirty.add(key, `begin-write: ${errorMessage(b.failure)}`);
     }
-    // Counted from the earliest begin's answer: the fence, raised before it, outlasts the commit by the
-    // begin's own travel time (at most the command timeout) plus a margin. A replica's acknowledgement
-    // (strict, cluster mode) is waited for within the commit's time, not added to it.
+    // Counted from the earliest begin's send: the fence, raised no earlier, outlasts the commit by the
+    // begin's own travel time (at most the command timeout) plus a margin, even when the answer was
+    // handled late. A replica's acknowledgement (strict, cluster mode) is waited for within the commit's
+    // time, not added to it.
     const answered = begins.filter((b) => b.begun).map((b) => b.beganAt);
     const commitBy = (answered.length > 0 ? Math.min(...answered) : Date.now()) + commitMs;
     await hooks?.beforeCommit?.(key);
@@ -573,12 +578,14 @@ export class CacheProtocol {
         await ensureConnected(node, deadline);
         // The tag once the node is verified: the entry this writer stores carries it.
         let tag = '';
+        let sentAt = 0;
         const began = await followingRedirect(node, deadline, (n) => {
           tag = n.epochTag;
+          sentAt = Date.now();
           return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
         });
         const hint = began.value === '' ? undefined : Number(began.value);
-        return { node: began.node, begun: true, hint, tag, beganAt: Date.now(), failure: undefined };
+        return { node: began.node, begun: true, hint, tag, beganAt: sentAt, failure: undefined };
       } catch (err) {
         // Failed where a redirect led: the key is there, and so is its dirty entry (R6).
         const at = failedAt(node, err);

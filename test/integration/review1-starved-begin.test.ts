@@ -24,7 +24,9 @@
  * 6. W commits n=2 within its commit deadline; its END_WRITE is lost (the proxy black-holes it).
  *    W is acknowledged.
  * 7. A read that starts after the acknowledged write, from a third container: a hit on n=1.
- * Expected: n=2 (G1 under strict). Fails on main at d63e513.
+ * Expected: n=2 (G1 under strict). Failed on main at d63e513 (3 runs of 3). Fixed: the commit deadline
+ * is counted from when the begin was sent (protocol.ts `beganAt`), never later than the fence started, so
+ * the starved writer finds its deadline passed, sends nothing and is not acknowledged.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -117,7 +119,7 @@ describe('review1: a writer starved between its begin and the begin’s answer',
     return out.Item?.n?.N;
   }
 
-  test('G1 (strict, shards mode): the commit deadline counted from a late-handled begin lies past the fence; with END_WRITE lost, a fill of the old item is served after the acknowledged write', async () => {
+  test("G1 (strict, shards mode): the commit deadline is counted from the begin's send, so a writer starved past its fence commits nothing, and no fill of the old item is served after an acknowledged write", async () => {
     const server = stack.servers[0]!;
     const proxy = await HoldingProxy.start(server.port);
     const admin = server.client();
