@@ -125,6 +125,10 @@ const SIDE_LANE_FILES = new Set([
   'test/e2e/own-table.test.ts',
   // Reads the zips the packaging tests write into .serverless/: in their lane, so never half-written ones.
   'test/integration/bench-smoke.test.ts',
+  // Sizes of batch-get answers (the default policy, no fault): what a slow node costs is a bypass, the same answer.
+  'test/integration/batch-get-limit.test.ts',
+  // Where DynamoDB Local listens: its own JVMs, no cache, nothing timed.
+  'test/integration/dynamodb-local-bind.test.ts',
 ]);
 
 main().catch((err: unknown) => {
