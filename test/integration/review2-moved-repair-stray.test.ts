@@ -8,6 +8,10 @@
  * slot is back on A its entry of before, tagged with A's unchanged epoch, is served: older than the
  * acknowledged write whose repair the writer counted delivered (G1, available; R6 "delivered before the
  * node is trusted").
+ *
+ * With the fix (node.ts `strayHeld`) the key stays owed to A, which stays down for the writer, until
+ * the slot is back on A, where the repair lands: the reader is checked after it has (available's G1
+ * holds from the repair on).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,6 +86,12 @@ describe("review 2: cluster mode, a writer's dirty-key repair redirected away fr
     });
   }
 
+  /** How many MOVED errors `server` has answered (INFO errorstats). */
+  async function movedAnswers(server: RedisServer): Promise<number> {
+    const info = String(await call(server, 'INFO', 'errorstats'));
+    return Number(/errorstat_MOVED:count=(\d+)/.exec(info)?.[1] ?? '0');
+  }
+
   async function relearn(cache: ItemCache): Promise<void> {
     await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
   }
@@ -122,11 +132,15 @@ describe("review 2: cluster mode, a writer's dirty-key repair redirected away fr
     for (const s of cluster.servers) await call(s, 'CLUSTER', 'DELSLOTS', slot);
     await call(b, 'CLUSTER', 'ADDSLOTS', slot);
     await ownerEverywhere(slot, b);
+    const repaired = () => nodeAt(a.port)?.status === 'up' && writer.health().every((h) => h.dirtyKeys === 0);
+    const movedBefore = await movedAnswers(a);
     await call(a, 'ACL', 'SETUSER', 'writer', '+@all');
-    // The writer's repair of A: A answers MOVED, B takes the invalidation, A is trusted with nothing owed.
-    await until('the writer repaired A', async () => {
+    // The writer's repair of A while the slot is on B: A answers MOVED and B takes the invalidation. It
+    // was counted delivered there (A trusted with nothing owed); with the fix the key stays owed to A,
+    // which holds keys of the slot and refuses the check's invalidation too (a second MOVED).
+    await until('the writer tried its repair of A', async () => {
       await writer.checkHealth();
-      return nodeAt(a.port)?.status === 'up' && writer.health().every((h) => h.dirtyKeys === 0);
+      return repaired() || (await movedAnswers(a)) >= movedBefore + 2;
     });
     const heldByA = Number(await call(a, 'CLUSTER', 'COUNTKEYSINSLOT', slot));
 
@@ -141,6 +155,12 @@ describe("review 2: cluster mode, a writer's dirty-key repair redirected away fr
     for (const s of [a, b, c]) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
     await ownerEverywhere(slot, a);
     await relearn(reader);
+    // available: what the writer owes A is served there until its repair lands (G1, "until a repair
+    // lands"); the repair still owed lands now that the slot is back on A.
+    await until('the writer repaired A', async () => {
+      await writer.checkHealth();
+      return repaired();
+    });
 
     const r = await reader.get('orders', key);
     assert.equal(
