@@ -4,7 +4,9 @@
  * slot's keys (protocol.ts `invalidateStray`). When the slot is given back to A (the same operator tool:
  * DELSLOTS everywhere, ADDSLOTS on A), A's entry of before, under A's unchanged epoch, is served until
  * the sweep's next retry of the parked record: up to MAX_SWEEP_DELAY_MS (5 minutes, lib/stream/parking.ts)
- * after the slot's return once the record was retried a few times while the slot was away.
+ * after the slot's return once the record was retried a few times while the slot was away, and longer:
+ * the slot left B by DELSLOTS too, so B holds its key in turn and the record stays parked until B's keys
+ * of the slot are gone (their entry TTL, CACHE_TTL_SECONDS) or an operator makes them reachable.
  *
  * This is a stated limit, not a fix: ARCHITECTURE.md, "Limits", "Cluster mode, keys left on a primary
  * that lost their slot" (self-managed clusters only: ElastiCache refuses DELSLOTS and ADDSLOTS). A
@@ -135,9 +137,19 @@ describe('review 2, a stated limit: cluster mode, a strict write acknowledged wh
       `served n=${stale.item?.n} (${stale.cache}) before the record's retry: the stated window is closed, update ARCHITECTURE.md "Limits"`,
     );
 
-    // The sweep's retry: delivered on A now that the slot is back there; the reader then gets n=2.
+    // The sweep's retry is parked still: B, the interim owner, kept the slot's key in turn (its entry
+    // of n=2: the slot left B by DELSLOTS too), so the window lasts until B's keys of the slot are gone
+    // (their entry TTL), not only until the next retry.
     await relearn(writer);
+    assert.ok(Number(await call(b, 'CLUSTER', 'COUNTKEYSINSLOT', slot)) > 0, "B holds the slot's key in turn");
+    await assert.rejects(writer.invalidate(rk), /holds keys of slot/, "the record stays parked while B holds the slot's key");
+
+    // B's keys made reachable (an operator's cleanup: B marked importing, so the retry reaches them after
+    // ASKING): the retry is delivered on A and on B, and the reader gets n=2.
+    const idA = String(await call(a, 'CLUSTER', 'MYID'));
+    await call(b, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', idA);
     await writer.invalidate(rk);
+    await call(b, 'CLUSTER', 'SETSLOT', slot, 'STABLE');
     const r = await reader.get('orders', key);
     assert.equal(r.item?.n, 2, `the reader was served n=${r.item?.n} (${r.cache}) after the parked record was applied on A`);
   });
