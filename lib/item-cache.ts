@@ -19,6 +19,7 @@ import { checkKeyValue, checkWellFormedText, isWellFormedText, resolveKey, type 
 import { declaredTables, TableRegistry, type TableDefinition } from './tables.ts';
 import { ItemStore, versionOf, type Attributes, type WriteOptions } from './store.ts';
 import { ShardMap, nodeSettings } from './cache/shards.ts';
+import { slotOf } from './cache/slots.ts';
 import type { CacheNode, NodeHealth } from './cache/node.ts';
 import {
   ABSENT,
@@ -457,9 +458,15 @@ export class ItemCache {
    * one of those nodes cannot be reached.
    */
   async invalidate(rk: ResolvedKey, recorded?: RecordedState): Promise<InvalidationOutcome> {
+    // Cluster mode: the other primaries are asked for keys of the slot, so a cold container learns who they are first.
+    if (!(await this.shards.topologyLearnt())) {
+      throw new CacheUnavailableError('the cluster topology is not known: the primaries that may hold keys of the slot cannot be asked');
+    }
     const { node, others } = await this.ownersFor(rk);
     if (node === undefined && this.unowned(rk)) throw new CacheUnavailableError("no cache node owns this key's cluster slot");
-    return this.protocol.invalidate(node, rk.redisKey, recorded, others, node === undefined ? [] : this.shards.peersOf(node));
+    const slot = slotOf(rk.redisKey);
+    const peers = node === undefined ? [] : this.shards.peersOf(node, slot);
+    return this.protocol.invalidate(node, rk.redisKey, recorded, others, peers, (peer) => this.shards.heldNone(peer, slot));
   }
 
   /**

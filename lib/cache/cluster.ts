@@ -256,9 +256,44 @@ export class ClusterMap {
   /** Dirty keys of retired nodes whose slot had no owner when they were retired (handOver), key → the node it was owed to. */
   private owed = new Map<string, string>();
 
-  /** Cluster mode: the primaries besides `owner` (the topology learnt last), which an invalidation asks for keys of its slot (protocol.ts `invalidate`). */
-  peersOf(owner: CacheNode): CacheNode[] {
-    return this.nodes.filter((n) => n !== owner);
+  /**
+   * The topology, learnt first by a cold container (its seed alone serves every slot until then, and
+   * names no peer): false when no node answered.
+   */
+  async learnt(): Promise<boolean> {
+    if (this.sealSlots.size === 0) await this.refresh();
+    return this.sealSlots.size > 0;
+  }
+
+  /**
+   * The primaries besides `owner` (the topology learnt last) that an invalidation of a key of `slot`
+   * asks for keys of it (protocol.ts `invalidate`), less those found holding none (heldNone) under
+   * this topology within this check interval: a primary gains keys of a slot it does not own only by
+   * importing it (reached by ASK meanwhile), which ends in a topology change (ARCHITECTURE.md, "A slot
+   * with no owner").
+   */
+  peersOf(owner: CacheNode, slot: number): CacheNode[] {
+    const clean = this.cleanNow();
+    return this.nodes.filter((n) => n !== owner && !clean.slots.get(n)?.has(slot));
+  }
+
+  /** `peer` answered that it holds no key of `slot` (CLUSTER COUNTKEYSINSLOT): not asked again until the topology or the check interval changes. */
+  heldNone(peer: CacheNode, slot: number): void {
+    const clean = this.cleanNow();
+    let slots = clean.slots.get(peer);
+    if (slots === undefined) clean.slots.set(peer, (slots = new Set()));
+    slots.add(slot);
+  }
+
+  /** Peer → the slots it was found holding no key of, under the topology `owners` (each learnt one is a new array), since `since`. */
+  private clean = { owners: [] as (CacheNode | undefined)[], since: 0, slots: new Map<CacheNode, Set<number>>() };
+
+  private cleanNow(): { slots: Map<CacheNode, Set<number>> } {
+    const now = this.clock();
+    if (this.clean.owners !== this.owners || now - this.clean.since >= this.settings.checkIntervalMs) {
+      this.clean = { owners: this.owners, since: now, slots: new Map() };
+    }
+    return this.clean;
   }
 
   /** The node at host:port, made on first sight with the seed's scheme and credentials. */
@@ -310,6 +345,8 @@ export class ClusterMap {
     if (redirect.kind === 'MOVED') {
       // Known at once from the answer: the next request of this slot goes to its new owner.
       this.owners[redirect.slot] = target;
+      // A slot moved: what peers were found holding is asked again (peersOf).
+      this.clean.owners = [];
       if (!this.nodes.includes(target)) this.nodes = [...this.nodes, target];
     }
     return target;

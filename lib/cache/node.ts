@@ -16,7 +16,7 @@ import {
 } from './scripts.ts';
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
-import { redirectOf, tagForSlot, type Redirect } from './slots.ts';
+import { redirectOf, slotOf, tagForSlot, type Redirect } from './slots.ts';
 
 /**
  * The state machine's states; `settling` is how /health shows an `up` node whose new epoch takes no
@@ -682,7 +682,8 @@ export class CacheNode {
    * back here, so the invalidation is still owed, where the key is now: delivered there (ASKING first
    * for ASK), or, when that node cannot take it, handed to that node's own dirty keys (repaired before
    * it is trusted again, and it is marked down for that). Moved once more: kept here, and tried again at
-   * the next probe, against the topology learnt meanwhile.
+   * the next probe, against the topology learnt meanwhile. After a MOVED this node is also checked for
+   * keys of the slot it lost (strayHeld).
    */
   private async invalidateMoved(key: string, err: unknown): Promise<void> {
     const next = this.redirected(err);
@@ -697,6 +698,35 @@ export class CacheNode {
       if (redirectOf(again) !== undefined) throw again;
       node.dirty.add(key, `repair-redirected from ${this.address}: ${errorMessage(again)}`);
       node.fail(again, 'repair-redirected');
+    }
+    if (!next.asking) await this.strayHeld(key);
+  }
+
+  /**
+   * Cluster mode, a repair this node answered with MOVED: the slot left it, maybe without its keys
+   * (`CLUSTER DELSLOTS` deletes none), and its entry, tagged with this node's unchanged epoch, is trusted
+   * again if the slot comes back. As for a stream invalidation (protocol.ts `invalidateStray`,
+   * ARCHITECTURE.md "A slot with no owner"): while this node holds keys of the slot and refuses the
+   * invalidation, the key stays owed here (the repair throws: the node stays down for this container),
+   * and it is delivered once the slot is back here, or done with once those keys are gone.
+   */
+  private async strayHeld(key: string): Promise<void> {
+    const slot = slotOf(key);
+    const held = Number(await this.bounded(() => this.client.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot))));
+    if (!(held > 0)) return;
+    try {
+      // A migration's target (importing) takes it after ASKING, sent in the same turn.
+      this.client.asking().catch(() => undefined);
+      await this.bounded(() => this.client.wtInvalidate(key, randomToken()));
+    } catch (err) {
+      // ASK: the node still owns the slot, migrating it away, and no longer holds the key.
+      if (redirectOf(err)?.kind === 'ASK') return;
+      throw new Error(
+        `holds ${held} key(s) of slot ${slot}, which it does not own (${errorMessage(err)}): the repair waits until the slot is back here or its keys are gone`,
+        {
+          cause: err,
+        },
+      );
     }
   }
 

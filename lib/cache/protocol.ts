@@ -640,7 +640,7 @@ export class CacheProtocol {
    * one cannot be reached, after trying them all; the caller makes the invalidation durable (a parked
    * record, Lambda's retry), so the key is not kept dirty here: a full dirty set would flush the node.
    * Cluster mode: `peers`, the other primaries, are asked at the same time whether they hold keys of
-   * the key's slot (invalidateStray); no round trip is added.
+   * the key's slot (invalidateStray); no round trip is added. `heldNone` is told each that holds none.
    */
   async invalidate(
     node: CacheNode | undefined,
@@ -648,11 +648,12 @@ export class CacheProtocol {
     recorded?: RecordedState,
     others: readonly CacheNode[] = [],
     peers: readonly CacheNode[] = [],
+    heldNone?: (peer: CacheNode) => void,
   ): Promise<InvalidationOutcome> {
     if (node === undefined) return 'invalidated';
     const [results, strays] = await Promise.all([
       Promise.all([node, ...others].map((n) => this.invalidateOn(n, key, recorded))),
-      Promise.all(peers.map((p) => this.invalidateStray(p, key))),
+      Promise.all(peers.map((p) => this.invalidateStray(p, key, heldNone))),
     ]);
     const failure = results.find((r) => r instanceof CacheUnavailableError) ?? strays.find((r) => r !== undefined);
     if (failure !== undefined) throw failure;
@@ -670,7 +671,11 @@ export class CacheProtocol {
    * keys are gone (ARCHITECTURE.md, "A slot with no owner"). A primary this container believes down, or
    * that cannot be asked, is not waited for: a stall of one primary costs only its own keys.
    */
-  private async invalidateStray(peer: CacheNode, key: string): Promise<CacheUnavailableError | undefined> {
+  private async invalidateStray(
+    peer: CacheNode,
+    key: string,
+    heldNone?: (peer: CacheNode) => void,
+  ): Promise<CacheUnavailableError | undefined> {
     if (!peer.writable) return undefined;
     const slot = slotOf(key);
     const deadline = Date.now() + this.settings.commandTimeoutMs;
@@ -681,7 +686,10 @@ export class CacheProtocol {
     } catch {
       return undefined;
     }
-    if (!(held > 0)) return undefined;
+    if (!(held > 0)) {
+      if (held === 0) heldNone?.(peer);
+      return undefined;
+    }
     try {
       // ASKING holds for the connection's next command only: sent in the same turn as the invalidation.
       peer.client.asking().catch(() => undefined);

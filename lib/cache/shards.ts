@@ -84,9 +84,19 @@ export class ShardMap {
     return i === undefined ? undefined : this.shardNodes[i];
   }
 
-  /** Cluster mode: the primaries besides `owner`, which may hold keys of a slot they do not own (cluster.ts `peersOf`); none in shards mode. */
-  peersOf(owner: CacheNode): CacheNode[] {
-    return this.cluster?.peersOf(owner) ?? [];
+  /** Cluster mode: the primaries besides `owner` to ask whether they hold keys of `slot`, which they do not own (cluster.ts `peersOf`); none in shards mode. */
+  peersOf(owner: CacheNode, slot: number): CacheNode[] {
+    return this.cluster?.peersOf(owner, slot) ?? [];
+  }
+
+  /** Cluster mode: `peer` holds no key of `slot` (cluster.ts `heldNone`). */
+  heldNone(peer: CacheNode, slot: number): void {
+    this.cluster?.heldNone(peer, slot);
+  }
+
+  /** Cluster mode: the topology is known, learnt first by a cold container (cluster.ts `learnt`); always in the other modes. */
+  async topologyLearnt(): Promise<boolean> {
+    return (await this.cluster?.learnt()) ?? true;
   }
 
   /** Cluster mode: no primary owns `redisKey`'s slot in the topology learnt last (cluster.ts). */
