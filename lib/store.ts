@@ -20,6 +20,7 @@ import {
 } from './errors.ts';
 import { resolveKey, type KeyValue, type ResolvedKey } from './keys.ts';
 import type { TableDefinition, TableRegistry } from './tables.ts';
+import { deadlineClock } from './clock.ts';
 
 export type { Attributes } from './codec.ts';
 
@@ -69,11 +70,11 @@ function until(deadline: number): { abortSignal: AbortSignal } {
  * too), joined with the caller's own signal when there is one.
  */
 export function deadlineSignal(deadline: number, also?: AbortSignal): AbortSignal {
-  const timeout = AbortSignal.timeout(Math.max(1, Math.min(deadline - Date.now(), 2 ** 31 - 1)));
+  const timeout = AbortSignal.timeout(Math.max(1, Math.min(Math.ceil(deadline - deadlineClock()), 2 ** 31 - 1)));
   const timer = also === undefined ? timeout : AbortSignal.any([also, timeout]);
   const signal = {
     get aborted(): boolean {
-      return timer.aborted || Date.now() >= deadline;
+      return timer.aborted || deadlineClock() >= deadline;
     },
     get reason(): unknown {
       return timer.reason ?? new DeadlinePassed();
@@ -151,7 +152,7 @@ export class ItemStore {
 
   /** When an operation that was given no deadline must be over. */
   private deadline(): number {
-    return Date.now() + this.config.deadlineMs;
+    return deadlineClock() + this.config.deadlineMs;
   }
 
   async get(rk: ResolvedKey, deadline = this.deadline()): Promise<Attributes | undefined> {
@@ -229,7 +230,8 @@ export class ItemStore {
         const nothingWritten = attemptsOf(err) === 1;
         if (opts.ifVersion !== undefined) throw new VersionMismatchError(opts.ifVersion, current, { nothingWritten });
         if (opts.ifExists && current === undefined) throw new VersionMismatchError('*', current, { nothingWritten });
-        if (Date.now() > deadline) throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
+        if (deadlineClock() > deadline)
+          throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
         expected = current ?? 0;
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 20)));
       }

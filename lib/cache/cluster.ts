@@ -5,6 +5,7 @@ import { logger, redactUrl } from '../log.ts';
 import { within } from './deadline.ts';
 import { CacheNode, clientOptions, withoutCredentials, type ClusterMembership, type NodeSettings } from './node.ts';
 import { SLOTS, slotOf, type Redirect } from './slots.ts';
+import { deadlineClock } from '../clock.ts';
 
 /** A redirect asks for a refresh of the topology at most this often. */
 const REDIRECT_REFRESH_MS = 100;
@@ -131,7 +132,7 @@ export class ClusterMap {
   }
 
   private async askSlots(node: CacheNode): Promise<SlotRange[]> {
-    const deadline = Date.now() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
+    const deadline = deadlineClock() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
     const status = node.client.status;
     if (status === 'reconnecting' || status === 'end' || status === 'close') throw new Error(`not connected (${status})`);
     if (status !== 'ready') {
@@ -144,7 +145,7 @@ export class ClusterMap {
 
   /** CLUSTER SLOTS asked of the node at `address` on a connection of its own, closed after. */
   private async askOnce(address: string): Promise<SlotRange[]> {
-    const deadline = Date.now() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
+    const deadline = deadlineClock() + this.settings.connectTimeoutMs + this.settings.commandTimeoutMs;
     const { url, servername } = this.urlOf(address);
     const opts = clientOptions(this.settings, url);
     if (opts.tls && servername) opts.tls = { ...opts.tls, servername };
@@ -307,7 +308,7 @@ export class ClusterMap {
         // A node first seen in a redirect, or before the topology is known: learn it first, within a
         // command timeout (a longer wait is a NoAnswer, which re-probes the node soon).
         if (made.node === undefined || !this.sealSlots.has(made.node)) {
-          await within(address, Date.now() + this.settings.commandTimeoutMs, () => this.refresh());
+          await within(address, deadlineClock() + this.settings.commandTimeoutMs, () => this.refresh());
         }
         return made.node === undefined ? undefined : this.sealSlots.get(made.node);
       },

@@ -1,3 +1,4 @@
+import { deadlineClock } from '../clock.ts';
 /** The request's time for the cache ran out before a command could be sent: not the node's fault. */
 export class BudgetSpent extends Error {
   constructor() {
@@ -34,7 +35,7 @@ const afterIo = (fn: () => void): void => {
  * every call of the hit path.
  */
 export function within<T>(address: string, deadline: number, op: () => Promise<T>): Promise<T> {
-  const ms = deadline - Date.now();
+  const ms = deadline - deadlineClock();
   if (ms <= 0) return Promise.reject(new BudgetSpent());
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => afterIo(() => reject(new NoAnswer(address, ms))), ms);
@@ -126,7 +127,7 @@ export class DeadlineQueue {
     // firesAt stays until the sweep runs, so a call added meanwhile with a later deadline does not re-arm.
     afterIo(() => {
       this.firesAt = Infinity;
-      this.expire(Date.now());
+      this.expire(deadlineClock());
     });
   };
 
@@ -141,7 +142,7 @@ export class DeadlineQueue {
         const deadline = deadlines[head] as number;
         if (deadline > now) {
           this.head = head;
-          this.arm(deadline, deadline - Date.now());
+          this.arm(deadline, deadline - deadlineClock());
           return;
         }
         call.reject(why === undefined ? new NoAnswer(this.address, this.budgets[head] as number) : new Error(why));

@@ -6,6 +6,7 @@ import { BudgetSpent, within } from './deadline.ts';
 import type { CacheNode, MapTrust } from './node.ts';
 import { GENERATION_LENGTH, MAP_ID_LENGTH, REGISTRY_KEY } from './scripts.ts';
 import { randomToken } from './tokens.ts';
+import { deadlineClock } from '../clock.ts';
 
 /*
  * Live shard maps (ARCHITECTURE.md, "The shard map"). While a canary deploy keeps two maps live, or a
@@ -347,7 +348,7 @@ export class MapView {
   private async registerOn(node: CacheNode): Promise<void> {
     if (!node.writable) return;
     const clock = this.settings.clock;
-    const deadline = Date.now() + this.settings.commandTimeoutMs;
+    const deadline = deadlineClock() + this.settings.commandTimeoutMs;
     const sent = clock();
     let reply: (string | number)[];
     try {

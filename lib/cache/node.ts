@@ -17,6 +17,7 @@ import {
 import { randomToken } from './tokens.ts';
 import { BudgetSpent, DeadlineQueue, NoAnswer, within } from './deadline.ts';
 import { redirectOf, slotOf, tagForSlot, type Redirect } from './slots.ts';
+import { deadlineClock } from '../clock.ts';
 
 /**
  * The state machine's states; `settling` is how /health shows an `up` node whose new epoch takes no
@@ -312,12 +313,12 @@ export class CacheNode {
   private waitRefused = false;
 
   private async waitForReplica(deadline: number): Promise<boolean> {
-    const bound = Math.floor((deadline - Date.now()) / 2);
+    const bound = Math.floor((deadline - deadlineClock()) / 2);
     if (bound < 1) return false;
     if (this.waitInFlight === undefined) return (await this.sendWait(bound, deadline)) > 0;
     this.waitNext ??= this.waitInFlight.then(() => {
       this.waitNext = undefined;
-      return this.sendWait(Math.max(1, Math.floor((deadline - Date.now()) / 2)), deadline);
+      return this.sendWait(Math.max(1, Math.floor((deadline - deadlineClock()) / 2)), deadline);
     });
     return (await this.waitNext) > 0;
   }
@@ -737,9 +738,9 @@ export class CacheNode {
    * event-loop turn, so the reads of concurrent requests still leave in one write, as auto-pipelining
    * sends them. The deadline is kept by the node's DeadlineQueue (one timer for all reads in flight,
    * not one per call). As with any command: no offline queue (a read while disconnected fails at
-   * once). `now`: the caller's Date.now() when it just took one (the hit path reads the clock once).
+   * once). `now`: the caller's deadlineClock() (lib/clock.ts) when it just took one (the hit path reads the clock once).
    */
-  read(key: string, field: string, deadline: number, now = Date.now()): Promise<string | null> {
+  read(key: string, field: string, deadline: number, now = deadlineClock()): Promise<string | null> {
     const client = this.client;
     const ms = deadline - now;
     if (ms <= 0) return Promise.reject(new BudgetSpent());
@@ -763,7 +764,7 @@ export class CacheNode {
 
   /** A call of the node's own (checks, epochs, repairs), bounded by the command timeout. */
   private bounded<T>(op: () => Promise<T>): Promise<T> {
-    return within(this.address, Date.now() + this.settings.commandTimeoutMs, op);
+    return within(this.address, deadlineClock() + this.settings.commandTimeoutMs, op);
   }
 
   private setState(next: Exclude<NodeStatus, 'settling'>): void {

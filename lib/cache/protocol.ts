@@ -14,6 +14,7 @@ import {
 } from './scripts.ts';
 import { redirectOf, slotOf } from './slots.ts';
 import { randomToken } from './tokens.ts';
+import { deadlineClock } from '../clock.ts';
 
 /** What the cache holds for an item: its encoded entry (codec.ts `encodeEntry`), or ABSENT (R8). */
 export interface CacheEntry {
@@ -108,7 +109,7 @@ function failed(node: CacheNode, err: unknown, during: string): void {
 }
 
 async function ensureConnected(node: CacheNode, deadline: number): Promise<void> {
-  const asked = Date.now();
+  const asked = deadlineClock();
   // A connection made but not yet ready (a cold start whose handshake or ready check is slow) is a
   // node that did not answer in time, a suspicion; one being (re)made after a refusal or a close is
   // not, whichever of the two waits ran out first.
@@ -258,7 +259,7 @@ export class CacheProtocol {
     // Readable implies writable (up, not down): the hit path asks the node's state once.
     if (node.readable) {
       // One budget for everything the request asks of the node before it reads DynamoDB.
-      const now = Date.now();
+      const now = deadlineClock();
       const deadline = now + this.settings.commandTimeoutMs;
       try {
         // Cluster mode: a node not verified for a check interval (an idle container) is verified
@@ -282,14 +283,14 @@ export class CacheProtocol {
       return this.missed(node, key, ttlMs, load, deadline);
     }
     if (!node.writable) return { entry: await load(), source: 'bypass' };
-    return this.missed(node, key, ttlMs, load, Date.now() + this.settings.commandTimeoutMs);
+    return this.missed(node, key, ttlMs, load, deadlineClock() + this.settings.commandTimeoutMs);
   }
 
   /** The miss path: a lease (one filler per key, G5), a consistent read, a fill only if the lease survived. */
   private async missed(node: CacheNode, key: string, ttlMs: number, load: () => Promise<CacheEntry>, budget: number): Promise<ReadOutcome> {
     const { leaseMs, hooks, commandTimeoutMs } = this.settings;
     const token = randomToken();
-    const waitUntil = Date.now() + leaseMs;
+    const waitUntil = deadlineClock() + leaseMs;
     let waitingOn: string | undefined;
     let pause = 2;
     // The first lease shares the request's budget; each poll after a pause gets its own (waiting for
@@ -321,7 +322,7 @@ export class CacheProtocol {
           // a read after its fence came down, never older than an acknowledged write (G1). The lease
           // time bounds it as it bounds the wait for a filler: a writer that died in flight leaves its
           // fence up until its deadline, and costs a reader no more than a filler that died would.
-          const left = Math.min(waitUntil - Date.now(), reply[1]);
+          const left = Math.min(waitUntil - deadlineClock(), reply[1]);
           if (left <= 0) return { entry: await load(), source: 'miss' };
           // The writer's begin removed the lease this reader may have waited on: the filler it waits
           // for next (if the writer drops its entry) is the first it meets after, within the same wait.
@@ -329,21 +330,21 @@ export class CacheProtocol {
           hooks?.fenceWait?.(key);
           await sleep(Math.min(pause, left));
           pause = Math.min(pause * 2, 25);
-          deadline = Date.now() + commandTimeoutMs;
+          deadline = deadlineClock() + commandTimeoutMs;
           continue;
         }
         case LEASE_REPLY.leased: {
           // Another reader is filling: wait for its fill rather than read DynamoDB too (G5). For one
           // filler only: when its lease gives way to another's (an invalidation or a writer refused
           // its fill), waiting again could cost a second DynamoDB read's time: read it ourselves.
-          const left = waitUntil - Date.now();
+          const left = waitUntil - deadlineClock();
           if (waitingOn === undefined) this.settings.metrics?.count('LeaseWaits');
           waitingOn ??= reply[2];
           if (left <= 0 || reply[2] !== waitingOn) return { entry: await load(), source: 'miss' };
           hooks?.leaseWait?.(key);
           await sleep(Math.min(pause, left, reply[1]));
           pause = Math.min(pause * 2, 25);
-          deadline = Date.now() + commandTimeoutMs;
+          deadline = deadlineClock() + commandTimeoutMs;
           continue;
         }
         case LEASE_REPLY.granted: {
@@ -355,7 +356,7 @@ export class CacheProtocol {
             await this.release(lease);
             throw err;
           }
-          await this.fill(lease, entry, ttlMs, Date.now() + commandTimeoutMs);
+          await this.fill(lease, entry, ttlMs, deadlineClock() + commandTimeoutMs);
           return { entry, source: 'miss' };
         }
       }
@@ -422,7 +423,7 @@ export class CacheProtocol {
     const out: (ReadOutcome | undefined)[] = new Array(targets.length);
     const sources: ReadSource[] = targets.map(() => 'bypass');
     const { commandTimeoutMs } = this.settings;
-    const deadline = Date.now() + commandTimeoutMs;
+    const deadline = deadlineClock() + commandTimeoutMs;
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
         if (node === undefined || !node.readable) return;
@@ -464,7 +465,7 @@ export class CacheProtocol {
       pending.forEach((i, n) => {
         out[i] = { entry: loaded[n] as CacheEntry, source: sources[i] as ReadSource };
       });
-      const fillBy = Date.now() + commandTimeoutMs;
+      const fillBy = deadlineClock() + commandTimeoutMs;
       await Promise.all([...leases].map(([i, lease]) => this.fill(lease, (out[i] as ReadOutcome).entry, ttlMs, fillBy)));
     }
     return out as ReadOutcome[];
@@ -473,7 +474,7 @@ export class CacheProtocol {
   /** Gives back a lease whose holder could not read DynamoDB (the request fails anyway: best effort). */
   private async release(lease: Lease): Promise<void> {
     try {
-      await before(lease.node, Date.now() + this.settings.commandTimeoutMs, () => lease.node.client.wtRelease(lease.key, lease.value));
+      await before(lease.node, deadlineClock() + this.settings.commandTimeoutMs, () => lease.node.client.wtRelease(lease.key, lease.value));
     } catch (err) {
       failed(lease.node, err, 'release');
     }
@@ -498,7 +499,7 @@ export class CacheProtocol {
     others: readonly CacheNode[] = [],
   ): Promise<T> {
     const { hooks, commitMs, writePolicy, commandTimeoutMs } = this.settings;
-    if (node === undefined) return (await commit({ hint: undefined, deadline: Date.now() + commitMs })).result;
+    if (node === undefined) return (await commit({ hint: undefined, deadline: deadlineClock() + commitMs })).result;
     const stamp = randomToken();
     const begins = await Promise.all([node, ...others].map((n) => this.beginWrite(n, key, stamp)));
     // The nodes that answered (cluster mode: a redirect moves the write to the slot's new primary).
@@ -509,7 +510,7 @@ export class CacheProtocol {
       // Cluster mode: the fence counts once a replica has it, so no failover can lose it (README, per mode).
       let acknowledged = false;
       try {
-        acknowledged = await own.node.replicated(Date.now() + commandTimeoutMs);
+        acknowledged = await own.node.replicated(deadlineClock() + commandTimeoutMs);
       } catch (err) {
         failed(own.node, err, 'wait-replica');
       }
@@ -538,7 +539,7 @@ export class CacheProtocol {
     // handled late. A replica's acknowledgement (strict, cluster mode) is waited for within the commit's
     // time, not added to it.
     const answered = begins.filter((b) => b.begun).map((b) => b.beganAt);
-    const commitBy = (answered.length > 0 ? Math.min(...answered) : Date.now()) + commitMs;
+    const commitBy = (answered.length > 0 ? Math.min(...answered) : deadlineClock()) + commitMs;
     await hooks?.beforeCommit?.(key);
     let outcome: CommitOutcome<T>;
     try {
@@ -573,7 +574,7 @@ export class CacheProtocol {
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
-      const deadline = Date.now() + commandTimeoutMs;
+      const deadline = deadlineClock() + commandTimeoutMs;
       try {
         await ensureConnected(node, deadline);
         // The tag once the node is verified: the entry this writer stores carries it.
@@ -581,7 +582,7 @@ export class CacheProtocol {
         let sentAt = 0;
         const began = await followingRedirect(node, deadline, (n) => {
           tag = n.epochTag;
-          sentAt = Date.now();
+          sentAt = deadlineClock();
           return n.client.wtBeginWrite(key, stamp, fenceMs, tag);
         });
         const hint = began.value === '' ? undefined : Number(began.value);
@@ -608,7 +609,7 @@ export class CacheProtocol {
     // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
     const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
     try {
-      const { value: reply } = await followingRedirect(node, Date.now() + this.settings.commandTimeoutMs, (n) =>
+      const { value: reply } = await followingRedirect(node, deadlineClock() + this.settings.commandTimeoutMs, (n) =>
         n.client.wtEndWrite(
           key,
           n.sealKeyFor(key),
@@ -678,7 +679,7 @@ export class CacheProtocol {
   ): Promise<CacheUnavailableError | undefined> {
     if (!peer.writable) return undefined;
     const slot = slotOf(key);
-    const deadline = Date.now() + this.settings.commandTimeoutMs;
+    const deadline = deadlineClock() + this.settings.commandTimeoutMs;
     let held: number;
     try {
       await ensureConnected(peer, deadline);
@@ -713,7 +714,7 @@ export class CacheProtocol {
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
-      const deadline = Date.now() + this.settings.commandTimeoutMs;
+      const deadline = deadlineClock() + this.settings.commandTimeoutMs;
       let answered = node;
       try {
         await ensureConnected(node, deadline);
@@ -737,7 +738,7 @@ export class CacheProtocol {
         if (
           this.settings.writePolicy !== 'strict' ||
           !answered.isCluster ||
-          (await answered.replicated(Date.now() + this.settings.commandTimeoutMs))
+          (await answered.replicated(deadlineClock() + this.settings.commandTimeoutMs))
         )
           return outcome;
         return unreplicated(answered, 'invalidation', false);

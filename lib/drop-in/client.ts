@@ -57,6 +57,7 @@ import {
   withVersionIncrement,
   type ExpressionParts,
 } from './expressions.ts';
+import { deadlineClock } from '../clock.ts';
 
 type Attributes = Record<string, AttributeValue>;
 type Native = Record<string, unknown>;
@@ -405,7 +406,7 @@ export class CachedDocumentClient {
           const current = found === undefined ? undefined : versionOf(def, found);
           const versionHeld = expected === 0 ? found === undefined || found[def.versionAttribute] === undefined : current === expected;
           if (versionHeld) throw this.conditionFailure(def, err, input.ReturnValuesOnConditionCheckFailure);
-          if (Date.now() > deadline)
+          if (deadlineClock() > deadline)
             throw new StoreUnavailableError(`the item changed under each of ${attempt} attempts to write it; retry`);
           expected = current ?? 0;
         }
@@ -517,7 +518,7 @@ export class CachedDocumentClient {
             }
           });
           if (!retry) throw this.cancellation(plan, err);
-          if (Date.now() > deadline)
+          if (deadlineClock() > deadline)
             throw new StoreUnavailableError(`the items changed under each of ${attempt} attempts to write them; retry`);
         }
       }

@@ -1,0 +1,8 @@
+/**
+ * The clock of every deadline the library keeps (Redis commands, a write's commit, DynamoDB calls):
+ * milliseconds on a monotonic clock, on the same scale as Date.now() at the process's start. A wall
+ * clock stepped back (an NTP correction) between a writer's begin and its commit would push the
+ * commit deadline past the writer's fence, which Redis times on its own clock (ARCHITECTURE.md,
+ * "How a write travels"). Health, metrics and stream record ages stay on the wall clock.
+ */
+export const deadlineClock = (): number => performance.timeOrigin + performance.now();
