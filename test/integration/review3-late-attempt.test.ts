@@ -24,147 +24,137 @@
  *    arrives, G2): n=2, the value W2's acknowledged write replaced.
  * Expected: n=3 (G1: no read that starts later returns an older value). The cache plays no part: every
  * mode and policy.
+ *
+ * The fix (lib/write-once.ts): an attempt that may have reached DynamoDB is never retried by the SDK;
+ * W1 fails as uncertain (StoreUnavailableError, nothingWritten false) and is not acknowledged, so its
+ * late attempt is a write never acknowledged landing late (ARCHITECTURE.md, Limits). Each case below
+ * holds a write's first attempt and checks that the write is not acknowledged while that attempt is
+ * still on its way, and that nothing else of it was applied: the reviewer's update, an unconditional
+ * delete (its late attempt would remove an item re-created since), a create (its late attempt would
+ * bring back an item deleted since), and the drop-in client's update (sent through the caller's client).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { StoreUnavailableError, withCache } from '../../lib/index.ts';
 import { dynamoEndpoint, eventually, startStack, type TestStack } from '../helpers/stack.ts';
-
-/** A TCP proxy in front of DynamoDB Local that can hold the next request it is sent, and deliver it later. */
-class RequestHoldingProxy {
-  private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
-  private holdNext = false;
-  private held: { upstream: net.Socket; bytes: Buffer[] } | undefined;
-  port = 0;
-
-  private constructor(
-    private readonly host: string,
-    private readonly target: number,
-  ) {
-    this.server = net.createServer((client) => this.accept(client));
-  }
-
-  static async start(endpoint: string): Promise<RequestHoldingProxy> {
-    const url = new URL(endpoint);
-    const p = new RequestHoldingProxy(url.hostname, Number(url.port));
-    await new Promise<void>((resolve) => p.server.listen(0, '127.0.0.1', resolve));
-    p.port = (p.server.address() as net.AddressInfo).port;
-    return p;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  private accept(client: net.Socket): void {
-    const upstream = net.connect(this.target, this.host);
-    this.sockets.add(client).add(upstream);
-    let holding: Buffer[] | undefined;
-    client.on('data', (b) => {
-      if (holding === undefined && this.holdNext) {
-        this.holdNext = false;
-        holding = [];
-        this.held = { upstream, bytes: holding };
-      }
-      if (holding !== undefined) holding.push(b);
-      else upstream.write(b);
-    });
-    upstream.on('data', (b) => {
-      if (holding === undefined) client.write(b);
-    });
-    // A connection whose request is held outlives its client (the SDK gives up on it and closes it):
-    // the request is still on its way.
-    client
-      .on('error', () => undefined)
-      .on('close', () => {
-        if (holding === undefined) upstream.destroy();
-      });
-    upstream.on('error', () => undefined).on('close', () => client.destroy());
-  }
-
-  /** Holds the next request sent on any connection (and whatever follows it on that connection). */
-  holdNextRequest(): void {
-    this.holdNext = true;
-  }
-
-  get holding(): boolean {
-    return this.held !== undefined;
-  }
-
-  /** Delivers the held request to DynamoDB; resolves once DynamoDB has answered it. */
-  async deliver(): Promise<string> {
-    const held = this.held;
-    if (held === undefined) throw new Error('no request is held');
-    const answered = new Promise<string>((resolve) =>
-      held.upstream.once('data', (b) => resolve(b.toString('latin1').split('\r\n')[0] ?? '')),
-    );
-    for (const b of held.bytes) held.upstream.write(b);
-    return answered;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
+import { RequestHoldingProxy } from '../helpers/request-holding-proxy.ts';
 
 describe('review3: an SDK attempt applied after its write was acknowledged through a retry', () => {
   let stack: TestStack;
+  let proxy: RequestHoldingProxy;
   before(async () => {
     stack = await startStack({ shards: 1 });
+    proxy = await RequestHoldingProxy.start(dynamoEndpoint());
   });
-  after(async () => stack.stop());
+  after(async () => {
+    await proxy.stop();
+    await stack.stop();
+  });
 
-  async function inDynamo(userId: string): Promise<{ n?: string; tag?: string }> {
+  const strict = { CACHE_WRITE_POLICY: 'strict' };
+  /** A container whose DynamoDB traffic goes through the proxy; an attempt is given up on after 400 ms. */
+  const throughProxy = () => stack.cache({ ...strict, DYNAMODB_ENDPOINT: proxy.url, DYNAMODB_TIMEOUT_MS: '400' });
+
+  async function inDynamo(userId: string): Promise<{ n?: string; tag?: string } | undefined> {
     const out = await stack.dynamo.send(
       new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: userId } }, ConsistentRead: true }),
     );
-    return { n: out.Item?.n?.N, tag: out.Item?.tag?.S };
+    return out.Item === undefined ? undefined : { n: out.Item.n?.N, tag: out.Item.tag?.S };
+  }
+
+  /** Warms the container's connection through the proxy (DynamoDB Local's first answers can be slow). */
+  async function warm(cache: ReturnType<typeof throughProxy>): Promise<void> {
+    await eventually('a read through the proxy', async () =>
+      cache.get('users', { userId: 'warm-up' }).then(
+        () => true,
+        () => false,
+      ),
+    );
+  }
+
+  /**
+   * Holds the first attempt of `write`: the write must not be acknowledged (its attempt may still be
+   * applied, after any later acknowledged write), but fail as uncertain; and nothing else of it was
+   * applied (the SDK sent no retry). Then the held attempt is delivered.
+   */
+  async function heldWriteIsUncertain(userId: string, write: () => Promise<unknown>): Promise<void> {
+    const before = await inDynamo(userId);
+    proxy.holdNextRequest();
+    const outcome = await write().then(
+      () => 'acknowledged',
+      (err: unknown) => err,
+    );
+    assert.ok(proxy.holding, "the write's first attempt was held by the proxy");
+    try {
+      assert.notEqual(outcome, 'acknowledged', 'a write whose first attempt is still on its way is not acknowledged');
+      const uncertain =
+        outcome instanceof StoreUnavailableError ? !outcome.nothingWritten : (outcome as { name?: string }).name === 'TimeoutError';
+      assert.ok(uncertain, `the write fails as uncertain; got ${String(outcome)}`);
+      assert.deepEqual(await inDynamo(userId), before, 'no retry of the held attempt was applied');
+    } finally {
+      await proxy.deliver();
+    }
   }
 
   test('G1 (strict, shards mode; any mode and policy): an update acknowledged after a retry is not applied again over a later acknowledged write', async () => {
-    const proxy = await RequestHoldingProxy.start(dynamoEndpoint());
+    const key = { userId: 'late-attempt' };
+    const w1 = throughProxy();
+    const w2 = stack.cache(strict);
+    await w2.put('users', { ...key, n: 1, tag: 'v1' });
+    await warm(w1);
+    // 2. W1's first attempt is held: W1 is not acknowledged (before the fix, its retry was, with n=2).
+    await heldWriteIsUncertain(key.userId, () => w1.update('users', key, { set: { n: 2 } }));
+  });
+
+  test('G1: an unconditional delete is not acknowledged while its first attempt, which would remove an item re-created since, is on its way', async () => {
+    const key = { userId: 'late-delete' };
+    const w1 = throughProxy();
+    await stack.cache(strict).put('users', { ...key, n: 1, tag: 'v1' });
+    await warm(w1);
+    await heldWriteIsUncertain(key.userId, () => w1.delete('users', key));
+  });
+
+  test('G1: a create is not acknowledged while its first attempt, which would bring back an item deleted since, is on its way', async () => {
+    const key = { userId: 'late-create' };
+    const w1 = throughProxy();
+    await warm(w1);
+    await heldWriteIsUncertain(key.userId, () => w1.put('users', { ...key, n: 1, tag: 'v1' }));
+  });
+
+  test("G1: the drop-in client's update, sent through the caller's client, is not acknowledged while its first attempt is on its way", async () => {
+    const key = { userId: 'late-drop-in' };
+    const w1 = throughProxy();
+    await stack.cache(strict).put('users', { ...key, n: 1, tag: 'v1' });
+    await warm(w1);
+    // The caller's own client: through the proxy, an attempt given up on after 400 ms, the SDK's default attempts (3).
+    const callers = new DynamoDBClient({
+      region: 'us-east-1',
+      endpoint: proxy.url,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      requestHandler: { requestTimeout: 400, throwOnRequestTimeout: true },
+    });
     try {
-      const key = { userId: 'late-attempt' };
-      const strict = { CACHE_WRITE_POLICY: 'strict' };
-      // W1's DynamoDB traffic goes through the proxy; an attempt is given up on after 400 ms and retried
-      // (DYNAMODB_MAX_ATTEMPTS at its default, 3), within the commit deadline (6 s).
-      const w1 = stack.cache({ ...strict, DYNAMODB_ENDPOINT: proxy.url, DYNAMODB_TIMEOUT_MS: '400' });
-      const w2 = stack.cache(strict);
-      await w2.put('users', { ...key, n: 1, tag: 'v1' });
-      // Warm W1's connection to DynamoDB through the proxy (DynamoDB Local's first answers can be slow).
-      await eventually('W1 reads through the proxy', async () =>
-        w1.get('users', key).then(
-          (r) => r.item?.n === 1,
+      const client = withCache(DynamoDBDocumentClient.from(callers), { cache: w1 });
+      await eventually('the caller reads through the proxy', async () =>
+        callers.send(new GetItemCommand({ TableName: `${stack.prefix}users`, Key: { userId: { S: 'warm-up' } } })).then(
+          () => true,
           () => false,
         ),
       );
-
-      // 2. W1's first attempt is held; its retry is applied and W1 is acknowledged.
-      proxy.holdNextRequest();
-      await w1.update('users', key, { set: { n: 2 } });
-      assert.ok(proxy.holding, "W1's first attempt was held by the proxy (and the SDK retried it)");
-      assert.equal((await inDynamo(key.userId)).n, '2', 'W1 was acknowledged: n=2');
-
-      // 3. W2 is acknowledged after W1.
-      await w2.put('users', { ...key, n: 3, tag: 'v3' });
-      assert.deepEqual(await inDynamo(key.userId), { n: '3', tag: 'v3' }, 'W2 was acknowledged: n=3');
-
-      // 4. W1's first attempt reaches DynamoDB.
-      const status = await proxy.deliver();
-
-      // 5. A read that starts after W2's acknowledged write.
-      const reader = stack.cache({ CACHE_MODE: 'off' });
-      const r = await reader.get('users', key);
-      assert.equal(
-        r.item?.n,
-        3,
-        `a read after W2's acknowledged write (n=3, tag=v3) returns it; got n=${r.item?.n}, tag=${r.item?.tag} (W1's given-up attempt answered ${status})`,
+      await heldWriteIsUncertain(key.userId, () =>
+        client.send(
+          new UpdateCommand({
+            TableName: `${stack.prefix}users`,
+            Key: key,
+            UpdateExpression: 'SET n = :n',
+            ExpressionAttributeValues: { ':n': 2 },
+          }),
+        ),
       );
     } finally {
-      await proxy.stop();
+      callers.destroy();
     }
   });
 });
