@@ -19,6 +19,7 @@ import {
   VersionMismatchError,
 } from './errors.ts';
 import { resolveKey, type KeyValue, type ResolvedKey } from './keys.ts';
+import { sentOnce } from './write-once.ts';
 import type { TableDefinition, TableRegistry } from './tables.ts';
 import { deadlineClock } from './clock.ts';
 
@@ -213,12 +214,14 @@ export class ItemStore {
       const condition = versionCondition(table, expected, mustExist);
       try {
         await this.client.send(
-          new PutItemCommand({
-            TableName: this.name(table),
-            Item: item,
-            ...condition,
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
+          sentOnce(
+            new PutItemCommand({
+              TableName: this.name(table),
+              Item: item,
+              ...condition,
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            }),
+          ),
           until(deadline),
         );
         return item;
@@ -266,16 +269,18 @@ export class ItemStore {
     }
     try {
       const out = await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.name(table),
-          Key: toAttributes(rk.key),
-          UpdateExpression: expression,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-          ReturnValues: 'ALL_NEW',
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
+        sentOnce(
+          new UpdateItemCommand({
+            TableName: this.name(table),
+            Key: toAttributes(rk.key),
+            UpdateExpression: expression,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: values,
+            ReturnValues: 'ALL_NEW',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
         until(opts.deadline),
       );
       return out.Attributes as Attributes;
@@ -298,13 +303,15 @@ export class ItemStore {
           : {};
     try {
       const out = await this.client.send(
-        new DeleteItemCommand({
-          TableName: this.name(table),
-          Key: toAttributes(rk.key),
-          ReturnValues: 'ALL_OLD',
-          ...condition,
-          ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
-        }),
+        sentOnce(
+          new DeleteItemCommand({
+            TableName: this.name(table),
+            Key: toAttributes(rk.key),
+            ReturnValues: 'ALL_OLD',
+            ...condition,
+            ReturnValuesOnConditionCheckFailure: 'ConditionExpression' in condition ? 'ALL_OLD' : undefined,
+          }),
+        ),
         until(opts.deadline),
       );
       return out.Attributes;

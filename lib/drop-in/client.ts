@@ -45,6 +45,7 @@ import type { ItemCache, ReadResult } from '../item-cache.ts';
 import type { ResolvedKey } from '../keys.ts';
 import type { TableDefinition } from '../tables.ts';
 import { deadlineSignal } from '../store.ts';
+import { sentOnce } from '../write-once.ts';
 import {
   andCondition,
   checkExpressions,
@@ -388,15 +389,17 @@ export class CachedDocumentClient {
         const allValues = values === undefined && expected === 0 ? undefined : { ...values, ...ourValues };
         try {
           const out = await this.plain.send(
-            new PutItemCommand({
-              ...(input as Obj),
-              TableName: input.TableName as string,
-              Item: versioned,
-              ConditionExpression: andCondition(input.ConditionExpression, ours),
-              ExpressionAttributeNames: { ...input.ExpressionAttributeNames, [VERSION_NAME]: def.versionAttribute },
-              ExpressionAttributeValues: allValues,
-              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-            }),
+            sentOnce(
+              new PutItemCommand({
+                ...(input as Obj),
+                TableName: input.TableName as string,
+                Item: versioned,
+                ConditionExpression: andCondition(input.ConditionExpression, ours),
+                ExpressionAttributeNames: { ...input.ExpressionAttributeNames, [VERSION_NAME]: def.versionAttribute },
+                ExpressionAttributeValues: allValues,
+                ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+              }),
+            ),
             withDeadline(options, deadline),
           );
           return { result: this.answer(def, out as Obj, 'Attributes'), image: versioned, exact: false };
@@ -425,15 +428,17 @@ export class CachedDocumentClient {
     return this.cache.writeItem(def, input.Key, async ({ deadline }) => {
       try {
         const out = (await this.plain.send(
-          new UpdateItemCommand({
-            ...(input as Obj),
-            TableName: input.TableName as string,
-            Key: this.marshallMap(input.Key),
-            UpdateExpression: withVersionIncrement(input.UpdateExpression),
-            ExpressionAttributeNames: { ...input.ExpressionAttributeNames, [VERSION_NAME]: def.versionAttribute },
-            ExpressionAttributeValues: { ...this.marshallMap(input.ExpressionAttributeValues), [ONE_VALUE]: { N: '1' } },
-            ReturnValues: wantsImage ? 'ALL_NEW' : input.ReturnValues,
-          }),
+          sentOnce(
+            new UpdateItemCommand({
+              ...(input as Obj),
+              TableName: input.TableName as string,
+              Key: this.marshallMap(input.Key),
+              UpdateExpression: withVersionIncrement(input.UpdateExpression),
+              ExpressionAttributeNames: { ...input.ExpressionAttributeNames, [VERSION_NAME]: def.versionAttribute },
+              ExpressionAttributeValues: { ...this.marshallMap(input.ExpressionAttributeValues), [ONE_VALUE]: { N: '1' } },
+              ReturnValues: wantsImage ? 'ALL_NEW' : input.ReturnValues,
+            }),
+          ),
           withDeadline(options, deadline),
         )) as Obj;
         const image = wantsImage ? (out.Attributes as Attributes) : undefined;
@@ -456,12 +461,14 @@ export class CachedDocumentClient {
     return this.cache.writeItem(def, input.Key, async ({ deadline }) => {
       try {
         const out = (await this.plain.send(
-          new DeleteItemCommand({
-            ...(input as Obj),
-            TableName: input.TableName as string,
-            Key: this.marshallMap(input.Key),
-            ExpressionAttributeValues: this.marshallMap(input.ExpressionAttributeValues),
-          }),
+          sentOnce(
+            new DeleteItemCommand({
+              ...(input as Obj),
+              TableName: input.TableName as string,
+              Key: this.marshallMap(input.Key),
+              ExpressionAttributeValues: this.marshallMap(input.ExpressionAttributeValues),
+            }),
+          ),
           withDeadline(options, deadline),
         )) as Obj;
         return { result: this.answer(def, out, 'Attributes'), image: null, exact: true };
