@@ -103,8 +103,17 @@ export interface ClusterFixture {
    * user, so that a server can refuse it alone.
    */
   addUser(user: string, password: string, ...rules: string[]): Promise<string>;
-  /** Moves `slot` (with `keys`) from one primary to another, as redis-cli --cluster reshard does. */
+  /** Moves `slot` (with `keys`) from one primary to another, then sends SETSLOT NODE to every server. */
   migrate(slot: number, keys: string[], from: RedisServer, to: RedisServer): Promise<void>;
+  /**
+   * Moves `slot` from one primary to another as redis-cli --cluster reshard does: SETSLOT NODE on the
+   * destination, the source, then every other server that is a primary now (after a fail-over too),
+   * and resolves once every server sees the destination own the slot. `keys` are the keys moved; by
+   * default, every key the source holds in the slot once it is migrating (GETKEYSINSLOT, up to 100).
+   */
+  reshard(slot: number, from: RedisServer, to: RedisServer, keys?: string[]): Promise<void>;
+  /** Polls until every server's CLUSTER SLOTS names `server` the owner of `slot`. */
+  ownerEverywhere(slot: number, server: RedisServer): Promise<void>;
 }
 
 /**
@@ -159,13 +168,42 @@ export function useClusterFixture(opts: RedisServerOptions & { replicas: number;
     return url.href;
   }
 
-  async function migrate(slot: number, keys: string[], from: RedisServer, to: RedisServer): Promise<void> {
+  /** IMPORTING on `to`, MIGRATING on `from`, then MIGRATE of the keys; returns `to`'s node id. */
+  async function moveKeys(slot: number, keys: string[] | undefined, from: RedisServer, to: RedisServer): Promise<string> {
     const [fromId, toId] = [String(await call(from, 'CLUSTER', 'MYID')), String(await call(to, 'CLUSTER', 'MYID'))];
     await call(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId);
     await call(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId);
-    for (const k of keys) await call(from, 'MIGRATE', '127.0.0.1', to.port, k, 0, 5000);
+    // Listed once the slot is migrating: a key written before then is moved, one written since is sent to `to`.
+    for (const k of keys ?? ((await call(from, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[])) {
+      await call(from, 'MIGRATE', '127.0.0.1', to.port, k, 0, 5000);
+    }
+    return toId;
+  }
+
+  async function migrate(slot: number, keys: string[], from: RedisServer, to: RedisServer): Promise<void> {
+    const toId = await moveKeys(slot, keys, from, to);
     for (const s of cluster.servers) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
   }
 
-  return { stack, cluster, container, until, addUser, migrate };
+  async function reshard(slot: number, from: RedisServer, to: RedisServer, keys?: string[]): Promise<void> {
+    const toId = await moveKeys(slot, keys, from, to);
+    await call(to, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    await call(from, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    for (const s of cluster.servers) {
+      if (s !== to && s !== from && (await info(s)).includes('role:master')) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    }
+    await ownerEverywhere(slot, to);
+  }
+
+  async function ownerEverywhere(slot: number, server: RedisServer): Promise<void> {
+    await until(`every node sees ${server.port} own slot ${slot}`, async () => {
+      for (const s of cluster.servers) {
+        const ranges = (await call(s, 'CLUSTER', 'SLOTS')) as SlotRanges;
+        if (!ranges.some(([first, last, p]) => first <= slot && slot <= last && p[1] === server.port)) return false;
+      }
+      return true;
+    });
+  }
+
+  return { stack, cluster, container, until, addUser, migrate, reshard, ownerEverywhere };
 }

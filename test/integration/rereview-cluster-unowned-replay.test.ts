@@ -17,83 +17,13 @@
  * the test calls it directly: while the slot has no owner (it throws: the record is parked), once B
  * owns it (it throws still: A holds the slot's keys), then once the slot is back on A (it succeeds).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
-
-type Key = { customerId: string; orderId: string };
-type Ranges = [number, number, [string, number]][];
+import { call, keyBesideSeal, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 
 describe('re-review: cluster mode, a parked invalidation of a key whose slot changed owner while unowned', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, { replicas: 0 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  function container(overrides: Record<string, string> = {}): ItemCache {
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: cluster.primaries[0]!.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
-  }
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; i < 400; i++) {
-      if (await check().catch(() => false)) return;
-      await sleep(25);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  }
-
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
-
-  async function ownerEverywhere(slot: number, server: RedisServer): Promise<void> {
-    await until(`every node sees ${server.port} own slot ${slot}`, async () => {
-      for (const s of cluster.servers) {
-        const r = (await call(s, 'CLUSTER', 'SLOTS')) as Ranges;
-        if (!r.some(([from, to, p]) => from <= slot && slot <= to && p[1] === server.port)) return false;
-      }
-      return true;
-    });
-  }
-
-  /** The topology learnt again now (the check interval's refresh, awaited). */
-  async function relearn(cache: ItemCache): Promise<void> {
-    await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
-  }
+  const { cluster, container, reshard, ownerEverywhere } = useClusterFixture({ replicas: 0 });
 
   test("G1/G2, available: the record stays parked while the old owner holds the slot's keys, and repairs it once the slot is back there", async () => {
     const writer = container({ CACHE_WRITE_POLICY: 'available' });
@@ -103,16 +33,8 @@ describe('re-review: cluster mode, a parked invalidation of a key whose slot cha
     const replayer = container({ CACHE_WRITE_POLICY: 'available' });
     await Promise.all([warm(writer), warm(reader), warm(replayer)]);
     const [a, b] = [cluster.primaries[0]!, cluster.primaries[1]!];
-    const ranges = (await call(a, 'CLUSTER', 'SLOTS')) as Ranges;
-    const ofA = ranges.filter((r) => r[2][1] === a.port);
-    const lowest = Math.min(...ofA.map((r) => r[0]));
     // A key of A not in A's lowest slot (where A's epoch's seal lives).
-    let key: Key | undefined;
-    for (let i = 0; key === undefined; i++) {
-      const k = { customerId: `replay-${i}`, orderId: 'o' };
-      const s = slotOf(writer.resolve('orders', k).redisKey);
-      if (s !== lowest && ofA.some(([from, to]) => from <= s && s <= to)) key = k;
-    }
+    const key = await keyBesideSeal(writer, a, 'replay');
     const rk = writer.resolve('orders', key);
     const slot = slotOf(rk.redisKey);
 
@@ -143,17 +65,7 @@ describe('re-review: cluster mode, a parked invalidation of a key whose slot cha
 
     // Later the slot is resharded back to A, the usual procedure (B has no entry of the key to migrate;
     // its epoch's seal may have moved into the slot, its lowest now, and goes with it).
-    const idA = String(await call(a, 'CLUSTER', 'MYID'));
-    const idB = String(await call(b, 'CLUSTER', 'MYID'));
-    await call(a, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', idB);
-    await call(b, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', idA);
-    for (const k of (await call(b, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[]) {
-      await call(b, 'MIGRATE', '127.0.0.1', a.port, k, 0, 5000);
-    }
-    await call(a, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
-    await call(b, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
-    for (const s of cluster.servers) if (s !== a && s !== b) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', idA);
-    await ownerEverywhere(slot, a);
+    await reshard(slot, b, a);
     await relearn(reader);
     // The sweep's next try reaches A, which owns the slot again: applied, the parked record deleted.
     await relearn(writer);
