@@ -27,39 +27,23 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 describe('review1: cluster mode, a cold container behind a configuration endpoint', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
+  const { cluster, container: clusterContainer } = useClusterFixture({ replicas: 0 });
   let endpoint: TcpProxy;
   before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3);
     endpoint = await TcpProxy.start(cluster.primaries[0]!.port);
   });
   after(async () => {
-    await stack.stop();
     await endpoint.stop();
-    await cluster.stop();
   });
 
   /** A container of the cluster; `seed`: the URL it is configured with. */
   function container(seed: string, policy: 'strict' | 'available'): ItemCache {
-    return stack.cache({ CACHE_MODE: 'cluster', CACHE_NODES: seed, CACHE_WRITE_POLICY: policy, CACHE_START_CYCLES: '0' });
-  }
-
-  /** Until every primary this container knows is verified and serves reads. */
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (let i = 0; i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable)); i++) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
+    return clusterContainer({ CACHE_NODES: seed, CACHE_WRITE_POLICY: policy });
   }
 
   test("G3 (strict): a cold container's first write is not refused while every primary answers", async () => {
