@@ -654,10 +654,10 @@ export class CacheProtocol {
       // the key is also repaired before the node that holds it (a redirect's, if it failed there) is trusted again.
       const at = failedAt(node, err);
       if (at.node === node) failed(node, err, 'end-write');
-      // Cluster mode: retired from the topology meanwhile: ended on the key's owner now, once (without
-      // this writer's begin there, END_WRITE drops the entry, as after a MOVED).
+      // Cluster mode: retired from the topology meanwhile: the entry is dropped on the key's owner now,
+      // once (the writer's tag is the retired node's epoch, which the owner's clients do not trust).
       const next = rerouted ? undefined : at.node.successorFor(key);
-      if (next !== undefined) return this.endWrite(next, key, stamp, ending, entry, ttlMs, tag, true);
+      if (next !== undefined) return this.endWrite(next, key, stamp, 'drop', undefined, ttlMs, tag, true);
       at.node.dirty.add(key, `end-write: ${errorMessage(at.failure)}`);
     }
   }
