@@ -207,8 +207,19 @@ export class ClusterMap {
       const todo = node.dirty.snapshot();
       for (const key of todo.keys) owed.set(key, node.address);
       if (todo.flush) flushOwedBy = node.address;
+      // What an operation still in flight on it owes it from now on (a write's end that failed as the
+      // node closed under it) is owed to the key's owner as well.
+      node.dirty.forwardTo((key, reason) => {
+        const from = `${node.address} (${reason})`;
+        this.handOver(
+          key === undefined ? new Map() : new Map([[key, from]]),
+          key === undefined ? from : undefined,
+          this.owners,
+          this.nodes,
+        );
+      });
       this.byAddress.delete(address);
-      void node.close();
+      void node.retire();
       logger.info('CACHE_CLUSTER_NODE_RETIRED', { cacheNode: node.address, dirtyKeys: todo.keys.length });
     }
     this.handOver(owed, flushOwedBy, owners, nodes);
@@ -313,6 +324,7 @@ export class ClusterMap {
         return made.node === undefined ? undefined : this.sealSlots.get(made.node);
       },
       moved: (redirect) => this.moved(redirect),
+      ownerOf: (key) => this.owners[slotOf(key)],
     };
     node = new CacheNode(address, url.href, this.settings, membership, servername);
     made.node = node;

@@ -18,7 +18,19 @@ export class DirtyKeys {
     private readonly logKeys: LogKeys = 'plain',
   ) {}
 
+  /** Where keys go once the node is retired from the topology (cluster.ts `apply`): to their owners now. */
+  private forward: ((itemKey: string | undefined, reason: string) => void) | undefined;
+
+  /**
+   * From now on every key added (undefined for a flush) goes to `sink` instead: the node was retired,
+   * and what an operation still in flight owes it is owed where the key lives now.
+   */
+  forwardTo(sink: (itemKey: string | undefined, reason: string) => void): void {
+    this.forward = sink;
+  }
+
   add(itemKey: string, reason: string): void {
+    if (this.forward !== undefined) return this.forward(itemKey, reason);
     logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey: loggedKey(itemKey, this.logKeys), reason });
     this.failures++;
     if (this.keys.has(itemKey) || this.keys.size < this.max) this.keys.set(itemKey, this.failures);
@@ -27,6 +39,7 @@ export class DirtyKeys {
 
   /** A full repair owed: the node is emptied on recovery (a retired node's overflowed set handed over, cluster.ts). */
   addFlush(reason: string): void {
+    if (this.forward !== undefined) return this.forward(undefined, reason);
     logger.error('CACHE_DIRTY_DATA', { cacheNode: this.node, itemKey: '', reason });
     this.failures++;
     this.overflowed = true;

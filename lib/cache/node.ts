@@ -79,6 +79,8 @@ export interface ClusterMembership {
   sealSlot(): Promise<number | undefined>;
   /** A redirect answer or a role change: the topology moved. Returns the node a redirected key now goes to. */
   moved(redirect: Redirect | undefined): CacheNode | undefined;
+  /** The primary that owns `key`'s slot in the topology learnt last, if any. */
+  ownerOf(key: string): CacheNode | undefined;
 }
 
 export interface NodeHealth {
@@ -288,6 +290,17 @@ export class CacheNode {
   }
 
   /**
+   * Cluster mode: the node was retired from the topology (cluster.ts `apply`) and closed, so an
+   * operation that waited on it goes once more to the key's owner now, as after a MOVED (protocol.ts).
+   * Undefined while the node is in the topology, or when the key's slot has no owner now.
+   */
+  successorFor(key: string): CacheNode | undefined {
+    if (!this.retired) return undefined;
+    const owner = this.membership?.ownerOf(key);
+    return owner === this ? undefined : owner;
+  }
+
+  /**
    * Strict writes and invalidations count once a replica has them: `WAIT 1` on this connection (it
    * covers everything this client wrote before it), bounded by `deadline`. True when a replica
    * acknowledged, or when the node reported none at its last verification (nothing can be promoted in
@@ -401,7 +414,7 @@ export class CacheNode {
    */
   async connected(): Promise<boolean> {
     if (this.verified && this.client.status === 'ready') return true;
-    if (this.state === 'down') return false;
+    if (this.state === 'down' || this.closed) return false;
     if (this.client.status !== 'ready') await this.nextReady();
     if (this.verifying) await this.verifying;
     return this.verified && this.client.status === 'ready';
@@ -415,11 +428,14 @@ export class CacheNode {
       const done = (): void => {
         clearTimeout(timer);
         this.client.off('ready', done);
+        this.client.off('end', done);
         this.readyWait = undefined;
         resolve();
       };
       const timer = setTimeout(done, this.settings.commandTimeoutMs);
       this.client.once('ready', done);
+      // Closed (retired from the topology) while connecting: its waiters go on at once (successorFor).
+      this.client.once('end', done);
     });
     return this.readyWait;
   }
@@ -435,7 +451,8 @@ export class CacheNode {
       this.topologyMoved(redirect);
       return;
     }
-    if (this.state === 'down') return;
+    // Retired from the topology: nothing is asked of it again (its verification still ends in a failure).
+    if (this.state === 'down' || this.retired) return;
     const now = this.clock();
     this.setState('down');
     this.lastCheck = now;
@@ -777,6 +794,14 @@ export class CacheNode {
 
   /** Closed by its owner: never reconnected again (a probe or a verification still in flight would). */
   private closed = false;
+  /** Closed because it left the topology (cluster mode), not because the container shuts down. */
+  private retired = false;
+
+  /** Cluster mode: the node owns no slot any more (cluster.ts `apply`): closed, its keys' operations go to their owners now. */
+  retire(): Promise<void> {
+    this.retired = true;
+    return this.close();
+  }
 
   async close(): Promise<void> {
     this.closed = true;

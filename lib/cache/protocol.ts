@@ -278,6 +278,9 @@ export class CacheProtocol {
         if (data !== undefined) return { entry: { data, version: '' }, source: 'hit' };
       } catch (err) {
         failed(node, err, 'read');
+        // Cluster mode: retired from the topology while the read waited: the key's owner now is asked.
+        const next = node.successorFor(key);
+        if (next !== undefined) return this.missed(next, key, ttlMs, load, Date.now() + this.settings.commandTimeoutMs);
         return { entry: await load(), source: 'bypass' };
       }
       return this.missed(node, key, ttlMs, load, deadline);
@@ -296,13 +299,22 @@ export class CacheProtocol {
     // The first lease shares the request's budget; each poll after a pause gets its own (waiting for
     // another reader's fill is not the node's cost).
     let deadline = budget;
+    let at = node;
+    let rerouted = false;
     for (;;) {
       let asked: { reply: LeaseReply; lease: Lease };
       try {
-        asked = await this.lease(node, key, token, deadline);
+        asked = await this.lease(at, key, token, deadline);
       } catch (err) {
-        failed(node, err, 'lease');
-        return { entry: await load(), source: 'bypass' };
+        failed(at, err, 'lease');
+        // Cluster mode: retired from the topology while the poll waited: the key's owner now, once.
+        const next = rerouted ? undefined : at.successorFor(key);
+        if (next === undefined) return { entry: await load(), source: 'bypass' };
+        at = next;
+        rerouted = true;
+        waitingOn = undefined;
+        deadline = Date.now() + commandTimeoutMs;
+        continue;
       }
       const { reply, lease } = asked;
       switch (reply[0]) {
@@ -438,19 +450,29 @@ export class CacheProtocol {
       }),
     );
     const leases = new Map<number, Lease>();
+    /** LEASE for the i-th key on `node`; false when the node failed. */
+    const ask = async (node: CacheNode, key: string, i: number, by: number): Promise<boolean> => {
+      try {
+        const { reply, lease } = await this.lease(node, key, randomToken(), by);
+        if (reply[0] === LEASE_REPLY.entry) out[i] = { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
+        else {
+          sources[i] = 'miss';
+          if (reply[0] === LEASE_REPLY.granted) leases.set(i, lease);
+        }
+        return true;
+      } catch (err) {
+        failed(node, err, 'lease');
+        return false;
+      }
+    };
     await Promise.all(
       targets.map(async ({ node, key }, i) => {
-        if (out[i] !== undefined || node === undefined || !node.writable) return;
-        try {
-          const { reply, lease } = await this.lease(node, key, randomToken(), deadline);
-          if (reply[0] === LEASE_REPLY.entry) out[i] = { entry: { data: reply[1].slice(lease.tag.length), version: '' }, source: 'hit' };
-          else {
-            sources[i] = 'miss';
-            if (reply[0] === LEASE_REPLY.granted) leases.set(i, lease);
-          }
-        } catch (err) {
-          failed(node, err, 'lease');
-        }
+        if (out[i] !== undefined || node === undefined) return;
+        // Cluster mode: a node retired from the topology while the hits or the lease waited: the key's owner now, once.
+        const at = node.successorFor(key) ?? node;
+        if (at.writable && (await ask(at, key, i, deadline))) return;
+        const next = at.successorFor(key);
+        if (next?.writable) await ask(next, key, i, Date.now() + commandTimeoutMs);
       }),
     );
     const pending = targets.map((_, i) => i).filter((i) => out[i] === undefined);
@@ -568,8 +590,18 @@ export class CacheProtocol {
     return outcome.result;
   }
 
-  /** BEGIN_WRITE on one node (a node believed down is probed first; a redirect followed once); never throws. */
+  /**
+   * BEGIN_WRITE on one node (a node believed down is probed first; a redirect followed once); never
+   * throws. Cluster mode: a node retired from the topology while the begin waited on it (a cold
+   * start's seed, ARCHITECTURE.md "Cluster mode") hands the begin to the key's owner now, once.
+   */
   private async beginWrite(node: CacheNode, key: string, stamp: string): Promise<Begin> {
+    const begin = await this.beginOn(node, key, stamp);
+    const next = begin.begun ? undefined : begin.node.successorFor(key);
+    return next === undefined ? begin : this.beginOn(next, key, stamp);
+  }
+
+  private async beginOn(node: CacheNode, key: string, stamp: string): Promise<Begin> {
     const { fenceMs, commandTimeoutMs } = this.settings;
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
@@ -605,6 +637,7 @@ export class CacheProtocol {
     entry: CacheEntry | undefined,
     ttlMs: number,
     tag: string,
+    rerouted = false,
   ): Promise<void> {
     // Cluster mode: while the epoch settles (kept by the client there) no writer stores or puts back.
     const end: WriteEnding = node.settlesLocally ? 'drop' : ending;
@@ -629,6 +662,10 @@ export class CacheProtocol {
       // the key is also repaired before the node that holds it (a redirect's, if it failed there) is trusted again.
       const at = failedAt(node, err);
       if (at.node === node) failed(node, err, 'end-write');
+      // Cluster mode: retired from the topology meanwhile: the entry is dropped on the key's owner now,
+      // once (the writer's tag is the retired node's epoch, which the owner's clients do not trust).
+      const next = rerouted ? undefined : at.node.successorFor(key);
+      if (next !== undefined) return this.endWrite(next, key, stamp, 'drop', undefined, ttlMs, tag, true);
       at.node.dirty.add(key, `end-write: ${errorMessage(at.failure)}`);
     }
   }
@@ -706,7 +743,18 @@ export class CacheProtocol {
     }
   }
 
+  /** INVALIDATE on one node; cluster mode: once more on the key's owner now when the node was retired from the topology meanwhile. */
   private async invalidateOn(
+    node: CacheNode,
+    key: string,
+    recorded: RecordedState | undefined,
+  ): Promise<InvalidationOutcome | CacheUnavailableError> {
+    const outcome = await this.invalidateAt(node, key, recorded);
+    const next = outcome instanceof CacheUnavailableError ? node.successorFor(key) : undefined;
+    return next === undefined ? outcome : this.invalidateAt(next, key, recorded);
+  }
+
+  private async invalidateAt(
     node: CacheNode,
     key: string,
     recorded: RecordedState | undefined,
