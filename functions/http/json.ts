@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
+import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.ts';
 
 /**
  * The API's JSON: every DynamoDB type, exactly, in both directions.
@@ -42,12 +43,12 @@ export function parseJsonExact(text: string, field = 'body'): unknown {
   const numbers: NumberValue[] = [];
   const parts: string[] = [];
   let at = 0;
-  for (let t = 0; t < long.length; t += 2) {
+  for (let t = 0; t < long.length; t += 3) {
     const start = long[t] as number;
     const end = long[t + 1] as number;
     const token = text.slice(start, end);
     // DynamoDB's spelling is a JSON number: only other spellings need the grammar's check.
-    const digits = canonicalDigits(token);
+    const digits = long[t + 2] as number;
     if ((digits < 0 && !isJsonNumber(text, start, end)) || followedByColon(text, end)) malformed(text, field);
     const exact = exactLongNumber(token, digits);
     if (typeof exact === 'number') continue; // JSON.parse reads it as this very double
@@ -175,8 +176,8 @@ const NUMBER_RUN = /[-+.eE0-9]*/y;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /**
- * The number tokens of well-formed JSON that are not short (isShortNumber), as start and end
- * offsets in pairs. Refuses text nested deeper than MAX_JSON_DEPTH. One pass:
+ * The number tokens of well-formed JSON that are not short (isShortNumber), in triples: start and
+ * end offsets, and canonicalDigits of the token (-1 when it is not DynamoDB's spelling). Refuses text nested deeper than MAX_JSON_DEPTH. One pass:
  * every character is visited once (strings are skipped by indexOf, a backslash run is counted
  * once, by the quote that ends it). Terminates on any text; on malformed JSON its tokens are
  * meaningless, and parseJsonExact then reports JSON.parse's error.
@@ -202,16 +203,25 @@ function scanTokens(text: string, field: string): number[] {
       }
       i = end + 1; // past the closing quote
     } else if (c === MINUS || isDigit(c)) {
-      // A short number's characters one by one; past 17 it is long, and the rest of the run is found natively.
+      // A short number's characters one by one; past 17 it is long: most long ones are DynamoDB's
+      // spelling, read once in place (its end and digits found in the same pass), the others'
+      // run found natively.
       let end = i + 1;
       const limit = Math.min(text.length, i + 18);
       while (end < limit && isNumberChar(text.charCodeAt(end))) end++;
-      if (end === i + 18) {
+      if (end < i + 18 && isShortNumber(text, i, end)) {
+        i = end;
+        continue;
+      }
+      const read = readSpelledNumber(text, i);
+      const spelled = read >= 0 && !isNumberChar(text.charCodeAt(spelledEnd(read)));
+      if (spelled) end = spelledEnd(read);
+      else if (end === i + 18) {
         NUMBER_RUN.lastIndex = end;
         NUMBER_RUN.test(text);
         end = NUMBER_RUN.lastIndex;
       }
-      if (!isShortNumber(text, i, end)) long.push(i, end);
+      long.push(i, end, spelled ? spelledDigits(read) : -1);
       i = end;
     } else {
       if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
