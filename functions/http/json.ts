@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
+import { SpelledNumber } from '../../lib/codec.ts';
 import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.ts';
 
 /**
@@ -262,12 +263,13 @@ function exactLongNumber(text: string, canonicalDigitsOfText: number): number | 
     digits = canonicalDigits(canonical);
   }
   // More than 17 significant digits: no double spells it (a 38-digit number skips Number and String).
-  if (digits > 17) return new NumberValue(canonical);
+  // `canonical` is DynamoDB's spelling, checked here: the library need not check it again.
+  if (digits > 17) return new SpelledNumber(canonical);
   const n = Number(canonical);
   if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
-  return new NumberValue(canonical);
+  return digits >= 0 ? new SpelledNumber(canonical) : new NumberValue(canonical);
 }
 
 /**
