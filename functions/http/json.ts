@@ -35,8 +35,11 @@ import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.
  * than a string, and strings are left alone, so none can be taken for a marker. The marked text is
  * well-formed exactly when the body is: each replaced token is checked first to be a JSON number in
  * a value's place (not a key: `{1:2}`).
+ *
+ * `spelled` (request bodies): a NumberValue in DynamoDB's spelling, checked here, is a SpelledNumber
+ * (lib/codec.ts), whose text the library then takes as it is instead of checking it again.
  */
-export function parseJsonExact(text: string, field = 'body'): unknown {
+export function parseJsonExact(text: string, field = 'body', spelled = false): unknown {
   // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse. Keeps
   // nothing for short numbers: a body of them allocates nothing per token.
   const long = scanTokens(text, field);
@@ -51,7 +54,7 @@ export function parseJsonExact(text: string, field = 'body'): unknown {
     // DynamoDB's spelling is a JSON number: only other spellings need the grammar's check.
     const digits = long[t + 2] as number;
     if ((digits < 0 && !isJsonNumber(text, start, end)) || followedByColon(text, end)) malformed(text, field);
-    const exact = exactLongNumber(token, digits);
+    const exact = exactLongNumber(token, digits, spelled);
     if (typeof exact === 'number') continue; // JSON.parse reads it as this very double
     numbers.push(exact);
     parts.push(text.slice(at, start), `${numbers.length}e20`);
@@ -246,11 +249,14 @@ export function exactNumber(text: string): number | NumberValue {
     const n = Number(text);
     return n === 0 ? 0 : n; // -0 is DynamoDB's 0
   }
-  return exactLongNumber(text, canonicalDigits(text));
+  return exactLongNumber(text, canonicalDigits(text), false);
 }
 
-/** exactNumber of a number that is not short, given canonicalDigits of it. */
-function exactLongNumber(text: string, canonicalDigitsOfText: number): number | NumberValue {
+/**
+ * exactNumber of a number that is not short, given canonicalDigits of it; `spelled`: a NumberValue
+ * of DynamoDB's spelling is a SpelledNumber (see parseJsonExact).
+ */
+function exactLongNumber(text: string, canonicalDigitsOfText: number, spelled: boolean): number | NumberValue {
   // Already DynamoDB's spelling (one pass, the digits counted in it), else normalized. Not
   // normalizeNumber: a body may hold thousands of numbers DynamoDB cannot store, and an error
   // thrown for each would cost more than reading them.
@@ -263,13 +269,12 @@ function exactLongNumber(text: string, canonicalDigitsOfText: number): number | 
     digits = canonicalDigits(canonical);
   }
   // More than 17 significant digits: no double spells it (a 38-digit number skips Number and String).
-  // `canonical` is DynamoDB's spelling, checked here: the library need not check it again.
-  if (digits > 17) return new SpelledNumber(canonical);
+  if (digits > 17) return spelled ? new SpelledNumber(canonical) : new NumberValue(canonical);
   const n = Number(canonical);
   if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
-  return digits >= 0 ? new SpelledNumber(canonical) : new NumberValue(canonical);
+  return spelled && digits >= 0 ? new SpelledNumber(canonical) : new NumberValue(canonical);
 }
 
 /**
