@@ -10,22 +10,25 @@
  *
  * What the figure counts: an accepted write waits for DynamoDB to store the item, which any
  * function writing that item waits for too, and which on DynamoDB Local (a JVM sharing this
- * machine's two cores) costs far more than the function's own work. So for a body the handler
- * stores (a PUT answered 2xx) the same DynamoDB calls the library makes (PutItem of the same
- * attribute values and, for an item with nested numbers, the consistent GetItem that reads it
- * back: ItemCache.put) are made straight with the bench's plain client, in the same loop, under
- * another key; `dynamoMs` is their median. A kind's `ratio` is (median(handler) − dynamoMs) /
- * median(JSON.parse): the time the function is busy beyond DynamoDB's own; `wallRatio` keeps
- * DynamoDB's time in, `cpuRatio` is the process's CPU while the handler ran. The figure is the worst
- * kind's `ratio`; the worst `wallRatio` and `cpuRatio` are reported beside it. Bodies the handler
- * refuses (4xx) and reads it answers from the cache have dynamoMs 0.
+ * machine's two cores) costs far more than the function's own work. So the handler's DynamoDB
+ * client records every call it sends (command and input, at the SDK's first middleware step), and
+ * right after each handler call the bench sends the very same calls again (`replayFloor`): the same
+ * inputs, version condition and versions included, with only the item's key replaced by the floor's,
+ * through a client of the same settings. The floor's key is written by nothing else, so its item
+ * goes through the same versions as the handler's: each replayed condition reads an old item of the
+ * same size and holds or fails as the handler's did. `dynamoMs` is their median (0 when the handler
+ * made no call: refused bodies, reads answered from the cache). A kind's `ratio` is
+ * (median(handler) − dynamoMs) / median(JSON.parse): the time the function is busy beyond
+ * DynamoDB's own; `wallRatio` keeps DynamoDB's time in, `cpuRatio` is the process's CPU while the
+ * handler ran. The figure is the worst kind's `ratio`; the worst `wallRatio` and `cpuRatio` are
+ * reported beside it.
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { createHttpApp } from '../functions/http/app.ts';
 import { allRoutes } from '../functions/http/routes.ts';
-import { GetItemCommand, PutItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { itemFromJson, parseJsonExact } from '../functions/http/json.ts';
-import { hasNestedNumbers, toAttributes } from '../lib/codec.ts';
+import { BatchGetItemCommand, GetItemCommand, PutItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { StoreConfig } from '../lib/config.ts';
+import { dynamoClientFor } from '../lib/store.ts';
 import { ready, type BenchStack } from './setup.ts';
 import { median } from './stats.ts';
 
@@ -45,6 +48,8 @@ export interface HostileKindResult {
   handlerMs: number;
   /** DynamoDB's own time for the calls the answer needed, made straight (0 when it made none). */
   dynamoMs: number;
+  /** The DynamoDB calls of the last timed answer (a conditional PutItem shown as `PutItem?`). */
+  dynamoCalls: string[];
   /** CPU time of this process while the handler ran (user + system): what the function itself spent. */
   handlerCpuMs: number;
   jsonParseMs: number;
@@ -71,6 +76,9 @@ export interface HostileResult {
   worstCpuGrowth: number;
 }
 
+/** The users item every PUT of these bodies writes. */
+const HANDLER_KEY = 'hostile';
+
 /** A 38-digit number at the bottom of DynamoDB's range in its longest spelling: 170 characters. */
 const LONGEST_VALID_NUMBER = `-0.${'0'.repeat(129)}${'12345678901234567890123456789012345678'}`;
 
@@ -89,7 +97,7 @@ function filled(bytes: number, open: string, unit: (i: number) => string, close:
 
 /** The worst bodies of each kind, each at most `bytes` long (ASCII, so characters are bytes). */
 export function worstBodies(bytes: number): Record<string, { method: string; path: string; body: string }> {
-  const put = (body: string) => ({ method: 'PUT', path: '/tables/users/items/hostile', body });
+  const put = (body: string) => ({ method: 'PUT', path: `/tables/users/items/${HANDLER_KEY}`, body });
   const depth = Math.floor((bytes - 10) / 2);
   return {
     // Every number as long as an accepted one can be, at the limit of what is stored.
@@ -143,23 +151,60 @@ export function hostileEvent(method: string, rawPath: string, body: string, i: n
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
+/** A DynamoDB call as the handler's client sent it. */
+interface SentCall {
+  command: string;
+  input: Record<string, unknown>;
+}
+
 /**
- * The DynamoDB calls ItemCache.put makes for this body, as a function of no cache would make them:
- * PutItem of the same attribute values (key replaced by `floorKey`, version 1) and, when the item
- * has nested numbers, the consistent GetItem reading it back.
+ * A client of the store's settings that records every call it is asked to send (once a call: the
+ * SDK's own retries of it happen below this step, and the floor's client of the same settings
+ * retries alike).
  */
-function dynamoFloor(dynamo: DynamoDBClient, table: string, body: string, floorKey: Record<string, AttributeValue>) {
-  // Built on first use: only bodies the handler stored get here (the others may not even parse).
-  let av: Record<string, AttributeValue> | undefined;
-  let readBack = false;
-  return async (): Promise<void> => {
-    if (av === undefined) {
-      av = { ...toAttributes(itemFromJson(parseJsonExact(body), 'body')), ...floorKey, _version: { N: '1' } };
-      readBack = hasNestedNumbers(av);
-    }
-    await dynamo.send(new PutItemCommand({ TableName: table, Item: av }));
-    if (readBack) await dynamo.send(new GetItemCommand({ TableName: table, Key: floorKey, ConsistentRead: true }));
+function recordingClient(config: StoreConfig, sent: SentCall[]): DynamoDBClient {
+  const client = dynamoClientFor(config);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      sent.push({ command: context.commandName ?? '', input: args.input as Record<string, unknown> });
+      return next(args);
+    },
+    { step: 'initialize', name: 'benchCallRecorder' },
+  );
+  return client;
+}
+
+/** Sends the call again (one of the three the routes measured here send). */
+async function sendAgain(client: DynamoDBClient, { command, input }: SentCall): Promise<void> {
+  if (command === 'PutItemCommand') await client.send(new PutItemCommand(input as never));
+  else if (command === 'GetItemCommand') await client.send(new GetItemCommand(input as never));
+  else if (command === 'BatchGetItemCommand') await client.send(new BatchGetItemCommand(input as never));
+  else throw new Error(`hostile floor: the handler sent ${command}, which the floor does not replay`);
+}
+
+/**
+ * Sends the calls the handler just sent, in the same order, each awaited as the handler awaited it:
+ * the handler's item's key (the users table's `userId` HANDLER_KEY, in an `Item` or a `Key`)
+ * replaced by `floorKey`, everything else as sent. A condition that failed for the handler fails
+ * here too (the floor's item has the same history).
+ */
+async function replayFloor(client: DynamoDBClient, calls: readonly SentCall[], floorKey: string): Promise<void> {
+  const rekey = (av: unknown) => {
+    const attrs = av as Record<string, AttributeValue>;
+    return attrs.userId?.S === HANDLER_KEY ? { ...attrs, userId: { S: floorKey } } : attrs;
   };
+  for (const { command, input } of calls) {
+    const replayed = {
+      ...input,
+      ...('Item' in input ? { Item: rekey(input.Item) } : {}),
+      ...('Key' in input ? { Key: rekey(input.Key) } : {}),
+    };
+    try {
+      await sendAgain(client, { command, input: replayed });
+    } catch (err) {
+      if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') throw err;
+    }
+  }
 }
 
 async function measure(
@@ -167,7 +212,8 @@ async function measure(
   request: { method: string; path: string; body: string },
   repeats: number,
   next: () => number,
-  floor: (() => Promise<void>) | undefined,
+  sent: SentCall[],
+  floor: (calls: readonly SentCall[]) => Promise<void>,
 ): Promise<HostileKindResult> {
   const { method, path, body } = request;
   const handlerMs: number[] = [];
@@ -175,9 +221,11 @@ async function measure(
   const parseMs: number[] = [];
   const dynamoMs: number[] = [];
   let status = 0;
+  let dynamoCalls: string[] = [];
   for (let r = -1; r < repeats; r++) {
     const e = hostileEvent(method, path, body, next());
     const cpu0 = process.cpuUsage();
+    sent.length = 0;
     let t0 = process.hrtime.bigint();
     const res = await app(e);
     const h = ms(t0);
@@ -190,11 +238,16 @@ async function measure(
       /* every body here is well-formed JSON; timed either way */
     }
     const p = ms(t0);
-    // Only for a body the handler stored: its DynamoDB calls, made straight.
+    // The handler's DynamoDB calls, made again straight (none: nothing to subtract).
+    const calls = sent.splice(0);
+    if (r >= 0)
+      dynamoCalls = calls.map(
+        ({ command, input }) => command.replace(/Command$/, '') + (input.ConditionExpression === undefined ? '' : '?'),
+      );
     let d = 0;
-    if (floor !== undefined && method === 'PUT' && status >= 200 && status < 300) {
+    if (calls.length > 0) {
       t0 = process.hrtime.bigint();
-      await floor();
+      await floor(calls);
       d = ms(t0);
     }
     if (r >= 0) {
@@ -214,6 +267,7 @@ async function measure(
     status,
     handlerMs: handler,
     dynamoMs: dynamo,
+    dynamoCalls,
     handlerCpuMs: median(handlerCpuMs),
     jsonParseMs: parse,
     ratio: Math.max(0, handler - dynamo) / parse,
@@ -237,7 +291,12 @@ export async function runHostile(
   // DynamoDB Local (a JVM on the same two shared cores) can take over a second to store a 1 MB
   // item when the machine is loaded: the production timeout (1 s) would turn the accepted write
   // into a 503 that measures nothing. The handler's own work does not depend on these settings.
-  const cache = stack.cache({ DYNAMODB_TIMEOUT_MS: '10000', DYNAMODB_DEADLINE_MS: '30000' });
+  const settings = { DYNAMODB_TIMEOUT_MS: '10000', DYNAMODB_DEADLINE_MS: '30000' };
+  const sent: SentCall[] = [];
+  const cache = stack.cache(settings, { dynamoClient: recordingClient(stack.config(settings).store, sent) });
+  // The floor's own client, of the same settings; one key for the whole run, as the handler's.
+  const floorClient = dynamoClientFor(stack.config(settings).store);
+  const floor = (calls: readonly SentCall[]) => replayFloor(floorClient, calls, `${HANDLER_KEY}-floor`);
   await ready(cache);
   const app: (e: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2> = createHttpApp(cache, allRoutes);
   const maxBodyBytes = bytes ?? cache.config.http.maxBodyBytes;
@@ -247,14 +306,12 @@ export async function runHostile(
   const kinds: Record<string, HostileKindResult> = {};
   let n = 0;
   for (const [name, request] of Object.entries(worstBodies(maxBodyBytes))) {
-    const floorOf = (r: typeof request) =>
-      r.method === 'PUT' ? dynamoFloor(stack.dynamo, stack.physicalTable, r.body, { userId: { S: `hostile-floor-${name}` } }) : undefined;
-    const small = await measure(app, quarter[name] as typeof request, counts.repeats, () => n++, floorOf(quarter[name] as typeof request));
-    const result = await measure(app, request, counts.repeats, () => n++, floorOf(request));
+    const small = await measure(app, quarter[name] as typeof request, counts.repeats, () => n++, sent, floor);
+    const result = await measure(app, request, counts.repeats, () => n++, sent, floor);
     result.cpuGrowth = result.handlerCpuMs / small.handlerCpuMs;
     kinds[name] = result;
     log(
-      `hostile ${name}: ${result.bodyBytes} B → ${result.status}, handler ${result.handlerMs.toFixed(2)} ms (DynamoDB's own ${result.dynamoMs.toFixed(2)} ms, CPU ${result.handlerCpuMs.toFixed(2)} ms, ×${result.cpuGrowth.toFixed(1)} for 4× the bytes), JSON.parse ${result.jsonParseMs.toFixed(2)} ms, ratio ${result.ratio.toFixed(2)} (wall ${result.wallRatio.toFixed(2)}), CPU ratio ${result.cpuRatio.toFixed(2)}`,
+      `hostile ${name}: ${result.bodyBytes} B → ${result.status}, handler ${result.handlerMs.toFixed(2)} ms (DynamoDB's own ${result.dynamoMs.toFixed(2)} ms for ${result.dynamoCalls.join(' + ') || 'no call'}, CPU ${result.handlerCpuMs.toFixed(2)} ms, ×${result.cpuGrowth.toFixed(1)} for 4× the bytes), JSON.parse ${result.jsonParseMs.toFixed(2)} ms, ratio ${result.ratio.toFixed(2)} (wall ${result.wallRatio.toFixed(2)}), CPU ratio ${result.cpuRatio.toFixed(2)}`,
     );
   }
   const all = Object.values(kinds);

@@ -12,6 +12,8 @@ const { values } = parseArgs({
   options: { kind: { type: 'string', default: 'longestNumbers' }, n: { type: 'string', default: '20' } },
 });
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
+// As the bench (bench/run.ts): no EMF document printed per request.
+process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const { startStack, ready } = await import('./setup.ts');

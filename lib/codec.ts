@@ -24,6 +24,22 @@ export function toNativeNumber(text: string): number | NumberValue {
   return new NumberValue(text);
 }
 
+/**
+ * A NumberValue whose text was found to be DynamoDB's spelling of a number it can store
+ * (lib/numbers.ts, readSpelledNumber) by the library's own code that made it: the HTTP functions'
+ * exact parse, which reads each number of a body once. Frozen, so its text stays what was checked:
+ * toAttributes takes that text as it is instead of checking it again (issue 18: a body of
+ * thousands of long numbers; a class costs a prototype check, where a registry of checked values
+ * cost more than the check it saves). Internal: lib/index.ts does not export it, and callers'
+ * NumberValues are checked.
+ */
+export class SpelledNumber extends NumberValue {
+  constructor(spelling: string) {
+    super(spelling);
+    Object.freeze(this);
+  }
+}
+
 /*
  * Native ⇄ attribute values, written here rather than taken from util-dynamodb's marshall: that one
  * picks a value's type from `value.constructor`, so an attribute named "constructor" breaks it, and it
@@ -67,6 +83,7 @@ function numberText(v: number | bigint | NumberValue, parent: string, step?: Ste
     if (!text.includes('e')) return text;
     return normalizeNumber(text, fieldAt(parent, step));
   }
+  if (v instanceof SpelledNumber) return v.value;
   const text = typeof v === 'bigint' ? v.toString() : v.value;
   const canonical = tryNormalizeNumber(text);
   return canonical ?? normalizeNumber(text, fieldAt(parent, step));
@@ -256,7 +273,8 @@ export function decodeAttributes(text: string): Attributes {
 /** Only values plain JSON carries exactly: strings, exact numbers, booleans, null, lists, maps. */
 function isPlainJson(av: AttributeValue): boolean {
   if (av.S !== undefined || av.BOOL !== undefined || av.NULL !== undefined) return true;
-  if (av.N !== undefined) return typeof toNativeNumber(av.N) === 'number';
+  // Longer than any double's spelling: not plain, and no NumberValue made to find that out.
+  if (av.N !== undefined) return av.N.length <= MAX_DOUBLE_SPELLING && typeof toNativeNumber(av.N) === 'number';
   if (av.L !== undefined) return av.L.every(isPlainJson);
   if (av.M !== undefined) return Object.values(av.M).every((v) => v === undefined || isPlainJson(v));
   return false;

@@ -33,46 +33,81 @@ const sorted = (xs: string[]): string[] => [...new Set(xs)].sort();
  * (issue 18: an item of thousands of numbers). test/unit/digest.test.ts pins the text's digests.
  */
 
-/** One attribute value's canonical JSON text; `spelled`: its numbers are already in DynamoDB's spelling. */
-function canonicalValue(av: AttributeValue, spelled: boolean): string {
+/**
+ * Where the canonical text goes: hashed in pieces of about CHUNK characters as it is written, so
+ * that the text of an item of a megabyte is never one string (issue 18: a string that large is
+ * garbage in the collector's large-object space, one more per write). The digest is the same: a
+ * hash of pieces is the hash of their concatenation, and a piece ends only between whole writes, so
+ * no surrogate pair is cut (JSON.stringify leaves no lone surrogate in the text).
+ */
+class CanonicalText {
+  private text = '';
+  private readonly hash = createHash('sha256');
+
+  write(piece: string): void {
+    this.text += piece;
+    if (this.text.length >= CHUNK) {
+      this.hash.update(this.text);
+      this.text = '';
+    }
+  }
+
+  digest(): string {
+    this.hash.update(this.text);
+    return this.hash.digest('base64').slice(0, DIGEST_LENGTH);
+  }
+}
+
+const CHUNK = 64 * 1024;
+
+/** One attribute value's canonical JSON text, written to `out`; `spelled`: its numbers are already in DynamoDB's spelling. */
+function canonicalValue(av: AttributeValue, spelled: boolean, out: CanonicalText): void {
   const v = av as unknown as Record<string, unknown>;
-  if (av.S !== undefined) return `{"S":${JSON.stringify(av.S)}}`;
-  if (av.N !== undefined) {
+  if (av.S !== undefined) out.write(`{"S":${JSON.stringify(av.S)}}`);
+  else if (av.N !== undefined) {
     // DynamoDB's spelling needs no escaping (digits, `-`, `.`): JSON.stringify only for a refused one.
     const n = spelled ? av.N : canonicalNumber(av.N);
-    return n.charCodeAt(0) === REFUSED ? `{"N":${JSON.stringify(n)}}` : `{"N":"${n}"}`;
-  }
-  if (av.BOOL !== undefined) return av.BOOL ? '{"BOOL":true}' : '{"BOOL":false}';
-  if (av.NULL !== undefined) return '{"NULL":true}';
-  if (v.B !== undefined) return `{"B":${JSON.stringify(b64(v.B))}}`;
-  if (av.SS !== undefined) return `{"SS":${JSON.stringify(sorted(av.SS))}}`;
-  if (av.NS !== undefined) return `{"NS":${JSON.stringify(sorted(spelled ? av.NS : av.NS.map(canonicalNumber)))}}`;
-  if (v.BS !== undefined) return `{"BS":${JSON.stringify(sorted((v.BS as unknown[]).map(b64)))}}`;
-  if (av.L !== undefined) {
-    let text = '{"L":[';
-    for (let i = 0; i < av.L.length; i++) text += (i > 0 ? ',' : '') + canonicalValue(av.L[i] as AttributeValue, spelled);
-    return `${text}]}`;
-  }
-  if (av.M !== undefined) return `{"M":${canonicalMap(av.M, spelled)}}`;
-  throw new Error(`unknown attribute value type: ${Object.keys(av).join(',')}`);
+    out.write(n.charCodeAt(0) === REFUSED ? `{"N":${JSON.stringify(n)}}` : `{"N":"${n}"}`);
+  } else if (av.BOOL !== undefined) out.write(av.BOOL ? '{"BOOL":true}' : '{"BOOL":false}');
+  else if (av.NULL !== undefined) out.write('{"NULL":true}');
+  else if (v.B !== undefined) out.write(`{"B":${JSON.stringify(b64(v.B))}}`);
+  else if (av.SS !== undefined) out.write(`{"SS":${JSON.stringify(sorted(av.SS))}}`);
+  else if (av.NS !== undefined) out.write(`{"NS":${JSON.stringify(sorted(spelled ? av.NS : av.NS.map(canonicalNumber)))}}`);
+  else if (v.BS !== undefined) out.write(`{"BS":${JSON.stringify(sorted((v.BS as unknown[]).map(b64)))}}`);
+  else if (av.L !== undefined) {
+    out.write('{"L":[');
+    for (let i = 0; i < av.L.length; i++) {
+      if (i > 0) out.write(',');
+      canonicalValue(av.L[i] as AttributeValue, spelled, out);
+    }
+    out.write(']}');
+  } else if (av.M !== undefined) {
+    out.write('{"M":');
+    canonicalMap(av.M, spelled, out);
+    out.write('}');
+  } else throw new Error(`unknown attribute value type: ${Object.keys(av).join(',')}`);
 }
 
 /** A map's entries as [name, value] pairs in name order (an array: JSON keeps its order, and no name is special). */
-function canonicalMap(map: Attributes, spelled: boolean): string {
+function canonicalMap(map: Attributes, spelled: boolean, out: CanonicalText): void {
   const names = Object.keys(map)
     .filter((name) => map[name] !== undefined)
     .sort();
-  let text = '[';
+  out.write('[');
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
-    text += `${i > 0 ? ',' : ''}[${JSON.stringify(name)},${canonicalValue(map[name] as AttributeValue, spelled)}]`;
+    out.write(`${i > 0 ? ',' : ''}[${JSON.stringify(name)},`);
+    canonicalValue(map[name] as AttributeValue, spelled, out);
+    out.write(']');
   }
-  return `${text}]`;
+  out.write(']');
 }
 
 /** The digest of an item as DynamoDB attribute values (binary as bytes or base64). */
 export function itemDigest(item: Attributes): string {
-  return digestOf(canonicalMap(item, false));
+  const out = new CanonicalText();
+  canonicalMap(item, false, out);
+  return out.digest();
 }
 
 /**
@@ -81,9 +116,7 @@ export function itemDigest(item: Attributes): string {
  * digest, one pass fewer per number.
  */
 export function spelledItemDigest(item: Attributes): string {
-  return digestOf(canonicalMap(item, true));
-}
-
-function digestOf(canonical: string): string {
-  return createHash('sha256').update(canonical).digest('base64').slice(0, DIGEST_LENGTH);
+  const out = new CanonicalText();
+  canonicalMap(item, true, out);
+  return out.digest();
 }

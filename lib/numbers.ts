@@ -17,48 +17,82 @@ const NUMBER = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 
 const ZERO = 0x30;
 const MINUS = 0x2d;
+const DOT = 0x2e;
+
+/*
+ * DynamoDB's spelling: `-`?, then `0`, or `0.` and digits ending in a non-zero one, or a digit run
+ * not starting with 0 optionally followed by `.` and digits ending in a non-zero one. Read in place
+ * (sticky patterns from an offset: a body's numbers are not cut out to be checked) by parts, so
+ * that where the significant digits start and end is known from where each part stops, with no
+ * second pass over the digits. No quantifier inside another: each part reads its characters once,
+ * plus, for the parts ending in a non-zero digit, one step back over the zeros that end the run
+ * (issue 18: a body may hold thousands of 170-character spellings, `-0.` and 129 zeros leading).
+ */
+/** `0.` and the zeros before the first significant digit (which must follow). */
+const FRACTION_HEAD = /-?0\.0*(?=[1-9])/y;
+/** Significant digits: from a non-zero digit to the last non-zero one of the run. */
+const SIGNIFICANT = /[1-9](?:\d*[1-9])?/y;
+/** An integer part not starting with 0. */
+const INTEGER = /-?[1-9]\d*/y;
+/** A fraction ending in a non-zero digit. */
+const FRACTION = /\.\d*[1-9]/y;
 
 /**
- * DynamoDB's spelling: `-`?, then `0`, or `0.` and digits ending in a non-zero one, or a digit run
- * not starting with 0 optionally followed by `.` and digits ending in a non-zero one. Read only
- * once the text is bounded (MAX_NUMBER_LENGTH); anchored, with no quantifier inside another, so a
- * match or a refusal costs a few passes over the text at most (native code: several times faster
- * than a loop over the characters, for the 170-character spellings a body may hold by the thousand).
+ * DynamoDB's spelling of a number it can store (not `-0`, at most 38 significant digits, the
+ * leading one's power of ten from -130 to 125), read from `start`: its end and its significant
+ * digits packed into one number (`spelledEnd`, `spelledDigits`: no object per number), or -1. Where
+ * the spelling ends is for the caller to judge: in `1.50` it is `1.5`, which is no spelling of the
+ * whole token once a `0` follows. At most one pass over the characters.
  */
-const CANONICAL = /^-?(?:0|0\.0*[1-9](?:\d*[1-9])?|[1-9]\d*(?:\.\d*[1-9])?)$/;
-/** The zeros from `lastIndex` on (a sticky test: no match object, unlike `search`). */
-const ZEROS = /0*/y;
+export function readSpelledNumber(text: string, start: number): number {
+  const sign = text.charCodeAt(start) === MINUS ? 1 : 0;
+  if (text.charCodeAt(start + sign) === ZERO) {
+    FRACTION_HEAD.lastIndex = start;
+    if (!FRACTION_HEAD.test(text)) return sign === 0 ? packSpelled(start + 1, 0) : -1; // "0"; "-0" is not DynamoDB's
+    const first = FRACTION_HEAD.lastIndex;
+    SIGNIFICANT.lastIndex = first;
+    SIGNIFICANT.test(text); // matches: FRACTION_HEAD looked ahead for its first digit
+    const end = SIGNIFICANT.lastIndex;
+    const high = start + sign + 1 - first; // the point's place minus the first digit's
+    return end - first <= 38 && high >= -130 ? packSpelled(end, end - first) : -1;
+  }
+  INTEGER.lastIndex = start;
+  if (!INTEGER.test(text)) return -1;
+  const integerEnd = INTEGER.lastIndex;
+  const high = integerEnd - start - sign - 1;
+  if (high > 125) return -1;
+  if (text.charCodeAt(integerEnd) === DOT) {
+    FRACTION.lastIndex = integerEnd;
+    if (FRACTION.test(text)) {
+      const end = FRACTION.lastIndex;
+      const digits = end - start - sign - 1;
+      return digits <= 38 ? packSpelled(end, digits) : -1;
+    }
+  }
+  // Trailing zeros of an integer are not significant (at most 125 of them: `high` is bounded).
+  let last = integerEnd;
+  while (text.charCodeAt(last - 1) === ZERO) last--;
+  const digits = last - start - sign;
+  return digits <= 38 ? packSpelled(integerEnd, digits) : -1;
+}
+
+/** The end and the significant digits (at most 38) in one number: 64 · end + digits. */
+const packSpelled = (end: number, digits: number): number => end * 64 + digits;
+/** Where the spelling readSpelledNumber found ends. */
+export const spelledEnd = (read: number): number => Math.floor(read / 64);
+/** Its significant digits. */
+export const spelledDigits = (read: number): number => read % 64;
 
 /**
  * The significant digits of `text` when it is already DynamoDB's spelling of a number it can store
- * (CANONICAL, not `-0`, at most 38 significant digits, the leading one's power of ten from -130 to
- * 125), else -1. No allocation: most numbers the library meets are spelled so (its own output,
- * DynamoDB's answers), and spell's general path splits and rebuilds the text.
+ * (readSpelledNumber, spelling the whole text), else -1. No allocation: most numbers the library
+ * meets are spelled so (its own output, DynamoDB's answers), and spell's general path splits and
+ * rebuilds the text.
  */
 export function canonicalDigits(text: string): number {
-  const n = text.length;
-  if (n > MAX_NUMBER_LENGTH || !CANONICAL.test(text)) return -1;
-  const sign = text.charCodeAt(0) === MINUS ? 1 : 0;
-  const point = text.indexOf('.');
-  let digits: number;
-  let high: number; // the power of ten of the leading significant digit
-  if (text.charCodeAt(sign) === ZERO) {
-    if (point === -1) return sign === 0 ? 0 : -1; // "0"; "-0" is not DynamoDB's
-    ZEROS.lastIndex = point + 1;
-    ZEROS.test(text);
-    const first = ZEROS.lastIndex;
-    high = point - first;
-    digits = n - first;
-  } else if (point === -1) {
-    let end = n;
-    while (text.charCodeAt(end - 1) === ZERO) end--;
-    high = n - sign - 1;
-    digits = end - sign;
-  } else {
-    high = point - sign - 1;
-    digits = n - sign - 1;
-  }
-  return digits <= 38 && high <= 125 && high >= -130 ? digits : -1;
+  if (text.length > MAX_NUMBER_LENGTH) return -1;
+  const read = readSpelledNumber(text, 0);
+  return read >= 0 && spelledEnd(read) === text.length ? spelledDigits(read) : -1;
 }
 
 /** Why a spelling is not a number DynamoDB can store (the text is quoted only once it is bounded). */

@@ -1,5 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
+import { SpelledNumber } from '../../lib/codec.ts';
+import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.ts';
 
 /**
  * The API's JSON: every DynamoDB type, exactly, in both directions.
@@ -33,8 +35,11 @@ import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNorm
  * than a string, and strings are left alone, so none can be taken for a marker. The marked text is
  * well-formed exactly when the body is: each replaced token is checked first to be a JSON number in
  * a value's place (not a key: `{1:2}`).
+ *
+ * `spelled` (request bodies): a NumberValue in DynamoDB's spelling, checked here, is a SpelledNumber
+ * (lib/codec.ts), whose text the library then takes as it is instead of checking it again.
  */
-export function parseJsonExact(text: string, field = 'body'): unknown {
+export function parseJsonExact(text: string, field = 'body', spelled = false): unknown {
   // First, so a body nested a million deep costs MAX_JSON_DEPTH characters, not a parse. Keeps
   // nothing for short numbers: a body of them allocates nothing per token.
   const long = scanTokens(text, field);
@@ -42,14 +47,14 @@ export function parseJsonExact(text: string, field = 'body'): unknown {
   const numbers: NumberValue[] = [];
   const parts: string[] = [];
   let at = 0;
-  for (let t = 0; t < long.length; t += 2) {
+  for (let t = 0; t < long.length; t += 3) {
     const start = long[t] as number;
     const end = long[t + 1] as number;
     const token = text.slice(start, end);
     // DynamoDB's spelling is a JSON number: only other spellings need the grammar's check.
-    const digits = canonicalDigits(token);
+    const digits = long[t + 2] as number;
     if ((digits < 0 && !isJsonNumber(text, start, end)) || followedByColon(text, end)) malformed(text, field);
-    const exact = exactLongNumber(token, digits);
+    const exact = exactLongNumber(token, digits, spelled);
     if (typeof exact === 'number') continue; // JSON.parse reads it as this very double
     numbers.push(exact);
     parts.push(text.slice(at, start), `${numbers.length}e20`);
@@ -175,8 +180,8 @@ const NUMBER_RUN = /[-+.eE0-9]*/y;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
 /**
- * The number tokens of well-formed JSON that are not short (isShortNumber), as start and end
- * offsets in pairs. Refuses text nested deeper than MAX_JSON_DEPTH. One pass:
+ * The number tokens of well-formed JSON that are not short (isShortNumber), in triples: start and
+ * end offsets, and canonicalDigits of the token (-1 when it is not DynamoDB's spelling). Refuses text nested deeper than MAX_JSON_DEPTH. One pass:
  * every character is visited once (strings are skipped by indexOf, a backslash run is counted
  * once, by the quote that ends it). Terminates on any text; on malformed JSON its tokens are
  * meaningless, and parseJsonExact then reports JSON.parse's error.
@@ -202,16 +207,25 @@ function scanTokens(text: string, field: string): number[] {
       }
       i = end + 1; // past the closing quote
     } else if (c === MINUS || isDigit(c)) {
-      // A short number's characters one by one; past 17 it is long, and the rest of the run is found natively.
+      // A short number's characters one by one; past 17 it is long: most long ones are DynamoDB's
+      // spelling, read once in place (its end and digits found in the same pass), the others'
+      // run found natively.
       let end = i + 1;
       const limit = Math.min(text.length, i + 18);
       while (end < limit && isNumberChar(text.charCodeAt(end))) end++;
-      if (end === i + 18) {
+      if (end < i + 18 && isShortNumber(text, i, end)) {
+        i = end;
+        continue;
+      }
+      const read = readSpelledNumber(text, i);
+      const spelled = read >= 0 && !isNumberChar(text.charCodeAt(spelledEnd(read)));
+      if (spelled) end = spelledEnd(read);
+      else if (end === i + 18) {
         NUMBER_RUN.lastIndex = end;
         NUMBER_RUN.test(text);
         end = NUMBER_RUN.lastIndex;
       }
-      if (!isShortNumber(text, i, end)) long.push(i, end);
+      long.push(i, end, spelled ? spelledDigits(read) : -1);
       i = end;
     } else {
       if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
@@ -235,11 +249,14 @@ export function exactNumber(text: string): number | NumberValue {
     const n = Number(text);
     return n === 0 ? 0 : n; // -0 is DynamoDB's 0
   }
-  return exactLongNumber(text, canonicalDigits(text));
+  return exactLongNumber(text, canonicalDigits(text), false);
 }
 
-/** exactNumber of a number that is not short, given canonicalDigits of it. */
-function exactLongNumber(text: string, canonicalDigitsOfText: number): number | NumberValue {
+/**
+ * exactNumber of a number that is not short, given canonicalDigits of it; `spelled`: a NumberValue
+ * of DynamoDB's spelling is a SpelledNumber (see parseJsonExact).
+ */
+function exactLongNumber(text: string, canonicalDigitsOfText: number, spelled: boolean): number | NumberValue {
   // Already DynamoDB's spelling (one pass, the digits counted in it), else normalized. Not
   // normalizeNumber: a body may hold thousands of numbers DynamoDB cannot store, and an error
   // thrown for each would cost more than reading them.
@@ -252,12 +269,12 @@ function exactLongNumber(text: string, canonicalDigitsOfText: number): number | 
     digits = canonicalDigits(canonical);
   }
   // More than 17 significant digits: no double spells it (a 38-digit number skips Number and String).
-  if (digits > 17) return new NumberValue(canonical);
+  if (digits > 17) return spelled ? new SpelledNumber(canonical) : new NumberValue(canonical);
   const n = Number(canonical);
   if (Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)) && tryNormalizeNumber(String(n)) === canonical) {
     return n;
   }
-  return new NumberValue(canonical);
+  return spelled && digits >= 0 ? new SpelledNumber(canonical) : new NumberValue(canonical);
 }
 
 /**

@@ -39,7 +39,8 @@ export function bodyText(body: string | undefined, isBase64Encoded: boolean | un
 /** The body as one JSON object; numbers exact, tags not yet decoded. */
 export function jsonObjectBody(req: HttpRequest): Record<string, unknown> {
   if (req.body === undefined || req.body.trim() === '') throw new ValidationError('body', 'a JSON object is required');
-  const json = parseJsonExact(req.body);
+  // Its numbers go to the library: those checked here need no second check there (issue 18).
+  const json = parseJsonExact(req.body, 'body', true);
   if (typeof json !== 'object' || json === null || Array.isArray(json) || json instanceof NumberValue) {
     throw new ValidationError('body', 'must be a JSON object');
   }

@@ -14,6 +14,7 @@ import {
   MAX_ENTRY_LENGTH,
   MAX_ITEM_DEPTH,
   normalizeAttributes,
+  SpelledNumber,
   toAttributes,
   toNativeNumber,
   UnreadableEntryError,
@@ -488,5 +489,23 @@ describe('holdsDecodedNumberValue: what the drop-in client asks instead of walki
     // Decoding an item without one after an item with one: the mark is per item.
     const { item: after } = decodeEntry(encodeEntry({ a: { NS: ['1'] }, _version: { N: '1' } }, '_version'), '_version');
     assert.equal(holdsDecodedNumberValue(after), false);
+  });
+});
+
+describe('SpelledNumber: a spelling the HTTP parse checked', () => {
+  test('toAttributes takes its text as it is; it cannot be changed after the check', () => {
+    // Prepare
+    const long = `-0.${'0'.repeat(129)}12345678901234567890123456789012345678`;
+    const n = new SpelledNumber(long);
+    // Act
+    const av = toAttributes({ n, l: [n] });
+    // Assess
+    assert.deepStrictEqual(av, { n: { N: long }, l: { L: [{ N: long }] } });
+    assert.ok(n instanceof NumberValue);
+    assert.throws(() => {
+      (n as { value: string }).value = '1.50';
+    }, TypeError);
+    // A caller's NumberValue is still checked and spelled by the library.
+    assert.deepStrictEqual(toAttributes({ n: new NumberValue('1.50') }), { n: { N: '1.5' } });
   });
 });

@@ -8,8 +8,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { exactNumber, itemFromJson, MAX_JSON_DEPTH, parseJsonExact } from '../../functions/http/json.ts';
-import { toAttributes } from '../../lib/codec.ts';
-import { MAX_NUMBER_LENGTH, tryNormalizeNumber } from '../../lib/numbers.ts';
+import { SpelledNumber, toAttributes } from '../../lib/codec.ts';
+import { canonicalDigits, MAX_NUMBER_LENGTH, tryNormalizeNumber } from '../../lib/numbers.ts';
 import { NumberValue, ValidationError } from '../../lib/index.ts';
 
 function validationError(fn: () => unknown): ValidationError {
@@ -156,6 +156,42 @@ describe('parseJsonExact: the marked path (a number a double cannot hold)', () =
     assert.ok(Object.hasOwn(parsed, '__proto__'));
     assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
     assert.deepStrictEqual(Object.getOwnPropertyDescriptor(parsed, '__proto__')?.value, new NumberValue(L));
+  });
+
+  test("property: for a request body, a SpelledNumber only ever holds DynamoDB's spelling of its token", () => {
+    // Prepare: number tokens of every shape, long and short, DynamoDB's spelling or not (39 digits,
+    // trailing zeros, exponents, out of range).
+    const digits = fc.stringMatching(/^[1-9]\d{0,40}$/);
+    const zeros = fc.nat(140).map((n) => '0'.repeat(n));
+    const token = fc
+      .tuple(
+        fc.constantFrom('', '-'),
+        fc.oneof(digits, fc.constant('0')),
+        fc.option(fc.tuple(zeros, digits, zeros), { nil: undefined }),
+        fc.constantFrom('', 'e5', 'E-3'),
+      )
+      .map(([sign, int, frac, exp]) => `${sign}${int}${frac === undefined ? '' : `.${frac.join('')}`}${exp}`);
+    fc.assert(
+      fc.property(fc.array(token, { minLength: 1, maxLength: 8 }), (tokens) => {
+        // Act
+        const text = `[${tokens.join(',')}]`;
+        const spelled = parseJsonExact(text, 'body', true) as unknown[];
+        const plain = parseJsonExact(text) as unknown[];
+        // Assess: the same values; a SpelledNumber is DynamoDB's spelling of its token, and only the request parse makes one.
+        spelled.forEach((v, i) => {
+          const p = plain[i];
+          assert.ok(!(p instanceof SpelledNumber), text);
+          if (v instanceof SpelledNumber) {
+            assert.ok(canonicalDigits(v.value) >= 0, `${text}: ${v.value}`);
+            assert.equal(v.value, tryNormalizeNumber(tokens[i] as string), text);
+            assert.equal((p as NumberValue).value, v.value, text);
+          } else {
+            assert.deepStrictEqual(v, p, text);
+          }
+        });
+      }),
+      { numRuns: 5_000 },
+    );
   });
 
   test('a long number where a key must be, or a number token JSON does not allow, is malformed JSON (its own error)', () => {

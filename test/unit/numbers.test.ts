@@ -8,7 +8,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { canonicalDigits, MAX_NUMBER_LENGTH, normalizeNumber, tryNormalizeNumber } from '../../lib/numbers.ts';
+import {
+  canonicalDigits,
+  MAX_NUMBER_LENGTH,
+  normalizeNumber,
+  readSpelledNumber,
+  spelledDigits,
+  spelledEnd,
+  tryNormalizeNumber,
+} from '../../lib/numbers.ts';
 import { ValidationError } from '../../lib/index.ts';
 
 const D38 = '12345678901234567890123456789012345678';
@@ -157,5 +165,34 @@ describe("canonicalDigits: the one-pass check of DynamoDB's spelling", () => {
     ] as const) {
       assert.equal(canonicalDigits(text), d, text);
     }
+  });
+});
+
+describe("readSpelledNumber: DynamoDB's spelling read in place, in a longer text", () => {
+  test("property: where a token is DynamoDB's spelling and a non-number character follows, its end and digits", () => {
+    // Prepare: tokens of every shape (as canonicalDigits' property), between other characters.
+    const digits = fc.stringMatching(/^\d{0,40}$/);
+    const zeros = fc.nat(140).map((n) => '0'.repeat(n));
+    const token = fc
+      .tuple(fc.constantFrom('', '-'), fc.oneof(digits, zeros), fc.option(fc.tuple(zeros, digits), { nil: undefined }))
+      .map(([sign, int, frac]) => `${sign}${int}${frac === undefined ? '' : `.${frac[0]}${frac[1]}`}`);
+    const around = fc.constantFrom('', '[', '{"a":', ' ');
+    const after = fc.constantFrom('', ',', ']', '}', ' ', '0', '.', 'e', '5');
+    fc.assert(
+      fc.property(around, token, after, (before, t, next) => {
+        // Act
+        const text = `${before}${t}${next}`;
+        const read = readSpelledNumber(text, before.length);
+        // Assess: the whole token is DynamoDB's spelling exactly when the read ends at it and no
+        // number character follows there; its digits are canonicalDigits'.
+        const whole = read >= 0 && spelledEnd(read) === before.length + t.length && !/[-+.eE0-9]/.test(next);
+        assert.equal(whole, canonicalDigits(t) >= 0 && !/[-+.eE0-9]/.test(next), text);
+        // Wherever a read stops before a non-number character, what it read is a spelling of those digits.
+        if (read >= 0 && !/[-+.eE0-9]/.test(text.charAt(spelledEnd(read)))) {
+          assert.equal(spelledDigits(read), canonicalDigits(text.slice(before.length, spelledEnd(read))), text);
+        }
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });
