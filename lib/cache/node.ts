@@ -37,7 +37,7 @@ export interface NodeSettings {
   authUser?: string | undefined;
   tlsCa?: string | undefined;
   logKeys?: LogKeys;
-  /** Test seam: the state machine's clock. */
+  /** Test seam: the state machine's clock (lib/clock.ts by default: settles and map trust count elapsed time, which no wall-clock step may shorten). */
   clock?: () => number;
   /** How long a new epoch settles: the writers' fence time (set by the protocol's owner). */
   settleMs?: number;
@@ -199,7 +199,7 @@ export class CacheNode {
   constructor(id: string, url: string, settings: NodeSettings, membership?: ClusterMembership, tlsServername?: string) {
     this.id = id;
     this.settings = settings;
-    this.clock = settings.clock ?? Date.now;
+    this.clock = settings.clock ?? deadlineClock;
     this.since = this.clock();
     this.membership = membership;
     this.isCluster = membership !== undefined;

@@ -280,7 +280,7 @@ export class CacheProtocol {
         failed(node, err, 'read');
         // Cluster mode: retired from the topology while the read waited: the key's owner now is asked.
         const next = node.successorFor(key);
-        if (next !== undefined) return this.missed(next, key, ttlMs, load, Date.now() + this.settings.commandTimeoutMs);
+        if (next !== undefined) return this.missed(next, key, ttlMs, load, deadlineClock() + this.settings.commandTimeoutMs);
         return { entry: await load(), source: 'bypass' };
       }
       return this.missed(node, key, ttlMs, load, deadline);
@@ -313,7 +313,7 @@ export class CacheProtocol {
         at = next;
         rerouted = true;
         waitingOn = undefined;
-        deadline = Date.now() + commandTimeoutMs;
+        deadline = deadlineClock() + commandTimeoutMs;
         continue;
       }
       const { reply, lease } = asked;
@@ -472,7 +472,7 @@ export class CacheProtocol {
         const at = node.successorFor(key) ?? node;
         if (at.writable && (await ask(at, key, i, deadline))) return;
         const next = at.successorFor(key);
-        if (next?.writable) await ask(next, key, i, Date.now() + commandTimeoutMs);
+        if (next?.writable) await ask(next, key, i, deadlineClock() + commandTimeoutMs);
       }),
     );
     const pending = targets.map((_, i) => i).filter((i) => out[i] === undefined);

@@ -7,6 +7,7 @@ import type { ResolvedKey } from '../keys.ts';
 import { logger, loggedKey } from '../log.ts';
 import { versionOf } from '../store.ts';
 import { within } from '../cache/deadline.ts';
+import { deadlineClock } from '../clock.ts';
 import { ABSENT, type RecordedState } from '../cache/protocol.ts';
 
 export interface InspectorOptions {
@@ -126,7 +127,7 @@ export class ConsistencyInspector {
     let fields: (string | null)[];
     let ttlLeftMs: number;
     try {
-      [fields, ttlLeftMs] = await within(node.address, Date.now() + this.cache.config.cache.commandTimeoutMs, () =>
+      [fields, ttlLeftMs] = await within(node.address, deadlineClock() + this.cache.config.cache.commandTimeoutMs, () =>
         Promise.all([node.client.hmget(key, 'd', 'v', 'g'), node.client.pttl(key)]),
       );
     } catch (err) {
