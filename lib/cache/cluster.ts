@@ -63,7 +63,7 @@ export class ClusterMap {
     if (first === undefined) throw new Error('cluster mode needs the URL of a cluster node');
     this.seed = new URL(first);
     this.settings = settings;
-    this.clock = settings.clock ?? Date.now;
+    this.clock = settings.clock ?? deadlineClock;
     const seed = this.nodeAt(this.seedAddress);
     this.owners = new Array<CacheNode | undefined>(SLOTS).fill(seed);
     this.nodes = [seed];
@@ -325,6 +325,10 @@ export class ClusterMap {
       },
       moved: (redirect) => this.moved(redirect),
       ownerOf: (key) => this.owners[slotOf(key)],
+      relearn: async (deadline) => {
+        if (this.refreshing === undefined && this.clock() - this.lastRefresh < FAILURE_REFRESH_MS) return;
+        await within(address, deadline, () => this.refresh());
+      },
     };
     node = new CacheNode(address, url.href, this.settings, membership, servername);
     made.node = node;

@@ -81,6 +81,8 @@ export interface ClusterMembership {
   moved(redirect: Redirect | undefined): CacheNode | undefined;
   /** The primary that owns `key`'s slot in the topology learnt last, if any. */
   ownerOf(key: string): CacheNode | undefined;
+  /** Learns the topology again now unless it was asked very recently (shares a refresh in flight), within `deadline`. */
+  relearn(deadline: number): Promise<void>;
 }
 
 export interface NodeHealth {
@@ -297,6 +299,23 @@ export class CacheNode {
   successorFor(key: string): CacheNode | undefined {
     if (!this.retired) return undefined;
     const owner = this.membership?.ownerOf(key);
+    return owner === this ? undefined : owner;
+  }
+
+  /**
+   * Cluster mode, for a write this node could not begin (down, or found demoted): the topology is
+   * asked now, within `deadline`, and the key's owner returned if it is another primary (a failover
+   * the container had not learnt yet: its writes go to the promoted replica instead of being refused
+   * under strict). Undefined in shards mode, or when this node still owns the key's slot.
+   */
+  async ownerAfterRelearn(key: string, deadline: number): Promise<CacheNode | undefined> {
+    if (this.membership === undefined) return undefined;
+    try {
+      await this.membership.relearn(deadline);
+    } catch {
+      return undefined;
+    }
+    const owner = this.membership.ownerOf(key);
     return owner === this ? undefined : owner;
   }
 

@@ -597,7 +597,11 @@ export class CacheProtocol {
    */
   private async beginWrite(node: CacheNode, key: string, stamp: string): Promise<Begin> {
     const begin = await this.beginOn(node, key, stamp);
-    const next = begin.begun ? undefined : begin.node.successorFor(key);
+    if (begin.begun) return begin;
+    // A failover this container has not learnt yet (the old primary down or demoted): the topology
+    // is asked before the write is refused or committed unfenced (cluster mode only).
+    const next =
+      begin.node.successorFor(key) ?? (await begin.node.ownerAfterRelearn(key, deadlineClock() + this.settings.commandTimeoutMs));
     return next === undefined ? begin : this.beginOn(next, key, stamp);
   }
 
