@@ -439,6 +439,16 @@ export class CacheNode {
     return this.verified && this.client.status === 'ready';
   }
 
+  /**
+   * A verification in flight on a live connection (a seal slot that moved, cluster.ts `apply`; a
+   * probe), or undefined: each of its commands is bounded by the command timeout, so a writer may wait
+   * for it apart from its own command's budget (protocol.ts beginOn). Never rejects.
+   */
+  verification(): Promise<unknown> | undefined {
+    if (this.verifying === undefined || this.client.status !== 'ready') return undefined;
+    return this.verifying.catch(() => false);
+  }
+
   /** One wait per node for the connection, however many callers wait on it (bounded by the command timeout). */
   private readyWait: Promise<void> | undefined;
 

@@ -610,6 +610,9 @@ export class CacheProtocol {
     let failure: unknown = new Error('node is down');
     if (!node.writable) await node.probeNow();
     if (node.writable) {
+      // A verification in flight is waited for apart (its own commands are bounded): a primary that lost
+      // its lowest slot to a migration seals again, and a strict write is not refused for that wait.
+      await node.verification();
       const deadline = deadlineClock() + commandTimeoutMs;
       try {
         await ensureConnected(node, deadline);
