@@ -167,6 +167,12 @@ export interface CheckResult {
    * 0 on a quiet machine.
    */
   refusalsStarved: number;
+  /**
+   * strict policy, cluster mode: writes refused because no replica acknowledged the fence in time
+   * (`WAIT`; "no replica of cache node … acknowledged"), with no excusing fault: the policy's
+   * documented refusal (issue 12: counted apart from failed requests), nothing written.
+   */
+  refusalsUnreplicated: number;
   /** Per fault class ('none': attributed to no fault). A stale read or failure near two classes counts in each. */
   byFault: Partial<Record<FaultKind | 'none', FaultCounts>>;
   /** Errors not counted as failures because DynamoDB itself was failing (injected or inside a DynamoDB fault). */
@@ -379,6 +385,11 @@ export function starvedDuring(rec: Pick<OpRecord, 'starvedMs'>, commandTimeoutMs
   return (rec.starvedMs ?? 0) >= commandTimeoutMs / 4;
 }
 
+/** A strict refusal for want of a replica's acknowledgement (protocol.ts `unreplicated`): documented, nothing written. */
+export function unreplicated(rec: Pick<OpRecord, 'message'>): boolean {
+  return /^no replica of cache node \S+ acknowledged .*nothing was written$/.test(rec.message ?? '');
+}
+
 /** The last cache fault on the refused write's node (as its container saw it) that started before it (undefined: none). */
 function lastFaultOnNode(rec: Pick<OpRecord, 'client' | 'start' | 'node'>, windows: readonly FaultWindow[]): FaultWindow | undefined {
   let last: FaultWindow | undefined;
@@ -569,6 +580,7 @@ export function check(
   const failedExamples: FailedExample[] = [];
   let refusalsCountedFailed = 0;
   let refusalsStarved = 0;
+  let refusalsUnreplicated = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
   const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
   for (const r of uniqueOps.values()) {
@@ -585,6 +597,10 @@ export function check(
       }
       if (starvedDuring(r, o.commandTimeoutMs)) {
         refusalsStarved++;
+        continue;
+      }
+      if (unreplicated(r)) {
+        refusalsUnreplicated++;
         continue;
       }
       refusalsCountedFailed++;
@@ -756,6 +772,7 @@ export function check(
     refusedWrites,
     refusalsCountedFailed,
     refusalsStarved,
+    refusalsUnreplicated,
     byFault,
     dynamoFaultErrors,
     writes,

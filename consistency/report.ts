@@ -60,6 +60,7 @@ export function formatReport(r: RunResult): string {
       ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
       ['    strict refusals while their container stood still', String(r.refusalsStarved)],
+      ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],
       ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
       [
         '    stale within R6 bound (available)',

@@ -136,6 +136,9 @@ const MAX_LOGGED_CONNECTION_ERRORS = 20;
 
 /** A node that did not answer is re-probed this soon at first, then twice as late each time. */
 const FIRST_REPROBE_MS = 100;
+
+/** A verification found the node a replica (cluster mode: a failover under way). */
+class NotPrimary extends Error {}
 /** How long a suspect node's connection stays mute before it is given up for a new one (a black hole). */
 const SILENT_MS_BEFORE_RECONNECT = 10_000;
 /** Rounds of dirty-key repair a probe makes while keys keep going dirty under it. */
@@ -486,7 +489,9 @@ export class CacheNode {
     this.setState('down');
     this.lastCheck = now;
     this.failedOnConnection = this.connection;
-    this.suspect = err instanceof NoAnswer;
+    // A node that is a replica where the topology names a primary is in a failover's moment (promoted
+    // any moment now, or demoted and about to be dropped from the topology): probed again soon too.
+    this.suspect = err instanceof NoAnswer || err instanceof NotPrimary;
     this.suspectSince = now;
     this.reprobeMs = FIRST_REPROBE_MS;
     this.nextProbeAt = now + (this.suspect ? this.reprobeMs : this.settings.checkIntervalMs);
@@ -654,7 +659,7 @@ export class CacheNode {
         // the new primary) is the way back; in cluster mode the map learns the new primary.
         if (!this.closed) this.client.disconnect(true);
         this.membership?.moved(undefined);
-        throw new Error(`the node is a replica (role:${role}): its primary has moved`);
+        throw new NotPrimary(`the node is a replica (role:${role}): its primary has moved`);
       }
       let epoch = runId ?? '';
       let seal = sealKey(epoch);

@@ -119,6 +119,23 @@ describe('strict refusals: excused only until the node answers again plus one co
     assert.equal(r.refusedWrites, 0, 'a starved refusal is not one a fault excused');
   });
 
+  test("check(): a refusal for want of a replica's acknowledgement is the policy's documented refusal, counted apart (issue 12)", () => {
+    // Prepare: the same refusal on a node no fault touched, once for want of a replica, once not.
+    const unreplicatedRefusal = {
+      ...refusal('shard0', 3000),
+      message: "no replica of cache node redis://127.0.0.1:7000 acknowledged the write's invalidation in time; nothing was written",
+    };
+    // Act
+    const r = check([unreplicatedRefusal, refusal('shard0', 3100)], [stall], [], {
+      policy: 'strict',
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    // Assess
+    assert.equal(r.refusalsUnreplicated, 1);
+    assert.equal(r.refusalsCountedFailed, 1);
+    assert.equal(r.failedRequests, 1);
+  });
+
   test('under the available policy a CacheUnavailable is not a refusal: it is a failed request', () => {
     const r = check([refusal('shard1', 1100)], [stall], [], { policy: 'available', commandTimeoutMs: COMMAND_TIMEOUT_MS });
     assert.equal(r.refusedWrites, 0);
