@@ -13,11 +13,9 @@
  *
  * The invalidation is `ItemCache.invalidate`, which the consumer, replayer and sweep call (lib/stream/).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type TestStack } from '../helpers/stack.ts';
-import { RedisServer, type RedisCluster } from '../helpers/redis-server.ts';
+import { call, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
@@ -25,70 +23,7 @@ type Key = { customerId: string; orderId: string };
 type Ranges = [number, number, [string, number]][];
 
 describe('review 2: cluster mode, a cold container applies a stream invalidation without asking every primary', () => {
-  let stack: TestStack;
-  let cluster: RedisCluster;
-  before(async () => {
-    stack = await startStack({ shards: 1 });
-    cluster = await RedisServer.startCluster(3, { replicas: 0 });
-  });
-  after(async () => {
-    await stack.stop();
-    await cluster.stop();
-  });
-
-  function container(overrides: Record<string, string> = {}): ItemCache {
-    return stack.cache({
-      CACHE_MODE: 'cluster',
-      CACHE_NODES: cluster.primaries[0]!.url,
-      CACHE_CHECK_INTERVAL_SECONDS: '1',
-      CACHE_START_CYCLES: '0',
-      DYNAMODB_DEADLINE_MS: '3000',
-      ...overrides,
-    });
-  }
-
-  async function call(server: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-    const c = server.client({ maxRetriesPerRequest: 1 });
-    try {
-      return await c.call(String(args[0]), ...args.slice(1).map(String));
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; i < 400; i++) {
-      if (await check().catch(() => false)) return;
-      await sleep(25);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  }
-
-  async function warm(cache: ItemCache): Promise<void> {
-    await cache.checkHealth();
-    for (
-      let i = 0;
-      i < 200 && !(cache.shards.nodes.length === 3 && cache.shards.nodes.every((n) => n.readable && n.health().status === 'up'));
-      i++
-    ) {
-      await sleep(25);
-      await cache.checkHealth();
-    }
-  }
-
-  async function ownerEverywhere(slot: number, server: RedisServer): Promise<void> {
-    await until(`every node sees ${server.port} own slot ${slot}`, async () => {
-      for (const s of cluster.servers) {
-        const r = (await call(s, 'CLUSTER', 'SLOTS')) as Ranges;
-        if (!r.some(([from, to, p]) => from <= slot && slot <= to && p[1] === server.port)) return false;
-      }
-      return true;
-    });
-  }
-
-  async function relearn(cache: ItemCache): Promise<void> {
-    await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();
-  }
+  const { stack, cluster, container, until, ownerEverywhere } = useClusterFixture({ replicas: 0 });
 
   test('G2, available: a cold consumer seeded with another primary counts the record applied while A holds the key', async () => {
     const writer = container({ CACHE_WRITE_POLICY: 'available' });
