@@ -14,7 +14,7 @@ import { call, useClusterFixture, warm, type OrderKey as Key, type SlotRanges } 
 import { streamRecord } from '../helpers/faults.ts';
 import { logsDuring } from '../helpers/capture-logs.ts';
 import { invalidateStreamRecords } from '../../lib/index.ts';
-import { CacheUnavailableError } from '../../lib/errors.ts';
+import { CacheUnavailableError, StoreUnavailableError } from '../../lib/errors.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 
@@ -65,6 +65,19 @@ describe('cluster mode', () => {
       await sleep(50);
     }
     throw new Error(`no linked replica of ${primary.url}`);
+  }
+
+  /** A strict put, asked again while refused: under load a replica's acknowledgement can miss WAIT's bound (half the command timeout). */
+  async function acceptedPut(cache: ItemCache, item: Key & { n: number }): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        await cache.put('orders', item);
+        return;
+      } catch (err) {
+        if (!(err instanceof CacheUnavailableError) || i >= 40) throw err;
+        await sleep(50);
+      }
+    }
   }
 
   test('reads fill and hit, writes invalidate and store, across slots on three primaries, one node each', async () => {
@@ -300,19 +313,22 @@ describe('cluster mode', () => {
     await call(primary, 'WAIT', 1, 5000);
     const acked = new Map<string, number>();
     for (const k of keys) {
-      await writer.put('orders', { ...k, n: 0 });
+      await acceptedPut(writer, { ...k, n: 0 });
       acked.set(k.customerId, 0);
     }
     let stop = false;
     let stale = 0;
     const problems: string[] = [];
+    const dynamoFailures: string[] = [];
     const writers = keys.map(async (k) => {
       for (let n = 1; !stop; n++) {
         try {
           await writer.put('orders', { ...k, n });
           acked.set(k.customerId, n);
         } catch (err) {
-          if (!(err instanceof CacheUnavailableError)) problems.push(String(err));
+          // DynamoDB Local beside a loaded second test lane can miss the deadline: a failed write, not acknowledged (lib/write-once.ts).
+          if (err instanceof StoreUnavailableError) dynamoFailures.push(`put ${k.customerId} ${n}: ${err.message}`);
+          else if (!(err instanceof CacheUnavailableError)) problems.push(String(err));
           await sleep(20);
         }
       }
@@ -320,10 +336,15 @@ describe('cluster mode', () => {
     const readers = keys.map(async (k) => {
       while (!stop) {
         const floor = acked.get(k.customerId)!;
-        const r = await reader.get('orders', k);
-        if ((r.item?.n as number) < floor) {
-          stale++;
-          problems.push(`${k.customerId}: read ${r.item?.n} (${r.cache}) after ${floor} was acknowledged`);
+        try {
+          const r = await reader.get('orders', k);
+          if ((r.item?.n as number) < floor) {
+            stale++;
+            problems.push(`${k.customerId}: read ${r.item?.n} (${r.cache}) after ${floor} was acknowledged`);
+          }
+        } catch (err) {
+          if (err instanceof StoreUnavailableError) dynamoFailures.push(`get ${k.customerId}: ${err.message}`);
+          else problems.push(`get ${k.customerId}: ${String(err)}`);
         }
         await sleep(5);
       }
@@ -332,15 +353,19 @@ describe('cluster mode', () => {
     await primary.kill();
     await call(replica, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
     const atFailover = keys.map((k) => acked.get(k.customerId)!);
+    const wentOn = (): boolean => keys.some((k, i) => acked.get(k.customerId)! > atFailover[i]!);
+    // Four seconds of writes and reads across the failover, longer while no write was acknowledged on
+    // the promoted replica yet (a loaded machine is slow to learn it).
     await sleep(4000);
+    for (let i = 0; i < 400 && !wentOn(); i++) await sleep(25);
     stop = true;
     await Promise.all([...writers, ...readers]);
     assert.equal(stale, 0, problems.join('\n'));
     assert.deepEqual(problems, []);
     // Writes went on after the failover, on the promoted replica.
     assert.ok(
-      keys.some((k, i) => acked.get(k.customerId)! > atFailover[i]!),
-      `acknowledged at the failover ${atFailover.join(',')}, at the end ${keys.map((k) => acked.get(k.customerId)).join(',')}`,
+      wentOn(),
+      `acknowledged at the failover ${atFailover.join(',')}, at the end ${keys.map((k) => acked.get(k.customerId)).join(',')}; DynamoDB failures: ${dynamoFailures.join('; ')}`,
     );
     await primary.startAgain();
     // Linked again before the next test, whose strict writes wait for a replica (WAIT 1): one still in
