@@ -179,7 +179,7 @@ export class CacheNode {
   private runId: string | undefined;
   /** The key of the current epoch's seal (scripts.ts SEAL), once verified. */
   private epochSeal: string | undefined;
-  /** The replicas the node reported at its last verification (INFO replication): strict writes wait for one. */
+  /** The most replicas the node reported at a verification of its current epoch (INFO replication): strict writes wait for one. */
   private replicaCount = 0;
   /** The current epoch's tag (scripts.ts): prefixes every entry and lease this client writes. */
   private tag = '';
@@ -325,8 +325,8 @@ export class CacheNode {
   /**
    * Strict writes and invalidations count once a replica has them: `WAIT 1` on this connection (it
    * covers everything this client wrote before it), bounded by `deadline`. True when a replica
-   * acknowledged, or when the node reported none at its last verification (nothing can be promoted in
-   * its place with less than it holds), or when the node refuses WAIT itself (below). One WAIT in flight per node: callers arriving meanwhile share
+   * acknowledged, or when the node reported none at any verification of its epoch (nothing can be
+   * promoted in its place with less than it holds), or when the node refuses WAIT itself (below). One WAIT in flight per node: callers arriving meanwhile share
    * the next one, so a slow replica delays this connection's other commands by at most two bounds.
    */
   async replicated(deadline: number): Promise<boolean> {
@@ -684,9 +684,15 @@ export class CacheNode {
       const [keys, settleMs] = await this.bounded(() => this.client.wtSeal(seal, this.settings.settleMs ?? 60_000));
       this.runId = runId;
       this.epochSeal = seal;
+      const sameEpoch = this.tag === epochTag(epoch);
       this.tag = epochTag(epoch);
       // Cluster mode only (shards mode's epochs already tell a promoted replica, and its writes do not wait).
-      this.replicaCount = this.membership === undefined ? 0 : Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? '0');
+      // An epoch seen with a replica keeps waiting for one once none is linked: that replica may have been
+      // promoted in its place while this primary has not heard of it (a partition of the cluster bus, a
+      // pause), and a fence it alone holds fences nothing for the new owner's readers. Strict writes of
+      // its slots are refused until a replica is linked again or its epoch changes.
+      const linked = this.membership === undefined ? 0 : Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? '0');
+      this.replicaCount = sameEpoch ? Math.max(this.replicaCount, linked) : linked;
       this.settleUntil = this.clock() + settleMs;
       this.lastVerified = this.clock();
       if (keys >= 0) {
