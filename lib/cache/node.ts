@@ -569,6 +569,11 @@ export class CacheNode {
    */
   async probeNow(): Promise<void> {
     if (this.state !== 'down') return;
+    // A suspect's connection being made again (a replica found in a failover's moment is given up for a
+    // new connection, verifyEpoch; a silent one) is waited for, within the command timeout: the probe
+    // needs it, and a write in that moment would otherwise be refused at once.
+    if (this.suspect && this.probing === undefined && !this.closed && this.client.status !== 'ready') await this.nextReady();
+    if (this.state !== 'down') return;
     const due = this.suspect || this.client.status === 'ready' || this.clock() >= Math.min(this.nextProbeAt, this.lastCheck + 1000);
     if (this.probing === undefined && due) this.startProbe();
     await this.probing;
