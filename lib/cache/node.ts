@@ -645,6 +645,26 @@ export class CacheNode {
     return this.verifying;
   }
 
+  /**
+   * SEAL of the epoch: [keys (-1 when the seal was there already), the settle left]. Cluster mode: the
+   * seal's slot on the move (a migration took the node's lowest slot: ASK once the seal key left, MOVED
+   * before this client learnt the move) is no failure of the node, which answered INFO and whose epoch
+   * is known from it: the epoch settles here for the whole settle time, as under a new seal, and the
+   * map learns the move (the next seal goes where the node's lowest slot is then, cluster.ts `apply`).
+   */
+  private async seal(seal: string): Promise<[number, number]> {
+    const settleMs = this.settings.settleMs ?? 60_000;
+    try {
+      return await this.bounded(() => this.client.wtSeal(seal, settleMs));
+    } catch (err) {
+      const redirect = this.membership === undefined ? undefined : redirectOf(err);
+      if (redirect === undefined) throw err;
+      this.membership?.moved(redirect);
+      logger.warn('CACHE_NODE_SEAL_MOVING', { cacheNode: this.address, redirect: `${redirect.kind} ${redirect.slot}`, settleMs });
+      return [-1, settleMs];
+    }
+  }
+
   private async verifyEpoch(): Promise<boolean> {
     try {
       // The default sections: `server` (run_id) and `replication` (role, replication id, replicas).
@@ -686,7 +706,7 @@ export class CacheNode {
       }
       const previousRunId = this.runId;
       // Always asked (one call per connection or probe): the seal may have been evicted since.
-      const [keys, settleMs] = await this.bounded(() => this.client.wtSeal(seal, this.settings.settleMs ?? 60_000));
+      const [keys, settleMs] = await this.seal(seal);
       this.runId = runId;
       this.epochSeal = seal;
       const sameEpoch = this.tag === epochTag(epoch);
