@@ -32,7 +32,9 @@ for (const { replicas, policy } of [
       assert.match(await info(b), new RegExp(`master_port:${a.port}\\r`));
       const key = await keyOn(writer, a, 'failback');
 
-      // n=1 cached on A under A's epoch, the reader hits it, and A's replica B has it too.
+      // n=1 cached on A under A's epoch, the reader hits it, and A's replica B has it too. A's replicas
+      // caught up first: a strict write is refused while none acknowledges within half the command timeout.
+      await call(a, 'WAIT', replicas, 5000);
       await writer.put('orders', { ...key, n: 1 });
       assert.equal((await reader.get('orders', key)).cache, 'hit');
       const idleSince = Date.now();
