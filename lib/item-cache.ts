@@ -327,13 +327,25 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
-    checkItemSize(def, attrs);
+    const size = checkItemSize(def, attrs);
     return this.writeThrough(rk, async ({ hint, deadline }) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
       // `written` is checkAttributes' output, every number already in DynamoDB's spelling: its
       // digest takes them as they are (issue 18: thousands of numbers), and a read-back of our own
-      // version is the same item, hence the same digest.
-      const digest = spelledItemDigest(written);
+      // version is the same item, hence the same digest. A large item's digest is made while
+      // DynamoDB stores it: of the first attempt's item, once its request is on its way (the SDK
+      // sends it within the microtasks and next ticks before an immediate), kept if that attempt is
+      // the one that wrote it.
+      let first: Attributes | undefined;
+      let early: string | undefined;
+      const sending = size < EARLY_DIGEST_BYTES ? undefined : (item: Attributes) => void (first ??= item);
+      const putting = this.store.put(rk, attrs, { ...options, hint, deadline, sending });
+      if (first !== undefined) {
+        putting.catch(() => undefined); // awaited below; not unhandled while the digest is made
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        early = spelledItemDigest(first);
+      }
+      const written = await putting;
+      const digest = written === first && early !== undefined ? early : spelledItemDigest(written);
       if (!hasNestedNumbers(written)) return writeOutcome(def, written, digest);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
@@ -620,12 +632,16 @@ function stepField(parent: string, step: string | number): string {
  * several digits is refused by DynamoDB itself, a definite rejection that leaves the cache as it
  * was.
  */
-function checkItemSize(table: TableDefinition, attrs: Attributes): void {
+function checkItemSize(table: TableDefinition, attrs: Attributes): number {
   const size = itemSize(attrs) + Buffer.byteLength(table.versionAttribute, 'utf8') + numberSize('1');
   if (size > MAX_ITEM_BYTES) {
     throw new ItemTooLargeError(`the item is ${size} bytes as DynamoDB counts them, over its limit of ${MAX_ITEM_BYTES} (400 KB)`, size);
   }
+  return size;
 }
+
+/** From this size (DynamoDB's count) a put's digest is made while DynamoDB stores the item (ItemCache.put). */
+const EARLY_DIGEST_BYTES = 64 * 1024;
 
 function checkIfVersion(options: WriteOptions): void {
   const v = options.ifVersion;
