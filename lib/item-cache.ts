@@ -3,7 +3,11 @@ import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from
 import {
   decodeEntry,
   encodeEntry,
+  entryFromPieces,
   entryOf,
+  entryPieces,
+  sameSpelling,
+  spelledEntryOf,
   fromAttributes,
   hasNestedNumbers,
   normalizeAttributes,
@@ -335,22 +339,36 @@ export class ItemCache {
       // DynamoDB stores it: of the first attempt's item, once its request is on its way (the SDK
       // sends it within the microtasks and next ticks before an immediate), kept if that attempt is
       // the one that wrote it.
+      // So is the text of each of its attributes in the entry (entryPieces), for a read-back that
+      // answers the item spelling for spelling as written (below).
       let first: Attributes | undefined;
       let early: string | undefined;
+      let pieces: Map<string, string> | undefined;
       const sending = size < EARLY_DIGEST_BYTES ? undefined : (item: Attributes) => void (first ??= item);
       const putting = this.store.put(rk, attrs, { ...options, hint, deadline, sending });
       if (first !== undefined) {
         putting.catch(() => undefined); // awaited below; not unhandled while the digest is made
         await new Promise<void>((resolve) => setImmediate(resolve));
         early = spelledItemDigest(first);
+        pieces = entryPieces(first, def.versionAttribute);
       }
       const written = await putting;
-      const digest = written === first && early !== undefined ? early : spelledItemDigest(written);
+      const ours = written === first;
+      const digest = ours && early !== undefined ? early : spelledItemDigest(written);
       if (!hasNestedNumbers(written)) return writeOutcome(def, written, digest);
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
-      if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) return writeOutcome(def, stored, digest);
+      if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) {
+        // Answered as written, every attribute (DynamoDB's order may differ): the entry from the
+        // pieces, and an answer whose numbers are all DynamoDB's spelling (written's, toAttributes').
+        if (ours && pieces !== undefined && sameAttributesSpelled(stored, written)) {
+          const { item, version } = spelledEntryOf(stored, def.versionAttribute);
+          const entry = { data: entryFromPieces(stored, pieces), version: String(versionOf(def, stored)), digest };
+          return { result: { item, version }, entry };
+        }
+        return writeOutcome(def, stored, digest);
+      }
       // Not ours (see ARCHITECTURE.md, "A put's answer after a delete and re-create"): no entry.
       return { result: entryOf(written, def.versionAttribute), entry: undefined };
     });
@@ -509,6 +527,16 @@ export class ItemCache {
     await this.shards.close();
     this.store.client.destroy();
   }
+}
+
+/** Every attribute of `stored` is `written`'s, spelling for spelling (sameSpelling), and no other. */
+function sameAttributesSpelled(stored: Attributes, written: Attributes): boolean {
+  let count = 0;
+  for (const name in stored) {
+    if (!sameSpelling(stored[name], written[name])) return false;
+    count++;
+  }
+  return count === Object.keys(written).length;
 }
 
 /** `digest`: the item's digest when the caller has it (itemDigest of the same item). */

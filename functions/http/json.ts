@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
-import { SpelledNumber } from '../../lib/codec.ts';
+import { holdsSpelledNumbers, SpelledNumber } from '../../lib/codec.ts';
 import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.ts';
 
 /**
@@ -443,21 +443,24 @@ export class JsonText {
  */
 export function itemJsonText(item: Item): string {
   const out: string[] = [];
-  writeNativeMap(item, out);
+  // An item the library made from numbers all in DynamoDB's spelling (a write's answer read back as
+  // written, lib/codec.ts spelledEntryOf): each is a JSON number already, not checked again.
+  writeNativeMap(item, out, holdsSpelledNumbers(item));
   return out.join('');
 }
 
-/** A native value as valueToJson then write would put it. */
-function writeNative(v: unknown, out: string[]): void {
+/** A native value as valueToJson then write would put it; `spelled`: every NumberValue in it is DynamoDB's spelling. */
+function writeNative(v: unknown, out: string[], spelled: boolean): void {
   if (typeof v !== 'object' || v === null || v instanceof NumberValue) {
-    write(typeof v === 'bigint' ? new NumberValue(v.toString()) : v, out);
+    if (spelled && v instanceof NumberValue) out.push(v.value);
+    else write(typeof v === 'bigint' ? new NumberValue(v.toString()) : v, out);
   } else if (Array.isArray(v)) {
     out.push('[');
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out.push(',');
       const x: unknown = v[i];
       if (x === undefined) out.push('null');
-      else writeNative(x, out);
+      else writeNative(x, out, spelled);
     }
     out.push(']');
   } else if (v instanceof Uint8Array || v instanceof Set) {
@@ -466,14 +469,14 @@ function writeNative(v: unknown, out: string[]): void {
     const only = soleKey(v);
     if (only !== undefined && TAGS.has(only)) {
       out.push('{"$map":');
-      writeNativeMap(v as Item, out);
+      writeNativeMap(v as Item, out, spelled);
       out.push('}');
-    } else writeNativeMap(v as Item, out);
+    } else writeNativeMap(v as Item, out, spelled);
   }
 }
 
 /** A map's attributes as itemToJson then write would put them (an undefined value is left out). */
-function writeNativeMap(item: Item, out: string[]): void {
+function writeNativeMap(item: Item, out: string[], spelled: boolean): void {
   out.push('{');
   let first = true;
   for (const [k, x] of Object.entries(item)) {
@@ -481,7 +484,7 @@ function writeNativeMap(item: Item, out: string[]): void {
     if (!first) out.push(',');
     first = false;
     out.push(JSON.stringify(k), ':');
-    writeNative(x, out);
+    writeNative(x, out, spelled);
   }
   out.push('}');
 }
@@ -500,6 +503,9 @@ export function stringifyJson(value: unknown): string {
 function write(v: unknown, out: string[]): void {
   if (v instanceof JsonText) {
     out.push(v.text);
+  } else if (v instanceof SpelledNumber) {
+    // Checked to be DynamoDB's spelling when it was made, and frozen: a JSON number (no exponent).
+    out.push(v.value);
   } else if (v instanceof NumberValue) {
     // DynamoDB's spelling is already a JSON number; anything else is brought into it.
     out.push(JSON_NUMBER.test(v.value) ? v.value : normalizeNumber(v.value, 'number'));

@@ -18,6 +18,8 @@ import { NumberValue, type ItemCache } from '../../lib/index.ts';
 import { parkInvalidation } from '../../lib/stream/parking.ts';
 import { recordedState } from '../../lib/stream/recorded.ts';
 import { itemDigest } from '../../lib/digest.ts';
+import { encodeEntry, entryOf } from '../../lib/codec.ts';
+import { ENTRY_TAG_LENGTH } from '../../lib/cache/scripts.ts';
 import { createStreamHandler, type StreamHandler } from '../../functions/stream.ts';
 import { createReplayHandler } from '../../functions/replay.ts';
 
@@ -126,6 +128,10 @@ describe('keeping what the library’s own writes store (issue 13)', () => {
     const first = await cache.put('orders', item('first'));
     const retried = await cache.put('orders', item('retried'));
     // Assess
+    const firstStored = await stack.dynamo.send(
+      new GetItemCommand({ TableName: ordersTable, Key: { customerId: { S: 'large' }, orderId: { S: 'first' } }, ConsistentRead: true }),
+    );
+    assert.deepStrictEqual(first, entryOf(firstStored.Item ?? {}, '_version'), 'the answer is the stored item');
     assert.equal(first.version, 1);
     assert.equal(retried.version, 6, 'the first attempt lost its version race');
     for (const orderId of ['first', 'retried']) {
@@ -135,6 +141,11 @@ describe('keeping what the library’s own writes store (issue 13)', () => {
       const fields = await entryFields(cache, cache.resolve('orders', key(orderId)));
       assert.ok(stored.Item !== undefined && fields.d !== undefined, `${orderId}: stored and cached`);
       assert.equal(fields.g, itemDigest(stored.Item), `${orderId}: the entry's digest is the stored item's`);
+      const data = encodeEntry(stored.Item, '_version');
+      assert.ok(
+        fields.d.endsWith(data) && fields.d.length === ENTRY_TAG_LENGTH + data.length,
+        `${orderId}: the entry is the stored item's`,
+      );
       assert.equal((await cache.get('orders', key(orderId))).cache, 'hit');
     }
   });

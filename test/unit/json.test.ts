@@ -17,7 +17,8 @@ import {
   parseJsonExact,
   stringifyJson,
 } from '../../functions/http/json.ts';
-import { entryOf } from '../../lib/codec.ts';
+import { entryOf, spelledEntryOf } from '../../lib/codec.ts';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SpelledNumber, toAttributes } from '../../lib/codec.ts';
 import { canonicalDigits, MAX_NUMBER_LENGTH, tryNormalizeNumber } from '../../lib/numbers.ts';
 import { NumberValue, ValidationError } from '../../lib/index.ts';
@@ -305,6 +306,36 @@ describe('itemJsonText: the answer in one walk', () => {
         assert.equal(stringifyJson(new JsonText(itemJsonText(it))), want);
       }),
       { numRuns: 3000 },
+    );
+  });
+
+  test('property: an item of numbers all in DynamoDB’s spelling (spelledEntryOf) is answered with the text of the checked path', () => {
+    const number = fc.constantFrom(
+      '1.5',
+      '-2',
+      '0',
+      '0.0000001',
+      '123456789012345678901234567890',
+      `-0.${'0'.repeat(129)}12345678901234567890123456789012345678`,
+    );
+    const av = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        fc.record({ S: fc.string({ maxLength: 4 }) }),
+        fc.record({ N: number }),
+        fc.record({ NS: fc.uniqueArray(number, { minLength: 1, maxLength: 3 }) }),
+        fc.record({ B: fc.uint8Array({ maxLength: 3 }) }),
+        fc.constant({ NULL: true }),
+        fc.record({ L: fc.array(tie('value'), { maxLength: 4 }) }),
+        fc.record({ M: fc.dictionary(fc.constantFrom('$map', '$set', 'a', 'b'), tie('value'), { maxKeys: 2 }) }),
+      ),
+    })).value as fc.Arbitrary<AttributeValue>;
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom('a', 'b', '$base64', 'v'), av, { maxKeys: 3 }), (attrs) => {
+        const want = stringifyJson(itemToJson(entryOf(attrs, 'v').item));
+        assert.equal(itemJsonText(spelledEntryOf(attrs, 'v').item), want);
+      }),
+      { numRuns: 1000 },
     );
   });
 
