@@ -355,18 +355,17 @@ export class ItemCache {
       const written = await putting;
       const ours = written === first;
       const digest = ours && early !== undefined ? early : spelledItemDigest(written);
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written, digest);
+      if (!hasNestedNumbers(written)) {
+        if (ours && pieces !== undefined) return spelledOutcome(def, written, pieces, digest);
+        return writeOutcome(def, written, digest);
+      }
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
       if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) {
         // Answered as written, every attribute (DynamoDB's order may differ): the entry from the
         // pieces, and an answer whose numbers are all DynamoDB's spelling (written's, toAttributes').
-        if (ours && pieces !== undefined && sameAttributesSpelled(stored, written)) {
-          const { item, version } = spelledEntryOf(stored, def.versionAttribute);
-          const entry = { data: entryFromPieces(stored, pieces), version: String(versionOf(def, stored)), digest };
-          return { result: { item, version }, entry };
-        }
+        if (ours && pieces !== undefined && sameAttributesSpelled(stored, written)) return spelledOutcome(def, stored, pieces, digest);
         return writeOutcome(def, stored, digest);
       }
       // Not ours (see ARCHITECTURE.md, "A put's answer after a delete and re-create"): no entry.
@@ -527,6 +526,20 @@ export class ItemCache {
     await this.shards.close();
     this.store.client.destroy();
   }
+}
+
+/**
+ * writeOutcome of `av`, whose every number is in DynamoDB's spelling and whose attributes are,
+ * spelling for spelling, those `pieces` was made of (entryPieces), in any order.
+ */
+function spelledOutcome(
+  table: TableDefinition,
+  av: Attributes,
+  pieces: ReadonlyMap<string, string>,
+  digest: string,
+): { result: WriteResult; entry: CacheEntry } {
+  const { item, version } = spelledEntryOf(av, table.versionAttribute);
+  return { result: { item, version }, entry: { data: entryFromPieces(av, pieces), version: String(versionOf(table, av)), digest } };
 }
 
 /** Every attribute of `stored` is `written`'s, spelling for spelling (sameSpelling), and no other. */

@@ -18,7 +18,7 @@ import { NumberValue, type ItemCache } from '../../lib/index.ts';
 import { parkInvalidation } from '../../lib/stream/parking.ts';
 import { recordedState } from '../../lib/stream/recorded.ts';
 import { itemDigest } from '../../lib/digest.ts';
-import { encodeEntry, entryOf } from '../../lib/codec.ts';
+import { encodeEntry, entryOf, toAttributes } from '../../lib/codec.ts';
 import { ENTRY_TAG_LENGTH } from '../../lib/cache/scripts.ts';
 import { createStreamHandler, type StreamHandler } from '../../functions/stream.ts';
 import { createReplayHandler } from '../../functions/replay.ts';
@@ -127,6 +127,8 @@ describe('keeping what the library’s own writes store (issue 13)', () => {
     // Act
     const first = await cache.put('orders', item('first'));
     const retried = await cache.put('orders', item('retried'));
+    const flatItem = { ...key('flat'), s: 'x'.repeat(70_000), n: new NumberValue(long) };
+    const flat = await cache.put('orders', flatItem);
     // Assess
     const firstStored = await stack.dynamo.send(
       new GetItemCommand({ TableName: ordersTable, Key: { customerId: { S: 'large' }, orderId: { S: 'first' } }, ConsistentRead: true }),
@@ -134,6 +136,12 @@ describe('keeping what the library’s own writes store (issue 13)', () => {
     assert.deepStrictEqual(first, entryOf(firstStored.Item ?? {}, '_version'), 'the answer is the stored item');
     assert.equal(first.version, 1);
     assert.equal(retried.version, 6, 'the first attempt lost its version race');
+    // Not read back (no nested numbers): the entry is the written item's, in its own order, as before.
+    const flatFields = await entryFields(cache, cache.resolve('orders', key('flat')));
+    const flatData = encodeEntry({ ...toAttributes(flatItem), _version: { N: '1' } }, '_version');
+    assert.equal(flatFields.d?.slice(ENTRY_TAG_LENGTH), flatData);
+    assert.equal(flatFields.g, itemDigest({ ...toAttributes(flatItem), _version: { N: '1' } }));
+    assert.deepStrictEqual(flat, entryOf({ ...toAttributes(flatItem), _version: { N: '1' } }, '_version'));
     for (const orderId of ['first', 'retried']) {
       const stored = await stack.dynamo.send(
         new GetItemCommand({ TableName: ordersTable, Key: { customerId: { S: 'large' }, orderId: { S: orderId } }, ConsistentRead: true }),
