@@ -199,11 +199,8 @@ export class ItemStore {
   /**
    * Replaces the item. The new version is the old one + 1, made atomic by a condition on the old
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
-   * failed condition returns the current item).
-   */
-  /**
-   * `sending`: told each attempt's item as it is sent (the item returned is the one of the attempt that
-   * succeeded, the very object).
+   * failed condition returns the current item). `sending` is told each attempt's item as it is
+   * sent; the item returned is the very object of the attempt that wrote it.
    */
   async put(
     rk: ResolvedKey,
