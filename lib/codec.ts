@@ -288,13 +288,22 @@ function isPlainJson(av: AttributeValue): boolean {
  * encodeAttributes). Both decode to what fromAttributes gives for DynamoDB's answer (G4).
  */
 export function encodeEntry(av: Attributes, versionAttribute: string): string {
-  const v = av[versionAttribute];
-  const version = v === undefined ? 0 : v.N !== undefined ? Number(v.N) : NaN;
-  const plain = Number.isSafeInteger(version) && version >= 0 && (v === undefined || v.N === String(version));
-  if (plain && Object.entries(av).every(([name, x]) => name === versionAttribute || x === undefined || isPlainJson(x))) {
-    return JSON.stringify([version, fromAttributes(av, versionAttribute)]);
-  }
+  if (isPlainEntry(av, versionAttribute)) return JSON.stringify([entryVersion(av, versionAttribute), fromAttributes(av, versionAttribute)]);
   return encodeAttributes(av);
+}
+
+/** The version attribute as the plain form keeps it (NaN when it is not a number). */
+function entryVersion(av: Attributes, versionAttribute: string): number {
+  const v = av[versionAttribute];
+  return v === undefined ? 0 : v.N !== undefined ? Number(v.N) : NaN;
+}
+
+/** Whether encodeEntry keeps `av` in the plain form. */
+function isPlainEntry(av: Attributes, versionAttribute: string): boolean {
+  const v = av[versionAttribute];
+  const version = entryVersion(av, versionAttribute);
+  const plain = Number.isSafeInteger(version) && version >= 0 && (v === undefined || v.N === String(version));
+  return plain && Object.entries(av).every(([name, x]) => name === versionAttribute || x === undefined || isPlainJson(x));
 }
 
 export interface DecodedEntry {
@@ -386,6 +395,104 @@ export function decodeEntry(text: string, versionAttribute: string): DecodedEntr
 export function entryOf(av: Attributes, versionAttribute: string): DecodedEntry {
   const n = av[versionAttribute]?.N;
   return { item: entryItemOf(av, versionAttribute), version: n === undefined ? 0 : Number(n) };
+}
+
+/**
+ * Items entryOf made from attribute values whose every number is in DynamoDB's spelling (checked by
+ * whoever registered them: sameSpelling against the library's own toAttributes output). The HTTP
+ * answer then writes their numbers as they are (functions/http/json.ts itemJsonText): one item
+ * registered, not each number (issue 18: an answer of thousands of long numbers).
+ */
+const itemsOfSpelledNumbers = new WeakSet<object>();
+
+/** entryOf of attribute values whose numbers are all DynamoDB's spelling, the item registered as such. */
+export function spelledEntryOf(av: Attributes, versionAttribute: string): DecodedEntry {
+  const entry = entryOf(av, versionAttribute);
+  itemsOfSpelledNumbers.add(entry.item);
+  return entry;
+}
+
+/** Whether `item` came from spelledEntryOf: every number in it, at any depth, is in DynamoDB's spelling. */
+export function holdsSpelledNumbers(item: object): boolean {
+  return itemsOfSpelledNumbers.has(item);
+}
+
+/**
+ * Whether `a` (DynamoDB's answer) is `b` (what was written), spelling for spelling: the same type,
+ * the same strings and number spellings, lists and sets in the same order, nested maps with the same
+ * names in the same order. Then JSON.stringify gives both the same text and entryOf the same item.
+ * False whenever in doubt: binary, a type not listed, a value with more than one member.
+ */
+export function sameSpelling(a: AttributeValue | undefined, b: AttributeValue | undefined): boolean {
+  if (a === undefined || b === undefined || !soleMember(a)) return false;
+  if (a.N !== undefined) return a.N === b.N;
+  if (a.S !== undefined) return a.S === b.S;
+  if (a.L !== undefined) {
+    const x = a.L;
+    const y = b.L;
+    if (y === undefined || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (!sameSpelling(x[i], y[i])) return false;
+    return true;
+  }
+  if (a.M !== undefined) {
+    if (b.M === undefined) return false;
+    const x = Object.keys(a.M);
+    const y = Object.keys(b.M);
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) {
+      const name = x[i] as string;
+      if (name !== y[i] || !sameSpelling(a.M[name], b.M[name])) return false;
+    }
+    return true;
+  }
+  if (a.BOOL !== undefined) return a.BOOL === b.BOOL;
+  if (a.NULL !== undefined) return a.NULL === b.NULL;
+  if (a.SS !== undefined) return sameStrings(a.SS, b.SS);
+  if (a.NS !== undefined) return sameStrings(a.NS, b.NS);
+  return false;
+}
+
+function sameStrings(x: string[], y: string[] | undefined): boolean {
+  if (y === undefined || x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Exactly one member set (JSON.stringify writes only the members that are not undefined). */
+function soleMember(av: AttributeValue): boolean {
+  let members = 0;
+  for (const type in av) if ((av as unknown as Record<string, unknown>)[type] !== undefined && ++members > 1) return false;
+  return members === 1;
+}
+
+/**
+ * The JSON text of each top-level attribute of `av` (name → text) when its entry takes the
+ * attribute-value form without binary (encodeEntry: JSON.stringify of the whole map), else
+ * undefined. A map whose every attribute is the same spelling as `av`'s (sameSpelling), in any
+ * order, has the entry entryFromPieces assembles from these (issue 18: a put's entry written while
+ * DynamoDB stores the item, not after its read-back).
+ */
+export function entryPieces(av: Attributes, versionAttribute: string): Map<string, string> | undefined {
+  if (hasBinaryIn(av) || isPlainEntry(av, versionAttribute)) return undefined;
+  const pieces = new Map<string, string>();
+  for (const name of Object.keys(av)) {
+    const value = av[name];
+    if (value !== undefined) pieces.set(name, JSON.stringify(value));
+  }
+  return pieces;
+}
+
+/** encodeEntry(av) from entryPieces of a map of the same attributes and spellings (`av`'s own order). */
+export function entryFromPieces(av: Attributes, pieces: ReadonlyMap<string, string>): string {
+  // Concatenated, not joined: no copy of a megabyte piece here (the Redis client reads the text once).
+  let text = '{';
+  for (const name of Object.keys(av)) {
+    if (av[name] === undefined) continue;
+    const piece = pieces.get(name);
+    if (piece === undefined) throw new Error(`entryFromPieces: no piece for attribute ${JSON.stringify(name)}`);
+    text += `${text.length > 1 ? ',' : ''}${JSON.stringify(name)}:` + piece;
+  }
+  return `${text}}`;
 }
 
 function entryItemOf(map: Attributes, omit?: string): Item {

@@ -3,7 +3,11 @@ import { entryTtlSeconds, fenceTimeMs, loadConfig, mapWaitMs, type Config } from
 import {
   decodeEntry,
   encodeEntry,
+  entryFromPieces,
   entryOf,
+  entryPieces,
+  sameSpelling,
+  spelledEntryOf,
   fromAttributes,
   hasNestedNumbers,
   normalizeAttributes,
@@ -327,18 +331,43 @@ export class ItemCache {
     const rk = this.resolve(def, item, 'item');
     const attrs = checkAttributes(def, item, 'item', false);
     checkIfVersion(options);
-    checkItemSize(def, attrs);
+    const size = checkItemSize(def, attrs);
     return this.writeThrough(rk, async ({ hint, deadline }) => {
-      const written = await this.store.put(rk, attrs, { ...options, hint, deadline });
       // `written` is checkAttributes' output, every number already in DynamoDB's spelling: its
       // digest takes them as they are (issue 18: thousands of numbers), and a read-back of our own
-      // version is the same item, hence the same digest.
-      const digest = spelledItemDigest(written);
-      if (!hasNestedNumbers(written)) return writeOutcome(def, written, digest);
+      // version is the same item, hence the same digest. A large item's digest is made while
+      // DynamoDB stores it: of the first attempt's item, once its request is on its way (the SDK
+      // sends it within the microtasks and next ticks before an immediate), kept if that attempt is
+      // the one that wrote it.
+      // So is the text of each of its attributes in the entry (entryPieces), for a read-back that
+      // answers the item spelling for spelling as written (below).
+      let first: Attributes | undefined;
+      let early: string | undefined;
+      let pieces: Map<string, string> | undefined;
+      const sending = size < EARLY_DIGEST_BYTES ? undefined : (item: Attributes) => void (first ??= item);
+      const putting = this.store.put(rk, attrs, { ...options, hint, deadline, sending });
+      if (first !== undefined) {
+        putting.catch(() => undefined); // awaited below; not unhandled while the digest is made
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        early = spelledItemDigest(first);
+        pieces = entryPieces(first, def.versionAttribute);
+      }
+      const written = await putting;
+      const ours = written === first;
+      const digest = ours && early !== undefined ? early : spelledItemDigest(written);
+      if (!hasNestedNumbers(written)) {
+        if (ours && pieces !== undefined) return spelledOutcome(def, written, pieces, digest);
+        return writeOutcome(def, written, digest);
+      }
       // DynamoDB's spelling of numbers inside maps and lists is its own: read the item back (inside
       // the fence) so the answer and the entry are exactly what later reads return.
       const stored = await this.store.get(rk, deadline);
-      if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) return writeOutcome(def, stored, digest);
+      if (stored !== undefined && versionOf(def, stored) === versionOf(def, written)) {
+        // Answered as written, every attribute (DynamoDB's order may differ): the entry from the
+        // pieces, and an answer whose numbers are all DynamoDB's spelling (written's, toAttributes').
+        if (ours && pieces !== undefined && sameAttributesSpelled(stored, written)) return spelledOutcome(def, stored, pieces, digest);
+        return writeOutcome(def, stored, digest);
+      }
       // Not ours (see ARCHITECTURE.md, "A put's answer after a delete and re-create"): no entry.
       return { result: entryOf(written, def.versionAttribute), entry: undefined };
     });
@@ -499,6 +528,30 @@ export class ItemCache {
   }
 }
 
+/**
+ * writeOutcome of `av`, whose every number is in DynamoDB's spelling and whose attributes are,
+ * spelling for spelling, those `pieces` was made of (entryPieces), in any order.
+ */
+function spelledOutcome(
+  table: TableDefinition,
+  av: Attributes,
+  pieces: ReadonlyMap<string, string>,
+  digest: string,
+): { result: WriteResult; entry: CacheEntry } {
+  const { item, version } = spelledEntryOf(av, table.versionAttribute);
+  return { result: { item, version }, entry: { data: entryFromPieces(av, pieces), version: String(versionOf(table, av)), digest } };
+}
+
+/** Every attribute of `stored` is `written`'s, spelling for spelling (sameSpelling), and no other. */
+function sameAttributesSpelled(stored: Attributes, written: Attributes): boolean {
+  let count = 0;
+  for (const name in stored) {
+    if (!sameSpelling(stored[name], written[name])) return false;
+    count++;
+  }
+  return count === Object.keys(written).length;
+}
+
 /** `digest`: the item's digest when the caller has it (itemDigest of the same item). */
 function toEntry(table: TableDefinition, av: Attributes | undefined, digest?: string): CacheEntry {
   if (av === undefined) return absentEntry;
@@ -620,12 +673,16 @@ function stepField(parent: string, step: string | number): string {
  * several digits is refused by DynamoDB itself, a definite rejection that leaves the cache as it
  * was.
  */
-function checkItemSize(table: TableDefinition, attrs: Attributes): void {
+function checkItemSize(table: TableDefinition, attrs: Attributes): number {
   const size = itemSize(attrs) + Buffer.byteLength(table.versionAttribute, 'utf8') + numberSize('1');
   if (size > MAX_ITEM_BYTES) {
     throw new ItemTooLargeError(`the item is ${size} bytes as DynamoDB counts them, over its limit of ${MAX_ITEM_BYTES} (400 KB)`, size);
   }
+  return size;
 }
+
+/** From this size (DynamoDB's count) a put's digest is made while DynamoDB stores the item (ItemCache.put). */
+const EARLY_DIGEST_BYTES = 64 * 1024;
 
 function checkIfVersion(options: WriteOptions): void {
   const v = options.ifVersion;

@@ -64,6 +64,7 @@ function utf8Length(s: string): number {
 /** A sign, zeros and the point before the first non-zero digit (sticky: no match object is made). */
 const LEADING = /[-0.]*/y;
 const ZERO = 0x30;
+const NINE = 0x39;
 const DOT = 0x2e;
 const MINUS = 0x2d;
 
@@ -80,11 +81,8 @@ export function numberSize(text: string): number {
   const n = text.length;
   let point = text.indexOf('.');
   if (point === -1) point = n;
-  // The first and last non-zero digits, found from each end (the first natively: `0.` and 129
-  // zeros lead the longest spelling); the digits between are not read.
-  LEADING.lastIndex = 0;
-  LEADING.test(text);
-  const first = LEADING.lastIndex;
+  // The first and last non-zero digits, found from each end; the digits between are not read.
+  const first = firstSignificant(text, point);
   if (first === n) return 1;
   let last = n - 1;
   while (isZeroOrDot(text.charCodeAt(last))) last--;
@@ -96,3 +94,29 @@ export function numberSize(text: string): number {
 }
 
 const isZeroOrDot = (c: number): boolean => c === ZERO || c === DOT;
+
+/** Runs of zeros by length, to compare a number's leading zeros with at once. */
+const ZERO_RUNS = Array.from({ length: 257 }, (_, k) => '0'.repeat(k));
+
+/**
+ * Where LEADING stops in `text` (whose point is at `point`, or its length): past the sign, the
+ * zeros and the point. DynamoDB's spelling of a number below 1 (`0.`, zeros, then at most 38
+ * significant digits: the longest spellings there are, `-0.` and 129 zeros leading) has its first
+ * significant digit among its last 38 characters: that one is looked for there, and the zeros
+ * before it compared with a run of zeros at once instead of being read one by one (issue 18: a
+ * body of thousands of such numbers). Any other text, or one this does not confirm, is read by
+ * LEADING as before.
+ */
+function firstSignificant(text: string, point: number): number {
+  const sign = text.charCodeAt(0) === MINUS ? 1 : 0;
+  if (point === sign + 1 && text.charCodeAt(sign) === ZERO) {
+    let i = Math.max(point + 1, text.length - 38);
+    while (text.charCodeAt(i) === ZERO) i++;
+    const c = text.charCodeAt(i);
+    const zeros = i - point - 1;
+    if (c > ZERO && c <= NINE && zeros < ZERO_RUNS.length && text.substring(point + 1, i) === ZERO_RUNS[zeros]) return i;
+  }
+  LEADING.lastIndex = 0;
+  LEADING.test(text);
+  return LEADING.lastIndex;
+}

@@ -28,8 +28,13 @@ const DOT = 0x2e;
  * plus, for the parts ending in a non-zero digit, one step back over the zeros that end the run
  * (issue 18: a body may hold thousands of 170-character spellings, `-0.` and 129 zeros leading).
  */
-/** `0.` and the zeros before the first significant digit (which must follow). */
-const FRACTION_HEAD = /-?0\.0*(?=[1-9])/y;
+/**
+ * `0.` and the zeros before the first significant digit (which must follow). The zeros are read
+ * eight at a time, then up to seven (the same matches as `0*`: irregexp compares a literal block of
+ * eight at once, half the time over the 129 zeros of the longest spelling; bounded after the blocks,
+ * so a failing run of zeros is still read in linear time).
+ */
+const FRACTION_HEAD = /-?0\.(?:00000000)*0{0,7}(?=[1-9])/y;
 /** Significant digits: from a non-zero digit to the last non-zero one of the run. */
 const SIGNIFICANT = /[1-9](?:\d*[1-9])?/y;
 /** An integer part not starting with 0. */

@@ -199,9 +199,14 @@ export class ItemStore {
   /**
    * Replaces the item. The new version is the old one + 1, made atomic by a condition on the old
    * version; the first guess comes from the cache (`hint`), a wrong one costs one retry (the
-   * failed condition returns the current item).
+   * failed condition returns the current item). `sending` is told each attempt's item as it is
+   * sent; the item returned is the very object of the attempt that wrote it.
    */
-  async put(rk: ResolvedKey, base: Attributes, opts: WriteOptions & { hint?: number; deadline: number }): Promise<Attributes> {
+  async put(
+    rk: ResolvedKey,
+    base: Attributes,
+    opts: WriteOptions & { hint?: number; deadline: number; sending?: (item: Attributes) => void },
+  ): Promise<Attributes> {
     const table = rk.table;
     // Each lost race returns the winner's version, so the next try usually wins; under heavy
     // contention keep trying (with a little jitter) until the deadline the writer's fence allows.
@@ -212,6 +217,7 @@ export class ItemStore {
     for (let attempt = 1; ; attempt++) {
       const item: Attributes = { ...base, [table.versionAttribute]: { N: String(expected + 1) } };
       const condition = versionCondition(table, expected, mustExist);
+      opts.sending?.(item);
       try {
         await this.client.send(
           sentOnce(

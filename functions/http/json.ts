@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { NumberValue, ValidationError, canonicalDigits, normalizeNumber, tryNormalizeNumber, type Item } from '../../lib/index.ts';
-import { SpelledNumber } from '../../lib/codec.ts';
+import { holdsSpelledNumbers, SpelledNumber } from '../../lib/codec.ts';
 import { readSpelledNumber, spelledDigits, spelledEnd } from '../../lib/numbers.ts';
 
 /**
@@ -429,6 +429,67 @@ function valueToJson(v: unknown): unknown {
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
+ * JSON text already written (stringifyJson puts it in as it is): an answer's item, written by
+ * itemJsonText, is not built again as a JSON form only to be walked once more.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * stringifyJson(itemToJson(item)), in one walk of the item (issue 18: the answer to a PUT of a
+ * megabyte of numbers is the item again; building its JSON form first was a copy of every list).
+ * test/unit/json.test.ts holds it to the two-step text.
+ */
+export function itemJsonText(item: Item): string {
+  const out: string[] = [];
+  // An item the library made from numbers all in DynamoDB's spelling (a write's answer read back as
+  // written, lib/codec.ts spelledEntryOf): each is a JSON number already, not checked again.
+  writeNativeMap(item, out, holdsSpelledNumbers(item));
+  return out.join('');
+}
+
+/** A native value as valueToJson then write would put it; `spelled`: every NumberValue in it is DynamoDB's spelling. */
+function writeNative(v: unknown, out: string[], spelled: boolean): void {
+  if (typeof v !== 'object' || v === null || v instanceof NumberValue) {
+    if (spelled && v instanceof NumberValue) out.push(v.value);
+    else write(typeof v === 'bigint' ? new NumberValue(v.toString()) : v, out);
+  } else if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out.push(',');
+      const x: unknown = v[i];
+      if (x === undefined) out.push('null');
+      else writeNative(x, out, spelled);
+    }
+    out.push(']');
+  } else if (v instanceof Uint8Array || v instanceof Set) {
+    write(valueToJson(v), out);
+  } else {
+    const only = soleKey(v);
+    if (only !== undefined && TAGS.has(only)) {
+      out.push('{"$map":');
+      writeNativeMap(v as Item, out, spelled);
+      out.push('}');
+    } else writeNativeMap(v as Item, out, spelled);
+  }
+}
+
+/** A map's attributes as itemToJson then write would put them (an undefined value is left out). */
+function writeNativeMap(item: Item, out: string[], spelled: boolean): void {
+  out.push('{');
+  let first = true;
+  for (const [k, x] of Object.entries(item)) {
+    if (x === undefined) continue;
+    if (!first) out.push(',');
+    first = false;
+    out.push(JSON.stringify(k), ':');
+    writeNative(x, out, spelled);
+  }
+  out.push('}');
+}
+
+/**
  * JSON.stringify for answers, except that a NumberValue is written as a bare number with its
  * exact digits (Node 20 has no JSON.rawJSON). Written by hand, so no string value can be confused
  * with a number however it is spelled.
@@ -440,7 +501,12 @@ export function stringifyJson(value: unknown): string {
 }
 
 function write(v: unknown, out: string[]): void {
-  if (v instanceof NumberValue) {
+  if (v instanceof JsonText) {
+    out.push(v.text);
+  } else if (v instanceof SpelledNumber) {
+    // Checked to be DynamoDB's spelling when it was made, and frozen: a JSON number (no exponent).
+    out.push(v.value);
+  } else if (v instanceof NumberValue) {
     // DynamoDB's spelling is already a JSON number; anything else is brought into it.
     out.push(JSON_NUMBER.test(v.value) ? v.value : normalizeNumber(v.value, 'number'));
   } else if (typeof v === 'bigint') {

@@ -9,7 +9,7 @@ import {
   type WriteOptions,
 } from '../../lib/index.ts';
 import type { Reply, Route } from './app.ts';
-import { itemFromJson, itemToJson, stringifyJson } from './json.ts';
+import { itemFromJson, itemJsonText, itemToJson, JsonText, stringifyJson } from './json.ts';
 import {
   decodeCursor,
   encodeCursor,
@@ -51,7 +51,7 @@ function requestKey(req: HttpRequest, table: TableDefinition): ItemKey {
 }
 
 function itemReply(result: { item: Item; version: number }): Reply {
-  return { status: 200, body: itemToJson(result.item), headers: { ETag: etag(result.version) } };
+  return { status: 200, body: new JsonText(itemJsonText(result.item)), headers: { ETag: etag(result.version) } };
 }
 
 /** GET on an item path: the item, or, for `/items/{hash}` of a table with a range key, a page of that partition. */

@@ -217,7 +217,9 @@ if d then redis.call('HSET', k, 'h', d, 'hv', f[2] or '', 'hg', f[3] or '', 'hs'
 redis.call('HSET', k, 'w', ARGV[1], 'f:' .. ARGV[1], mine, 'pd', latest)
 extend(k, latest - now + 1000)
 if not d then return '' end
-if string.sub(d, #tag + 1) == '-' then return '0' end
+-- Not-found is the tag and '-': told by length and last byte, not by a substring (Lua would copy an
+-- entry of a megabyte for it, issue 18).
+if #d == #tag + 1 and string.sub(d, -1) == '-' then return '0' end
 return f[2] or ''
 `;
 

@@ -14,9 +14,12 @@ import { batch } from '../helpers/stream-records.ts';
 import { localDynamoClientConfig } from '../helpers/dynamodb-local.ts';
 import { entryFields, faultyDynamoClient, streamRecord } from '../helpers/faults.ts';
 import { StreamFeed } from '../../infra/local/stream-feed.ts';
-import type { ItemCache } from '../../lib/index.ts';
+import { NumberValue, type ItemCache } from '../../lib/index.ts';
 import { parkInvalidation } from '../../lib/stream/parking.ts';
 import { recordedState } from '../../lib/stream/recorded.ts';
+import { itemDigest } from '../../lib/digest.ts';
+import { encodeEntry, entryOf, toAttributes } from '../../lib/codec.ts';
+import { ENTRY_TAG_LENGTH } from '../../lib/cache/scripts.ts';
 import { createStreamHandler, type StreamHandler } from '../../functions/stream.ts';
 import { createReplayHandler } from '../../functions/replay.ts';
 
@@ -104,6 +107,55 @@ describe('keeping what the library’s own writes store (issue 13)', () => {
     assert.equal(upd.version, 2);
     assert.equal(del.item, undefined);
     assert.equal(gets() - before, 0, 'no DynamoDB read');
+  });
+
+  test('a large item’s entry carries the digest of what was stored, whether its first attempt wrote it or a retry did', async () => {
+    // Prepare: items over 64 KB as DynamoDB counts them (their digest is made while DynamoDB stores
+    // them), with numbers inside a list and a map (so read back); in the orders table, whose records
+    // nobody feeds to the consumer here. `retried` exists already at version 5 while the cache knows
+    // nothing of it, so the put's first attempt (version 0 expected) loses and a second one writes 6.
+    const long = `-0.${'0'.repeat(129)}12345678901234567890123456789012345678`;
+    const key = (orderId: string) => ({ customerId: 'large', orderId });
+    const item = (orderId: string) => ({ ...key(orderId), s: 'x'.repeat(70_000), l: [1.5, 2, '3'], m: { n: [new NumberValue(long)] } });
+    const ordersTable = `${stack.prefix}orders`;
+    await stack.dynamo.send(
+      new PutItemCommand({
+        TableName: ordersTable,
+        Item: { customerId: { S: 'large' }, orderId: { S: 'retried' }, _version: { N: '5' }, s: { S: 'old' } },
+      }),
+    );
+    // Act
+    const first = await cache.put('orders', item('first'));
+    const retried = await cache.put('orders', item('retried'));
+    const flatItem = { ...key('flat'), s: 'x'.repeat(70_000), n: new NumberValue(long) };
+    const flat = await cache.put('orders', flatItem);
+    // Assess
+    const firstStored = await stack.dynamo.send(
+      new GetItemCommand({ TableName: ordersTable, Key: { customerId: { S: 'large' }, orderId: { S: 'first' } }, ConsistentRead: true }),
+    );
+    assert.deepStrictEqual(first, entryOf(firstStored.Item ?? {}, '_version'), 'the answer is the stored item');
+    assert.equal(first.version, 1);
+    assert.equal(retried.version, 6, 'the first attempt lost its version race');
+    // Not read back (no nested numbers): the entry is the written item's, in its own order, as before.
+    const flatFields = await entryFields(cache, cache.resolve('orders', key('flat')));
+    const flatData = encodeEntry({ ...toAttributes(flatItem), _version: { N: '1' } }, '_version');
+    assert.equal(flatFields.d?.slice(ENTRY_TAG_LENGTH), flatData);
+    assert.equal(flatFields.g, itemDigest({ ...toAttributes(flatItem), _version: { N: '1' } }));
+    assert.deepStrictEqual(flat, entryOf({ ...toAttributes(flatItem), _version: { N: '1' } }, '_version'));
+    for (const orderId of ['first', 'retried']) {
+      const stored = await stack.dynamo.send(
+        new GetItemCommand({ TableName: ordersTable, Key: { customerId: { S: 'large' }, orderId: { S: orderId } }, ConsistentRead: true }),
+      );
+      const fields = await entryFields(cache, cache.resolve('orders', key(orderId)));
+      assert.ok(stored.Item !== undefined && fields.d !== undefined, `${orderId}: stored and cached`);
+      assert.equal(fields.g, itemDigest(stored.Item), `${orderId}: the entry's digest is the stored item's`);
+      const data = encodeEntry(stored.Item, '_version');
+      assert.ok(
+        fields.d.endsWith(data) && fields.d.length === ENTRY_TAG_LENGTH + data.length,
+        `${orderId}: the entry is the stored item's`,
+      );
+      assert.equal((await cache.get('orders', key(orderId))).cache, 'hit');
+    }
   });
 
   test('G2: an out-of-band change of content under the same version reaches readers within the stream lag', async () => {

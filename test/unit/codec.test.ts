@@ -8,13 +8,18 @@ import {
   encodeAttributes,
   encodeEntry,
   encodeItem,
+  entryFromPieces,
   entryOf,
+  entryPieces,
   fromAttributes,
   holdsDecodedNumberValue,
+  holdsSpelledNumbers,
   MAX_ENTRY_LENGTH,
   MAX_ITEM_DEPTH,
   normalizeAttributes,
+  sameSpelling,
   SpelledNumber,
+  spelledEntryOf,
   toAttributes,
   toNativeNumber,
   UnreadableEntryError,
@@ -507,5 +512,98 @@ describe('SpelledNumber: a spelling the HTTP parse checked', () => {
     }, TypeError);
     // A caller's NumberValue is still checked and spelled by the library.
     assert.deepStrictEqual(toAttributes({ n: new NumberValue('1.50') }), { n: { N: '1.5' } });
+  });
+});
+
+describe('a put’s entry from its written item: sameSpelling, entryPieces, entryFromPieces, spelledEntryOf', () => {
+  const W = '_version';
+  const number = fc.constantFrom(
+    '1.5',
+    '-2',
+    '0',
+    '100',
+    '0.0000001',
+    `-0.${'0'.repeat(129)}12345678901234567890123456789012345678`,
+    '12345678901234567890',
+  );
+  const name = fc.constantFrom('a', 'b', '__proto__', 'constructor', 'toJSON', 'N', '1', '10', '', 'é');
+  const arbitraries = (binary: boolean) =>
+    fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        fc.record({ S: fc.string() }),
+        fc.record({ N: number }),
+        fc.record({ BOOL: fc.boolean() }),
+        fc.constant({ NULL: true }),
+        fc.record({ SS: fc.uniqueArray(fc.string(), { minLength: 1, maxLength: 3 }) }),
+        fc.record({ NS: fc.uniqueArray(number, { minLength: 1, maxLength: 3 }) }),
+        ...(binary ? [fc.record({ B: fc.uint8Array({ maxLength: 4 }) })] : []),
+        fc.record({ L: fc.array(tie('value'), { maxLength: 3 }) }),
+        fc.record({ M: fc.dictionary(name, tie('value'), { maxKeys: 3 }) }),
+      ),
+    })).value as fc.Arbitrary<AttributeValue>;
+  /** A deep copy (every string a fresh one, as the SDK's answer), the top-level names in another order. */
+  const answered = (av: Record<string, AttributeValue>, order: number[]): Record<string, AttributeValue> => {
+    const names = Object.keys(av);
+    const out: Record<string, AttributeValue> = {};
+    const copy = (n: string) =>
+      Object.defineProperty(out, n, {
+        value: decodeAttributes(JSON.stringify({ x: av[n] })).x,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    for (const i of order) {
+      const n = names[i % names.length] as string;
+      if (!Object.hasOwn(out, n)) copy(n);
+    }
+    for (const n of names) if (!Object.hasOwn(out, n)) copy(n);
+    return out;
+  };
+  const items = (binary: boolean) =>
+    fc
+      .tuple(fc.dictionary(name, arbitraries(binary), { maxKeys: 4 }), fc.constantFrom('1', '7'), fc.array(fc.nat(), { maxLength: 6 }))
+      .map(([av, v, order]) => {
+        const item: Record<string, AttributeValue> = { ...(av as Record<string, AttributeValue>), [W]: { N: v } };
+        return { item, stored: answered(item, order) };
+      });
+
+  test('property: DynamoDB’s answer spelled as written, in any order of names, has the entry and the item the written item’s pieces give', () => {
+    fc.assert(
+      fc.property(items(false), ({ item, stored }) => {
+        for (const n of Object.keys(item)) assert.ok(sameSpelling(stored[n], item[n]), n);
+        const pieces = entryPieces(item, W);
+        if (pieces !== undefined) assert.equal(entryFromPieces(stored, pieces), encodeEntry(stored, W));
+        else assert.ok(encodeEntry(item, W).startsWith('['), 'only the plain form has no pieces (no binary here)');
+        const spelled = spelledEntryOf(stored, W);
+        assert.deepStrictEqual(spelled, entryOf(stored, W));
+        assert.ok(holdsSpelledNumbers(spelled.item));
+        assert.ok(!holdsSpelledNumbers(entryOf(stored, W).item));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('property: an item holding binary has no pieces', () => {
+    fc.assert(
+      fc.property(items(true), ({ item }) => {
+        if (JSON.stringify(item).includes('"B":')) assert.equal(entryPieces(item, W), undefined);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('sameSpelling: another spelling, order, type or member count is not the same', () => {
+    const long = `-0.${'0'.repeat(129)}1`;
+    assert.ok(sameSpelling({ L: [{ N: long }, { S: 'a' }] }, { L: [{ N: `-0.${'0'.repeat(129)}1` }, { S: 'a' }] }));
+    assert.ok(!sameSpelling({ N: '1E-7' }, { N: '0.0000001' }));
+    assert.ok(!sameSpelling({ NS: ['1E-7', '2'] }, { NS: ['0.0000001', '2'] }));
+    assert.ok(!sameSpelling({ NS: ['2', '1'] }, { NS: ['1', '2'] }));
+    assert.ok(!sameSpelling({ M: { a: { N: '1' }, b: { N: '2' } } }, { M: { b: { N: '2' }, a: { N: '1' } } }));
+    assert.ok(!sameSpelling({ L: [{ N: '1' }] }, { L: [{ N: '1' }, { N: '1' }] }));
+    assert.ok(!sameSpelling({ S: '1' }, { N: '1' }));
+    assert.ok(!sameSpelling({ N: '1', S: 'x' } as unknown as AttributeValue, { N: '1' }));
+    assert.ok(!sameSpelling({ B: bytes(1) }, { B: bytes(1) }));
+    assert.ok(!sameSpelling(undefined, { N: '1' }));
   });
 });

@@ -196,3 +196,62 @@ describe("readSpelledNumber: DynamoDB's spelling read in place, in a longer text
     );
   });
 });
+
+describe('readSpelledNumber: the zeros of `0.` read eight at a time', () => {
+  /** readSpelledNumber as it was at 6c8102a (the zeros of `0.` read one by one), the reference. */
+  function readSpelledNumberByOne(text: string, start: number): number {
+    const FRACTION_HEAD = /-?0\.0*(?=[1-9])/y;
+    const SIGNIFICANT = /[1-9](?:\d*[1-9])?/y;
+    const INTEGER = /-?[1-9]\d*/y;
+    const FRACTION = /\.\d*[1-9]/y;
+    const pack = (end: number, digits: number) => end * 64 + digits;
+    const sign = text.charCodeAt(start) === 0x2d ? 1 : 0;
+    if (text.charCodeAt(start + sign) === 0x30) {
+      FRACTION_HEAD.lastIndex = start;
+      if (!FRACTION_HEAD.test(text)) return sign === 0 ? pack(start + 1, 0) : -1;
+      const first = FRACTION_HEAD.lastIndex;
+      SIGNIFICANT.lastIndex = first;
+      SIGNIFICANT.test(text);
+      const end = SIGNIFICANT.lastIndex;
+      const high = start + sign + 1 - first;
+      return end - first <= 38 && high >= -130 ? pack(end, end - first) : -1;
+    }
+    INTEGER.lastIndex = start;
+    if (!INTEGER.test(text)) return -1;
+    const integerEnd = INTEGER.lastIndex;
+    const high = integerEnd - start - sign - 1;
+    if (high > 125) return -1;
+    if (text.charCodeAt(integerEnd) === 0x2e) {
+      FRACTION.lastIndex = integerEnd;
+      if (FRACTION.test(text)) {
+        const end = FRACTION.lastIndex;
+        const digits = end - start - sign - 1;
+        return digits <= 38 ? pack(end, digits) : -1;
+      }
+    }
+    let last = integerEnd;
+    while (text.charCodeAt(last - 1) === 0x30) last--;
+    const digits = last - start - sign;
+    return digits <= 38 ? pack(integerEnd, digits) : -1;
+  }
+
+  test('property: the same answer as reading the zeros one by one, at any offset of any text', () => {
+    const zerosFirst = fc
+      .tuple(
+        fc.constantFrom('', '-', 'x', '1', '-1'),
+        fc.integer({ min: 0, max: 300 }),
+        fc.string({ unit: fc.constantFrom('0', '0', '1', '9', '.', 'e', '-', ','), maxLength: 60, size: 'max' }),
+      )
+      .map(([lead, zeros, tail]) => `${lead}0.${'0'.repeat(zeros)}${tail}`);
+    fc.assert(
+      fc.property(
+        fc.oneof(zerosFirst, fc.string({ unit: fc.constantFrom('0', '.', '-', '1', 'x'), maxLength: 40, size: 'max' })),
+        fc.nat({ max: 3 }),
+        (text, start) => {
+          assert.equal(readSpelledNumber(text, start), readSpelledNumberByOne(text, start), `${text} @${start}`);
+        },
+      ),
+      { numRuns: 10000 },
+    );
+  });
+});
