@@ -625,7 +625,11 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       };
       const worker = new Worker(new URL('./boot.mjs', import.meta.url), {
         workerData: wc,
-        env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+        env: {
+          ...process.env,
+          POWERTOOLS_LOG_LEVEL: process.env.CONSISTENCY_LOG_LEVEL ?? 'SILENT',
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        },
       });
       const c = new ContainerThread(client, worker);
       containers.push(c);
