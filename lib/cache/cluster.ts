@@ -259,9 +259,8 @@ export class ClusterMap {
       }
     }
     for (const node of owing) {
-      node.fail(new Error('invalidations owed to a node retired from the topology'), 'retired-dirty');
-      // Delivered as soon as the node can take them, not at its next probe only.
-      void node.probeNow();
+      // Delivered as soon as the node can take them, not at its next probe only; writes still go to it.
+      node.owe('invalidations owed to a node retired from the topology');
     }
   }
 

@@ -139,6 +139,8 @@ const FIRST_REPROBE_MS = 100;
 
 /** A verification found the node a replica (cluster mode: a failover under way). */
 class NotPrimary extends Error {}
+/** A probe's repair ended with keys owed still (they went dirty during it): the node answered. */
+class StillOwed extends Error {}
 /** How long a suspect node's connection stays mute before it is given up for a new one (a black hole). */
 const SILENT_MS_BEFORE_RECONNECT = 10_000;
 /** Rounds of dirty-key repair a probe makes while keys keep going dirty under it. */
@@ -424,6 +426,30 @@ export class CacheNode {
     return this.tag;
   }
 
+  /**
+   * Down only for invalidations owed here that it has not taken yet (cluster mode: a retired node's,
+   * handed over, `owe`): it answers, so a write still begins on it (its begin sets its own key's entry
+   * aside) and an invalidation is still sent; reads do not trust it until the repair. A write that
+   * waited for the repair would be refused whenever more keys are handed over meanwhile, as writers
+   * of the old primary keep doing for a moment after a failover.
+   */
+  get owesOnly(): boolean {
+    return this.state === 'down' && this.owing;
+  }
+  private owing = false;
+
+  /**
+   * Cluster mode: invalidations of a retired node handed over to this one (cluster.ts `handOver`),
+   * already in its dirty keys: down until they are delivered (R6), writes still taken (owesOnly), the
+   * repair asked for now. A node already down for another failure stays as it was.
+   */
+  owe(reason: string): void {
+    if (this.retired || (this.state === 'down' && !this.owing)) return;
+    this.fail(new Error(reason), 'retired-dirty');
+    this.owing = true;
+    void this.probeNow();
+  }
+
   /** Invalidations and fills may be sent (up or starting). */
   get writable(): boolean {
     this.refresh();
@@ -484,7 +510,9 @@ export class CacheNode {
       return;
     }
     // Retired from the topology: nothing is asked of it again (its verification still ends in a failure).
-    if (this.state === 'down' || this.retired) return;
+    // Down only for what it owes (owe): a failure of its own makes it down as any other.
+    if ((this.state === 'down' && !this.owing) || this.retired) return;
+    this.owing = false;
     const now = this.clock();
     this.setState('down');
     this.lastCheck = now;
@@ -600,7 +628,7 @@ export class CacheNode {
       if (!(await this.verify())) throw this.lastVerifyError ?? new Error('epoch not verified');
       await this.repairDirty();
       // Nothing may go dirty between this check and the transition (no await between them).
-      if (this.dirty.size > 0 || this.dirty.needsFlush) throw new Error('keys went dirty during the repair');
+      if (this.dirty.size > 0 || this.dirty.needsFlush) throw new StillOwed('keys went dirty during the repair');
       const stalledOnly = this.suspect && this.connection === this.failedOnConnection && this.runId === runIdBefore;
       this.setState(stalledOnly || this.settings.startCycles === 0 ? 'up' : 'starting');
       return true;
@@ -611,6 +639,7 @@ export class CacheNode {
   }
 
   private afterFailedProbe(err: unknown): void {
+    if (!(err instanceof StillOwed)) this.owing = false;
     if (err instanceof NoAnswer && this.suspect && this.lastCheck - this.suspectSince >= SILENT_MS_BEFORE_RECONNECT) {
       // A silent network drop leaves the socket open and mute until TCP gives up (many minutes): a new
       // connection may reach the node now. The node then goes through starting, as after any reconnect.
@@ -850,6 +879,7 @@ export class CacheNode {
   }
 
   private setState(next: Exclude<NodeStatus, 'settling'>): void {
+    if (next !== 'down') this.owing = false;
     if (next === this.state) return;
     this.state = next;
     this.since = this.clock();

@@ -608,8 +608,11 @@ export class CacheProtocol {
   private async beginOn(node: CacheNode, key: string, stamp: string): Promise<Begin> {
     const { fenceMs, commandTimeoutMs } = this.settings;
     let failure: unknown = new Error('node is down');
-    if (!node.writable) await node.probeNow();
-    if (node.writable) {
+    // A node down only for invalidations owed to it answers: the write begins there (node.ts owesOnly)
+    // while the repair goes on.
+    if (node.owesOnly) void node.probeNow();
+    else if (!node.writable) await node.probeNow();
+    if (node.writable || node.owesOnly) {
       // A verification in flight is waited for apart (its own commands are bounded): a primary that lost
       // its lowest slot to a migration seals again, and a strict write is not refused for that wait.
       await node.verification();
@@ -767,8 +770,8 @@ export class CacheProtocol {
     recorded: RecordedState | undefined,
   ): Promise<InvalidationOutcome | CacheUnavailableError> {
     let failure: unknown = new Error('node is down');
-    if (!node.writable) await node.probeNow();
-    if (node.writable) {
+    if (!node.writable && !node.owesOnly) await node.probeNow();
+    if (node.writable || node.owesOnly) {
       const deadline = deadlineClock() + this.settings.commandTimeoutMs;
       let answered = node;
       try {

@@ -14,7 +14,8 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, info, keyOn, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
+import { call, info, keyOn, relearn, useClusterFixture, warm, type SlotRanges } from '../helpers/cluster-fixture.ts';
+import { slotOf } from '../../lib/cache/slots.ts';
 import { deadlineClock } from '../../lib/clock.ts';
 
 describe('cluster mode: the first strict write after a failover', () => {
@@ -98,5 +99,63 @@ describe('cluster mode: the first strict write after a failover', () => {
     // Assess: the promoted replica answers, so the write is accepted (README, "Cluster mode, per target").
     assert.equal(outcome, 'accepted');
     assert.equal((await writer.get('orders', key)).item?.n, 3);
+  });
+
+  test("G3, strict: writes of a promoted primary's keys while invalidations owed by the retired one are handed over to it are accepted", async () => {
+    // Prepare: a key on the third primary (the tests above failed the first two over).
+    const primary = cluster.primaries[2]!;
+    const writer = container({ CACHE_NODES: primary.url, CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    await warm(writer);
+    await call(primary, 'WAIT', 1, 5000);
+    const key = await keyOn(writer, primary, 'owed');
+    await writer.put('orders', { ...key, n: 1 });
+    const node = writer.nodeFor(writer.resolve('orders', key))!;
+    const ranges = (await call(primary, 'CLUSTER', 'SLOTS')) as SlotRanges;
+    const owned = (k: string): boolean => ranges.some(([a, b, p]) => a <= slotOf(k) && slotOf(k) <= b && p[1] === primary.port);
+    const owedKeys: string[] = [];
+    for (let i = 0; owedKeys.length < 100; i++) {
+      const rk = writer.resolve('orders', { customerId: `owed-other-${i}`, orderId: 'o' }).redisKey;
+      if (owned(rk)) owedKeys.push(rk);
+    }
+
+    // Invalidations owed by a retired primary handed over to this one (cluster.ts handOver), one every
+    // few milliseconds, as the old primary's writers hand theirs over for a moment after a failover.
+    const map = (writer.shards as unknown as { cluster: Record<string, unknown> }).cluster as {
+      handOver(owed: Map<string, string>, flush: string | undefined, owners: unknown, nodes: unknown): void;
+      owners: unknown;
+      nodes: unknown;
+    };
+    let i = 0;
+    const handOver = (): void => {
+      const owed = new Map<string, string>();
+      for (let j = 0; j < 4; j++) owed.set(owedKeys[i++ % owedKeys.length]!, 'redis://127.0.0.1:1 (end-write)');
+      map.handOver(owed, undefined, map.owners, map.nodes);
+    };
+    handOver();
+    const churn = setInterval(handOver, 1);
+
+    // Act: strict writes of the key meanwhile.
+    const outcomes: string[] = [];
+    try {
+      for (let n = 2; n <= 11; n++) {
+        try {
+          await writer.put('orders', { ...key, n });
+          outcomes.push('accepted');
+        } catch (err) {
+          outcomes.push(String(err));
+        }
+      }
+    } finally {
+      clearInterval(churn);
+    }
+
+    // Assess: every write accepted (the node answers: README, "Cluster mode, per target"); the owed
+    // invalidations delivered once the hand-over stops, and the key read as last written.
+    assert.deepEqual(outcomes, Array(10).fill('accepted'));
+    await until('the owed invalidations delivered', async () => {
+      await node.probeNow();
+      return node.status === 'up';
+    });
+    assert.equal((await writer.get('orders', key)).item?.n, 11);
   });
 });
