@@ -325,8 +325,8 @@ export class ClusterMap {
       },
       moved: (redirect) => this.moved(redirect),
       ownerOf: (key) => this.owners[slotOf(key)],
-      relearn: async (deadline) => {
-        if (this.refreshing === undefined && this.clock() - this.lastRefresh < FAILURE_REFRESH_MS) return;
+      relearn: async (deadline, moved = false) => {
+        if (!moved && this.refreshing === undefined && this.clock() - this.lastRefresh < FAILURE_REFRESH_MS) return;
         await within(address, deadline, () => this.refresh());
       },
     };

@@ -81,8 +81,11 @@ export interface ClusterMembership {
   moved(redirect: Redirect | undefined): CacheNode | undefined;
   /** The primary that owns `key`'s slot in the topology learnt last, if any. */
   ownerOf(key: string): CacheNode | undefined;
-  /** Learns the topology again now unless it was asked very recently (shares a refresh in flight), within `deadline`. */
-  relearn(deadline: number): Promise<void>;
+  /**
+   * Learns the topology again now unless it was asked very recently (shares a refresh in flight), within
+   * `deadline`; `moved`: the node answered MOVED for its own lowest slot, asked however recently.
+   */
+  relearn(deadline: number, moved?: boolean): Promise<void>;
 }
 
 export interface NodeHealth {
@@ -665,6 +668,24 @@ export class CacheNode {
     }
   }
 
+  /**
+   * The data set's marker in `slot` (`SET NX GET`: made with `ours` when there is none). A migration of
+   * the slot under way that moved the marker already (ASK): the slot's keys are where the redirect
+   * names, so the marker is asked there (ASKING first, in the same turn), as any redirect is followed.
+   */
+  private async marker(slot: number, ours: string): Promise<unknown> {
+    const key = epochMarkerKey(tagForSlot(slot));
+    try {
+      return await this.bounded(() => this.client.call('SET', key, ours, 'NX', 'GET'));
+    } catch (err) {
+      const redirect = redirectOf(err);
+      const target = redirect?.kind === 'ASK' ? this.membership?.moved(redirect) : undefined;
+      if (target === undefined || target === this || target.client.status !== 'ready') throw err;
+      target.client.asking().catch(() => undefined);
+      return await target.bounded(() => target.client.call('SET', key, ours, 'NX', 'GET'));
+    }
+  }
+
   private async verifyEpoch(): Promise<boolean> {
     try {
       // The default sections: `server` (run_id) and `replication` (role, replication id, replicas).
@@ -689,17 +710,32 @@ export class CacheNode {
       let epoch = runId ?? '';
       let seal = sealKey(epoch);
       if (this.membership !== undefined) {
-        const slot = await this.membership.sealSlot();
+        let slot = await this.membership.sealSlot();
         if (slot === undefined) throw new Error('the node owns no slot of the cluster');
-        const tag = tagForSlot(slot);
         if (!runId) {
           // A service that hides run_id (ElastiCache Serverless may, README): the data set's own marker,
           // made by the first client that finds none (no TTL: volatile-* never evicts it). It goes with
           // the data, so a cache that lost its data is a new epoch; a failover that keeps it is not seen.
           const ours = randomToken();
-          const found = await this.bounded(() => this.client.call('SET', epochMarkerKey(tag), ours, 'NX', 'GET'));
+          let found: unknown;
+          try {
+            found = await this.marker(slot, ours);
+          } catch (err) {
+            // MOVED: the marker's slot (the lowest) left the node, a migration this client has not learnt
+            // yet: the topology is learnt, and the marker asked once in the node's lowest slot now (a new
+            // marker there is a new epoch: a settle, never a stale read).
+            const redirect = redirectOf(err);
+            if (redirect?.kind !== 'MOVED') throw err;
+            this.membership.moved(redirect);
+            await this.membership.relearn(deadlineClock() + this.settings.commandTimeoutMs, true);
+            const now = await this.membership.sealSlot();
+            if (now === undefined || now === slot) throw err;
+            slot = now;
+            found = await this.marker(slot, ours);
+          }
           runId = typeof found === 'string' ? found : ours;
         }
+        const tag = tagForSlot(slot);
         const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
         epoch = clusterEpoch(runId, replId);
         seal = clusterSealKey(tag, epoch);
