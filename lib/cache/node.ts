@@ -77,6 +77,8 @@ export interface MapTrust {
 export interface ClusterMembership {
   /** A slot the node owns (the same for every client with the same view): its seal's hash tag lands there. */
   sealSlot(): Promise<number | undefined>;
+  /** The node owns no slot yet but a migration's ASK named it lately (a new primary's first slot, cluster.ts). */
+  importing(): boolean;
   /** A redirect answer or a role change: the topology moved. Returns the node a redirected key now goes to. */
   moved(redirect: Redirect | undefined): CacheNode | undefined;
   /** The primary that owns `key`'s slot in the topology learnt last, if any. */
@@ -708,10 +710,17 @@ export class CacheNode {
         throw new NotPrimary(`the node is a replica (role:${role}): its primary has moved`);
       }
       let epoch = runId ?? '';
-      let seal = sealKey(epoch);
-      if (this.membership !== undefined) {
-        let slot = await this.membership.sealSlot();
-        if (slot === undefined) throw new Error('the node owns no slot of the cluster');
+      let seal: string | undefined = sealKey(epoch);
+      const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
+      let slot = this.membership === undefined ? undefined : await this.membership.sealSlot();
+      if (this.membership !== undefined && slot === undefined) {
+        // A migration's target that owns no slot yet (a new primary's first slot, reached by ASK): no
+        // slot holds its seal, and INFO tells its epoch: it settles here for the whole settle time, as
+        // under a new seal, and is sealed once it owns a slot (cluster.ts apply).
+        if (!runId || !this.membership.importing()) throw new Error('the node owns no slot of the cluster');
+        epoch = clusterEpoch(runId, replId);
+        seal = undefined;
+      } else if (this.membership !== undefined && slot !== undefined) {
         if (!runId) {
           // A service that hides run_id (ElastiCache Serverless may, README): the data set's own marker,
           // made by the first client that finds none (no TTL: volatile-* never evicts it). It goes with
@@ -735,14 +744,12 @@ export class CacheNode {
           }
           runId = typeof found === 'string' ? found : ours;
         }
-        const tag = tagForSlot(slot);
-        const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
         epoch = clusterEpoch(runId, replId);
-        seal = clusterSealKey(tag, epoch);
+        seal = clusterSealKey(tagForSlot(slot), epoch);
       }
       const previousRunId = this.runId;
       // Always asked (one call per connection or probe): the seal may have been evicted since.
-      const [keys, settleMs] = await this.seal(seal);
+      const [keys, settleMs] = seal === undefined ? [-1, this.settings.settleMs ?? 60_000] : await this.seal(seal);
       this.runId = runId;
       this.epochSeal = seal;
       const sameEpoch = this.tag === epochTag(epoch);

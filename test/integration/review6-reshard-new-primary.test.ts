@@ -10,7 +10,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, keyBesideSeal, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
+import { call, keyBesideSeal, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 import type { ItemCache } from '../../lib/item-cache.ts';
 
@@ -63,5 +63,11 @@ describe('review6: cluster mode, a slot migrating to a new primary that owns non
 
     assert.equal(await outcomeOf(writer, { ...key, n: 2 }), 'accepted', 'a write of a key moved to the new primary');
     assert.equal((await writer.get('orders', key)).item?.n, 2);
+
+    // The slot's migration ends: X owns it, and the key's writes and reads go there.
+    for (const s of [x, ...cluster.primaries]) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', xId);
+    await relearn(writer);
+    assert.equal(await outcomeOf(writer, { ...key, n: 3 }), 'accepted', 'a write once X owns the slot');
+    assert.equal((await writer.get('orders', key)).item?.n, 3);
   });
 });
