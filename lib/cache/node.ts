@@ -285,7 +285,9 @@ export class CacheNode {
    * no lease, fills nothing and stores no writer's entry meanwhile (protocol.ts).
    */
   get settlesLocally(): boolean {
-    return this.isCluster && this.clock() < this.settleUntil;
+    // A migration's target verified while it owned no slot has no seal (verifyEpoch): nothing is stored
+    // there until it owns a slot and is sealed, so an import aborted leaves no entry of this client behind.
+    return this.isCluster && (this.clock() < this.settleUntil || (this.verified && this.epochSeal === undefined));
   }
 
   /**
