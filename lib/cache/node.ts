@@ -738,7 +738,8 @@ export class CacheNode {
             const redirect = redirectOf(err);
             if (redirect?.kind !== 'MOVED') throw err;
             this.membership.moved(redirect);
-            await this.membership.relearn(deadlineClock() + this.settings.commandTimeoutMs, true);
+            // A topology no node answered in time is no failure of this node: the redirect is (below).
+            await this.membership.relearn(deadlineClock() + this.settings.commandTimeoutMs, true).catch(() => undefined);
             const now = await this.membership.sealSlot();
             if (now === undefined || now === slot) throw err;
             slot = now;
