@@ -199,6 +199,9 @@ export class ClusterMap {
     let flushOwedBy: string | undefined;
     for (const [address, node] of this.byAddress) {
       if (nodes.includes(node)) continue;
+      // A migration's target that owns no slot yet (a new primary's first slot): kept, its keys are
+      // reached by ASK (importing, below).
+      if (this.importing(node)) continue;
       // Owns no slot any more (failed over, emptied by a migration, or the seed named otherwise): what it
       // holds is tagged with its epoch, which no owner's clients trust. But a dirty key it was owed may be
       // an entry of another epoch that a repair's MOVED followed here (node.ts `invalidateMoved`), and
@@ -227,6 +230,8 @@ export class ClusterMap {
     for (const [node, slot] of sealSlots) {
       const was = before.get(node);
       if (was !== undefined && was !== slot) node.unsealed();
+      // A migration's target verified while it owned no slot (no seal, node.ts verifyEpoch): sealed now.
+      if (was === undefined && this.importers.delete(node)) node.unsealed();
     }
   }
 
@@ -323,9 +328,10 @@ export class ClusterMap {
         return made.node === undefined ? undefined : this.sealSlots.get(made.node);
       },
       moved: (redirect) => this.moved(redirect),
+      importing: () => made.node !== undefined && this.importing(made.node),
       ownerOf: (key) => this.owners[slotOf(key)],
-      relearn: async (deadline) => {
-        if (this.refreshing === undefined && this.clock() - this.lastRefresh < FAILURE_REFRESH_MS) return;
+      relearn: async (deadline, moved = false) => {
+        if (!moved && this.refreshing === undefined && this.clock() - this.lastRefresh < FAILURE_REFRESH_MS) return;
         await within(address, deadline, () => this.refresh());
       },
     };
@@ -353,11 +359,25 @@ export class ClusterMap {
     return { url, servername };
   }
 
+  /**
+   * Nodes an ASK named (a migration's target), and when (state machine clock): one that owns no slot yet
+   * (a new primary's first slot) is not retired for a check interval after, and is verified without a
+   * seal (node.ts verifyEpoch).
+   */
+  private readonly importers = new Map<CacheNode, number>();
+
+  /** The node owns no slot in the topology learnt last, and an ASK named it within the check interval. */
+  private importing(node: CacheNode): boolean {
+    const at = this.importers.get(node);
+    return at !== undefined && !this.sealSlots.has(node) && this.clock() - at < this.settings.checkIntervalMs;
+  }
+
   private moved(redirect: Redirect | undefined): CacheNode | undefined {
     const since = this.clock() - this.lastRefresh;
     if (since >= (redirect === undefined ? FAILURE_REFRESH_MS : REDIRECT_REFRESH_MS)) void this.refresh();
     if (redirect === undefined) return undefined;
     const target = this.nodeAt(redirect.address);
+    if (redirect.kind === 'ASK') this.importers.set(target, this.clock());
     if (redirect.kind === 'MOVED') {
       // Known at once from the answer: the next request of this slot goes to its new owner.
       this.owners[redirect.slot] = target;

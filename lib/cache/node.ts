@@ -77,12 +77,17 @@ export interface MapTrust {
 export interface ClusterMembership {
   /** A slot the node owns (the same for every client with the same view): its seal's hash tag lands there. */
   sealSlot(): Promise<number | undefined>;
+  /** The node owns no slot yet but a migration's ASK named it lately (a new primary's first slot, cluster.ts). */
+  importing(): boolean;
   /** A redirect answer or a role change: the topology moved. Returns the node a redirected key now goes to. */
   moved(redirect: Redirect | undefined): CacheNode | undefined;
   /** The primary that owns `key`'s slot in the topology learnt last, if any. */
   ownerOf(key: string): CacheNode | undefined;
-  /** Learns the topology again now unless it was asked very recently (shares a refresh in flight), within `deadline`. */
-  relearn(deadline: number): Promise<void>;
+  /**
+   * Learns the topology again now unless it was asked very recently (shares a refresh in flight), within
+   * `deadline`; `moved`: the node answered MOVED for its own lowest slot, asked however recently.
+   */
+  relearn(deadline: number, moved?: boolean): Promise<void>;
 }
 
 export interface NodeHealth {
@@ -282,7 +287,9 @@ export class CacheNode {
    * no lease, fills nothing and stores no writer's entry meanwhile (protocol.ts).
    */
   get settlesLocally(): boolean {
-    return this.isCluster && this.clock() < this.settleUntil;
+    // A migration's target verified while it owned no slot has no seal (verifyEpoch): nothing is stored
+    // there until it owns a slot and is sealed, so an import aborted leaves no entry of this client behind.
+    return this.isCluster && (this.clock() < this.settleUntil || (this.verified && this.epochSeal === undefined));
   }
 
   /**
@@ -694,6 +701,24 @@ export class CacheNode {
     }
   }
 
+  /**
+   * The data set's marker in `slot` (`SET NX GET`: made with `ours` when there is none). A migration of
+   * the slot under way that moved the marker already (ASK): the slot's keys are where the redirect
+   * names, so the marker is asked there (ASKING first, in the same turn), as any redirect is followed.
+   */
+  private async marker(slot: number, ours: string): Promise<unknown> {
+    const key = epochMarkerKey(tagForSlot(slot));
+    try {
+      return await this.bounded(() => this.client.call('SET', key, ours, 'NX', 'GET'));
+    } catch (err) {
+      const redirect = redirectOf(err);
+      const target = redirect?.kind === 'ASK' ? this.membership?.moved(redirect) : undefined;
+      if (target === undefined || target === this || target.client.status !== 'ready') throw err;
+      target.client.asking().catch(() => undefined);
+      return await target.bounded(() => target.client.call('SET', key, ours, 'NX', 'GET'));
+    }
+  }
+
   private async verifyEpoch(): Promise<boolean> {
     try {
       // The default sections: `server` (run_id) and `replication` (role, replication id, replicas).
@@ -716,26 +741,47 @@ export class CacheNode {
         throw new NotPrimary(`the node is a replica (role:${role}): its primary has moved`);
       }
       let epoch = runId ?? '';
-      let seal = sealKey(epoch);
-      if (this.membership !== undefined) {
-        const slot = await this.membership.sealSlot();
-        if (slot === undefined) throw new Error('the node owns no slot of the cluster');
-        const tag = tagForSlot(slot);
+      let seal: string | undefined = sealKey(epoch);
+      const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
+      let slot = this.membership === undefined ? undefined : await this.membership.sealSlot();
+      if (this.membership !== undefined && slot === undefined) {
+        // A migration's target that owns no slot yet (a new primary's first slot, reached by ASK): no
+        // slot holds its seal, and INFO tells its epoch: it settles here for the whole settle time, as
+        // under a new seal, and is sealed once it owns a slot (cluster.ts apply).
+        if (!runId || !this.membership.importing()) throw new Error('the node owns no slot of the cluster');
+        epoch = clusterEpoch(runId, replId);
+        seal = undefined;
+      } else if (this.membership !== undefined && slot !== undefined) {
         if (!runId) {
           // A service that hides run_id (ElastiCache Serverless may, README): the data set's own marker,
           // made by the first client that finds none (no TTL: volatile-* never evicts it). It goes with
           // the data, so a cache that lost its data is a new epoch; a failover that keeps it is not seen.
           const ours = randomToken();
-          const found = await this.bounded(() => this.client.call('SET', epochMarkerKey(tag), ours, 'NX', 'GET'));
+          let found: unknown;
+          try {
+            found = await this.marker(slot, ours);
+          } catch (err) {
+            // MOVED: the marker's slot (the lowest) left the node, a migration this client has not learnt
+            // yet: the topology is learnt, and the marker asked once in the node's lowest slot now (a new
+            // marker there is a new epoch: a settle, never a stale read).
+            const redirect = redirectOf(err);
+            if (redirect?.kind !== 'MOVED') throw err;
+            this.membership.moved(redirect);
+            // A topology no node answered in time is no failure of this node: the redirect is (below).
+            await this.membership.relearn(deadlineClock() + this.settings.commandTimeoutMs, true).catch(() => undefined);
+            const now = await this.membership.sealSlot();
+            if (now === undefined || now === slot) throw err;
+            slot = now;
+            found = await this.marker(slot, ours);
+          }
           runId = typeof found === 'string' ? found : ours;
         }
-        const replId = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
         epoch = clusterEpoch(runId, replId);
-        seal = clusterSealKey(tag, epoch);
+        seal = clusterSealKey(tagForSlot(slot), epoch);
       }
       const previousRunId = this.runId;
       // Always asked (one call per connection or probe): the seal may have been evicted since.
-      const [keys, settleMs] = await this.seal(seal);
+      const [keys, settleMs] = seal === undefined ? [-1, this.settings.settleMs ?? 60_000] : await this.seal(seal);
       this.runId = runId;
       this.epochSeal = seal;
       const sameEpoch = this.tag === epochTag(epoch);
