@@ -138,6 +138,12 @@ const SIDE_LANE_FILES = new Set([
   'test/integration/roundtrip.property.test.ts',
   // Large puts' entries and answers against DynamoDB's item: no fault, nothing timed.
   'test/integration/review7-large-put.test.ts',
+  // No fault, nothing timed (races held by hooks, not by time; hits asserted where one container just
+  // wrote or read the key): moved here when the first lane passed its budget again (2026-11-26 16:20).
+  'test/integration/drop-in-differential.test.ts',
+  'test/integration/drop-in.test.ts',
+  'test/integration/read-write.test.ts',
+  'test/integration/secrets.test.ts',
 ]);
 
 main().catch((err: unknown) => {
