@@ -469,7 +469,8 @@ export class CacheNode {
    */
   async connected(): Promise<boolean> {
     if (this.verified && this.client.status === 'ready') return true;
-    if (this.state === 'down' || this.closed) return false;
+    // Down only for what it owes (owe): its connection is waited for like an up node's.
+    if ((this.state === 'down' && !this.owing) || this.closed) return false;
     if (this.client.status !== 'ready') await this.nextReady();
     if (this.verifying) await this.verifying;
     return this.verified && this.client.status === 'ready';

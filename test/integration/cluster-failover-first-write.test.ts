@@ -158,4 +158,39 @@ describe('cluster mode: the first strict write after a failover', () => {
     });
     assert.equal((await writer.get('orders', key)).item?.n, 11);
   });
+
+  test('G3, strict: a write to an owing primary whose connection is still being made waits for it, not refused', async () => {
+    // Prepare: a cold container seeded with the third primary (its node's connection not ready yet), a
+    // key there, and invalidations of a retired node handed over to that node at once.
+    const primary = cluster.primaries[2]!;
+    const probe = container({ CACHE_NODES: primary.url });
+    const key = await keyOn(probe, primary, 'owed-cold');
+    const ranges = (await call(primary, 'CLUSTER', 'SLOTS')) as SlotRanges;
+    const owedKey = (() => {
+      for (let i = 0; ; i++) {
+        const rk = probe.resolve('orders', { customerId: `owed-cold-other-${i}`, orderId: 'o' }).redisKey;
+        if (ranges.some(([a, b, p]) => a <= slotOf(rk) && slotOf(rk) <= b && p[1] === primary.port)) return rk;
+      }
+    })();
+    await call(primary, 'WAIT', 1, 5000);
+    const writer = container({ CACHE_NODES: primary.url, CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
+    const map = (writer.shards as unknown as { cluster: Record<string, unknown> }).cluster as {
+      handOver(owed: Map<string, string>, flush: string | undefined, owners: unknown, nodes: unknown): void;
+      owners: unknown;
+      nodes: unknown;
+    };
+    map.handOver(new Map([[owedKey, 'redis://127.0.0.1:1 (end-write)']]), undefined, map.owners, map.nodes);
+
+    // Act: a strict write of the key before the connection is ready.
+    let outcome = 'accepted';
+    try {
+      await writer.put('orders', { ...key, n: 1 });
+    } catch (err) {
+      outcome = String(err);
+    }
+
+    // Assess: accepted (the node answers once connected), and read back.
+    assert.equal(outcome, 'accepted');
+    assert.equal((await writer.get('orders', key)).item?.n, 1);
+  });
 });
