@@ -80,6 +80,26 @@ export async function keyBesideSeal(cache: ItemCache, server: RedisServer, tag: 
   return key;
 }
 
+/** A put's outcome as a string: 'accepted', or the error it was refused with (what a test asserts on). */
+export async function putOutcome(cache: ItemCache, item: OrderKey & { n: number }): Promise<string> {
+  try {
+    await cache.put('orders', item);
+    return 'accepted';
+  } catch (err) {
+    return String(err);
+  }
+}
+
+/** Hands `owed` (redis key → the retired node it was owed to) to their owners, as the map does when it retires a node (cluster.ts handOver). */
+export function handOver(cache: ItemCache, owed: Map<string, string>): void {
+  const map = (cache.shards as unknown as { cluster: Record<string, unknown> }).cluster as {
+    handOver(owed: Map<string, string>, flush: string | undefined, owners: unknown, nodes: unknown): void;
+    owners: unknown;
+    nodes: unknown;
+  };
+  map.handOver(owed, undefined, map.owners, map.nodes);
+}
+
 /** The topology learnt again now (the check interval's refresh, awaited). */
 export async function relearn(cache: ItemCache): Promise<void> {
   await (cache.shards as unknown as { cluster: { refresh(): Promise<void> } }).cluster.refresh();

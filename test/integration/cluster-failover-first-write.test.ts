@@ -14,7 +14,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, info, keyOn, relearn, useClusterFixture, warm, type SlotRanges } from '../helpers/cluster-fixture.ts';
+import { call, handOver, info, keyOn, putOutcome, relearn, useClusterFixture, warm, type SlotRanges } from '../helpers/cluster-fixture.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
 import { deadlineClock } from '../../lib/clock.ts';
 
@@ -38,12 +38,7 @@ describe('cluster mode: the first strict write after a failover', () => {
     await until('the replica is a primary', async () => (await info(replica)).includes('role:master'));
 
     // Act: the first write after it.
-    let outcome = 'accepted';
-    try {
-      await writer.put('orders', { ...key, n: 2 });
-    } catch (err) {
-      outcome = String(err);
-    }
+    const outcome = await putOutcome(writer, { ...key, n: 2 });
 
     // Assess: accepted, and read back from the new primary.
     assert.equal(
@@ -89,12 +84,7 @@ describe('cluster mode: the first strict write after a failover', () => {
     await until('the replica is a primary again', async () => (await info(replica)).includes('role:master'));
 
     // Act: a strict write of the key while the node's new connection is still being made.
-    let outcome = 'accepted';
-    try {
-      await writer.put('orders', { ...key, n: 3 });
-    } catch (err) {
-      outcome = String(err);
-    }
+    const outcome = await putOutcome(writer, { ...key, n: 3 });
 
     // Assess: the promoted replica answers, so the write is accepted (README, "Cluster mode, per target").
     assert.equal(outcome, 'accepted');
@@ -120,19 +110,14 @@ describe('cluster mode: the first strict write after a failover', () => {
 
     // Invalidations owed by a retired primary handed over to this one (cluster.ts handOver), one every
     // few milliseconds, as the old primary's writers hand theirs over for a moment after a failover.
-    const map = (writer.shards as unknown as { cluster: Record<string, unknown> }).cluster as {
-      handOver(owed: Map<string, string>, flush: string | undefined, owners: unknown, nodes: unknown): void;
-      owners: unknown;
-      nodes: unknown;
-    };
     let i = 0;
-    const handOver = (): void => {
+    const handOverSome = (): void => {
       const owed = new Map<string, string>();
       for (let j = 0; j < 4; j++) owed.set(owedKeys[i++ % owedKeys.length]!, 'redis://127.0.0.1:1 (end-write)');
-      map.handOver(owed, undefined, map.owners, map.nodes);
+      handOver(writer, owed);
     };
-    handOver();
-    const churn = setInterval(handOver, 1);
+    handOverSome();
+    const churn = setInterval(handOverSome, 1);
 
     // Act: strict writes of the key meanwhile.
     const outcomes: string[] = [];
@@ -174,20 +159,10 @@ describe('cluster mode: the first strict write after a failover', () => {
     })();
     await call(primary, 'WAIT', 1, 5000);
     const writer = container({ CACHE_NODES: primary.url, CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
-    const map = (writer.shards as unknown as { cluster: Record<string, unknown> }).cluster as {
-      handOver(owed: Map<string, string>, flush: string | undefined, owners: unknown, nodes: unknown): void;
-      owners: unknown;
-      nodes: unknown;
-    };
-    map.handOver(new Map([[owedKey, 'redis://127.0.0.1:1 (end-write)']]), undefined, map.owners, map.nodes);
+    handOver(writer, new Map([[owedKey, 'redis://127.0.0.1:1 (end-write)']]));
 
     // Act: a strict write of the key before the connection is ready.
-    let outcome = 'accepted';
-    try {
-      await writer.put('orders', { ...key, n: 1 });
-    } catch (err) {
-      outcome = String(err);
-    }
+    const outcome = await putOutcome(writer, { ...key, n: 1 });
 
     // Assess: accepted (the node answers once connected), and read back.
     assert.equal(outcome, 'accepted');

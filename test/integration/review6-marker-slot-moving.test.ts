@@ -10,21 +10,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, keyBesideSeal, useClusterFixture, warm, type SlotRanges } from '../helpers/cluster-fixture.ts';
+import { call, keyBesideSeal, useClusterFixture, warm, type SlotRanges, putOutcome } from '../helpers/cluster-fixture.ts';
 import { deadlineClock } from '../../lib/clock.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
 
 describe('review6: cluster mode, INFO refused, the marker and seal slot on the move', () => {
   const { cluster, container, addUser } = useClusterFixture({ replicas: 0 });
-
-  async function outcomeOf(cache: ItemCache, item: { customerId: string; orderId: string; n: number }): Promise<string> {
-    try {
-      await cache.put('orders', item);
-      return 'accepted';
-    } catch (err) {
-      return String(err);
-    }
-  }
 
   test('G3, strict: a verification that meets ASK, then MOVED, for the marker leaves the node up; writes of its keys are accepted', async () => {
     const url = await addUser('noinfo6', 'secret', '-info');
@@ -53,12 +43,12 @@ describe('review6: cluster mode, INFO refused, the marker and seal slot on the m
     await call(a, 'CLUSTER', 'SETSLOT', lowest, 'MIGRATING', bId);
     await call(a, 'MIGRATE', '127.0.0.1', b.port, '', 0, 5000, 'KEYS', ...held);
     await node.reverify(deadlineClock() + 2000);
-    assert.equal(await outcomeOf(writer, { ...key, n: 2 }), 'accepted', 'a write while the marker slot migrates');
+    assert.equal(await putOutcome(writer, { ...key, n: 2 }), 'accepted', 'a write while the marker slot migrates');
 
     // The slot moved, not learnt by the container yet: A answers MOVED for the marker.
     for (const s of cluster.primaries) await call(s, 'CLUSTER', 'SETSLOT', lowest, 'NODE', bId);
     await node.reverify(deadlineClock() + 2000);
-    assert.equal(await outcomeOf(writer, { ...key, n: 3 }), 'accepted', 'a write once the marker slot moved');
+    assert.equal(await putOutcome(writer, { ...key, n: 3 }), 'accepted', 'a write once the marker slot moved');
     assert.equal((await writer.get('orders', key)).item?.n, 3);
   });
 });

@@ -10,21 +10,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, keyBesideSeal, relearn, useClusterFixture, warm } from '../helpers/cluster-fixture.ts';
+import { call, keyBesideSeal, relearn, useClusterFixture, warm, putOutcome } from '../helpers/cluster-fixture.ts';
 import { slotOf } from '../../lib/cache/slots.ts';
-import type { ItemCache } from '../../lib/item-cache.ts';
 
 describe('review6: cluster mode, a slot migrating to a new primary that owns none yet', () => {
   const { cluster, container, until } = useClusterFixture({ replicas: 1, nodeTimeoutMs: 5000 });
-
-  async function outcomeOf(cache: ItemCache, item: { customerId: string; orderId: string; n: number }): Promise<string> {
-    try {
-      await cache.put('orders', item);
-      return 'accepted';
-    } catch (err) {
-      return String(err);
-    }
-  }
 
   test('G3, strict: a write of a key already moved to the new primary is accepted', async () => {
     // A new primary X with no slot: a replica of the cluster made an empty primary and met again.
@@ -49,7 +39,7 @@ describe('review6: cluster mode, a slot migrating to a new primary that owns non
     const writer = container({ CACHE_WRITE_POLICY: 'strict', CACHE_CHECK_INTERVAL_SECONDS: '60' });
     await warm(writer);
     const key = await keyBesideSeal(writer, a, 'reshard-new');
-    assert.equal(await outcomeOf(writer, { ...key, n: 1 }), 'accepted');
+    assert.equal(await putOutcome(writer, { ...key, n: 1 }), 'accepted');
     const redisKey = writer.resolve('orders', key).redisKey;
     const slot = slotOf(redisKey);
 
@@ -61,13 +51,13 @@ describe('review6: cluster mode, a slot migrating to a new primary that owns non
     assert.ok(keys.includes(redisKey), `the key's entry is on A: ${keys.join(', ')}`);
     await call(a, 'MIGRATE', '127.0.0.1', x.port, '', 0, 5000, 'KEYS', ...keys);
 
-    assert.equal(await outcomeOf(writer, { ...key, n: 2 }), 'accepted', 'a write of a key moved to the new primary');
+    assert.equal(await putOutcome(writer, { ...key, n: 2 }), 'accepted', 'a write of a key moved to the new primary');
     assert.equal((await writer.get('orders', key)).item?.n, 2);
 
     // The slot's migration ends: X owns it, and the key's writes and reads go there.
     for (const s of [x, ...cluster.primaries]) await call(s, 'CLUSTER', 'SETSLOT', slot, 'NODE', xId);
     await relearn(writer);
-    assert.equal(await outcomeOf(writer, { ...key, n: 3 }), 'accepted', 'a write once X owns the slot');
+    assert.equal(await putOutcome(writer, { ...key, n: 3 }), 'accepted', 'a write once X owns the slot');
     assert.equal((await writer.get('orders', key)).item?.n, 3);
   });
 });
