@@ -25,7 +25,9 @@
  *   a value whose write started after the read ended.
  * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
  *   the strict policy while a cache fault on the write's own node was on, or before that node's first
- *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write); any
+ *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write), or while
+ *   the container stood still (`starvedDuring`) or the node answered nobody, no fault injected
+ *   (`silentNode`; each counted apart); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
  * - **Latency budget**: an operation's *cache time* is its latency minus its own time in DynamoDB
@@ -44,6 +46,7 @@ import {
   type OobSample,
   type OpRecord,
 } from './history.ts';
+import type { NodeSilence } from './network.ts';
 
 export type Policy = 'strict' | 'available';
 
@@ -60,6 +63,8 @@ export interface CheckOptions {
   epsilonMs: number;
   /** Hot-key stream records the consumer applied (invalidations the stream caused). */
   hotStreamInvalidations?: number;
+  /** What the run's watches saw of each node answering nobody, no fault injected (network.ts). */
+  nodeSilences?: readonly NodeSilence[];
 }
 
 export const defaultCheckOptions: CheckOptions = {
@@ -167,6 +172,14 @@ export interface CheckResult {
    * 0 on a quiet machine.
    */
   refusalsStarved: number;
+  /**
+   * strict policy: refusals with no excusing fault and no stall of their container, while their node
+   * answered nobody (the run's watch, network.ts) for at least half a command timeout (`silentNode`):
+   * counted apart, not failed.
+   */
+  refusalsNodeSilent: number;
+  /** The watches' silences of half a command timeout or more (their own stalls taken off) outside every injected fault on their node. */
+  nodeSilences: { count: number; longestMs: number; byNode: Record<string, number> };
   /**
    * strict policy, cluster mode: writes refused because no replica acknowledged the fence in time
    * (`WAIT`; "no replica of cache node … acknowledged"), with no excusing fault: the policy's
@@ -377,12 +390,54 @@ export function refusalExcuse(
 }
 
 /**
+ * A node that answered nobody for at least half a command timeout (the watch's own stalls taken off)
+ * with no fault injected: a redis-server the machine did not run, a fork. The refusal is excused as a
+ * fault's would be, until the node's first answer plus one command timeout (the same rule as
+ * refusalExcuse: strict refuses while its node does not answer, G3).
+ */
+export function silentNode(
+  rec: Pick<OpRecord, 'start' | 'end' | 'node'>,
+  silences: readonly NodeSilence[],
+  commandTimeoutMs: number,
+): NodeSilence | undefined {
+  if (rec.node === undefined) return undefined;
+  return silences.find(
+    (s) =>
+      s.node === rec.node &&
+      s.end - s.start - s.ownStallMs >= commandTimeoutMs / 2 &&
+      rec.end >= s.start &&
+      rec.start <= s.end + commandTimeoutMs,
+  );
+}
+
+/**
  * A refusal whose container itself stood still for at least a quarter of the command timeout while it
  * ran (OpRecord.starvedMs): an answer that arrived meanwhile was read only after the command's timer
  * fired (the timer phase runs before I/O), so the client could not hear its node in time.
  */
 export function starvedDuring(rec: Pick<OpRecord, 'starvedMs'>, commandTimeoutMs: number): boolean {
   return (rec.starvedMs ?? 0) >= commandTimeoutMs / 4;
+}
+
+/** The silences of half a command timeout or more outside every cache fault on their node. */
+function summarizeSilences(
+  silences: readonly NodeSilence[],
+  faults: readonly FaultWindow[],
+  commandTimeoutMs: number,
+): CheckResult['nodeSilences'] {
+  const out: CheckResult['nodeSilences'] = { count: 0, longestMs: 0, byNode: {} };
+  for (const s of silences) {
+    const ms = s.end - s.start - s.ownStallMs;
+    if (ms < commandTimeoutMs / 2) continue;
+    const injected = faults.some(
+      (w) => CACHE_FAULTS.has(w.kind) && w.node === s.node && s.end >= w.start && s.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
+    );
+    if (injected) continue;
+    out.count++;
+    out.longestMs = Math.max(out.longestMs, Math.round(ms));
+    out.byNode[s.node] = (out.byNode[s.node] ?? 0) + 1;
+  }
+  return out;
 }
 
 /** A strict refusal for want of a replica's acknowledgement (protocol.ts `unreplicated`): documented, nothing written. */
@@ -580,6 +635,7 @@ export function check(
   const failedExamples: FailedExample[] = [];
   let refusalsCountedFailed = 0;
   let refusalsStarved = 0;
+  let refusalsNodeSilent = 0;
   let refusalsUnreplicated = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
   const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
@@ -597,6 +653,10 @@ export function check(
       }
       if (starvedDuring(r, o.commandTimeoutMs)) {
         refusalsStarved++;
+        continue;
+      }
+      if (silentNode(r, o.nodeSilences ?? [], o.commandTimeoutMs) !== undefined) {
+        refusalsNodeSilent++;
         continue;
       }
       if (unreplicated(r)) {
@@ -772,6 +832,8 @@ export function check(
     refusedWrites,
     refusalsCountedFailed,
     refusalsStarved,
+    refusalsNodeSilent,
+    nodeSilences: summarizeSilences(o.nodeSilences ?? [], faults, o.commandTimeoutMs),
     refusalsUnreplicated,
     byFault,
     dynamoFaultErrors,

@@ -4,7 +4,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { dynamoClientFor } from '../lib/store.ts';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -534,6 +534,12 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     log,
   });
   log(stack.describe());
+  // Shards mode: each node watched the whole run (network.ts), so a strict refusal while a node answered
+  // nobody, no fault injected, is told from one while it answered (checker.ts silentNode). Cluster mode
+  // is not watched: a failover moves a pair's primary to another port.
+  if (stack.cluster === undefined) {
+    for (const { name } of stack.nodeList(-1)) await stack.network.watch(name, stack.pingPort(name));
+  }
   // The main thread's consumer, replayer and probe (-1) reach DynamoDB directly; client containers
   // through the proxy the `blackhole` fault cuts.
   const env = (container: number): Record<string, string> => ({
@@ -795,7 +801,10 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       writeFileSync(o.historyFile, `${lines.join('\n')}\n`);
       log(`history: ${o.historyFile} (${records.length} records)`);
     }
+    const nodeSilences = await stack.network.silences();
+    if (o.historyFile) appendFileSync(o.historyFile, nodeSilences.map((s) => `${JSON.stringify({ silence: s })}\n`).join(''));
     const result = check(records, nemesis.windows, oob.samples, {
+      nodeSilences,
       policy: o.policy,
       commandTimeoutMs: o.commandTimeoutMs,
       staleBoundMs: 1000 + o.streamPollMs,

@@ -60,6 +60,10 @@ export function formatReport(r: RunResult): string {
       ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
       ['    strict refusals while their container stood still', String(r.refusalsStarved)],
+      [
+        '    strict refusals while their node answered nobody',
+        `${r.refusalsNodeSilent} (silences of ≥ ½ command timeout, no fault: ${r.nodeSilences.count}${r.nodeSilences.count ? `, longest ${r.nodeSilences.longestMs} ms, ${JSON.stringify(r.nodeSilences.byNode)}` : ''})`,
+      ],
       ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],
       ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
       [

@@ -6,8 +6,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { check, refusalExcuse } from '../../consistency/checker.ts';
+import { check, refusalExcuse, silentNode } from '../../consistency/checker.ts';
 import type { FaultWindow, OpRecord } from '../../consistency/history.ts';
+import type { NodeSilence } from '../../consistency/network.ts';
 
 const COMMAND_TIMEOUT_MS = 300;
 
@@ -140,5 +141,37 @@ describe('strict refusals: excused only until the node answers again plus one co
     const r = check([refusal('shard1', 1100)], [stall], [], { policy: 'available', commandTimeoutMs: COMMAND_TIMEOUT_MS });
     assert.equal(r.refusedWrites, 0);
     assert.equal(r.failedRequests, 1);
+  });
+
+  test("check(): a refusal while its node answered nobody, no fault injected, for half a command timeout is counted apart; a shorter silence, the watch's own stall or another node's silence excuses nothing", () => {
+    // Prepare: the watch saw shard0 answer nothing from 5000 to 5200 (200 ms); shard2 from 7000 to 7149;
+    // shard3 from 8000 to 8300, of which the watch's own thread stood still 200 ms.
+    const silences: NodeSilence[] = [
+      { node: 'shard0', start: 5000, end: 5200, ownStallMs: 0 },
+      { node: 'shard2', start: 7000, end: 7149, ownStallMs: 0 },
+      { node: 'shard3', start: 8000, end: 8300, ownStallMs: 200 },
+    ];
+    const history = [
+      refusal('shard0', 5100), // during the silence: apart
+      refusal('shard0', 5200 + COMMAND_TIMEOUT_MS - 1), // within one command timeout of its first answer: apart
+      refusal('shard0', 5200 + COMMAND_TIMEOUT_MS + 1), // after: failed
+      refusal('shard1', 5100), // another node: failed
+      refusal('shard2', 7100), // 149 ms is less than half the command timeout: failed
+      refusal('shard3', 8100), // the watch's own stall: failed
+    ];
+    // Act
+    const r = check(history, [], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS, nodeSilences: silences });
+    // Assess
+    assert.equal(r.refusalsNodeSilent, 2);
+    assert.equal(r.refusalsCountedFailed, 4);
+    assert.equal(r.failedRequests, 4);
+    assert.equal(silentNode(refusal('shard0', 4990), silences, COMMAND_TIMEOUT_MS), undefined, 'before the silence');
+    assert.deepEqual(r.nodeSilences, { count: 1, longestMs: 200, byNode: { shard0: 1 } });
+  });
+
+  test('check(): a silence inside an injected fault on its node is not counted among the silences with no fault', () => {
+    const silences: NodeSilence[] = [{ node: 'shard1', start: 1050, end: 1255, ownStallMs: 0 }];
+    const r = check([], [stall], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS, nodeSilences: silences });
+    assert.equal(r.nodeSilences.count, 0);
   });
 });
