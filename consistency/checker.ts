@@ -391,7 +391,8 @@ export function refusalExcuse(
 
 /**
  * A node that answered nobody for at least half a command timeout (the watch's own stalls taken off)
- * with no fault injected: a redis-server the machine did not run, a fork. The refusal is excused as a
+ * with no fault injected and no slow command of its own around it (`busyWith`, SLOWLOG): a
+ * redis-server the machine did not run in time. The refusal is excused as a
  * fault's would be, until the node's first answer plus one command timeout (the same rule as
  * refusalExcuse: strict refuses while its node does not answer, G3).
  */
@@ -404,6 +405,7 @@ export function silentNode(
   return silences.find(
     (s) =>
       s.node === rec.node &&
+      s.busyWith === undefined &&
       s.end - s.start - s.ownStallMs >= commandTimeoutMs / 2 &&
       rec.end >= s.start &&
       rec.start <= s.end + commandTimeoutMs,
@@ -419,7 +421,7 @@ export function starvedDuring(rec: Pick<OpRecord, 'starvedMs'>, commandTimeoutMs
   return (rec.starvedMs ?? 0) >= commandTimeoutMs / 4;
 }
 
-/** The silences of half a command timeout or more outside every cache fault on their node. */
+/** The silences of half a command timeout or more outside every cache fault on their node and every slow command of it. */
 function summarizeSilences(
   silences: readonly NodeSilence[],
   faults: readonly FaultWindow[],
@@ -428,7 +430,7 @@ function summarizeSilences(
   const out: CheckResult['nodeSilences'] = { count: 0, longestMs: 0, byNode: {} };
   for (const s of silences) {
     const ms = s.end - s.start - s.ownStallMs;
-    if (ms < commandTimeoutMs / 2) continue;
+    if (ms < commandTimeoutMs / 2 || s.busyWith !== undefined) continue;
     const injected = faults.some(
       (w) => CACHE_FAULTS.has(w.kind) && w.node === s.node && s.end >= w.start && s.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
     );

@@ -43,7 +43,7 @@ import {
 } from './history.ts';
 import { defaultKeySpace, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
-import { Stack, TABLES } from './stack.ts';
+import { Stack, TABLES, type SlowCommand } from './stack.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker.ts';
 
 export interface RunOptions {
@@ -129,6 +129,8 @@ export interface RunResult extends CheckResult {
   revision: { commit: string; libChanges: string[] };
   options: Omit<RunOptions, 'log' | 'dynamoEndpoint' | 'historyFile'> & { settings: Record<string, string> };
   faults: Partial<Record<FaultKind, number>>;
+  /** Shards mode: every command of SLOW_COMMAND_MS or more the nodes logged (stack.ts slowCommands). */
+  slowCommands: SlowCommand[];
   faultLog: (FaultWindow & { relStartMs: number; durationMs: number })[];
   /** Feed totals (every subscription); replayed: parked invalidations applied; replayRetries: replayer batches retried. */
   stream: { batches: number; records: number; retries: number; hotInvalidations: number; replayed: number; replayRetries: number };
@@ -801,7 +803,12 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       writeFileSync(o.historyFile, `${lines.join('\n')}\n`);
       log(`history: ${o.historyFile} (${records.length} records)`);
     }
-    const nodeSilences = await stack.network.silences();
+    // A silence around a command the node logged as slow (to the second) was the node at work.
+    const slowCommands = await stack.slowCommands();
+    const nodeSilences = (await stack.network.silences()).map((s) => {
+      const slow = slowCommands.find((c) => c.node === s.node && c.at - 1000 <= s.end && c.at + c.durationMs + 1000 >= s.start);
+      return slow === undefined ? s : { ...s, busyWith: slow.command };
+    });
     if (o.historyFile) appendFileSync(o.historyFile, nodeSilences.map((s) => `${JSON.stringify({ silence: s })}\n`).join(''));
     const result = check(records, nemesis.windows, oob.samples, {
       nodeSilences,
@@ -830,6 +837,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       revision: revision(),
       options: { ...shown, settings: settings(o) },
       ...result,
+      slowCommands,
       faults,
       faultLog: nemesis.windows.map((w) => ({ ...w, relStartMs: Math.round(w.start - t0), durationMs: Math.round(w.end - w.start) })),
       stream: { ...feed.stats, ...streamCounts },

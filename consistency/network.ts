@@ -21,6 +21,8 @@ export interface NodeSilence {
   start: number;
   end: number;
   ownStallMs: number;
+  /** A command the node logged as slow (SLOWLOG) around the silence: the node was busy, not starved. */
+  busyWith?: string;
 }
 
 /** A watch PING is sent this long after the last answer. */

@@ -143,13 +143,14 @@ describe('strict refusals: excused only until the node answers again plus one co
     assert.equal(r.failedRequests, 1);
   });
 
-  test("check(): a refusal while its node answered nobody, no fault injected, for half a command timeout is counted apart; a shorter silence, the watch's own stall or another node's silence excuses nothing", () => {
+  test("check(): a refusal while its node answered nobody, no fault injected, for half a command timeout is counted apart; a shorter silence, the watch's own stall, a node busy with a slow command or another node's silence excuses nothing", () => {
     // Prepare: the watch saw shard0 answer nothing from 5000 to 5200 (200 ms); shard2 from 7000 to 7149;
     // shard3 from 8000 to 8300, of which the watch's own thread stood still 200 ms.
     const silences: NodeSilence[] = [
       { node: 'shard0', start: 5000, end: 5200, ownStallMs: 0 },
       { node: 'shard2', start: 7000, end: 7149, ownStallMs: 0 },
       { node: 'shard3', start: 8000, end: 8300, ownStallMs: 200 },
+      { node: 'shard4', start: 9000, end: 9300, ownStallMs: 0, busyWith: 'FLUSHDB' }, // the node at work: no excuse
     ];
     const history = [
       refusal('shard0', 5100), // during the silence: apart
@@ -158,13 +159,14 @@ describe('strict refusals: excused only until the node answers again plus one co
       refusal('shard1', 5100), // another node: failed
       refusal('shard2', 7100), // 149 ms is less than half the command timeout: failed
       refusal('shard3', 8100), // the watch's own stall: failed
+      refusal('shard4', 9100), // a slow command of the node's own: failed
     ];
     // Act
     const r = check(history, [], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS, nodeSilences: silences });
     // Assess
     assert.equal(r.refusalsNodeSilent, 2);
-    assert.equal(r.refusalsCountedFailed, 4);
-    assert.equal(r.failedRequests, 4);
+    assert.equal(r.refusalsCountedFailed, 5);
+    assert.equal(r.failedRequests, 5);
     assert.equal(silentNode(refusal('shard0', 4990), silences, COMMAND_TIMEOUT_MS), undefined, 'before the silence');
     assert.deepEqual(r.nodeSilences, { count: 1, longestMs: 200, byNode: { shard0: 1 } });
   });
