@@ -26,8 +26,7 @@
  * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
  *   the strict policy while a cache fault on the write's own node was on, or before that node's first
  *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write), or while
- *   the container stood still (`starvedDuring`) or the node answered nobody, no fault injected
- *   (`silentNode`; each counted apart); any
+ *   the container stood still (`starvedDuring`; counted apart); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
  * - **Latency budget**: an operation's *cache time* is its latency minus its own time in DynamoDB
@@ -114,6 +113,8 @@ export interface FailedExample {
   reason: string;
   /** The container's own event loop stall during the operation (OpRecord.starvedMs). */
   starvedMs?: number;
+  /** The longest silence of its node the run's watch saw during it (nodeSilentMs). */
+  nodeSilentMs?: number;
 }
 
 export interface FaultLatency {
@@ -173,12 +174,11 @@ export interface CheckResult {
    */
   refusalsStarved: number;
   /**
-   * strict policy: refusals with no excusing fault and no stall of their container, while their node
-   * answered nobody (the run's watch, network.ts) for at least half a command timeout (`silentNode`):
-   * counted apart, not failed.
+   * What the run's watch (network.ts) saw of nodes answering nobody with no fault injected on them:
+   * silences of half a command timeout or more (the watch's own stalls taken off), outside every
+   * cache fault on their node and every slow command of it. A diagnosis, not an excuse: a refusal
+   * in one is still a failed request, its example carrying `nodeSilentMs`.
    */
-  refusalsNodeSilent: number;
-  /** The watches' silences of half a command timeout or more (their own stalls taken off) outside every injected fault on their node. */
   nodeSilences: { count: number; longestMs: number; byNode: Record<string, number> };
   /**
    * strict policy, cluster mode: writes refused because no replica acknowledged the fence in time
@@ -390,26 +390,19 @@ export function refusalExcuse(
 }
 
 /**
- * A node that answered nobody for at least half a command timeout (the watch's own stalls taken off)
- * with no fault injected and no slow command of its own around it (`busyWith`, SLOWLOG): a
- * redis-server the machine did not run in time. The refusal is excused as a
- * fault's would be, until the node's first answer plus one command timeout (the same rule as
- * refusalExcuse: strict refuses while its node does not answer, G3).
+ * The longest silence of the operation's node the watch saw overlapping it (ms, the watch's own
+ * stalls taken off; 0: none): told with a failed request, so that a refusal while the node answered
+ * nobody can be told from one while it answered. It excuses nothing: a silence shorter than the
+ * command timeout cannot alone make a command time out, and the watch cannot tell a node the machine
+ * did not run from one busy with the library's own command (CONSISTENCY.md, "node watch").
  */
-export function silentNode(
-  rec: Pick<OpRecord, 'start' | 'end' | 'node'>,
-  silences: readonly NodeSilence[],
-  commandTimeoutMs: number,
-): NodeSilence | undefined {
-  if (rec.node === undefined) return undefined;
-  return silences.find(
-    (s) =>
-      s.node === rec.node &&
-      s.busyWith === undefined &&
-      s.end - s.start - s.ownStallMs >= commandTimeoutMs / 2 &&
-      rec.end >= s.start &&
-      rec.start <= s.end + commandTimeoutMs,
-  );
+export function nodeSilentMs(rec: Pick<OpRecord, 'start' | 'end' | 'node'>, silences: readonly NodeSilence[]): number {
+  let longest = 0;
+  for (const s of silences) {
+    if (s.node !== rec.node || s.end < rec.start || s.start > rec.end) continue;
+    longest = Math.max(longest, s.end - s.start - s.ownStallMs);
+  }
+  return Math.round(longest);
 }
 
 /**
@@ -637,7 +630,6 @@ export function check(
   const failedExamples: FailedExample[] = [];
   let refusalsCountedFailed = 0;
   let refusalsStarved = 0;
-  let refusalsNodeSilent = 0;
   let refusalsUnreplicated = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
   const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
@@ -655,10 +647,6 @@ export function check(
       }
       if (starvedDuring(r, o.commandTimeoutMs)) {
         refusalsStarved++;
-        continue;
-      }
-      if (silentNode(r, o.nodeSilences ?? [], o.commandTimeoutMs) !== undefined) {
-        refusalsNodeSilent++;
         continue;
       }
       if (unreplicated(r)) {
@@ -691,6 +679,7 @@ export function check(
     failedRequests++;
     failedByReason[reason] = (failedByReason[reason] ?? 0) + 1;
     if (failedExamples.length < 20) {
+      const silent = nodeSilentMs(r, o.nodeSilences ?? []);
       failedExamples.push({
         client: r.client,
         op: r.op,
@@ -702,6 +691,7 @@ export function check(
         message: r.message ?? '',
         reason,
         ...(r.starvedMs !== undefined ? { starvedMs: r.starvedMs } : {}),
+        ...(silent > 0 ? { nodeSilentMs: silent } : {}),
       });
     }
   }
@@ -834,7 +824,6 @@ export function check(
     refusedWrites,
     refusalsCountedFailed,
     refusalsStarved,
-    refusalsNodeSilent,
     nodeSilences: summarizeSilences(o.nodeSilences ?? [], faults, o.commandTimeoutMs),
     refusalsUnreplicated,
     byFault,

@@ -536,9 +536,9 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     log,
   });
   log(stack.describe());
-  // Shards mode: each node watched the whole run (network.ts), so a strict refusal while a node answered
-  // nobody, no fault injected, is told from one while it answered (checker.ts silentNode). Cluster mode
-  // is not watched: a failover moves a pair's primary to another port.
+  // Shards mode: each node watched the whole run (network.ts), so that a failed request can be told
+  // to have come while its node answered nobody, no fault injected (checker.ts nodeSilentMs). Cluster
+  // mode is not watched: a failover moves a pair's primary to another port.
   if (stack.cluster === undefined) {
     for (const { name } of stack.nodeList(-1)) await stack.network.watch(name, stack.pingPort(name));
   }

@@ -115,10 +115,17 @@ if (!isMainThread && parentPort !== null) {
   const silences: NodeSilence[] = [];
   const watches: Watch[] = [];
   const found = (s: NodeSilence): void => {
-    for (const st of stalls) if (st.end >= s.start && st.end - st.ms <= s.end) s.ownStallMs = Math.max(s.ownStallMs, st.ms);
-    s.ownStallMs = Math.round(s.ownStallMs * 10) / 10;
     silences.push(s);
   };
+  // Each silence less this thread's own stalls within it, summed and clipped to it: computed when
+  // asked, since a stall is recorded only by the tick after it (I/O callbacks, the watch's answers
+  // among them, run before timers in the same turn).
+  const withOwnStalls = (): NodeSilence[] =>
+    silences.map((s) => {
+      let own = 0;
+      for (const st of stalls) own += Math.max(0, Math.min(s.end, st.end) - Math.max(s.start, st.end - st.ms));
+      return { ...s, ownStallMs: Math.round(Math.min(own, s.end - s.start) * 10) / 10 };
+    });
   port.on('message', (m: Request) => {
     void (async (): Promise<Reply> => {
       try {
@@ -131,7 +138,7 @@ if (!isMainThread && parentPort !== null) {
           watches.push(new Watch(m.node, m.port, found));
           return { id: m.id };
         }
-        if (m.op === 'silences') return { id: m.id, silences: [...silences] };
+        if (m.op === 'silences') return { id: m.id, silences: withOwnStalls() };
         if (m.op === 'lag') {
           const out = lagMs;
           lagMs = 0;
@@ -230,7 +237,7 @@ export class Network {
     await this.call({ op: 'watch', node, port });
   }
 
-  /** The silences the watches found so far. */
+  /** The silences the watches found so far, each less the network thread's own stalls within it. */
   async silences(): Promise<NodeSilence[]> {
     return (await this.call({ op: 'silences' })).silences ?? [];
   }

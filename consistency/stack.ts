@@ -48,7 +48,7 @@ export const CLUSTER_NODE_TIMEOUT_MS = 15_000;
 /**
  * Shards mode: every command of 50 ms or more on a node is logged (SLOWLOG), so that a node's silence
  * the watch saw (network.ts) while the node was busy with a command — the library's, the harness's —
- * is told from one while the machine did not run it; only the latter excuses a strict refusal.
+ * is told from one while the machine did not run it (both reported; neither excuses a refusal).
  */
 export const SLOW_COMMAND_MS = 50;
 const SLOWLOG_ARGS = ['--slowlog-log-slower-than', String(SLOW_COMMAND_MS * 1000), '--slowlog-max-len', '1024'];
