@@ -25,7 +25,8 @@
  *   a value whose write started after the read ended.
  * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
  *   the strict policy while a cache fault on the write's own node was on, or before that node's first
- *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write); any
+ *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write), or while
+ *   the container stood still (`starvedDuring`; counted apart); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
  * - **Latency budget**: an operation's *cache time* is its latency minus its own time in DynamoDB
@@ -44,6 +45,7 @@ import {
   type OobSample,
   type OpRecord,
 } from './history.ts';
+import type { NodeSilence } from './network.ts';
 
 export type Policy = 'strict' | 'available';
 
@@ -60,6 +62,8 @@ export interface CheckOptions {
   epsilonMs: number;
   /** Hot-key stream records the consumer applied (invalidations the stream caused). */
   hotStreamInvalidations?: number;
+  /** What the run's watches saw of each node answering nobody, no fault injected (network.ts). */
+  nodeSilences?: readonly NodeSilence[];
 }
 
 export const defaultCheckOptions: CheckOptions = {
@@ -109,6 +113,8 @@ export interface FailedExample {
   reason: string;
   /** The container's own event loop stall during the operation (OpRecord.starvedMs). */
   starvedMs?: number;
+  /** The longest silence of its node the run's watch saw during it (nodeSilentMs). */
+  nodeSilentMs?: number;
 }
 
 export interface FaultLatency {
@@ -167,6 +173,13 @@ export interface CheckResult {
    * 0 on a quiet machine.
    */
   refusalsStarved: number;
+  /**
+   * What the run's watch (network.ts) saw of nodes answering nobody with no fault injected on them:
+   * silences of half a command timeout or more (the watch's own stalls taken off), outside every
+   * cache fault on their node and every slow command of it. A diagnosis, not an excuse: a refusal
+   * in one is still a failed request, its example carrying `nodeSilentMs`.
+   */
+  nodeSilences: { count: number; longestMs: number; byNode: Record<string, number> };
   /**
    * strict policy, cluster mode: writes refused because no replica acknowledged the fence in time
    * (`WAIT`; "no replica of cache node … acknowledged"), with no excusing fault: the policy's
@@ -377,12 +390,49 @@ export function refusalExcuse(
 }
 
 /**
+ * The longest silence of the operation's node the watch saw overlapping it (ms, the watch's own
+ * stalls taken off; 0: none): told with a failed request, so that a refusal while the node answered
+ * nobody can be told from one while it answered. It excuses nothing: a silence shorter than the
+ * command timeout cannot alone make a command time out, and the watch cannot tell a node the machine
+ * did not run from one busy with the library's own command (CONSISTENCY.md, "node watch").
+ */
+export function nodeSilentMs(rec: Pick<OpRecord, 'start' | 'end' | 'node'>, silences: readonly NodeSilence[]): number {
+  let longest = 0;
+  for (const s of silences) {
+    if (s.node !== rec.node || s.end < rec.start || s.start > rec.end) continue;
+    longest = Math.max(longest, s.end - s.start - s.ownStallMs);
+  }
+  return Math.round(longest);
+}
+
+/**
  * A refusal whose container itself stood still for at least a quarter of the command timeout while it
  * ran (OpRecord.starvedMs): an answer that arrived meanwhile was read only after the command's timer
  * fired (the timer phase runs before I/O), so the client could not hear its node in time.
  */
 export function starvedDuring(rec: Pick<OpRecord, 'starvedMs'>, commandTimeoutMs: number): boolean {
   return (rec.starvedMs ?? 0) >= commandTimeoutMs / 4;
+}
+
+/** The silences of half a command timeout or more outside every cache fault on their node and every slow command of it. */
+function summarizeSilences(
+  silences: readonly NodeSilence[],
+  faults: readonly FaultWindow[],
+  commandTimeoutMs: number,
+): CheckResult['nodeSilences'] {
+  const out: CheckResult['nodeSilences'] = { count: 0, longestMs: 0, byNode: {} };
+  for (const s of silences) {
+    const ms = s.end - s.start - s.ownStallMs;
+    if (ms < commandTimeoutMs / 2 || s.busyWith !== undefined) continue;
+    const injected = faults.some(
+      (w) => CACHE_FAULTS.has(w.kind) && w.node === s.node && s.end >= w.start && s.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
+    );
+    if (injected) continue;
+    out.count++;
+    out.longestMs = Math.max(out.longestMs, Math.round(ms));
+    out.byNode[s.node] = (out.byNode[s.node] ?? 0) + 1;
+  }
+  return out;
 }
 
 /** A strict refusal for want of a replica's acknowledgement (protocol.ts `unreplicated`): documented, nothing written. */
@@ -629,6 +679,7 @@ export function check(
     failedRequests++;
     failedByReason[reason] = (failedByReason[reason] ?? 0) + 1;
     if (failedExamples.length < 20) {
+      const silent = nodeSilentMs(r, o.nodeSilences ?? []);
       failedExamples.push({
         client: r.client,
         op: r.op,
@@ -640,6 +691,7 @@ export function check(
         message: r.message ?? '',
         reason,
         ...(r.starvedMs !== undefined ? { starvedMs: r.starvedMs } : {}),
+        ...(silent > 0 ? { nodeSilentMs: silent } : {}),
       });
     }
   }
@@ -772,6 +824,7 @@ export function check(
     refusedWrites,
     refusalsCountedFailed,
     refusalsStarved,
+    nodeSilences: summarizeSilences(o.nodeSilences ?? [], faults, o.commandTimeoutMs),
     refusalsUnreplicated,
     byFault,
     dynamoFaultErrors,

@@ -4,7 +4,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { dynamoClientFor } from '../lib/store.ts';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -43,7 +43,7 @@ import {
 } from './history.ts';
 import { defaultKeySpace, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, shuffled, sleep, type Rng } from './rng.ts';
-import { Stack, TABLES } from './stack.ts';
+import { Stack, TABLES, type SlowCommand } from './stack.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker.ts';
 
 export interface RunOptions {
@@ -129,6 +129,8 @@ export interface RunResult extends CheckResult {
   revision: { commit: string; libChanges: string[] };
   options: Omit<RunOptions, 'log' | 'dynamoEndpoint' | 'historyFile'> & { settings: Record<string, string> };
   faults: Partial<Record<FaultKind, number>>;
+  /** Shards mode: every command of SLOW_COMMAND_MS or more the nodes logged (stack.ts slowCommands). */
+  slowCommands: SlowCommand[];
   faultLog: (FaultWindow & { relStartMs: number; durationMs: number })[];
   /** Feed totals (every subscription); replayed: parked invalidations applied; replayRetries: replayer batches retried. */
   stream: { batches: number; records: number; retries: number; hotInvalidations: number; replayed: number; replayRetries: number };
@@ -534,6 +536,12 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
     log,
   });
   log(stack.describe());
+  // Shards mode: each node watched the whole run (network.ts), so that a failed request can be told
+  // to have come while its node answered nobody, no fault injected (checker.ts nodeSilentMs). Cluster
+  // mode is not watched: a failover moves a pair's primary to another port.
+  if (stack.cluster === undefined) {
+    for (const { name } of stack.nodeList(-1)) await stack.network.watch(name, stack.pingPort(name));
+  }
   // The main thread's consumer, replayer and probe (-1) reach DynamoDB directly; client containers
   // through the proxy the `blackhole` fault cuts.
   const env = (container: number): Record<string, string> => ({
@@ -795,7 +803,15 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       writeFileSync(o.historyFile, `${lines.join('\n')}\n`);
       log(`history: ${o.historyFile} (${records.length} records)`);
     }
+    // A silence around a command the node logged as slow (to the second) was the node at work.
+    const slowCommands = await stack.slowCommands();
+    const nodeSilences = (await stack.network.silences()).map((s) => {
+      const slow = slowCommands.find((c) => c.node === s.node && c.at - 1000 <= s.end && c.at + c.durationMs + 1000 >= s.start);
+      return slow === undefined ? s : { ...s, busyWith: slow.command };
+    });
+    if (o.historyFile) appendFileSync(o.historyFile, nodeSilences.map((s) => `${JSON.stringify({ silence: s })}\n`).join(''));
     const result = check(records, nemesis.windows, oob.samples, {
+      nodeSilences,
       policy: o.policy,
       commandTimeoutMs: o.commandTimeoutMs,
       staleBoundMs: 1000 + o.streamPollMs,
@@ -821,6 +837,7 @@ export async function runConsistency(partial: Partial<RunOptions> = {}): Promise
       revision: revision(),
       options: { ...shown, settings: settings(o) },
       ...result,
+      slowCommands,
       faults,
       faultLog: nemesis.windows.map((w) => ({ ...w, relStartMs: Math.round(w.start - t0), durationMs: Math.round(w.end - w.start) })),
       stream: { ...feed.stats, ...streamCounts },

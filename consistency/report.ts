@@ -60,6 +60,14 @@ export function formatReport(r: RunResult): string {
       ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
       ['    strict refusals while their container stood still', String(r.refusalsStarved)],
+      [
+        'node silences, no fault (watch, ≥ ½ command timeout)',
+        `${r.nodeSilences.count}${r.nodeSilences.count ? `, longest ${r.nodeSilences.longestMs} ms, ${JSON.stringify(r.nodeSilences.byNode)}` : ''}`,
+      ],
+      [
+        'commands of ≥ 50 ms on the nodes (SLOWLOG)',
+        `${r.slowCommands.length}${r.slowCommands.length ? ` ${JSON.stringify(Object.fromEntries(r.slowCommands.map((c) => [c.command, r.slowCommands.filter((d) => d.command === c.command).length])))}` : ''}`,
+      ],
       ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],
       ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
       [

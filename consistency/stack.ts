@@ -45,6 +45,23 @@ export interface ClusterShard {
  */
 export const CLUSTER_NODE_TIMEOUT_MS = 15_000;
 
+/**
+ * Shards mode: every command of 50 ms or more on a node is logged (SLOWLOG), so that a node's silence
+ * the watch saw (network.ts) while the node was busy with a command — the library's, the harness's —
+ * is told from one while the machine did not run it (both reported; neither excuses a refusal).
+ */
+export const SLOW_COMMAND_MS = 50;
+const SLOWLOG_ARGS = ['--slowlog-log-slower-than', String(SLOW_COMMAND_MS * 1000), '--slowlog-max-len', '1024'];
+
+/** A command that ran for SLOW_COMMAND_MS or more on a node (SLOWLOG: its start to the second). */
+export interface SlowCommand {
+  node: string;
+  /** When it was logged (ms since the epoch; Redis gives seconds). */
+  at: number;
+  durationMs: number;
+  command: string;
+}
+
 export class Stack {
   private dynamoLocal: DynamoDbLocal | undefined;
   readonly dynamo: DynamoDBClient;
@@ -100,7 +117,7 @@ export class Stack {
       await stack.createTables();
       return stack;
     }
-    const plain = await Promise.all(Array.from({ length: opts.shards }, () => RedisServer.start()));
+    const plain = await Promise.all(Array.from({ length: opts.shards }, () => RedisServer.start({ extraArgs: SLOWLOG_ARGS })));
     const replicated = await startReplicated(network, opts.containers + 1);
     const partitionedShard = Math.min(1, plain.length - 1);
     const partition = await network.proxy((plain[partitionedShard] as RedisServer).port);
@@ -176,6 +193,32 @@ export class Stack {
     return (eps[eps.length - 1] as RemoteProxy).port;
   }
 
+  /**
+   * Shards mode: the commands each node's SLOWLOG holds (a node restarted during the run lost those of
+   * before; the replicated shard's two servers both count as its node).
+   */
+  async slowCommands(): Promise<SlowCommand[]> {
+    if (this.replicated === undefined) return [];
+    const named: [string, RedisServer][] = this.plain.map((s, i) => [`shard${i}`, s]);
+    const name = `shard${this.plain.length}`;
+    named.push([name, this.replicated.primary], [name, this.replicated.replica]);
+    const out: SlowCommand[] = [];
+    for (const [node, server] of named) {
+      const c = server.client({ maxRetriesPerRequest: 1, commandTimeout: 5000 });
+      try {
+        const entries = (await c.call('SLOWLOG', 'GET', '1024')) as [number, number, number, string[]][];
+        for (const [, seconds, micros, args] of entries) {
+          out.push({ node, at: seconds * 1000, durationMs: micros / 1000, command: args.slice(0, 2).join(' ') });
+        }
+      } catch {
+        // A node that does not answer now has no log to give.
+      } finally {
+        c.disconnect();
+      }
+    }
+    return out;
+  }
+
   /** FLUSHALL ASYNC on every node (the replicated shard's primary: its replica follows), as README's map-change procedure does. */
   async flushAll(): Promise<void> {
     await Promise.all(
@@ -213,9 +256,9 @@ export class Stack {
 }
 
 async function startReplicated(network: Network, endpoints: number): Promise<ReplicatedShard> {
-  const primary = await RedisServer.start();
+  const primary = await RedisServer.start({ extraArgs: SLOWLOG_ARGS });
   const link = await network.proxy(primary.port);
-  const replica = await RedisServer.startReplicaOf({ port: link.port });
+  const replica = await RedisServer.startReplicaOf({ port: link.port }, { extraArgs: SLOWLOG_ARGS });
   const eps = await Promise.all(Array.from({ length: endpoints }, () => network.proxy(primary.port)));
   return { primary, replica, link, endpoints: eps };
 }
@@ -250,7 +293,7 @@ export async function failover(
   const oldLink = shard.link;
   shard.primary = shard.replica;
   shard.link = await network.proxy(shard.primary.port);
-  shard.replica = await RedisServer.startReplicaOf({ port: shard.link.port });
+  shard.replica = await RedisServer.startReplicaOf({ port: shard.link.port }, { extraArgs: SLOWLOG_ARGS });
   await oldLink.stop();
   await old.stop();
   return { movedAt, newPrimary: shard.primary.port };

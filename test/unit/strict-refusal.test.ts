@@ -6,8 +6,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { check, refusalExcuse } from '../../consistency/checker.ts';
+import { check, nodeSilentMs, refusalExcuse } from '../../consistency/checker.ts';
 import type { FaultWindow, OpRecord } from '../../consistency/history.ts';
+import type { NodeSilence } from '../../consistency/network.ts';
 
 const COMMAND_TIMEOUT_MS = 300;
 
@@ -140,5 +141,37 @@ describe('strict refusals: excused only until the node answers again plus one co
     const r = check([refusal('shard1', 1100)], [stall], [], { policy: 'available', commandTimeoutMs: COMMAND_TIMEOUT_MS });
     assert.equal(r.refusedWrites, 0);
     assert.equal(r.failedRequests, 1);
+  });
+
+  test('check(): a refusal while its node answered nobody, no fault injected, is still a failed request; its example tells the silence', () => {
+    // Prepare: the watch saw shard0 answer nothing from 5000 to 5350 (350 ms, of which its own thread stood
+    // still 50 ms); shard4 from 9000 to 9300 while it ran a slow command.
+    const silences: NodeSilence[] = [
+      { node: 'shard0', start: 5000, end: 5350, ownStallMs: 50 },
+      { node: 'shard4', start: 9000, end: 9300, ownStallMs: 0, busyWith: 'FLUSHDB' },
+    ];
+    const history = [
+      refusal('shard0', 5100), // during the silence
+      refusal('shard1', 5100), // another node: no silence of its own
+    ];
+    // Act
+    const r = check(history, [], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS, nodeSilences: silences });
+    // Assess
+    assert.equal(r.refusalsCountedFailed, 2);
+    assert.equal(r.failedRequests, 2);
+    const byNode = Object.fromEntries(r.failedExamples.map((e) => [e.key, e.nodeSilentMs]));
+    assert.deepEqual(Object.values(byNode), [300, undefined]);
+    assert.equal(nodeSilentMs(refusal('shard0', 4990), silences), 0, 'before the silence');
+    // Counted among the silences with no fault: shard0's; not shard4's, busy with a command of its own.
+    assert.deepEqual(r.nodeSilences, { count: 1, longestMs: 300, byNode: { shard0: 1 } });
+  });
+
+  test('check(): a silence inside an injected fault on its node, or shorter than half the command timeout, is not counted among the silences with no fault', () => {
+    const silences: NodeSilence[] = [
+      { node: 'shard1', start: 1050, end: 1255, ownStallMs: 0 },
+      { node: 'shard2', start: 7000, end: 7149, ownStallMs: 0 },
+    ];
+    const r = check([], [stall], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS, nodeSilences: silences });
+    assert.equal(r.nodeSilences.count, 0);
   });
 });
