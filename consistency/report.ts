@@ -60,6 +60,12 @@ export function formatReport(r: RunResult): string {
       ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
       ['    strict refusals while their container stood still', String(r.refusalsStarved)],
+      ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],
+      ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
+      [
+        '    stale within R6 bound (available)',
+        `${r.boundedStaleReads.count}${r.boundedStaleReads.count ? `, age ${dist(r.boundedStaleReads.ageMs)} ms, beyond bound ${r.boundedStaleReads.beyondBound}` : ''}`,
+      ],
       [
         'node silences, no fault (watch, ≥ ½ command timeout)',
         `${r.nodeSilences.count}${r.nodeSilences.count ? `, longest ${r.nodeSilences.longestMs} ms, ${JSON.stringify(r.nodeSilences.byNode)}` : ''}`,
@@ -67,12 +73,6 @@ export function formatReport(r: RunResult): string {
       [
         'commands of ≥ 50 ms on the nodes (SLOWLOG)',
         `${r.slowCommands.length}${r.slowCommands.length ? ` ${JSON.stringify(Object.fromEntries(r.slowCommands.map((c) => [c.command, r.slowCommands.filter((d) => d.command === c.command).length])))}` : ''}`,
-      ],
-      ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],
-      ['    errors while DynamoDB failed', String(r.dynamoFaultErrors)],
-      [
-        '    stale within R6 bound (available)',
-        `${r.boundedStaleReads.count}${r.boundedStaleReads.count ? `, age ${dist(r.boundedStaleReads.ageMs)} ms, beyond bound ${r.boundedStaleReads.beyondBound}` : ''}`,
       ],
       [
         '(d) out-of-band lag ms',
