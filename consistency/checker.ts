@@ -25,7 +25,8 @@
  *   a value whose write started after the read ended.
  * - **Failed request**: an operation that threw, except: a write refused with CacheUnavailable under
  *   the strict policy while a cache fault on the write's own node was on, or before that node's first
- *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write), or while
+ *   answer after it plus one command timeout (`refusalExcuse`; counted as a refused write; a
+ *   partition's only for the containers it cut, and for a refusal by the address it cut), or while
  *   the container stood still (`starvedDuring`; counted apart); any
  *   error in an operation into which the harness injected a DynamoDB fault, or that overlapped a
  *   DynamoDB fault window; an update of an item that does not exist (ItemNotFound, a normal answer).
@@ -374,19 +375,36 @@ export function waitedOnFill(records: readonly OpRecord[]): Map<string, number> 
  * refusal is a failed request. Returns the excusing window, or undefined.
  */
 export function refusalExcuse(
-  rec: Pick<OpRecord, 'client' | 'start' | 'end' | 'node'>,
+  rec: Pick<OpRecord, 'client' | 'start' | 'end' | 'node' | 'message'>,
   windows: readonly FaultWindow[],
   commandTimeoutMs: number,
 ): FaultWindow | undefined {
   if (rec.node === undefined) return undefined;
+  const asked = refusedAt(rec);
   return windows.find(
     (w) =>
       CACHE_FAULTS.has(w.kind) &&
       w.node === rec.node &&
-      (w.clients === undefined || w.clients.includes(rec.client)) &&
+      (w.clients === undefined || w.clients.includes(rec.client) || (w.address !== undefined && sameAddress(asked, w.address))) &&
       rec.end >= w.start &&
       rec.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
   );
+}
+
+/** The address a strict refusal names as the node that did not answer ("cache node <address> cannot …"). */
+export function refusedAt(rec: Pick<OpRecord, 'message'>): string | undefined {
+  return /cache node (\S+) (?:cannot|acknowledged)/.exec(rec.message ?? '')?.[1];
+}
+
+function sameAddress(a: string | undefined, b: string): boolean {
+  if (a === undefined) return false;
+  try {
+    const x = new URL(a);
+    const y = new URL(b);
+    return x.hostname === y.hostname && x.port === y.port;
+  } catch {
+    return false;
+  }
 }
 
 /**

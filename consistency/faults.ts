@@ -296,7 +296,10 @@ export class Nemesis {
         await sleep(ms);
         await partition.heal();
         const name = `shard${this.d.stack.partitionedShard}`;
-        w = await this.answered({ kind, target: `w0↛${name}`, node: name, clients: ['w0'], start, end: now() }, partition.port);
+        w = await this.answered(
+          { kind, target: `w0↛${name}`, node: name, clients: ['w0'], address: partition.url, start, end: now() },
+          partition.port,
+        );
         break;
       }
     }

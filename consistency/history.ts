@@ -192,6 +192,13 @@ export interface FaultWindow {
   /** A node fault that only some containers see (a partition): those; absent: every container. */
   clients?: string[];
   /**
+   * A partition: the address it cut (container w0's own route to the node, a proxy). Another
+   * container that asked the node at that address (the node under w0's shard map, which it fences
+   * while it cannot tell that map's node is its own: ARCHITECTURE.md, "Two maps live at once") was
+   * cut from it too.
+   */
+  address?: string;
+  /**
    * A node fault: when the node first answered a PING again after the fault was lifted (the nemesis
    * pings it until it does). A strict refusal on the node is excused until this + one command timeout.
    */

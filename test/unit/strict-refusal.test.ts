@@ -67,6 +67,43 @@ describe('strict refusals: excused only until the node answers again plus one co
     assert.equal(refusalExcuse(refusal('shard1', 2000 + COMMAND_TIMEOUT_MS + 1, 'w0'), [partition], COMMAND_TIMEOUT_MS), undefined);
   });
 
+  test("a partition also excuses another container's refusal by the address it cut (the node under w0's map), not one by the node's own address", () => {
+    // Prepare: w0 reaches shard1 through a proxy on :44825, cut from 1000 to 2000; shard1's own address is :37655.
+    const partition: FaultWindow = {
+      kind: 'partition',
+      target: 'w0↛shard1',
+      node: 'shard1',
+      clients: ['w0'],
+      address: 'redis://127.0.0.1:44825',
+      start: 1000,
+      end: 2000,
+    };
+    const byProxy = {
+      ...refusal('shard1', 1500, 'w3'),
+      message:
+        'cache node redis://127.0.0.1:44825 cannot be invalidated (no answer from redis://127.0.0.1:44825 within 300 ms); nothing was written',
+    };
+    const byOwnAddress = {
+      ...refusal('shard1', 1500, 'w3'),
+      message:
+        'cache node redis://127.0.0.1:37655 cannot be invalidated (no answer from redis://127.0.0.1:37655 within 300 ms); nothing was written',
+    };
+    // Act / Assess
+    assert.equal(refusalExcuse(byProxy, [partition], COMMAND_TIMEOUT_MS), partition);
+    assert.equal(refusalExcuse(byOwnAddress, [partition], COMMAND_TIMEOUT_MS), undefined);
+    assert.equal(
+      refusalExcuse(
+        { ...byProxy, start: 2000 + COMMAND_TIMEOUT_MS + 1, end: 2000 + COMMAND_TIMEOUT_MS + 2 },
+        [partition],
+        COMMAND_TIMEOUT_MS,
+      ),
+      undefined,
+    );
+    const r = check([byProxy, byOwnAddress], [partition], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    assert.equal(r.refusedWrites, 1);
+    assert.equal(r.failedRequests, 1);
+  });
+
   test('check(): a refusal in a container the partition did not cut is one with no fault on its node', () => {
     const partition: FaultWindow = { kind: 'partition', target: 'w0↛shard1', node: 'shard1', clients: ['w0'], start: 1000, end: 2000 };
     const r = check([refusal('shard1', 1500, 'w2')], [partition], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS });
