@@ -13,8 +13,8 @@ import { now } from './rng.ts';
 /**
  * A stretch in which a watched node answered nothing (no fault injected needed: a redis-server the
  * 2-core machine did not schedule, a fork, a slow command): from the watch's PING (or, after a lost
- * connection, its last answer) to the answer. `ownStallMs`: the longest stall of the network thread's
- * own event loop meanwhile, which the silence may owe to the watcher rather than to the node.
+ * connection, its last answer) to the answer. `ownStallMs`: the network thread's own event-loop
+ * stalls within it, summed (the part of the silence the watcher may owe to itself, not the node).
  */
 export interface NodeSilence {
   node: string;
