@@ -53,7 +53,7 @@ export const CLUSTER_NODE_TIMEOUT_MS = 15_000;
 export const SLOW_COMMAND_MS = 50;
 const SLOWLOG_ARGS = ['--slowlog-log-slower-than', String(SLOW_COMMAND_MS * 1000), '--slowlog-max-len', '1024'];
 
-/** A command that ran for SLOW_COMMAND_MS or more on a node (SLOWLOG: its start to the second). */
+/** A command that ran for SLOW_COMMAND_MS or more on a node (SLOWLOG stamps it when it ends, to the second). */
 export interface SlowCommand {
   node: string;
   /** When it was logged (ms since the epoch; Redis gives seconds). */
