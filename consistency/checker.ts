@@ -165,6 +165,12 @@ export interface CheckResult {
   failedExamples: FailedExample[];
   /** strict policy: writes refused (nothing committed) while a fault on their node was on, or until it answered + one command timeout. */
   refusedWrites: number;
+  /**
+   * Of those, refusals a partition excused in a container it did not cut, by the address it cut (the
+   * node under the cut container's map, fenced while its id was not known here): counted so that a
+   * library that stopped learning node ids would show here, not hide.
+   */
+  refusalsAtCutAddress: number;
   /** strict policy: refusals counted as failed requests (their node answered, or no fault was on their node). */
   refusalsCountedFailed: number;
   /**
@@ -648,6 +654,7 @@ export function check(
   const failedExamples: FailedExample[] = [];
   let refusalsCountedFailed = 0;
   let refusalsStarved = 0;
+  let refusalsAtCutAddress = 0;
   let refusalsUnreplicated = 0;
   const cacheFaults = faults.filter((w) => CACHE_FAULTS.has(w.kind));
   const dynamoFaults = faults.filter((w) => DYNAMO_FAULTS.has(w.kind));
@@ -660,6 +667,7 @@ export function check(
       const excuse = refusalExcuse(r, faults, o.commandTimeoutMs);
       if (excuse !== undefined) {
         refusedWrites++;
+        if (excuse.clients !== undefined && !excuse.clients.includes(r.client)) refusalsAtCutAddress++;
         countFault(excuse.kind).refusalsExcused++;
         continue;
       }
@@ -842,6 +850,7 @@ export function check(
     refusedWrites,
     refusalsCountedFailed,
     refusalsStarved,
+    refusalsAtCutAddress,
     nodeSilences: summarizeSilences(o.nodeSilences ?? [], faults, o.commandTimeoutMs),
     refusalsUnreplicated,
     byFault,

@@ -57,7 +57,10 @@ export function formatReport(r: RunResult): string {
       ['(a) stale reads', String(r.staleReads)],
       ['(b) phantom reads', String(r.phantomReads)],
       ['(c) failed requests', `${r.failedRequests}${r.failedRequests ? ` ${JSON.stringify(r.failedByReason)}` : ''}`],
-      ['    strict refusals excused (node not yet answering)', String(r.refusedWrites)],
+      [
+        '    strict refusals excused (node not yet answering)',
+        `${r.refusedWrites}${r.refusalsAtCutAddress ? ` (${r.refusalsAtCutAddress} in containers a partition did not cut, by the address it cut)` : ''}`,
+      ],
       ['    strict refusals counted failed', String(r.refusalsCountedFailed)],
       ['    strict refusals while their container stood still', String(r.refusalsStarved)],
       ['    strict refusals, no replica acknowledged (documented)', String(r.refusalsUnreplicated)],

@@ -99,8 +99,12 @@ describe('strict refusals: excused only until the node answers again plus one co
       ),
       undefined,
     );
-    const r = check([byProxy, byOwnAddress], [partition], [], { policy: 'strict', commandTimeoutMs: COMMAND_TIMEOUT_MS });
-    assert.equal(r.refusedWrites, 1);
+    const r = check([byProxy, byOwnAddress, refusal('shard1', 1500, 'w0')], [partition], [], {
+      policy: 'strict',
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    assert.equal(r.refusedWrites, 2);
+    assert.equal(r.refusalsAtCutAddress, 1, "w3's, not w0's own");
     assert.equal(r.failedRequests, 1);
   });
 
