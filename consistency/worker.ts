@@ -36,6 +36,7 @@ import {
   type OpRecord,
   type Outcome,
 } from './history.ts';
+import { refusedAt } from './checker.ts';
 import { idOfItem, keySpace, readIdsOf, type KeyRef, type KeySpaceOptions } from './keys.ts';
 import { between, now, pick, rng, sleep, type Rng } from './rng.ts';
 
@@ -357,7 +358,7 @@ async function execute(p: Planned, sweep = false): Promise<void> {
     // A refusal is judged by the node that refused it (named in its message), which under two live
     // maps may be the key's node under the other map; any other write by its own map's node.
     // (Cluster mode's strict refusal for want of a replica names its node too: "no replica of cache node … acknowledged".)
-    const refusedBy = error === 'CacheUnavailable' ? /cache node (\S+) (?:cannot|acknowledged)/.exec(message ?? '')?.[1] : undefined;
+    const refusedBy = error === 'CacheUnavailable' ? refusedAt({ message }) : undefined;
     const node = write ? ((refusedBy !== undefined ? nameOfAddress(refusedBy) : undefined) ?? nodeNameOf(ref)) : undefined;
     buffer.push({
       op,
