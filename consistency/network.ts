@@ -49,7 +49,6 @@ class Watch {
   private sentAt = 0;
   private lastAnswer = now();
   private lostConnection = false;
-  private stopped = false;
 
   constructor(
     private readonly node: string,
@@ -60,7 +59,6 @@ class Watch {
   }
 
   private connect(): void {
-    if (this.stopped) return;
     const socket = net.connect(this.port, '127.0.0.1');
     this.socket = socket;
     socket.setNoDelay(true);
@@ -74,7 +72,7 @@ class Watch {
   }
 
   private ping(): void {
-    if (this.stopped || this.socket === undefined) return;
+    if (this.socket === undefined) return;
     this.sentAt = now();
     this.socket.write('PING\r\n');
   }
@@ -86,11 +84,6 @@ class Watch {
     this.lastAnswer = t;
     if (t - from >= WATCH_MIN_SILENCE_MS) this.found({ node: this.node, start: from, end: t, ownStallMs: 0 });
     setTimeout(() => this.ping(), WATCH_PING_EVERY_MS);
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.socket?.destroy();
   }
 }
 
@@ -113,7 +106,6 @@ if (!isMainThread && parentPort !== null) {
     }
   }, 10).unref();
   const silences: NodeSilence[] = [];
-  const watches: Watch[] = [];
   const found = (s: NodeSilence): void => {
     silences.push(s);
   };
@@ -135,7 +127,7 @@ if (!isMainThread && parentPort !== null) {
           return { id: m.id, port: p.port };
         }
         if (m.op === 'watch') {
-          watches.push(new Watch(m.node, m.port, found));
+          new Watch(m.node, m.port, found); // lives on its socket's events until the thread ends
           return { id: m.id };
         }
         if (m.op === 'silences') return { id: m.id, silences: withOwnStalls() };
