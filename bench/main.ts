@@ -192,6 +192,8 @@ export async function main(opts: MainOptions): Promise<void> {
     figures.dynamoReadsPerOwnWriteNested = writes.dynamoReadsPerOwnWriteNested;
     figures.putVsDynamoP50 = writes.putVsDynamoP50;
     figures.putVsConditionalPutP50 = writes.putVsConditionalPutP50;
+    figures.putFloorVsDynamoP50 = writes.putFloorVsDynamoP50;
+    figures.putOneTripFloorVsDynamoP50 = writes.putOneTripFloorVsDynamoP50;
     figures.updateVsDynamoP50 = writes.updateVsDynamoP50;
     figures.deleteVsDynamoP50 = writes.deleteVsDynamoP50;
     figures.redisRoundTripsPerPut = writes.redisRoundTripsPerWrite.put;

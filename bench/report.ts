@@ -164,7 +164,7 @@ export function markdown(input: {
       `Writes (the Streams consumer running, ${w.consumerRecords} records handled): DynamoDB reads per library write ${fmt(w.dynamoReadsPerOwnWrite, 3)} ` +
         `(reads right after the write ${JSON.stringify(w.sources.afterWrite)}, after the consumer caught up ${JSON.stringify(w.sources.afterCatchUp)}); ` +
         `a put of an item with nested numbers ${fmt(w.dynamoReadsPerOwnWriteNested, 3)} (its read-back). ` +
-        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)} (vs a conditional PutItem ${fmt(w.putVsConditionalPutP50)}), update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
+        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)} (vs a conditional PutItem ${fmt(w.putVsConditionalPutP50)}); the write protocol's floor, its two scripts around the library's conditional PutItem and no library code, ${fmt(w.putFloorVsDynamoP50)} (the end not waited for ${fmt(w.putOneTripFloorVsDynamoP50)}); update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
         `Redis round trips per write: put ${fmt(w.redisRoundTripsPerWrite.put)}, update ${fmt(w.redisRoundTripsPerWrite.update)}, delete ${fmt(w.redisRoundTripsPerWrite.delete)}; ` +
         `one round trip (raw PING, sampled beside the puts) ${us(w.redisRoundTripP50Us)} at p50.`,
       '',
@@ -182,6 +182,15 @@ export function markdown(input: {
       lines.push(
         `| ${kind}${raw.endsWith('conditional') ? ' (raw: conditional)' : ''} | ${us(l?.p50Us)} | ${us(r?.p50Us)} | ${us(l?.p99Us)} | ${us(r?.p99Us)} |`,
       );
+    }
+    // The protocol's floor in the library's column: what the scripts and the PutItem cost alone.
+    const raw = w.stats['dynamo.putitem.c1'];
+    for (const [name, label] of [
+      ['floor', "put's floor (the two scripts and the conditional PutItem, no library code)"],
+      ['floor-one-trip', "put's floor, the end not waited for"],
+    ] as const) {
+      const f = w.stats[`${name}.put.c1`];
+      lines.push(`| ${label} | ${us(f?.p50Us)} | ${us(raw?.p50Us)} | ${us(f?.p99Us)} | ${us(raw?.p99Us)} |`);
     }
   }
   if (cold) {

@@ -15,6 +15,14 @@
  *   is conditional on the version, so `putVsConditionalPutP50` also compares it with a PutItem whose
  *   condition reads the item (DynamoDB Local answers those more slowly). The raw update has the
  *   library's condition and answer (ALL_NEW); the raw delete, like the library's, has none.
+ * - `putFloorVsDynamoP50`, `putOneTripFloorVsDynamoP50`: the write protocol's floor against the same raw
+ *   PutItem, sampled in the same rotation: the library's own `BEGIN_WRITE` and `END_WRITE` scripts,
+ *   through its own node client, around the conditional PutItem a library put sends (its version
+ *   condition, the right version expected), through the bench's raw client, and nothing else: no
+ *   validation, digest, entry encoding or protocol code. The best any implementation of a fence
+ *   raised before the commit and answered before the write returns can do on this machine. The
+ *   one-trip floor sends the `END_WRITE` without waiting for its answer (the least G1 allows,
+ *   ARCHITECTURE.md "How a write travels"); the library waits for it.
  * - `redisRoundTripsPerWrite`: Redis commands the library's own node clients send per write, counted
  *   on their `sendCommand` over a loop of puts, updates and deletes at concurrency 1 (each command is
  *   awaited before the next, so commands are round trips); the consumer is paused meanwhile, its
@@ -44,7 +52,11 @@ export interface WritesResult {
   deleteVsDynamoP50: number;
   /** Library put p50 / a raw PutItem with a condition that reads the item (as the library's). */
   putVsConditionalPutP50: number;
-  ratios: { put: number[]; putConditional: number[]; update: number[]; delete: number[] };
+  /** The protocol's floor (both scripts awaited around the library's conditional PutItem) / raw PutItem. */
+  putFloorVsDynamoP50: number;
+  /** The same with the `END_WRITE` sent, not waited for. */
+  putOneTripFloorVsDynamoP50: number;
+  ratios: { put: number[]; putConditional: number[]; floor: number[]; oneTripFloor: number[]; update: number[]; delete: number[] };
   stats: Record<string, RunStats>;
   redisRoundTripsPerWrite: { put: number; update: number; delete: number };
   /** p50 of a raw Redis PING, sampled beside the puts: the cost of one round trip meanwhile. */
@@ -160,6 +172,50 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
     const libPut = async (i: number): Promise<void> => {
       await cache.put(TABLE, userItem(libPutIds[i % n] as string, i));
     };
+    // The protocol's floor (see the top of this file): the scripts on a key of the bench's own, the
+    // entry an item of the same shape's, the PutItem the library's (expecting the version it wrote).
+    const floorNode = cache.shards.nodes[0];
+    if (floorNode === undefined) throw new Error('writes: the library instance has no cache node');
+    const floorVersions = new Map<string, number>();
+    const floorEntry = JSON.stringify(userAttributes('floor', 0));
+    const floorCommit = async (id: string, i: number): Promise<void> => {
+      const expected = floorVersions.get(id) ?? 0;
+      await stack.dynamo.send(
+        new PutItemCommand({
+          TableName: table,
+          Item: { ...userAttributes(id, i), _version: { N: String(expected + 1) } },
+          ...(expected === 0
+            ? { ConditionExpression: 'attribute_not_exists(#ver)', ExpressionAttributeNames: { '#ver': '_version' } }
+            : {
+                ConditionExpression: '#ver = :expected',
+                ExpressionAttributeNames: { '#ver': '_version' },
+                ExpressionAttributeValues: { ':expected': { N: String(expected) } },
+              }),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      floorVersions.set(id, expected + 1);
+    };
+    const floorPut = async (id: string, i: number, awaitEnd: boolean): Promise<void> => {
+      const key = `bench-floor:${id}`;
+      const stamp = `b${i}`;
+      const tag = floorNode.epochTag;
+      await floorNode.client.wtBeginWrite(key, stamp, 3_000, tag);
+      await floorCommit(id, i);
+      const end = floorNode.client.wtEndWrite(
+        key,
+        floorNode.sealKeyFor(key),
+        stamp,
+        `e${i}`,
+        'store',
+        tag + floorEntry,
+        String(i),
+        60_000,
+        '',
+      );
+      if (awaitEnd) await end;
+      else end.catch(() => undefined);
+    };
     const rawUpdate = async (i: number): Promise<void> => {
       await stack.dynamo.send(
         new UpdateItemCommand({
@@ -190,7 +246,14 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       );
     };
     const runs: Record<string, RunStats[]> = {};
-    const ratios = { put: [] as number[], putConditional: [] as number[], update: [] as number[], delete: [] as number[] };
+    const ratios = {
+      put: [] as number[],
+      putConditional: [] as number[],
+      floor: [] as number[],
+      oneTripFloor: [] as number[],
+      update: [] as number[],
+      delete: [] as number[],
+    };
     for (let r = 0; r <= counts.repeats; r++) {
       await reloadDeletes();
       const out = {
@@ -198,6 +261,8 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
           { name: 'library.put.c1', op: libPut },
           { name: 'dynamo.putitem.c1', op: rawPut },
           { name: 'dynamo.putitem-conditional.c1', op: rawCondPut },
+          { name: 'floor.put.c1', op: (i) => floorPut(`fp${i % n}`, i, true) },
+          { name: 'floor-one-trip.put.c1', op: (i) => floorPut(`f1${i % n}`, i, false) },
           // What one Redis round trip costs meanwhile: a write pays two of them on top of DynamoDB's.
           { name: 'raw.ping.c1', op: () => (stack.raw[0] as (typeof stack.raw)[number]).ping() },
         ])),
@@ -215,12 +280,14 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       const p = (a: string, b: string): number => (out[a] as RunStats).p50Us / (out[b] as RunStats).p50Us;
       ratios.put.push(p('library.put.c1', 'dynamo.putitem.c1'));
       ratios.putConditional.push(p('library.put.c1', 'dynamo.putitem-conditional.c1'));
+      ratios.floor.push(p('floor.put.c1', 'dynamo.putitem.c1'));
+      ratios.oneTripFloor.push(p('floor-one-trip.put.c1', 'dynamo.putitem.c1'));
       ratios.update.push(p('library.update.c1', 'dynamo.updateitem.c1'));
       ratios.delete.push(p('library.delete.c1', 'dynamo.deleteitem.c1'));
     }
     const stats = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, medianStats(v)]));
     log(
-      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))} (vs a conditional PutItem ${ratios.putConditional.map((x) => x.toFixed(2))}), update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
+      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))} (vs a conditional PutItem ${ratios.putConditional.map((x) => x.toFixed(2))}; the protocol's floor ${ratios.floor.map((x) => x.toFixed(2))}, with the end not waited for ${ratios.oneTripFloor.map((x) => x.toFixed(2))}), update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
     );
 
     // --- Redis round trips per write ----------------------------------------------------------
@@ -251,6 +318,8 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       sources: { afterWrite: own.afterWrite, afterCatchUp: own.afterCatchUp },
       putVsDynamoP50: median(ratios.put),
       putVsConditionalPutP50: median(ratios.putConditional),
+      putFloorVsDynamoP50: median(ratios.floor),
+      putOneTripFloorVsDynamoP50: median(ratios.oneTripFloor),
       updateVsDynamoP50: median(ratios.update),
       deleteVsDynamoP50: median(ratios.delete),
       ratios,
