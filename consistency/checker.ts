@@ -389,12 +389,19 @@ export function refusalExcuse(
   const asked = refusedAt(rec);
   return windows.find(
     (w) =>
-      CACHE_FAULTS.has(w.kind) &&
-      w.node === rec.node &&
-      (w.clients === undefined || w.clients.includes(rec.client) || (w.address !== undefined && sameAddress(asked, w.address))) &&
-      rec.end >= w.start &&
-      rec.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
+      onNodeUntilAnswered(w, rec.node as string, rec, commandTimeoutMs) &&
+      (w.clients === undefined || w.clients.includes(rec.client) || (w.address !== undefined && sameAddress(asked, w.address))),
   );
+}
+
+/** `w` is a cache fault on `node` overlapping `span`, counted until the node answered again plus one command timeout. */
+function onNodeUntilAnswered(w: FaultWindow, node: string, span: { start: number; end: number }, commandTimeoutMs: number): boolean {
+  return CACHE_FAULTS.has(w.kind) && w.node === node && span.end >= w.start && span.start <= (w.answeredAt ?? w.end) + commandTimeoutMs;
+}
+
+/** How long a silence was the node's: its length less the watcher's own stalls within it. */
+function silentMs(s: NodeSilence): number {
+  return s.end - s.start - s.ownStallMs;
 }
 
 /** The address a strict refusal names as the node that did not answer ("cache node <address> cannot …"). */
@@ -424,7 +431,7 @@ export function nodeSilentMs(rec: Pick<OpRecord, 'start' | 'end' | 'node'>, sile
   let longest = 0;
   for (const s of silences) {
     if (s.node !== rec.node || s.end < rec.start || s.start > rec.end) continue;
-    longest = Math.max(longest, s.end - s.start - s.ownStallMs);
+    longest = Math.max(longest, silentMs(s));
   }
   return Math.round(longest);
 }
@@ -446,12 +453,9 @@ function summarizeSilences(
 ): CheckResult['nodeSilences'] {
   const out: CheckResult['nodeSilences'] = { count: 0, longestMs: 0, byNode: {} };
   for (const s of silences) {
-    const ms = s.end - s.start - s.ownStallMs;
+    const ms = silentMs(s);
     if (ms < commandTimeoutMs / 2 || s.busyWith !== undefined) continue;
-    const injected = faults.some(
-      (w) => CACHE_FAULTS.has(w.kind) && w.node === s.node && s.end >= w.start && s.start <= (w.answeredAt ?? w.end) + commandTimeoutMs,
-    );
-    if (injected) continue;
+    if (faults.some((w) => onNodeUntilAnswered(w, s.node, s, commandTimeoutMs))) continue;
     out.count++;
     out.longestMs = Math.max(out.longestMs, Math.round(ms));
     out.byNode[s.node] = (out.byNode[s.node] ?? 0) + 1;
