@@ -75,7 +75,7 @@ export function formatReport(r: RunResult): string {
       ],
       [
         'commands of ≥ 50 ms on the nodes (SLOWLOG)',
-        `${r.slowCommands.length}${r.slowCommands.length ? ` ${JSON.stringify(Object.fromEntries(r.slowCommands.map((c) => [c.command, r.slowCommands.filter((d) => d.command === c.command).length])))}` : ''}`,
+        `${r.slowCommands.length}${r.slowCommands.length ? ` ${JSON.stringify(countBy(r.slowCommands.map((c) => c.command)))}` : ''}`,
       ],
       [
         '(d) out-of-band lag ms',
@@ -146,4 +146,11 @@ export function formatReport(r: RunResult): string {
       : `VIOLATED (${r.verdict.policy}): ${r.verdict.violations.join('; ')}`,
   );
   return out.join('\n');
+}
+
+/** How many times each value occurs. */
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }
