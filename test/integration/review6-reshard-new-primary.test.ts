@@ -21,7 +21,14 @@ describe('review6: cluster mode, a slot migrating to a new primary that owns non
     const x = cluster.replicas[2]!;
     const oldId = String(await call(x, 'CLUSTER', 'MYID'));
     await call(x, 'CLUSTER', 'RESET', 'HARD');
-    for (const s of cluster.servers) if (s !== x) await call(s, 'CLUSTER', 'FORGET', oldId);
+    // A server that has not learnt X's old id yet (gossip) has nothing to forget: "Unknown node" is the
+    // state FORGET is for (seen once in CI, 2026-11-26 21:47).
+    for (const s of cluster.servers) {
+      if (s === x) continue;
+      await call(s, 'CLUSTER', 'FORGET', oldId).catch((err: unknown) => {
+        if (!/^ERR Unknown node/.test(err instanceof Error ? err.message : String(err))) throw err;
+      });
+    }
     const a = cluster.primaries[0]!;
     const busPort = ((await call(a, 'CONFIG', 'GET', 'cluster-port')) as string[])[1]!;
     await call(x, 'CLUSTER', 'MEET', '127.0.0.1', a.port, busPort);
