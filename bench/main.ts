@@ -194,6 +194,7 @@ export async function main(opts: MainOptions): Promise<void> {
     figures.putVsConditionalPutP50 = writes.putVsConditionalPutP50;
     figures.putFloorVsDynamoP50 = writes.putFloorVsDynamoP50;
     figures.putOneTripFloorVsDynamoP50 = writes.putOneTripFloorVsDynamoP50;
+    figures.putVsFloorP50 = writes.putVsFloorP50;
     figures.updateVsDynamoP50 = writes.updateVsDynamoP50;
     figures.deleteVsDynamoP50 = writes.deleteVsDynamoP50;
     figures.redisRoundTripsPerPut = writes.redisRoundTripsPerWrite.put;

@@ -22,7 +22,9 @@
  *   validation, digest, entry encoding or protocol code. The best any implementation of a fence
  *   raised before the commit and answered before the write returns can do on this machine. The
  *   one-trip floor sends the `END_WRITE` without waiting for its answer (the least G1 allows,
- *   ARCHITECTURE.md "How a write travels"); the library waits for it.
+ *   ARCHITECTURE.md "How a write travels"); the library waits for it. `putVsFloorP50` is the library's
+ *   put against that floor, sampled in the same rotation: what the library's own code adds to the
+ *   protocol's cost, whatever DynamoDB's latency.
  * - `redisRoundTripsPerWrite`: Redis commands the library's own node clients send per write, counted
  *   on their `sendCommand` over a loop of puts, updates and deletes at concurrency 1 (each command is
  *   awaited before the next, so commands are round trips); the consumer is paused meanwhile, its
@@ -56,7 +58,17 @@ export interface WritesResult {
   putFloorVsDynamoP50: number;
   /** The same with the `END_WRITE` sent, not waited for. */
   putOneTripFloorVsDynamoP50: number;
-  ratios: { put: number[]; putConditional: number[]; floor: number[]; oneTripFloor: number[]; update: number[]; delete: number[] };
+  /** Library put p50 / the floor's p50: what the library's own code adds to the protocol's cost. */
+  putVsFloorP50: number;
+  ratios: {
+    put: number[];
+    putConditional: number[];
+    floor: number[];
+    oneTripFloor: number[];
+    putVsFloor: number[];
+    update: number[];
+    delete: number[];
+  };
   stats: Record<string, RunStats>;
   redisRoundTripsPerWrite: { put: number; update: number; delete: number };
   /** p50 of a raw Redis PING, sampled beside the puts: the cost of one round trip meanwhile. */
@@ -251,6 +263,7 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       putConditional: [] as number[],
       floor: [] as number[],
       oneTripFloor: [] as number[],
+      putVsFloor: [] as number[],
       update: [] as number[],
       delete: [] as number[],
     };
@@ -282,12 +295,13 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       ratios.putConditional.push(p('library.put.c1', 'dynamo.putitem-conditional.c1'));
       ratios.floor.push(p('floor.put.c1', 'dynamo.putitem.c1'));
       ratios.oneTripFloor.push(p('floor-one-trip.put.c1', 'dynamo.putitem.c1'));
+      ratios.putVsFloor.push(p('library.put.c1', 'floor.put.c1'));
       ratios.update.push(p('library.update.c1', 'dynamo.updateitem.c1'));
       ratios.delete.push(p('library.delete.c1', 'dynamo.deleteitem.c1'));
     }
     const stats = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, medianStats(v)]));
     log(
-      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))} (vs a conditional PutItem ${ratios.putConditional.map((x) => x.toFixed(2))}; the protocol's floor ${ratios.floor.map((x) => x.toFixed(2))}, with the end not waited for ${ratios.oneTripFloor.map((x) => x.toFixed(2))}), update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
+      `writes: p50 ratios put ${ratios.put.map((x) => x.toFixed(2))} (vs a conditional PutItem ${ratios.putConditional.map((x) => x.toFixed(2))}; the protocol's floor ${ratios.floor.map((x) => x.toFixed(2))}, with the end not waited for ${ratios.oneTripFloor.map((x) => x.toFixed(2))}; put vs the floor ${ratios.putVsFloor.map((x) => x.toFixed(2))}), update ${ratios.update.map((x) => x.toFixed(2))}, delete ${ratios.delete.map((x) => x.toFixed(2))}`,
     );
 
     // --- Redis round trips per write ----------------------------------------------------------
@@ -320,6 +334,7 @@ export async function runWrites(stack: BenchStack, counts: WritesCounts, log: (m
       putVsConditionalPutP50: median(ratios.putConditional),
       putFloorVsDynamoP50: median(ratios.floor),
       putOneTripFloorVsDynamoP50: median(ratios.oneTripFloor),
+      putVsFloorP50: median(ratios.putVsFloor),
       updateVsDynamoP50: median(ratios.update),
       deleteVsDynamoP50: median(ratios.delete),
       ratios,
