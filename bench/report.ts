@@ -164,7 +164,7 @@ export function markdown(input: {
       `Writes (the Streams consumer running, ${w.consumerRecords} records handled): DynamoDB reads per library write ${fmt(w.dynamoReadsPerOwnWrite, 3)} ` +
         `(reads right after the write ${JSON.stringify(w.sources.afterWrite)}, after the consumer caught up ${JSON.stringify(w.sources.afterCatchUp)}); ` +
         `a put of an item with nested numbers ${fmt(w.dynamoReadsPerOwnWriteNested, 3)} (its read-back). ` +
-        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)} (vs a conditional PutItem ${fmt(w.putVsConditionalPutP50)}); the write protocol's floor, its two scripts around the library's conditional PutItem and no library code, ${fmt(w.putFloorVsDynamoP50)} (the end not waited for ${fmt(w.putOneTripFloorVsDynamoP50)}), so the library's put is ${fmt(w.putVsFloorP50)} of that floor; update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
+        `p50 vs raw DynamoDB (c1): put ${fmt(w.putVsDynamoP50)} (vs a conditional PutItem ${fmt(w.putVsConditionalPutP50)}); the write protocol's floor, its two scripts around the library's conditional PutItem and no library code, ${fmt(w.putFloorVsDynamoP50)} (the end not waited for ${fmt(w.putOneTripFloorVsDynamoP50)}), so the library's put is ${fmt(w.putVsFloorP50)} times that floor; update ${fmt(w.updateVsDynamoP50)}, delete ${fmt(w.deleteVsDynamoP50)}. ` +
         `Redis round trips per write: put ${fmt(w.redisRoundTripsPerWrite.put)}, update ${fmt(w.redisRoundTripsPerWrite.update)}, delete ${fmt(w.redisRoundTripsPerWrite.delete)}; ` +
         `one round trip (raw PING, sampled beside the puts) ${us(w.redisRoundTripP50Us)} at p50.`,
       '',
